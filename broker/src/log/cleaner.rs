@@ -1,0 +1,838 @@
+//! Log compaction (`cleanup.policy=compact`), as Kafka's `LogCleaner` does it.
+//!
+//! This part is the pure, byte-level core, independent of segments and files:
+//!
+//! 1. [`build_offset_map`] scans record batches and remembers, for every key, the offset of the
+//!    newest record with that key ([`OffsetMap`]).
+//! 2. [`filter_batches`] rewrites record batches, keeping only records that are still the
+//!    newest for their key (plus records without a key), and optionally dropping tombstones.
+//!
+//! Rewriting never renumbers anything: a retained record keeps its offset, and a rebuilt batch
+//! keeps its base offset, last offset delta, base timestamp, attributes (codec, timestamp type,
+//! transactional flag) and producer fields, so offsets, timestamps and producer state read the
+//! same to consumers and followers as before compaction. A batch with nothing to remove is
+//! copied byte for byte; a batch with nothing left is dropped.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::batch::{assemble_batch, BatchFields, BatchIter, BatchView, Compression};
+use super::compression::{compress, decompress};
+use super::partition_log::PartitionLog;
+use super::record::{RecordIter, RecordView};
+use super::segment::{segment_paths, LogSegment};
+use super::LogError;
+
+/// Key bytes -> offset of the newest record with that key (Kafka's `OffsetMap`).
+#[derive(Debug, Default, Clone)]
+pub struct OffsetMap {
+    offsets: HashMap<Vec<u8>, i64>,
+    latest_offset: Option<i64>,
+}
+
+impl OffsetMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of distinct keys.
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// The offset of the newest record seen with `key`.
+    pub fn get(&self, key: &[u8]) -> Option<i64> {
+        self.offsets.get(key).copied()
+    }
+
+    /// Records that the record at `offset` has `key`. The map keeps the highest offset per key,
+    /// so inserting out of order cannot make an older record look newest.
+    pub fn insert(&mut self, key: &[u8], offset: i64) {
+        match self.offsets.get_mut(key) {
+            Some(existing) => *existing = (*existing).max(offset),
+            None => {
+                self.offsets.insert(key.to_vec(), offset);
+            }
+        }
+        self.latest_offset = Some(self.latest_offset.map_or(offset, |o| o.max(offset)));
+    }
+
+    /// The highest offset inserted so far (Kafka: `OffsetMap.latestOffset`), i.e. where the
+    /// scanned ("dirty") range ends.
+    pub fn latest_offset(&self) -> Option<i64> {
+        self.latest_offset
+    }
+}
+
+/// Counters from one [`filter_batches`] call. Control batches count as read and written, their
+/// records as read and kept.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CleanStats {
+    pub batches_read: u64,
+    pub batches_written: u64,
+    pub records_read: u64,
+    pub records_kept: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+impl CleanStats {
+    /// Adds another call's counters to these.
+    pub fn add(&mut self, other: &CleanStats) {
+        self.batches_read += other.batches_read;
+        self.batches_written += other.batches_written;
+        self.records_read += other.records_read;
+        self.records_kept += other.records_kept;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+    }
+}
+
+/// The decompressed records section of a batch, borrowed when it was not compressed.
+///
+/// A batch with no records and no payload is left alone whatever its codec: Kafka writes such
+/// empty batches (`DefaultRecordBatch.writeEmptyHeader`) with the original attributes, to keep a
+/// producer's last sequence after compaction removed all its records.
+fn records_section<'a>(
+    view: &BatchView<'a>,
+    decompress_limit: usize,
+) -> Result<(Compression, Cow<'a, [u8]>), LogError> {
+    let codec = view.compression()?;
+    let raw = view.records_payload();
+    let payload = match codec {
+        Compression::None => Cow::Borrowed(raw),
+        _ if raw.is_empty() && view.records_count() == 0 => Cow::Borrowed(raw),
+        _ => Cow::Owned(decompress(codec, raw, decompress_limit)?),
+    };
+    Ok((codec, payload))
+}
+
+/// The absolute offset of `record` in the batch `view`.
+fn record_offset(view: &BatchView<'_>, record: &RecordView<'_>) -> Result<i64, LogError> {
+    view.base_offset().checked_add(i64::from(record.offset_delta)).ok_or_else(|| {
+        LogError::CorruptBatch(format!(
+            "offset delta {} overflows base offset {}",
+            record.offset_delta,
+            view.base_offset()
+        ))
+    })
+}
+
+/// Adds every keyed record in `batches` (complete v2 batches, back to back, in offset order) to
+/// `map`, so that it ends up holding the newest offset of each key. Control batches (transaction
+/// markers) are skipped. Batches are parsed without a CRC check; compressed records sections are
+/// decompressed up to `decompress_limit` bytes each.
+pub fn build_offset_map(
+    batches: &[u8],
+    map: &mut OffsetMap,
+    decompress_limit: usize,
+) -> Result<(), LogError> {
+    for item in BatchIter::new(batches, false) {
+        let (_, view) = item?;
+        if view.is_control() {
+            continue;
+        }
+        let (_, payload) = records_section(&view, decompress_limit)?;
+        for record in RecordIter::new(&payload, view.records_count()) {
+            let record = record?;
+            if let Some(key) = record.key {
+                map.insert(key, record_offset(&view, &record)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies `batches` (complete v2 batches, back to back) to `out`, keeping only the records that
+/// survive compaction against `map`:
+///
+/// - a record without a key is kept;
+/// - a keyed record is kept if `map` has no newer offset for its key;
+/// - with `remove_tombstones`, a kept record with a null value (a tombstone) is dropped, keyed
+///   or not.
+///
+/// Control batches are copied verbatim. A batch whose records are all kept is copied byte for
+/// byte; a batch with none kept is left out. Otherwise the batch is rebuilt from the retained
+/// records' bytes, recompressed with its own codec, with its header fields (base offset, last
+/// offset delta, timestamps, attributes, producer fields) unchanged and its length, record
+/// count and CRC recomputed.
+///
+/// Each batch's CRC is verified first: a rebuilt batch gets a fresh CRC, which would otherwise
+/// turn a corrupted batch into one that looks valid. Compressed records sections are
+/// decompressed up to `decompress_limit` bytes each. On error, `out` may hold the batches
+/// written before the failing one.
+pub fn filter_batches(
+    batches: &[u8],
+    map: &OffsetMap,
+    remove_tombstones: bool,
+    decompress_limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<CleanStats, LogError> {
+    let mut stats = CleanStats::default();
+    for item in BatchIter::new(batches, true) {
+        let (_, view) = item?;
+        stats.batches_read += 1;
+        stats.bytes_read += view.size() as u64;
+        // `parse` rejects negative counts, so this conversion cannot fail on a parsed batch.
+        let count = u64::try_from(view.records_count()).unwrap_or(0);
+        stats.records_read += count;
+        if view.is_control() {
+            stats.records_kept += count;
+            write_verbatim(&view, out, &mut stats);
+            continue;
+        }
+
+        let (codec, payload) = records_section(&view, decompress_limit)?;
+        let mut retained: Vec<&[u8]> = Vec::new();
+        let mut dropped_any = false;
+        for record in RecordIter::new(&payload, view.records_count()) {
+            let record = record?;
+            if should_keep(&view, &record, map, remove_tombstones)? {
+                retained.push(record.raw);
+            } else {
+                dropped_any = true;
+            }
+        }
+        stats.records_kept += retained.len() as u64;
+
+        if !dropped_any {
+            write_verbatim(&view, out, &mut stats);
+        } else if !retained.is_empty() {
+            let kept_count = i32::try_from(retained.len())
+                .map_err(|_| LogError::CorruptBatch("too many records in a batch".into()))?;
+            let records = retained.concat();
+            let records = match codec {
+                Compression::None => records,
+                _ => compress(codec, &records)?,
+            };
+            let rebuilt = assemble_batch(&BatchFields::of(&view), kept_count, &records);
+            stats.batches_written += 1;
+            stats.bytes_written += rebuilt.len() as u64;
+            out.extend_from_slice(&rebuilt);
+        }
+    }
+    Ok(stats)
+}
+
+/// Whether `record` survives compaction (see [`filter_batches`]).
+fn should_keep(
+    view: &BatchView<'_>,
+    record: &RecordView<'_>,
+    map: &OffsetMap,
+    remove_tombstones: bool,
+) -> Result<bool, LogError> {
+    let newest = match record.key.and_then(|key| map.get(key)) {
+        Some(latest) => latest <= record_offset(view, record)?,
+        None => true,
+    };
+    Ok(newest && !(remove_tombstones && record.is_tombstone()))
+}
+
+fn write_verbatim(view: &BatchView<'_>, out: &mut Vec<u8>, stats: &mut CleanStats) {
+    out.extend_from_slice(view.bytes());
+    stats.batches_written += 1;
+    stats.bytes_written += view.size() as u64;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment selection and swap: the part of compaction that touches the partition log.
+// ---------------------------------------------------------------------------------------------
+
+/// Suffix of a segment being written by the cleaner.
+pub const CLEANED_SUFFIX: &str = ".cleaned";
+/// Suffix of a cleaned segment about to replace the live one (the commit point is the rename of
+/// the `.log.swap` file).
+pub const SWAP_SUFFIX: &str = ".swap";
+
+/// Flushes the output buffer into the cleaned segment once it holds this much.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Finishes or rolls back a cleaner swap interrupted by a crash: `.cleaned` files are
+/// discarded; a `.log.swap` file means the swap was committed, so it replaces the live segment.
+pub fn complete_interrupted_swaps(dir: &std::path::Path) -> Result<(), LogError> {
+    let io = |e| LogError::io(dir)(e);
+    let mut committed = Vec::new();
+    let mut stray = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(CLEANED_SUFFIX) {
+            stray.push(entry.path());
+        } else if let Some(stem) = name.strip_suffix(".log.swap") {
+            if let Ok(base) = stem.parse::<i64>() {
+                committed.push(base);
+            }
+        } else if name.ends_with(SWAP_SUFFIX) {
+            stray.push(entry.path());
+        }
+    }
+    for base in &committed {
+        let live = segment_paths(dir, *base, "");
+        let swap = segment_paths(dir, *base, SWAP_SUFFIX);
+        for (from, to) in swap.iter().zip(live.iter()) {
+            if from.exists() {
+                std::fs::rename(from, to).map_err(LogError::io(to))?;
+            } else {
+                // The index was not swapped: remove the live one, it is rebuilt on open.
+                let _ = std::fs::remove_file(to);
+            }
+        }
+    }
+    for path in stray {
+        let is_committed_index = committed.iter().any(|b| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{b:020}")))
+        });
+        if !is_committed_index {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    Ok(())
+}
+
+/// Compacts a log's cleanable segments: every non-active segment wholly below the high
+/// watermark whose newest record is older than `min.compaction.lag.ms`. One pass builds the
+/// key → newest offset map over them, a second rewrites each segment keeping only the newest
+/// record per key (offsets preserved). Tombstones are dropped from segments whose largest
+/// timestamp is older than `delete.retention.ms`. Each segment is replaced atomically.
+pub fn clean_log(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
+    let now = log.clock().now_ms();
+    let config = log.config().clone();
+    let hw = log.high_watermark();
+    let bases = log.segment_base_offsets();
+    let mut cleanable = Vec::new();
+    for pair in bases.windows(2) {
+        let seg = &log.segments()[&pair[0]];
+        if pair[1] > hw || now - seg.largest_timestamp() < config.min_compaction_lag_ms {
+            break;
+        }
+        cleanable.push(pair[0]);
+    }
+    let mut stats = CleanStats::default();
+    if cleanable.is_empty() {
+        return Ok(stats);
+    }
+    let limit = (config.max_message_bytes as usize).saturating_mul(64).max(64 << 20);
+    let mut map = OffsetMap::new();
+    for base in &cleanable {
+        let mut result = Ok(());
+        log.segments()[base].for_each_batch(|_, view| {
+            if result.is_ok() {
+                result = build_offset_map(view.bytes(), &mut map, limit);
+            }
+        })?;
+        result?;
+    }
+    let dir = log.dir().to_path_buf();
+    for base in cleanable {
+        let seg = &log.segments()[&base];
+        let remove_tombstones = now - seg.largest_timestamp() > config.delete_retention_ms;
+        let mut cleaned = LogSegment::create(&dir, base, &config, now, CLEANED_SUFFIX)?;
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        let mut changed = false;
+        seg.for_each_batch(|_, view| {
+            if result.is_err() {
+                return;
+            }
+            let before = out.len();
+            match filter_batches(view.bytes(), &map, remove_tombstones, limit, &mut out) {
+                Ok(s) => {
+                    changed |=
+                        s.records_kept != s.records_read || out.len() - before != view.size();
+                    stats.add(&s);
+                }
+                Err(e) => result = Err(e),
+            }
+            if out.len() >= WRITE_CHUNK {
+                result = cleaned.append(&out);
+                out.clear();
+            }
+        })?;
+        result?;
+        if !changed {
+            drop(cleaned);
+            for p in segment_paths(&dir, base, CLEANED_SUFFIX) {
+                let _ = std::fs::remove_file(p);
+            }
+            continue;
+        }
+        if !out.is_empty() {
+            cleaned.append(&out)?;
+        }
+        cleaned.seal(true)?;
+        // Commit: rename the indexes, then the log file (the commit point), then go live.
+        cleaned.rename_suffix(&dir, CLEANED_SUFFIX, SWAP_SUFFIX)?;
+        let old = log.segments_mut().remove(&base).expect("cleanable segment");
+        old.delete(&dir)?;
+        cleaned.rename_suffix(&dir, SWAP_SUFFIX, "")?;
+        log.segments_mut().insert(base, cleaned);
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::{BatchMut, HEADER_SIZE};
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression as KpCompression, Record, RecordBatchDecoder, RecordBatchEncoder,
+        RecordEncodeOptions, TimestampType,
+    };
+
+    const LIMIT: usize = 16 << 20;
+    const BASE_TS: i64 = 1_700_000_000_000;
+
+    const CODECS: [(Compression, KpCompression); 5] = [
+        (Compression::None, KpCompression::None),
+        (Compression::Gzip, KpCompression::Gzip),
+        (Compression::Snappy, KpCompression::Snappy),
+        (Compression::Lz4, KpCompression::Lz4),
+        (Compression::Zstd, KpCompression::Zstd),
+    ];
+
+    /// One record of a test batch: offset, key, value.
+    type Spec = (i64, Option<&'static str>, Option<&'static str>);
+
+    fn kp_record(base: i64, (offset, key, value): Spec) -> Record {
+        let mut headers = kafka_protocol::indexmap::IndexMap::new();
+        if offset % 3 == 0 {
+            headers.insert(
+                StrBytes::from_string(format!("h{offset}")),
+                Some(Bytes::from(format!("hv{offset}"))),
+            );
+        }
+        Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 5,
+            producer_id: -1,
+            producer_epoch: -1,
+            // The encoder groups records into one batch while offset - sequence is constant.
+            sequence: -1 + (offset - base) as i32,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            timestamp: BASE_TS + offset * 7,
+            key: key.map(|k| Bytes::from(k.as_bytes().to_vec())),
+            value: value.map(|v| Bytes::from(v.as_bytes().to_vec())),
+            headers,
+        }
+    }
+
+    /// Encodes `records` as exactly one batch with kafka-protocol, the way a client would.
+    fn encode(records: &[Record], codec: KpCompression) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: codec };
+        RecordBatchEncoder::encode(&mut buf, records, &options).unwrap();
+        let view = BatchView::parse_checked(&buf).unwrap();
+        assert_eq!(view.size(), buf.len(), "the encoder split the records into several batches");
+        buf.to_vec()
+    }
+
+    fn batch(specs: &[Spec], codec: KpCompression) -> Vec<u8> {
+        let base = specs[0].0;
+        encode(&specs.iter().map(|&s| kp_record(base, s)).collect::<Vec<_>>(), codec)
+    }
+
+    /// The test partition: batches A-F, at base offsets 0, 5, 8, 10, 13, 15.
+    fn partition() -> Vec<Vec<Spec>> {
+        vec![
+            // A: only the null-key record 2 survives; lastOffsetDelta (4) must be kept.
+            vec![
+                (0, Some("k1"), Some("a")),
+                (1, Some("k2"), Some("b")),
+                (2, None, Some("no-key")),
+                (3, Some("k1"), Some("c")),
+                (4, Some("k3"), Some("d")),
+            ],
+            // B: all newest; loses its tombstones (keyed or not) when tombstones are removed.
+            vec![(5, Some("k2"), None), (6, Some("k4"), Some("e")), (7, None, None)],
+            // C: all newest.
+            vec![(8, Some("k1"), Some("g")), (9, Some("k5"), Some("h"))],
+            // D: nothing to remove, ever.
+            vec![(10, Some("k6"), Some("i")), (11, None, Some("m")), (12, Some("k7"), Some(""))],
+            // E: everything superseded by F.
+            vec![(13, Some("k8"), Some("j")), (14, Some("k8"), Some("k"))],
+            // F: k3's tombstone and the newest k8.
+            vec![(15, Some("k8"), Some("l")), (16, Some("k3"), None)],
+        ]
+    }
+
+    /// What compaction must leave, computed independently of the code under test.
+    fn expected(specs: &[Spec], remove_tombstones: bool) -> Vec<Spec> {
+        specs
+            .iter()
+            .filter(|(offset, key, value)| {
+                let newest = match key {
+                    None => true,
+                    Some(k) => !specs.iter().any(|(o, k2, _)| k2 == &Some(*k) && o > offset),
+                };
+                newest && !(remove_tombstones && value.is_none())
+            })
+            .copied()
+            .collect()
+    }
+
+    /// Decodes with kafka-protocol (CRC, framing and codec checked by a real client library).
+    fn decode_with_client(bytes: &[u8]) -> Vec<kafka_protocol::records::RecordSet> {
+        let mut buf = Bytes::copy_from_slice(bytes);
+        RecordBatchDecoder::decode_all(&mut buf).unwrap()
+    }
+
+    fn clean(input: &[u8], remove_tombstones: bool) -> (Vec<u8>, CleanStats) {
+        let mut map = OffsetMap::new();
+        build_offset_map(input, &mut map, LIMIT).unwrap();
+        let mut out = Vec::new();
+        let stats = filter_batches(input, &map, remove_tombstones, LIMIT, &mut out).unwrap();
+        (out, stats)
+    }
+
+    fn views(bytes: &[u8]) -> Vec<BatchView<'_>> {
+        BatchIter::new(bytes, true).map(|b| b.unwrap().1).collect()
+    }
+
+    #[test]
+    fn offset_map_keeps_the_newest_offset() {
+        let mut map = OffsetMap::new();
+        assert!(map.is_empty());
+        map.insert(b"a", 3);
+        map.insert(b"a", 7);
+        map.insert(b"a", 5);
+        map.insert(b"", 1);
+        assert_eq!((map.get(b"a"), map.get(b""), map.get(b"b")), (Some(7), Some(1), None));
+        assert_eq!((map.len(), map.latest_offset()), (2, Some(7)));
+    }
+
+    #[test]
+    fn compacts_client_batches_for_every_codec() {
+        for (codec, kp_codec) in CODECS {
+            for remove_tombstones in [false, true] {
+                let specs = partition();
+                let inputs: Vec<Vec<u8>> = specs.iter().map(|s| batch(s, kp_codec)).collect();
+                let input = inputs.concat();
+                let all: Vec<Spec> = specs.concat();
+                let ctx = format!("{codec:?}, remove_tombstones={remove_tombstones}");
+
+                let mut map = OffsetMap::new();
+                build_offset_map(&input, &mut map, LIMIT).unwrap();
+                assert_eq!(map.len(), 8, "{ctx}");
+                assert_eq!(
+                    (map.get(b"k1"), map.get(b"k3"), map.get(b"k8")),
+                    (Some(8), Some(16), Some(15))
+                );
+                assert_eq!(map.latest_offset(), Some(16));
+
+                let mut out = Vec::new();
+                let stats =
+                    filter_batches(&input, &map, remove_tombstones, LIMIT, &mut out).unwrap();
+
+                // A real client reads every surviving record, unchanged, at its original offset.
+                let want = expected(&all, remove_tombstones);
+                let want_offsets: Vec<i64> = if remove_tombstones {
+                    vec![2, 6, 8, 9, 10, 11, 12, 15]
+                } else {
+                    vec![2, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16]
+                };
+                assert_eq!(want.iter().map(|s| s.0).collect::<Vec<_>>(), want_offsets, "{ctx}");
+                let sets = decode_with_client(&out);
+                let got: Vec<&Record> = sets.iter().flat_map(|s| &s.records).collect();
+                assert_eq!(got.len(), want.len(), "{ctx}");
+                for (record, &spec) in got.iter().zip(&want) {
+                    let original = kp_record(0, spec);
+                    assert_eq!(record.offset, spec.0, "{ctx}");
+                    assert_eq!(record.key, original.key, "{ctx} offset {}", spec.0);
+                    assert_eq!(record.value, original.value, "{ctx} offset {}", spec.0);
+                    assert_eq!(record.timestamp, original.timestamp, "{ctx} offset {}", spec.0);
+                    assert_eq!(record.headers, original.headers, "{ctx} offset {}", spec.0);
+                    assert_eq!(record.partition_leader_epoch, 5);
+                }
+                for set in &sets {
+                    assert_eq!(set.compression, kp_codec, "{ctx}: codec changed");
+                }
+
+                // Batch structure: E is gone, the others keep base offset and lastOffsetDelta.
+                let out_views = views(&out);
+                let in_views = views(&input);
+                let shape: Vec<(i64, i32)> =
+                    out_views.iter().map(|v| (v.base_offset(), v.last_offset_delta())).collect();
+                let want_shape = vec![(0, 4), (5, 2), (8, 1), (10, 2), (15, 1)];
+                assert_eq!(shape, want_shape, "{ctx}");
+                for v in &out_views {
+                    let original = in_views.iter().find(|i| i.base_offset() == v.base_offset());
+                    let original = original.unwrap();
+                    assert_eq!(v.attributes(), original.attributes(), "{ctx}");
+                    assert_eq!(v.base_timestamp(), original.base_timestamp(), "{ctx}");
+                    assert_eq!(v.max_timestamp(), original.max_timestamp(), "{ctx}");
+                    assert_eq!(v.partition_leader_epoch(), 5, "{ctx}");
+                    assert_eq!(v.compression().unwrap(), codec, "{ctx}");
+                }
+
+                // Batches with nothing to remove are byte-identical; A is rebuilt.
+                let identical: &[usize] = if remove_tombstones { &[2, 3] } else { &[1, 2, 3, 5] };
+                for &i in identical {
+                    let base = in_views[i].base_offset();
+                    let v = out_views.iter().find(|v| v.base_offset() == base).unwrap();
+                    assert_eq!(v.bytes(), &inputs[i][..], "{ctx}: batch {i} was rewritten");
+                }
+                assert_eq!(out_views[0].records_count(), 1);
+                assert_ne!(out_views[0].bytes(), &inputs[0][..]);
+
+                let kept = want.len() as u64;
+                let want_stats = CleanStats {
+                    batches_read: 6,
+                    batches_written: 5,
+                    records_read: 17,
+                    records_kept: kept,
+                    bytes_read: input.len() as u64,
+                    bytes_written: out.len() as u64,
+                };
+                assert_eq!(stats, want_stats, "{ctx}");
+            }
+        }
+    }
+
+    #[test]
+    fn compaction_is_idempotent() {
+        for (_, kp_codec) in CODECS {
+            let input: Vec<u8> = partition().iter().flat_map(|s| batch(s, kp_codec)).collect();
+            let (once, _) = clean(&input, true);
+            let (twice, stats) = clean(&once, true);
+            assert_eq!(once, twice);
+            assert_eq!(stats.records_read, stats.records_kept);
+        }
+    }
+
+    #[test]
+    fn large_multi_block_batches_are_rebuilt() {
+        // 3,000 records of ~100 bytes: several xerial snappy blocks and LZ4 blocks.
+        let keys: Vec<String> = (0..3000).map(|i| format!("key-{}", i % 1000)).collect();
+        let values: Vec<String> = (0..3000).map(|i| format!("{i:0>96}")).collect();
+        for (codec, kp_codec) in CODECS {
+            let records: Vec<Record> = (0..3000)
+                .map(|i| {
+                    let mut r = kp_record(0, (i as i64, None, None));
+                    r.key = Some(Bytes::from(keys[i].clone()));
+                    r.value = Some(Bytes::from(values[i].clone()));
+                    r
+                })
+                .collect();
+            let input = encode(&records, kp_codec);
+            let (out, stats) = clean(&input, false);
+            assert_eq!(stats.records_kept, 1000, "{codec:?}");
+            let sets = decode_with_client(&out);
+            assert_eq!(sets.len(), 1);
+            let offsets: Vec<i64> = sets[0].records.iter().map(|r| r.offset).collect();
+            assert_eq!(offsets, (2000..3000).collect::<Vec<i64>>(), "{codec:?}");
+            let v = BatchView::parse_checked(&out).unwrap();
+            assert_eq!(
+                (v.base_offset(), v.last_offset_delta(), v.records_count()),
+                (0, 2999, 1000)
+            );
+            if codec != Compression::None {
+                assert!(v.size() < 1000 * 100, "{codec:?} output is not compressed");
+            }
+        }
+    }
+
+    #[test]
+    fn producer_fields_and_control_batches_are_preserved() {
+        for (codec, kp_codec) in CODECS {
+            let pid = 4242;
+            let data: Vec<Record> = [
+                (100, Some("t"), Some("old")),
+                (101, Some("u"), Some("x")),
+                (102, Some("t"), Some("new")),
+            ]
+            .into_iter()
+            .map(|spec| {
+                let mut r = kp_record(100, spec);
+                r.transactional = true;
+                r.producer_id = pid;
+                r.producer_epoch = 3;
+                r.sequence = 17 + (spec.0 - 100) as i32;
+                r
+            })
+            .collect();
+            // A COMMIT marker: key = (version 0, type 1), value = (version 0, coordinator epoch).
+            // Its key bytes equal the data key [0, 0, 0, 1] below, which must not be superseded.
+            let mut marker = kp_record(103, (103, None, None));
+            marker.transactional = true;
+            marker.control = true;
+            marker.producer_id = pid;
+            marker.producer_epoch = 3;
+            marker.key = Some(Bytes::from_static(&[0, 0, 0, 1]));
+            marker.value = Some(Bytes::from_static(&[0, 0, 0, 0, 0, 9]));
+            marker.headers.clear();
+            let keyed_like_marker = {
+                let mut r = kp_record(99, (99, None, Some("v")));
+                r.key = Some(Bytes::from_static(&[0, 0, 0, 1]));
+                r
+            };
+
+            let before = encode(&[keyed_like_marker], kp_codec);
+            let txn = encode(&data, kp_codec);
+            let control = encode(&[marker], KpCompression::None);
+            let input = [before.clone(), txn.clone(), control.clone()].concat();
+            let (out, stats) = clean(&input, true);
+
+            let out_views = views(&out);
+            assert_eq!(out_views.len(), 3, "{codec:?}");
+            assert_eq!(out_views[0].bytes(), &before[..], "{codec:?}: marker key superseded data");
+            assert_eq!(out_views[2].bytes(), &control[..], "{codec:?}: control batch changed");
+            let (rebuilt, original) = (out_views[1], BatchView::parse(&txn).unwrap());
+            assert_eq!(rebuilt.producer_id(), pid);
+            assert_eq!(rebuilt.producer_epoch(), 3);
+            assert_eq!(rebuilt.base_sequence(), 17);
+            assert!(rebuilt.is_transactional());
+            assert_eq!(rebuilt.attributes(), original.attributes());
+            assert_eq!((rebuilt.last_offset_delta(), rebuilt.records_count()), (2, 2));
+            assert_eq!(stats.records_read, 5);
+            assert_eq!(stats.records_kept, 4);
+
+            let sets = decode_with_client(&out);
+            let got: Vec<(i64, bool)> =
+                sets.iter().flat_map(|s| &s.records).map(|r| (r.offset, r.control)).collect();
+            assert_eq!(got, vec![(99, false), (101, false), (102, false), (103, true)]);
+            assert!(sets[1].records.iter().all(|r| r.producer_id == pid && r.transactional));
+        }
+    }
+
+    #[test]
+    fn raw_snappy_batches_from_other_clients_are_cleaned() {
+        // librdkafka-style: the records section is one raw snappy block, no xerial framing.
+        let specs = partition().concat();
+        let records: Vec<Record> = specs.iter().map(|&s| kp_record(0, s)).collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: KpCompression::Snappy };
+        RecordBatchEncoder::encode_with_custom_compression(
+            &mut buf,
+            &records,
+            &options,
+            Some(|records: &mut BytesMut, out: &mut BytesMut, _: KpCompression| {
+                out.extend_from_slice(&snap::raw::Encoder::new().compress_vec(records)?);
+                Ok(())
+            }),
+        )
+        .unwrap();
+        let input = buf.to_vec();
+        assert_ne!(&input[HEADER_SIZE..HEADER_SIZE + 8], b"\x82SNAPPY\0");
+
+        let (out, _) = clean(&input, false);
+        let got: Vec<i64> =
+            decode_with_client(&out).iter().flat_map(|s| &s.records).map(|r| r.offset).collect();
+        assert_eq!(got, expected(&specs, false).iter().map(|s| s.0).collect::<Vec<_>>());
+        // The rebuilt batch is written in the Java producer's xerial framing.
+        assert_eq!(&out[HEADER_SIZE..HEADER_SIZE + 8], b"\x82SNAPPY\0");
+    }
+
+    #[test]
+    fn empty_input_and_empty_map() {
+        let (out, stats) = clean(&[], true);
+        assert!(out.is_empty());
+        assert_eq!(stats, CleanStats::default());
+        // Without an offset map nothing is superseded, but tombstones still go when asked.
+        let input = batch(&partition()[1], KpCompression::Gzip);
+        let mut out = Vec::new();
+        let stats = filter_batches(&input, &OffsetMap::new(), false, LIMIT, &mut out).unwrap();
+        assert_eq!((out.as_slice(), stats.records_kept), (&input[..], 3));
+        out.clear();
+        filter_batches(&input, &OffsetMap::new(), true, LIMIT, &mut out).unwrap();
+        let offsets: Vec<i64> =
+            decode_with_client(&out)[0].records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![6]);
+    }
+
+    #[test]
+    fn empty_batches_are_kept_whatever_their_codec() {
+        for (codec, _) in CODECS {
+            let mut fields = BatchFields::of(
+                &BatchView::parse(&batch(&partition()[4], KpCompression::None)).unwrap(),
+            );
+            fields.attributes |= codec.id();
+            fields.producer_id = 77;
+            let empty = assemble_batch(&fields, 0, &[]);
+            let (out, stats) = clean(&empty, true);
+            assert_eq!(out, empty, "{codec:?}");
+            assert_eq!((stats.records_read, stats.batches_written), (0, 1));
+        }
+    }
+
+    #[test]
+    fn decompress_limit_is_enforced() {
+        let input = batch(&partition()[0], KpCompression::Zstd);
+        let mut map = OffsetMap::new();
+        let r = build_offset_map(&input, &mut map, 10);
+        assert!(matches!(r, Err(LogError::Decompression(_))), "{r:?}");
+        let r = filter_batches(&input, &map, false, 10, &mut Vec::new());
+        assert!(matches!(r, Err(LogError::Decompression(_))), "{r:?}");
+    }
+
+    #[test]
+    fn truncated_input_is_an_error() {
+        for (codec, kp_codec) in CODECS {
+            let first = batch(&partition()[0], kp_codec);
+            let input = [first.clone(), batch(&partition()[1], kp_codec)].concat();
+            for cut in (1..input.len()).filter(|&c| c != first.len()) {
+                let mut map = OffsetMap::new();
+                let r = build_offset_map(&input[..cut], &mut map, LIMIT);
+                assert!(r.is_err(), "{codec:?} map accepted a cut at {cut}");
+                let r = filter_batches(&input[..cut], &map, true, LIMIT, &mut Vec::new());
+                assert!(r.is_err(), "{codec:?} filter accepted a cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_records_section_with_valid_crc_is_an_error() {
+        // The header is consistent (length and CRC recomputed) but the records are cut short:
+        // only decompression or record parsing can notice.
+        for (codec, kp_codec) in CODECS {
+            let original = batch(&partition()[0], kp_codec);
+            for drop in [1, 2, 5] {
+                let mut bad = original[..original.len() - drop].to_vec();
+                let mut m = BatchMut::new(&mut bad);
+                m.set_length_from_buffer();
+                m.update_crc();
+                let r = build_offset_map(&bad, &mut OffsetMap::new(), LIMIT);
+                assert!(r.is_err(), "{codec:?} map accepted {drop} bytes short");
+                let r = filter_batches(&bad, &OffsetMap::new(), false, LIMIT, &mut Vec::new());
+                assert!(r.is_err(), "{codec:?} filter accepted {drop} bytes short");
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_bytes_are_errors_not_panics() {
+        for (codec, kp_codec) in CODECS {
+            let input = batch(&partition()[0], kp_codec);
+            for i in HEADER_SIZE..input.len() {
+                let mut bad = input.clone();
+                bad[i] ^= 0x5a;
+                // The CRC catches it before the batch could be rebuilt with a fresh CRC.
+                let r = filter_batches(&bad, &OffsetMap::new(), true, LIMIT, &mut Vec::new());
+                assert!(matches!(r, Err(LogError::CorruptBatch(_))), "{codec:?} byte {i}");
+                // Without the CRC check, whatever the codec makes of it, nothing panics.
+                let _ = build_offset_map(&bad, &mut OffsetMap::new(), LIMIT);
+                BatchMut::new(&mut bad).update_crc();
+                let _ = filter_batches(&bad, &OffsetMap::new(), true, LIMIT, &mut Vec::new());
+            }
+            // gzip's own CRC32 catches a flip in the deflate stream even with a valid batch CRC.
+            if codec == Compression::Gzip {
+                let mut bad = input.clone();
+                let at = input.len() - 12;
+                bad[at] ^= 0x5a;
+                BatchMut::new(&mut bad).update_crc();
+                let r = build_offset_map(&bad, &mut OffsetMap::new(), LIMIT);
+                assert!(matches!(r, Err(LogError::Decompression(_))), "{r:?}");
+            }
+        }
+    }
+}

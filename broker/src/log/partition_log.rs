@@ -1,0 +1,737 @@
+//! `PartitionLog`: the log of one topic-partition (Kafka's `UnifiedLog` and `LocalLog`).
+//!
+//! It owns the ordered segments, the log start offset, log end offset (LEO), high watermark
+//! (HW, set from outside: on one node HW = LEO) and recovery point, the leader-epoch cache and
+//! `partition.metadata`. Appends validate and stamp whole batches as bytes; reads return whole
+//! batches; recovery, truncation, retention, flushing and compaction all act on whole segments
+//! or batches. Per-data-directory checkpoints and the clean-shutdown marker belong to
+//! [`super::manager::LogManager`], which passes what it read in [`LoadState`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::batch::{BatchIter, BatchMut, BatchView};
+use super::clock::Clock;
+use super::config::LogConfig;
+use super::epoch_cache::LeaderEpochCache;
+use super::segment::{file_name, segment_paths, LogSegment};
+use super::{cleaner, LogError, Result, TopicPartition};
+
+/// ListOffsets' special timestamps.
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const MAX_TIMESTAMP: i64 = -3;
+
+/// Upper bound on a decompressed batch when the log has to look inside one.
+const DECOMPRESS_LIMIT: usize = 512 * 1024 * 1024;
+
+/// What the owner of the data directory knows about this log from its checkpoints.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadState {
+    /// The previous shutdown was clean: segments are trusted (only tails are checked).
+    pub clean_shutdown: bool,
+    /// Offset below which data is known to be flushed; segments from it on are recovered.
+    pub recovery_point: i64,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// What happened while opening a log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub segments_recovered: usize,
+    pub bytes_truncated: u64,
+    pub segments_deleted: usize,
+}
+
+/// Result of an append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
+    /// The broker time stamped into the batches when the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+    pub records: i64,
+    pub bytes: usize,
+}
+
+/// Result of a read.
+#[derive(Clone, Debug, Default)]
+pub struct FetchData {
+    /// Whole record batches, possibly empty (never "null").
+    pub records: Vec<u8>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// The log of one topic-partition.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    tp: TopicPartition,
+    config: LogConfig,
+    clock: Arc<dyn Clock>,
+    segments: BTreeMap<i64, LogSegment>,
+    log_start_offset: i64,
+    high_watermark: i64,
+    recovery_point: i64,
+    epochs: LeaderEpochCache,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+}
+
+fn parse_segment_base(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering as `state` requires.
+    pub fn open(
+        dir: &Path,
+        tp: TopicPartition,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        state: LoadState,
+    ) -> Result<(Self, RecoveryReport)> {
+        std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+        cleaner::complete_interrupted_swaps(dir)?;
+        let now = clock.now_ms();
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(LogError::io(dir))? {
+            let entry = entry.map_err(LogError::io(dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(base) = parse_segment_base(&name) {
+                bases.push(base);
+            } else if name.ends_with(".index") || name.ends_with(".timeindex") {
+                // An index without its log (a crash between deletes): remove it.
+                let stem = name.split('.').next().unwrap_or_default();
+                if !dir.join(format!("{stem}.log")).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        bases.sort_unstable();
+        let mut report = RecoveryReport { segments: bases.len(), ..Default::default() };
+        let mut segments = BTreeMap::new();
+        let mut stop_after: Option<i64> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            if stop_after.is_some() {
+                // A segment before this one was truncated: everything after it is invalid.
+                for path in segment_paths(dir, base, "") {
+                    let _ = std::fs::remove_file(path);
+                }
+                report.segments_deleted += 1;
+                continue;
+            }
+            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
+            let recover = !state.clean_shutdown && next_base > state.recovery_point;
+            let (seg, truncated) = LogSegment::open(dir, base, &config, now, recover)?;
+            if recover {
+                report.segments_recovered += 1;
+            }
+            report.bytes_truncated += truncated;
+            if truncated > 0 && i + 1 < bases.len() {
+                stop_after = Some(base);
+            }
+            segments.insert(base, seg);
+        }
+        // Drop empty non-active segments left behind (e.g. by a crash right after a roll).
+        let empty: Vec<i64> =
+            segments.iter().rev().skip(1).filter(|(_, s)| s.is_empty()).map(|(&b, _)| b).collect();
+        for base in empty {
+            if let Some(seg) = segments.remove(&base) {
+                seg.delete(dir)?;
+            }
+        }
+        if segments.is_empty() {
+            let base = state.log_start_offset.max(0);
+            segments.insert(base, LogSegment::create(dir, base, &config, now, "")?);
+        }
+        let mut log = PartitionLog {
+            dir: dir.into(),
+            tp,
+            config,
+            clock,
+            segments,
+            log_start_offset: 0,
+            high_watermark: 0,
+            recovery_point: 0,
+            epochs: LeaderEpochCache::load(dir)?,
+            unflushed_messages: 0,
+            last_flush_ms: now,
+        };
+        let first_base = *log.segments.keys().next().expect("at least one segment");
+        let leo = log.log_end_offset();
+        log.log_start_offset = state.log_start_offset.clamp(first_base, leo.max(first_base));
+        log.high_watermark = state.high_watermark.clamp(log.log_start_offset, leo);
+        log.recovery_point = state.recovery_point.min(leo);
+        if log.epochs.truncate_from_end(leo) | log.epochs.truncate_from_start(log.log_start_offset)
+        {
+            log.epochs.persist()?;
+        }
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    /// Applies a new topic configuration; it takes effect for the next roll/retention/append.
+    pub fn update_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+    pub fn epoch_entries(&self) -> &[(i32, i64)] {
+        self.epochs.entries()
+    }
+    /// Total bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(LogSegment::size).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+    pub(crate) fn segments(&self) -> &BTreeMap<i64, LogSegment> {
+        &self.segments
+    }
+    pub(crate) fn segments_mut(&mut self) -> &mut BTreeMap<i64, LogSegment> {
+        &mut self.segments
+    }
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn active(&self) -> &LogSegment {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut LogSegment {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+
+    /// Validates every batch in `records`: structure, magic v2, CRC, size limit, and (for
+    /// client batches) that the record count matches the offset delta. Returns
+    /// (batches, records, max timestamp).
+    fn validate(&self, records: &[u8], from_client: bool) -> Result<(usize, i64)> {
+        if records.is_empty() {
+            return Err(LogError::CorruptBatch("the record set holds no batch".into()));
+        }
+        let mut batches = 0;
+        let mut count = 0i64;
+        for item in BatchIter::new(records, true) {
+            let (_, view) = item?;
+            if view.size() as u64 > self.config.max_message_bytes {
+                return Err(LogError::BatchTooLarge {
+                    size: view.size(),
+                    max: self.config.max_message_bytes as usize,
+                });
+            }
+            if from_client && view.records_count() != view.last_offset_delta() + 1 {
+                return Err(LogError::CorruptBatch(format!(
+                    "record count {} does not match last offset delta {}",
+                    view.records_count(),
+                    view.last_offset_delta()
+                )));
+            }
+            batches += 1;
+            count += view.last_offset_delta() as i64 + 1;
+        }
+        Ok((batches, count))
+    }
+
+    /// Appends batches produced by a client to this log as leader: assigns offsets from the
+    /// LEO, stamps `leader_epoch` and (for LogAppendTime topics) the broker time, in place.
+    /// Nothing is written if any batch is invalid.
+    pub fn append_as_leader(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
+        let (_, count) = self.validate(records, true)?;
+        let now = self.clock.now_ms();
+        let append_time = self.config.log_append_time.then_some(now);
+        let first_offset = self.log_end_offset();
+        let mut next = first_offset;
+        let mut pos = 0;
+        let (mut max_ts, mut offset_of_max_ts) = (-1i64, first_offset);
+        while pos < records.len() {
+            let size = super::batch::batch_size(&records[pos..])?;
+            let mut batch = BatchMut::new(&mut records[pos..pos + size]);
+            batch.set_base_offset(next);
+            batch.set_partition_leader_epoch(leader_epoch);
+            if let Some(t) = append_time {
+                batch.set_log_append_time(t);
+            }
+            let view = batch.view();
+            if view.max_timestamp() > max_ts {
+                max_ts = view.max_timestamp();
+                offset_of_max_ts = view.last_offset();
+            }
+            next = view.next_offset();
+            pos += size;
+        }
+        debug_assert_eq!(next - first_offset, count);
+        self.write(records, first_offset, next - 1, max_ts, Some(leader_epoch))?;
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            max_timestamp: max_ts,
+            offset_of_max_timestamp: offset_of_max_ts,
+            log_append_time: append_time,
+            records: count,
+            bytes: records.len(),
+        })
+    }
+
+    /// Appends batches that already carry offsets and epochs (replication from a leader).
+    /// Offsets must start at or above the LEO and increase.
+    pub fn append_as_follower(&mut self, records: &[u8]) -> Result<AppendInfo> {
+        self.validate(records, false)?;
+        let mut expected = self.log_end_offset();
+        let first_offset = BatchView::parse(records)?.base_offset();
+        let (mut max_ts, mut offset_of_max_ts, mut last) = (-1i64, first_offset, first_offset);
+        let mut epochs = Vec::new();
+        for item in BatchIter::new(records, false) {
+            let (_, view) = item?;
+            if view.base_offset() < expected {
+                return Err(LogError::NonMonotonicOffset {
+                    offset: view.base_offset(),
+                    log_end: expected,
+                });
+            }
+            epochs.push((view.partition_leader_epoch(), view.base_offset()));
+            if view.max_timestamp() > max_ts {
+                max_ts = view.max_timestamp();
+                offset_of_max_ts = view.last_offset();
+            }
+            last = view.last_offset();
+            expected = view.next_offset();
+        }
+        self.write(records, first_offset, last, max_ts, None)?;
+        let mut changed = false;
+        for (epoch, offset) in epochs {
+            changed |= self.epochs.assign(epoch, offset);
+        }
+        if changed {
+            self.epochs.persist()?;
+        }
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: last,
+            max_timestamp: max_ts,
+            offset_of_max_timestamp: offset_of_max_ts,
+            log_append_time: None,
+            records: last - first_offset + 1,
+            bytes: records.len(),
+        })
+    }
+
+    fn write(
+        &mut self,
+        records: &[u8],
+        first_offset: i64,
+        last_offset: i64,
+        max_ts: i64,
+        leader_epoch: Option<i32>,
+    ) -> Result<()> {
+        let now = self.clock.now_ms();
+        let active = self.active();
+        let roll = active.should_roll(&self.config, records.len() as u64, last_offset, max_ts, now)
+            // A follower append that skips offsets starts a segment at the batch's own offset.
+            || (active.is_empty() && active.base_offset() < first_offset);
+        if roll {
+            self.roll_at(first_offset)?;
+        }
+        if let Some(epoch) = leader_epoch {
+            if self.epochs.assign(epoch, first_offset) {
+                self.epochs.persist()?;
+            }
+        }
+        self.active_mut().append(records)?;
+        self.unflushed_messages += last_offset - first_offset + 1;
+        if self.unflushed_messages >= self.config.flush_messages
+            || now - self.last_flush_ms >= self.config.flush_ms
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Rolls to a new active segment starting at the LEO (no-op when the active one is empty).
+    pub fn roll(&mut self) -> Result<()> {
+        let leo = self.log_end_offset();
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        self.roll_at(leo)
+    }
+
+    fn roll_at(&mut self, base: i64) -> Result<()> {
+        let now = self.clock.now_ms();
+        let was_empty = self.active().is_empty();
+        if was_empty {
+            // Replace an empty active segment rather than keep an empty one behind.
+            let old_base = self.active().base_offset();
+            if old_base == base {
+                return Ok(());
+            }
+            let old = self.segments.remove(&old_base).expect("active segment");
+            old.delete(&self.dir)?;
+        } else {
+            self.active_mut().seal(true)?;
+        }
+        let seg = LogSegment::create(&self.dir, base, &self.config, now, "")?;
+        self.segments.insert(base, seg);
+        if !was_empty {
+            // Kafka flushes the old segment when it rolls; the recovery point moves past it.
+            self.recovery_point = self.recovery_point.max(base);
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from `offset`, at most `max_bytes` (the first batch whole even when
+    /// larger), excluding batches at or beyond `max_offset` (HW for consumers, LEO for
+    /// followers).
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<FetchData> {
+        let leo = self.log_end_offset();
+        if offset < self.log_start_offset || offset > leo {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: leo,
+            });
+        }
+        let mut records = Vec::new();
+        let start = self.segments.range(..=offset).next_back().map(|(&b, _)| b).unwrap_or(offset);
+        for (_, seg) in self.segments.range(start..) {
+            if seg.base_offset() >= max_offset {
+                break;
+            }
+            records = seg.read(offset, max_bytes, max_offset)?;
+            if !records.is_empty() {
+                break;
+            }
+        }
+        Ok(FetchData {
+            records,
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: leo,
+        })
+    }
+
+    /// Sets the high watermark (clamped to [log start, LEO]) and returns the value set.
+    pub fn update_high_watermark(&mut self, hw: i64) -> i64 {
+        self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset());
+        self.high_watermark
+    }
+
+    /// ListOffsets: `EARLIEST_TIMESTAMP` (log start), `LATEST_TIMESTAMP` (LEO; the protocol
+    /// layer uses the HW for consumers), `MAX_TIMESTAMP` (the record with the largest
+    /// timestamp), or the first record with timestamp `>= ts`. Returns (offset, timestamp).
+    pub fn fetch_offset_by_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        match ts {
+            EARLIEST_TIMESTAMP => return Ok(Some((self.log_start_offset, -1))),
+            LATEST_TIMESTAMP => return Ok(Some((self.log_end_offset(), -1))),
+            MAX_TIMESTAMP => {
+                let best = self
+                    .segments
+                    .values()
+                    .filter(|s| s.max_timestamp() >= 0)
+                    .max_by_key(|s| (s.max_timestamp(), std::cmp::Reverse(s.base_offset())));
+                let Some(seg) = best else { return Ok(None) };
+                let target = seg.max_timestamp();
+                return seg.find_offset_by_timestamp(
+                    target,
+                    self.log_start_offset,
+                    DECOMPRESS_LIMIT,
+                );
+            }
+            t if t < 0 => {
+                return Err(LogError::CorruptBatch(format!("invalid timestamp {t}")));
+            }
+            _ => {}
+        }
+        for seg in self.segments.values() {
+            if seg.next_offset() <= self.log_start_offset || seg.max_timestamp() < ts {
+                continue;
+            }
+            if let Some(found) =
+                seg.find_offset_by_timestamp(ts, self.log_start_offset, DECOMPRESS_LIMIT)?
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// OffsetForLeaderEpoch: `(epoch, end offset)` as Kafka's leader epoch cache answers it.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Removes every batch whose last offset is `>= offset` (follower truncation). A target
+    /// below the log start empties the log and restarts it at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(&b, _)| b).collect();
+        let first_base = *self.segments.keys().next().expect("segment");
+        for base in doomed {
+            if base == first_base {
+                continue;
+            }
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete(&self.dir)?;
+            }
+        }
+        self.active_mut().truncate_to(offset)?;
+        let leo = self.log_end_offset();
+        if self.epochs.truncate_from_end(leo) {
+            self.epochs.persist()?;
+        }
+        self.high_watermark = self.high_watermark.min(leo);
+        self.recovery_point = self.recovery_point.min(leo);
+        Ok(())
+    }
+
+    /// Deletes every segment and starts an empty log at `offset`.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        let now = self.clock.now_ms();
+        for (_, seg) in std::mem::take(&mut self.segments) {
+            seg.delete(&self.dir)?;
+        }
+        self.segments.insert(offset, LogSegment::create(&self.dir, offset, &self.config, now, "")?);
+        self.log_start_offset = offset;
+        self.high_watermark = offset;
+        self.recovery_point = offset;
+        self.epochs.clear();
+        self.epochs.persist()?;
+        Ok(())
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (at most the HW) and deletes
+    /// segments that fall entirely below it. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        if offset > self.high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.high_watermark,
+            });
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            if self.epochs.truncate_from_start(offset) {
+                self.epochs.persist()?;
+            }
+        }
+        self.delete_segments_while(|_, seg, next_base| {
+            next_base <= offset && seg.next_offset() <= offset
+        })?;
+        Ok(self.log_start_offset)
+    }
+
+    /// Retention: with a delete policy, removes non-active segments whose largest timestamp is
+    /// older than `retention.ms`, then oldest segments while the log exceeds `retention.bytes`;
+    /// always removes segments below the log start offset. Only segments wholly below the HW
+    /// are deleted. Returns the number of segments deleted.
+    pub fn delete_old_segments(&mut self) -> Result<usize> {
+        let start = self.log_start_offset;
+        let mut deleted = self.delete_segments_while(|_, seg, next_base| {
+            next_base <= start && seg.next_offset() <= start
+        })?;
+        if self.config.cleanup_policy.deletes() {
+            let now = self.clock.now_ms();
+            let retention_ms = self.config.retention_ms;
+            if retention_ms >= 0 {
+                deleted += self.delete_segments_while(|_, seg, _| {
+                    now - seg.largest_timestamp() > retention_ms
+                })?;
+            }
+            let retention_bytes = self.config.retention_bytes;
+            if retention_bytes >= 0 {
+                let mut excess = self.size_bytes() as i64 - retention_bytes;
+                deleted += self.delete_segments_while(|_, seg, _| {
+                    if excess - seg.size() as i64 >= 0 {
+                        excess -= seg.size() as i64;
+                        true
+                    } else {
+                        false
+                    }
+                })?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes segments from the oldest while `pred(base, segment, next segment's base)` holds,
+    /// never the active segment and never data at or above the HW; advances the log start.
+    fn delete_segments_while<F>(&mut self, mut pred: F) -> Result<usize>
+    where
+        F: FnMut(i64, &LogSegment, i64) -> bool,
+    {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let mut deleted = 0;
+        for pair in bases.windows(2) {
+            let (base, next_base) = (pair[0], pair[1]);
+            let seg = &self.segments[&base];
+            if next_base > self.high_watermark || !pred(base, seg, next_base) {
+                break;
+            }
+            let seg = self.segments.remove(&base).expect("segment");
+            tracing::debug!(partition = %self.tp, base, "deleting segment");
+            seg.delete(&self.dir)?;
+            deleted += 1;
+            if next_base > self.log_start_offset {
+                self.log_start_offset = next_base;
+            }
+        }
+        if deleted > 0 && self.epochs.truncate_from_start(self.log_start_offset) {
+            self.epochs.persist()?;
+        }
+        Ok(deleted)
+    }
+
+    /// Writes pending index entries and fsyncs every segment with unflushed data; the recovery
+    /// point becomes the LEO.
+    pub fn flush(&mut self) -> Result<()> {
+        let from =
+            self.segments.range(..=self.recovery_point).next_back().map(|(&b, _)| b).unwrap_or(0);
+        for (_, seg) in self.segments.range_mut(from..) {
+            seg.flush(true)?;
+        }
+        self.recovery_point = self.log_end_offset();
+        self.unflushed_messages = 0;
+        self.last_flush_ms = self.clock.now_ms();
+        Ok(())
+    }
+
+    /// Flushes if `flush.ms` has elapsed since the last flush (called periodically).
+    pub fn flush_if_due(&mut self) -> Result<bool> {
+        let now = self.clock.now_ms();
+        if self.unflushed_messages > 0 && now - self.last_flush_ms >= self.config.flush_ms {
+            self.flush()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Clean close: seals the active segment (final time-index entry), flushes everything and
+    /// persists the epoch cache. The caller records the checkpoints and clean-shutdown marker.
+    pub fn close(&mut self) -> Result<()> {
+        self.active_mut().seal(false)?;
+        self.flush()?;
+        self.epochs.persist()
+    }
+
+    /// Writes `partition.metadata` with the topic id (Kafka's format: version and base64 id).
+    pub fn write_partition_metadata(&self, topic_id: [u8; 16]) -> Result<()> {
+        write_partition_metadata(&self.dir, topic_id)
+    }
+
+    /// Reads the topic id from `partition.metadata`, if present.
+    pub fn read_partition_metadata(&self) -> Result<Option<[u8; 16]>> {
+        read_partition_metadata(&self.dir)
+    }
+
+    /// Compacts the log if its policy says so: see [`cleaner::clean_log`].
+    pub fn compact(&mut self) -> Result<cleaner::CleanStats> {
+        if !self.config.cleanup_policy.compacts() {
+            return Ok(cleaner::CleanStats::default());
+        }
+        cleaner::clean_log(self)
+    }
+
+    /// Removes the directory and everything in it (topic deletion).
+    pub fn delete_dir(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.dir).map_err(LogError::io(&self.dir))
+    }
+
+    /// Name of the segment file that holds `offset` (diagnostics).
+    pub fn segment_file_for(&self, offset: i64) -> Option<String> {
+        self.segments.range(..=offset).next_back().map(|(&b, _)| file_name(b, ".log"))
+    }
+}
+
+/// File holding the topic id in each partition directory.
+pub const PARTITION_METADATA: &str = "partition.metadata";
+
+fn write_partition_metadata(dir: &Path, topic_id: [u8; 16]) -> Result<()> {
+    use base64::Engine;
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(topic_id);
+    let path = dir.join(PARTITION_METADATA);
+    let tmp = dir.join("partition.metadata.tmp");
+    std::fs::write(&tmp, format!("version: 0\ntopic_id: {id}\n")).map_err(LogError::io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(LogError::io(&path))
+}
+
+fn read_partition_metadata(dir: &Path) -> Result<Option<[u8; 16]>> {
+    use base64::Engine;
+    let path = dir.join(PARTITION_METADATA);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LogError::Io { path, source: e }),
+    };
+    let corrupt = |reason: &str| LogError::CorruptFile {
+        kind: "partition metadata",
+        path: path.clone(),
+        reason: reason.into(),
+    };
+    let mut version = None;
+    let mut id = None;
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            match k.trim() {
+                "version" => version = Some(v.trim().to_string()),
+                "topic_id" => id = Some(v.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    if version.as_deref() != Some("0") {
+        return Err(corrupt("unsupported version"));
+    }
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id.ok_or_else(|| corrupt("no topic_id"))?)
+        .map_err(|_| corrupt("topic_id is not base64"))?;
+    let bytes: [u8; 16] = raw.try_into().map_err(|_| corrupt("topic_id is not 16 bytes"))?;
+    Ok(Some(bytes))
+}
