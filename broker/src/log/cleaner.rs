@@ -1,6 +1,6 @@
 //! Log compaction (`cleanup.policy=compact`), as Kafka's `LogCleaner` does it.
 //!
-//! This part is the pure, byte-level core, independent of segments and files:
+//! The byte-level core is independent of segments and files:
 //!
 //! 1. [`build_offset_map`] scans record batches and remembers, for every key, the offset of the
 //!    newest record with that key ([`OffsetMap`]).
@@ -12,6 +12,16 @@
 //! transactional flag) and producer fields, so offsets, timestamps and producer state read the
 //! same to consumers and followers as before compaction. A batch with nothing to remove is
 //! copied byte for byte; a batch with nothing left is dropped.
+//!
+//! [`clean_log`] applies it to a partition log: it picks the cleanable segments, writes each
+//! cleaned segment as `.cleaned` files, renames them to `.swap` (the `.log.swap` rename is the
+//! commit point), deletes the old segment and renames the new one live.
+//! [`complete_interrupted_swaps`] finishes or discards a swap interrupted by a crash.
+//!
+//! Tombstones follow Kafka's pre-KIP-534 rule, measured with the segment's largest timestamp:
+//! they are dropped from a segment whose newest record is older than `delete.retention.ms`.
+//! Not yet done: aborted-transaction removal and keeping each producer's last batch (both
+//! arrive with transactions and idempotence).
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -502,13 +502,14 @@ impl PartitionLog {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
-    /// Removes every batch whose last offset is `>= offset` (follower truncation). A target
-    /// below the log start empties the log and restarts it at `offset`.
+    /// Removes every batch whose last offset is `>= offset` (follower truncation). A target at
+    /// or below the log start, or one that removes the batch holding the log start, empties the
+    /// log and restarts it there.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
-        if offset < self.log_start_offset {
+        if offset <= self.log_start_offset {
             return self.truncate_fully_and_start_at(offset);
         }
         let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(&b, _)| b).collect();
@@ -523,6 +524,10 @@ impl PartitionLog {
         }
         self.active_mut().truncate_to(offset)?;
         let leo = self.log_end_offset();
+        if leo < self.log_start_offset {
+            // The batch holding the log start was removed: nothing readable is left.
+            return self.truncate_fully_and_start_at(self.log_start_offset);
+        }
         if self.epochs.truncate_from_end(leo) {
             self.epochs.persist()?;
         }

@@ -1,0 +1,422 @@
+//! Retention and compaction of partition logs under a controlled clock. Compaction input is
+//! produced by a real client library (the `kafka-protocol` crate's record encoder) with every
+//! compression codec, and its output is read back with that library's decoder.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use sluice_broker::log::batch::build_batch;
+use sluice_broker::log::manager::{LogManager, ManagerIntervals};
+use sluice_broker::log::partition_log::LoadState;
+use sluice_broker::log::segment::segment_paths;
+use sluice_broker::log::{LogConfig, LogError, ManualClock, PartitionLog, TopicPartition};
+
+const T0: i64 = 1_700_000_000_000;
+const HOUR: i64 = 3_600_000;
+
+fn config(pairs: &[(&str, &str)]) -> LogConfig {
+    LogConfig::default().with_overrides(pairs.iter().copied()).unwrap()
+}
+
+fn open(dir: &std::path::Path, c: LogConfig, clock: &Arc<ManualClock>) -> PartitionLog {
+    PartitionLog::open(dir, TopicPartition::new("t", 0), c, clock.clone(), LoadState::default())
+        .unwrap()
+        .0
+}
+
+/// Appends `n` single-record batches stamped `ts`, then moves the HW to the LEO.
+fn append_n(log: &mut PartitionLog, n: usize, ts: i64) {
+    for _ in 0..n {
+        let mut b = build_batch(0, ts, &[(Some(b"k"), Some(&[7u8; 200][..]))]);
+        log.append_as_leader(&mut b, 0).unwrap();
+    }
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+}
+
+#[test]
+fn retention_ms_deletes_old_segments_and_advances_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log =
+        open(dir.path(), config(&[("segment.bytes", "2000"), ("retention.ms", "3600000")]), &clock);
+    append_n(&mut log, 30, T0);
+    let old_segments = log.segment_count();
+    assert!(old_segments > 2);
+    assert_eq!(log.delete_old_segments().unwrap(), 0, "nothing is older than retention.ms yet");
+    clock.advance(2 * HOUR);
+    append_n(&mut log, 20, T0 + 2 * HOUR);
+    // The first segment holding a new record (offset 30) is the first one kept.
+    let bases = log.segment_base_offsets();
+    let expected_start = *bases.iter().filter(|&&b| b <= 30).max().unwrap();
+    let deleted = log.delete_old_segments().unwrap();
+    assert_eq!(deleted, bases.iter().filter(|&&b| b < expected_start).count());
+    assert_eq!(log.log_start_offset(), expected_start);
+    assert_eq!(log.segment_base_offsets()[0], expected_start);
+    assert!(old_segments > 2 && deleted >= old_segments - 1);
+    let err = log.read(0, 1000, log.high_watermark()).unwrap_err();
+    assert!(matches!(err, LogError::OffsetOutOfRange { .. }), "{err}");
+    // Every record with the new timestamp is still there.
+    let data = log.read(30, 1 << 20, log.high_watermark()).unwrap();
+    assert!(!data.records.is_empty());
+    // The files of deleted segments are gone.
+    assert!(!segment_paths(dir.path(), 0, "")[0].exists());
+}
+
+#[test]
+fn retention_never_deletes_the_active_segment_or_data_above_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log =
+        open(dir.path(), config(&[("segment.bytes", "2000"), ("retention.ms", "1000")]), &clock);
+    append_n(&mut log, 30, T0);
+    log.update_high_watermark(5);
+    clock.advance(HOUR);
+    let deleted = log.delete_old_segments().unwrap();
+    let bases = log.segment_base_offsets();
+    assert!(bases[0] <= 5, "a segment holding offsets at or above the HW was deleted: {bases:?}");
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+    log.delete_old_segments().unwrap();
+    assert_eq!(log.segment_count(), 1, "only the active segment remains");
+    assert_eq!(log.log_end_offset(), 30);
+    let _ = deleted;
+}
+
+#[test]
+fn retention_bytes_keeps_the_newest_data_within_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let c =
+        config(&[("segment.bytes", "2000"), ("retention.bytes", "5000"), ("retention.ms", "-1")]);
+    let mut log = open(dir.path(), c, &clock);
+    append_n(&mut log, 60, T0);
+    assert!(log.size_bytes() > 5000);
+    log.delete_old_segments().unwrap();
+    assert!(log.size_bytes() <= 5000 + 2000, "size {}", log.size_bytes());
+    assert!(log.size_bytes() > 5000 - 2000);
+    assert_eq!(log.log_end_offset(), 60);
+    let data = log.read(log.log_start_offset(), 1 << 20, 60).unwrap();
+    assert!(!data.records.is_empty());
+}
+
+#[test]
+fn compact_policy_does_not_delete_by_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let c = config(&[
+        ("segment.bytes", "2000"),
+        ("retention.ms", "1000"),
+        ("cleanup.policy", "compact"),
+    ]);
+    let mut log = open(dir.path(), c, &clock);
+    append_n(&mut log, 30, T0);
+    clock.advance(HOUR);
+    assert_eq!(log.delete_old_segments().unwrap(), 0);
+}
+
+#[test]
+fn log_manager_runs_retention_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let topic_config = config(&[("segment.bytes", "2000"), ("retention.ms", "1000")]);
+    let (manager, _) =
+        LogManager::open(dir.path(), LogConfig::default(), clock.clone(), |_| topic_config.clone())
+            .unwrap();
+    let manager = Arc::new(manager);
+    let log = manager.get_or_create(&TopicPartition::new("t", 0), topic_config.clone()).unwrap();
+    append_n(&mut log.lock().unwrap(), 30, T0);
+    let before = log.lock().unwrap().segment_count();
+    clock.advance(HOUR);
+    let intervals = ManagerIntervals {
+        retention_check: Duration::from_millis(20),
+        ..ManagerIntervals::default()
+    };
+    let handle = manager.start_background(intervals);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log.lock().unwrap().segment_count() == before {
+        assert!(Instant::now() < deadline, "background retention never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.stop();
+    assert_eq!(log.lock().unwrap().segment_count(), 1);
+    manager.shutdown().unwrap();
+}
+
+fn client_batch(codec: Compression, base: i64, records: &[(&str, Option<&str>)]) -> Vec<u8> {
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            sequence: -1 + i as i32,
+            timestamp_type: TimestampType::Creation,
+            offset: base + i as i64,
+            timestamp: T0,
+            key: Some(Bytes::from(k.to_string())),
+            value: v.map(|v| Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &recs,
+        &RecordEncodeOptions { version: 2, compression: codec },
+    )
+    .unwrap();
+    buf.to_vec()
+}
+
+/// Every (offset, key, value) readable from the log, decoded by kafka-protocol.
+fn read_all(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.high_watermark() {
+        let data = log.read(offset, 1 << 20, log.high_watermark()).unwrap();
+        if data.records.is_empty() {
+            break;
+        }
+        let mut buf = Bytes::from(data.records);
+        for set in RecordBatchDecoder::decode_all(&mut buf).unwrap() {
+            for r in set.records {
+                let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                let value = r.value.map(|v| String::from_utf8(v.to_vec()).unwrap());
+                offset = r.offset + 1;
+                out.push((r.offset, key, value));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn compaction_keeps_the_newest_value_per_key_for_every_codec() {
+    for codec in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let c = config(&[("cleanup.policy", "compact"), ("segment.bytes", "1000000")]);
+        let mut log = open(dir.path(), c, &clock);
+        // 10 rounds over keys k0..k4, 5 records per batch, one segment per 2 rounds.
+        for round in 0..10 {
+            let values: Vec<String> = (0..5).map(|k| format!("v{round}-k{k}")).collect();
+            let recs: Vec<(String, Option<&str>)> =
+                (0..5).map(|k| (format!("k{k}"), Some(values[k].as_str()))).collect();
+            let recs: Vec<(&str, Option<&str>)> =
+                recs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let mut b = client_batch(codec, 0, &recs);
+            log.append_as_leader(&mut b, 0).unwrap();
+            if round % 2 == 1 {
+                log.roll().unwrap();
+            }
+        }
+        // A tombstone for k1 and a fresh k2 in the next (non-active after roll) segment.
+        let mut b = client_batch(codec, 0, &[("k1", None), ("k2", Some("last-k2"))]);
+        log.append_as_leader(&mut b, 0).unwrap();
+        log.roll().unwrap();
+        // The active segment holds an update for k3 that must not compact anything yet.
+        let mut b = client_batch(codec, 0, &[("k3", Some("active-k3"))]);
+        log.append_as_leader(&mut b, 0).unwrap();
+        let leo = log.log_end_offset();
+        log.update_high_watermark(leo);
+
+        let stats = log.compact().unwrap();
+        assert_eq!(stats.records_read, 52, "{codec:?}");
+        let all = read_all(&log);
+        let expected: Vec<(i64, String, Option<String>)> = vec![
+            (45, "k0".into(), Some("v9-k0".into())),
+            (48, "k3".into(), Some("v9-k3".into())),
+            (49, "k4".into(), Some("v9-k4".into())),
+            (50, "k1".into(), None),
+            (51, "k2".into(), Some("last-k2".into())),
+            (52, "k3".into(), Some("active-k3".into())),
+        ];
+        assert_eq!(all, expected, "{codec:?}");
+        assert_eq!(log.log_end_offset(), 53);
+
+        // The tombstone survives delete.retention.ms (1 day), then goes.
+        clock.advance(2 * 24 * HOUR);
+        log.compact().unwrap();
+        let all = read_all(&log);
+        assert!(all.iter().all(|(_, k, _)| k != "k1"), "{codec:?}: {all:?}");
+        assert_eq!(all.len(), 5);
+
+        // Compacted segments survive a clean restart and an unclean one.
+        log.close().unwrap();
+        let state = LoadState {
+            clean_shutdown: true,
+            recovery_point: log.recovery_point(),
+            log_start_offset: log.log_start_offset(),
+            high_watermark: log.high_watermark(),
+        };
+        drop(log);
+        let reopened = PartitionLog::open(
+            dir.path(),
+            TopicPartition::new("t", 0),
+            config(&[("cleanup.policy", "compact")]),
+            clock.clone(),
+            state,
+        )
+        .unwrap()
+        .0;
+        assert_eq!(read_all(&reopened), all);
+        drop(reopened);
+        let unclean = LoadState { clean_shutdown: false, recovery_point: 0, ..state };
+        let reopened = PartitionLog::open(
+            dir.path(),
+            TopicPartition::new("t", 0),
+            config(&[("cleanup.policy", "compact")]),
+            clock.clone(),
+            unclean,
+        )
+        .unwrap()
+        .0;
+        assert_eq!(read_all(&reopened), all);
+    }
+}
+
+#[test]
+fn min_compaction_lag_protects_recent_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let c = config(&[("cleanup.policy", "compact"), ("min.compaction.lag.ms", "3600000")]);
+    let mut log = open(dir.path(), c, &clock);
+    for _ in 0..3 {
+        let mut b = client_batch(Compression::None, 0, &[("k", Some("v"))]);
+        log.append_as_leader(&mut b, 0).unwrap();
+        log.roll().unwrap();
+    }
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+    assert_eq!(log.compact().unwrap().records_read, 0, "too young to compact");
+    clock.advance(2 * HOUR);
+    assert_eq!(log.compact().unwrap().records_kept, 1);
+    assert_eq!(read_all(&log).len(), 1);
+}
+
+#[test]
+fn interrupted_cleaner_swaps_are_finished_or_discarded_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let c = config(&[("cleanup.policy", "compact")]);
+    let mut log = open(dir.path(), c.clone(), &clock);
+    for v in ["a", "b"] {
+        let mut b = client_batch(Compression::None, 0, &[("k", Some(v))]);
+        log.append_as_leader(&mut b, 0).unwrap();
+        log.roll().unwrap();
+    }
+    log.update_high_watermark(2);
+    log.close().unwrap();
+    drop(log);
+    // A committed swap: segment 0 replaced by a version holding only a copy of offset 1's value.
+    let live = segment_paths(dir.path(), 0, "");
+    let swap = segment_paths(dir.path(), 0, ".swap");
+    let mut replacement = client_batch(Compression::None, 0, &[("k", Some("swapped"))]);
+    sluice_broker::log::batch::BatchMut::new(&mut replacement).set_base_offset(0);
+    std::fs::write(&swap[0], &replacement).unwrap();
+    // An abandoned cleaning of segment 1.
+    let cleaned = segment_paths(dir.path(), 1, ".cleaned");
+    std::fs::write(&cleaned[0], b"half-written").unwrap();
+    std::fs::write(&cleaned[1], b"x").unwrap();
+    let state = LoadState {
+        clean_shutdown: false,
+        recovery_point: 0,
+        log_start_offset: 0,
+        high_watermark: 2,
+    };
+    let log = PartitionLog::open(dir.path(), TopicPartition::new("t", 0), c, clock.clone(), state)
+        .unwrap()
+        .0;
+    assert!(!swap[0].exists() && !cleaned[0].exists() && !cleaned[1].exists());
+    assert_eq!(std::fs::read(&live[0]).unwrap(), replacement);
+    let values: Vec<_> = read_all(&log).into_iter().map(|(_, _, v)| v.unwrap()).collect();
+    assert_eq!(values, ["swapped", "b"]);
+}
+
+#[test]
+fn log_append_time_topics_stamp_the_broker_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0 + 12345);
+    let mut log = open(dir.path(), config(&[("message.timestamp.type", "LogAppendTime")]), &clock);
+    let mut b = build_batch(0, 42, &[(None, Some(b"v"))]);
+    let info = log.append_as_leader(&mut b, 3).unwrap();
+    assert_eq!(info.log_append_time, Some(T0 + 12345));
+    log.update_high_watermark(1);
+    let data = log.read(0, 1000, 1).unwrap();
+    // Kafka's in-place LogAppendTime: the attribute bit and the batch's max timestamp, which
+    // clients report as every record's timestamp (kafka-protocol's decoder only reads the flag).
+    let view = sluice_broker::log::batch::BatchView::parse_checked(&data.records).unwrap();
+    assert_eq!(view.max_timestamp(), T0 + 12345);
+    let mut buf = Bytes::from(data.records);
+    let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+    assert_eq!(set.records[0].timestamp_type, TimestampType::LogAppend);
+    assert_eq!(log.fetch_offset_by_timestamp(T0).unwrap(), Some((0, T0 + 12345)));
+}
+
+#[test]
+fn flush_messages_moves_the_recovery_point_with_every_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log = open(dir.path(), config(&[("flush.messages", "1")]), &clock);
+    append_n(&mut log, 3, T0);
+    assert_eq!(log.recovery_point(), 3);
+    let lazy_dir = tempfile::tempdir().unwrap();
+    let mut lazy = open(lazy_dir.path(), LogConfig::default(), &clock);
+    append_n(&mut lazy, 3, T0);
+    assert_eq!(lazy.recovery_point(), 0, "the default flush policy does not fsync appends");
+    clock.advance(10);
+    lazy.update_config(config(&[("flush.ms", "5")]));
+    assert!(lazy.flush_if_due().unwrap());
+    assert_eq!(lazy.recovery_point(), 3);
+}
+
+#[test]
+fn bad_batches_are_rejected_with_typed_errors_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log = open(dir.path(), config(&[("max.message.bytes", "500")]), &clock);
+    let good = build_batch(0, T0, &[(None, Some(b"v"))]);
+    let mut corrupt = good.clone();
+    let n = corrupt.len();
+    corrupt[n - 1] ^= 1;
+    let mut two = good.clone();
+    two.extend_from_slice(&corrupt);
+    let mut wrong_magic = good.clone();
+    wrong_magic[16] = 1;
+    let mut big = build_batch(0, T0, &[(None, Some(&[0u8; 600][..]))]);
+    let mut absurd = good.clone();
+    absurd[8..12].copy_from_slice(&0x7fff_fff0i32.to_be_bytes());
+    let mut torn = good[..30].to_vec();
+    for (name, bytes) in [
+        ("corrupt", &mut corrupt),
+        ("good+corrupt", &mut two),
+        ("absurd", &mut absurd),
+        ("torn", &mut torn),
+    ] {
+        let err = log.append_as_leader(bytes, 0).unwrap_err();
+        assert!(matches!(err, LogError::CorruptBatch(_)), "{name}: {err}");
+    }
+    assert!(matches!(
+        log.append_as_leader(&mut wrong_magic, 0),
+        Err(LogError::UnsupportedMagic(1))
+    ));
+    assert!(matches!(log.append_as_leader(&mut big, 0), Err(LogError::BatchTooLarge { .. })));
+    assert!(matches!(log.append_as_leader(&mut [], 0), Err(LogError::CorruptBatch(_))));
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.size_bytes(), 0);
+}
