@@ -1,7 +1,16 @@
 //! Sluice broker: a Kafka-compatible streaming platform.
 //!
-//! Layers (see `../shared/design.md` and `docs/`): `log` is the storage engine (Kafka-layout
-//! segmented partition logs). The protocol server, replication, metadata quorum and consumer
-//! groups build on it.
+//! Layers, top down (see `docs/`): [`server`] (listener, connections, start-up and shutdown),
+//! [`api`] (one module per Kafka API family; the only place that knows wire versions and error
+//! codes), [`replica`] (partitions hosted here), [`metadata`] (the openraft quorum and the
+//! cluster image), [`log`] (the Kafka-layout storage engine), with [`config`], [`metrics`] and
+//! [`http`] (admin endpoint) beside them.
 
+pub mod api;
+pub mod config;
+pub mod http;
 pub mod log;
+pub mod metadata;
+pub mod metrics;
+pub mod replica;
+pub mod server;

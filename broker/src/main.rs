@@ -1,9 +1,14 @@
 //! The `sluice` binary: thin command-line front end over the `sluice_broker` library.
+//!
+//! `sluice dev` runs a single node with embedded defaults (Kafka on 127.0.0.1:9092, admin HTTP
+//! on 127.0.0.1:9644, data in `./data`); `sluice start --config FILE` runs with a Kafka-style
+//! properties file. Flags and `SLUICE_*` environment variables override both.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use sluice_broker::config::BrokerConfig;
 use sluice_broker::log::batch::{BatchIter, BatchView};
 
 #[derive(Parser, Debug)]
@@ -15,6 +20,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Runs a single-node broker with development defaults.
+    Dev(BrokerArgs),
+    /// Runs a broker from a config file, environment and flags.
+    Start(BrokerArgs),
     /// Prints the record batches of `.log` segment files (like Kafka's kafka-dump-log), checking
     /// each batch's CRC. Exits non-zero at the first invalid batch.
     DumpLog {
@@ -24,16 +33,87 @@ enum Command {
     },
 }
 
+#[derive(Args, Debug)]
+struct BrokerArgs {
+    /// Kafka-style properties file (`node.id=1`, `listeners=...`, `log.dirs=...`, ...).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// `node.id`.
+    #[arg(long, env = "SLUICE_NODE_ID")]
+    node_id: Option<i32>,
+    /// Kafka listener address (`listeners`); port 0 picks a free port.
+    #[arg(long, env = "SLUICE_LISTEN")]
+    listen: Option<String>,
+    /// Address given to clients (`advertised.listeners`), host:port.
+    #[arg(long, env = "SLUICE_ADVERTISED")]
+    advertised: Option<String>,
+    /// Admin HTTP address for /metrics and /health.
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// Data directory (`log.dirs`).
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// `controller.quorum.voters` (id@host:port,...).
+    #[arg(long, env = "SLUICE_QUORUM_VOTERS")]
+    quorum_voters: Option<String>,
+    /// Any Kafka broker property, repeatable: `--set log.retention.hours=24`.
+    #[arg(long = "set", value_name = "KEY=VALUE", env = "SLUICE_SET", value_delimiter = ',')]
+    set: Vec<String>,
+}
+
+impl BrokerArgs {
+    fn into_config(self) -> Result<BrokerConfig> {
+        let mut c = BrokerConfig::default();
+        if let Some(path) = &self.config {
+            c.apply_file(path)?;
+        }
+        let mut set = |k: &str, v: Option<String>| -> Result<()> {
+            if let Some(v) = v {
+                c.set(k, &v)?;
+            }
+            Ok(())
+        };
+        set("node.id", self.node_id.map(|n| n.to_string()))?;
+        set("listeners", self.listen)?;
+        set("advertised.listeners", self.advertised)?;
+        set("admin.listener", self.admin_listen)?;
+        set("log.dirs", self.data_dir.map(|d| d.display().to_string()))?;
+        set("controller.quorum.voters", self.quorum_voters)?;
+        for kv in &self.set {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--set expects KEY=VALUE, got '{kv}'"))?;
+            c.set(k.trim(), v)?;
+        }
+        Ok(c)
+    }
+}
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Dev(args) | Command::Start(args) => {
+            let config = args.into_config()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(sluice_broker::server::run(config, stop_signal()))
+        }
         Command::DumpLog { paths } => dump_log(&paths),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

@@ -80,6 +80,8 @@ pub struct LogConfig {
     pub flush_messages: i64,
     /// `flush.ms`: fsync when this long has passed since the last flush (i64::MAX = never).
     pub flush_ms: i64,
+    /// `min.insync.replicas`: replicas that must have an acks=all write (1).
+    pub min_insync_replicas: i32,
 }
 
 impl Default for LogConfig {
@@ -98,6 +100,7 @@ impl Default for LogConfig {
             log_append_time: false,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -112,6 +115,7 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("max.message.bytes", "message.max.bytes"),
     ("message.timestamp.type", "log.message.timestamp.type"),
     ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
+    ("min.insync.replicas", "min.insync.replicas"),
     ("retention.bytes", "log.retention.bytes"),
     ("retention.ms", "log.retention.ms"),
     ("segment.bytes", "log.segment.bytes"),
@@ -225,6 +229,7 @@ impl LogConfig {
             }
             "flush.messages" => self.flush_messages = at_least(key, value, 1)?,
             "flush.ms" => self.flush_ms = at_least(key, value, 0)?,
+            "min.insync.replicas" => self.min_insync_replicas = at_least(key, value, 1)? as i32,
             _ => return Err(ConfigError::Unknown(key.into())),
         }
         Ok(())
@@ -244,6 +249,7 @@ impl LogConfig {
             if self.log_append_time { "LogAppendTime" } else { "CreateTime" }.to_string(),
         );
         m.insert("min.compaction.lag.ms", self.min_compaction_lag_ms.to_string());
+        m.insert("min.insync.replicas", self.min_insync_replicas.to_string());
         m.insert("retention.bytes", self.retention_bytes.to_string());
         m.insert("retention.ms", self.retention_ms.to_string());
         m.insert("segment.bytes", self.segment_bytes.to_string());

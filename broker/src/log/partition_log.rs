@@ -497,6 +497,11 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// The leader epoch that wrote `offset` (the newest epoch starting at or before it), or -1.
+    pub fn epoch_for_offset(&self, offset: i64) -> i32 {
+        self.epochs.entries().iter().rev().find(|&&(_, s)| s <= offset).map_or(-1, |&(e, _)| e)
+    }
+
     /// OffsetForLeaderEpoch: `(epoch, end offset)` as Kafka's leader epoch cache answers it.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         self.epochs.end_offset_for(epoch, self.log_end_offset())

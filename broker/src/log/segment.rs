@@ -150,7 +150,15 @@ impl LogSegment {
                     let mut seg =
                         Self::assemble(base_offset, log_path, file, size, oi, ti, config, now_ms);
                     match seg.check_tail() {
-                        Ok(truncated) => return Ok((seg, truncated)),
+                        Ok(truncated) => match seg.check_time_index() {
+                            Ok(()) => return Ok((seg, truncated)),
+                            Err(e) => {
+                                tracing::warn!(segment = %seg.log_path.display(), error = %e,
+                                    "time index does not match the log; rebuilding");
+                                let more = seg.recover()?;
+                                return Ok((seg, truncated + more));
+                            }
+                        },
                         Err(e) => {
                             tracing::warn!(segment = %seg.log_path.display(), error = %e,
                                 "index does not match the log; rebuilding");
@@ -322,6 +330,7 @@ impl LogSegment {
         F: FnMut(u64, &BatchView<'_>),
     {
         let mut pos = from;
+        let mut min_offset = self.base_offset;
         while pos < self.size {
             let want = (SCAN_WINDOW * 16).min((self.size - pos) as usize);
             let mut window = self.read_bytes(pos, want)?;
@@ -350,8 +359,13 @@ impl LogSegment {
                     }
                     break;
                 }
-                match BatchView::parse_checked(&window[at..at + size]) {
-                    Ok(view) => f(pos + at as u64, &view),
+                match BatchView::parse_checked(&window[at..at + size])
+                    .and_then(|view| self.check_offsets(&view, min_offset).map(|()| view))
+                {
+                    Ok(view) => {
+                        min_offset = view.next_offset();
+                        f(pos + at as u64, &view)
+                    }
                     Err(e) => return Ok((pos + at as u64, Some(e))),
                 }
                 at += size;
@@ -363,6 +377,22 @@ impl LogSegment {
             pos += at as u64;
         }
         Ok((pos, None))
+    }
+
+    /// A stored batch's offsets must follow the previous batch's (`min_offset`) and fit the
+    /// indexes' 32-bit offsets relative to the segment base. The base offset is outside the CRC,
+    /// so this is what rejects a stale or garbled batch header during recovery.
+    fn check_offsets(&self, view: &BatchView<'_>, min_offset: i64) -> Result<()> {
+        let base = view.base_offset();
+        let fits = |o: i64| o >= self.base_offset && o - self.base_offset <= u32::MAX as i64;
+        match base.checked_add(view.last_offset_delta() as i64) {
+            Some(last) if base >= min_offset && fits(base) && fits(last) => Ok(()),
+            _ => Err(LogError::CorruptBatch(format!(
+                "batch at base offset {base} does not follow offset {min_offset} in the segment \
+                 starting at {}",
+                self.base_offset
+            ))),
+        }
     }
 
     /// Validates every batch, rebuilds both indexes and truncates at the first invalid byte.
@@ -405,8 +435,11 @@ impl LogSegment {
         let mut headers = Vec::new();
         let (valid_end, error) =
             self.scan_batches(from, |pos, view| headers.push((pos, view.header())))?;
-        if let (Some(expected), Some((_, first))) = (last_indexed, headers.first()) {
-            if first.last_offset() != expected {
+        // The last entry must point at a valid batch ending at its offset. If it points into
+        // the middle of a batch or at garbage, the index is wrong, not the log: rebuild it
+        // rather than truncate the log at the entry's position.
+        if let Some(expected) = last_indexed {
+            if headers.first().map(|(_, h)| h.last_offset()) != Some(expected) {
                 return Err(LogError::CorruptFile {
                     kind: "offset index",
                     path: self.log_path.clone(),
@@ -452,6 +485,24 @@ impl LogSegment {
             self.truncate_file(valid_end)?;
         }
         Ok(truncated)
+    }
+
+    /// The time index is loaded before the segment's end is known: its newest entry must name
+    /// a batch still in the segment, by that batch's last offset and largest timestamp.
+    fn check_time_index(&self) -> Result<()> {
+        let Some((ts, offset)) = self.time_index.last_entry() else { return Ok(()) };
+        let valid = offset < self.next_offset
+            && matches!(self.locate(offset), Ok(Some(l))
+                if l.header.last_offset() == offset && l.header.max_timestamp == ts);
+        if valid {
+            Ok(())
+        } else {
+            Err(LogError::CorruptFile {
+                kind: "time index",
+                path: self.log_path.clone(),
+                reason: format!("last entry ({ts}, {offset}) does not match its batch"),
+            })
+        }
     }
 
     fn truncate_file(&mut self, size: u64) -> Result<()> {

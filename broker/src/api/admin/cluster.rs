@@ -1,0 +1,51 @@
+//! DescribeCluster (0–1): cluster id, controller and brokers. Asking this broker for the
+//! controller endpoints (v1 endpoint type 2) answers UNSUPPORTED_ENDPOINT_TYPE, as a Kafka
+//! broker does: only controllers answer that.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::ResponseError;
+
+use crate::api::metadata::AUTHORIZED_OPERATIONS_OMITTED;
+use crate::api::strb;
+use crate::server::Broker;
+
+/// Cluster ACL operations (no authorizer: all): CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let image = broker.metadata.image();
+    if req.endpoint_type == 2 {
+        return DescribeClusterResponse::default()
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(strb("The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER")))
+            .with_endpoint_type(req.endpoint_type)
+            .with_cluster_id(strb(&image.cluster_id))
+            .with_controller_id(BrokerId(-1));
+    }
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(strb(&b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.as_deref().map(strb))
+                .with_is_fenced(b.fenced)
+        })
+        .collect();
+    DescribeClusterResponse::default()
+        .with_endpoint_type(1)
+        .with_cluster_id(strb(&image.cluster_id))
+        .with_controller_id(BrokerId(image.controller_id))
+        .with_brokers(brokers)
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
+}

@@ -1,0 +1,8 @@
+//! Administrative APIs: topics (CreateTopics, DeleteTopics, CreatePartitions), configs
+//! (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs) and DescribeCluster. Changes go
+//! through the metadata quorum; once committed, the local partitions are reconciled before the
+//! response is sent, so a client can use a topic as soon as CreateTopics answers.
+
+pub mod cluster;
+pub mod configs;
+pub mod topics;

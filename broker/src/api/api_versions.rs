@@ -1,0 +1,33 @@
+//! ApiVersions (0–4): the implemented version ranges, and the KIP-511 fallback answered in the
+//! v0 layout when a client asks with a version this broker does not know.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiVersionsResponse, ResponseKind};
+use kafka_protocol::ResponseError;
+
+use super::SUPPORTED;
+
+fn api_keys() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+pub fn handle() -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_error_code(0).with_api_keys(api_keys())
+}
+
+/// UNSUPPORTED_VERSION with the supported ranges, encoded by the caller as v0.
+pub fn unsupported_version_response() -> ResponseKind {
+    ResponseKind::ApiVersions(
+        ApiVersionsResponse::default()
+            .with_error_code(ResponseError::UnsupportedVersion.code())
+            .with_api_keys(api_keys()),
+    )
+}

@@ -1,0 +1,174 @@
+//! Fetch (4–16): whole record batches from each requested partition, up to the high watermark
+//! for consumers (the last stable offset is the HW: there are no transactions yet) and the LEO
+//! for replicas, within `partition_max_bytes` and the response's `max_bytes` (the first batch
+//! of the response whole even when larger, KIP-74). Long polling: the request waits until
+//! `min_bytes` are available or `max_wait_ms` passes, woken by appends. Topic ids (v13+).
+//!
+//! Fetch sessions (KIP-227) are not created: every response carries session id 0, which tells
+//! clients to keep sending full fetch requests, as a broker whose session cache is full does.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+
+use super::replica_error_code;
+use crate::log::TopicPartition;
+use crate::metrics::TopicLabels;
+use crate::replica::ReplicaError;
+use crate::server::Broker;
+
+/// Longest a fetch may wait, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
+
+pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+    if req.session_id != 0 {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+    }
+    if req.session_epoch > 0 {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::InvalidFetchSessionEpoch.code())
+            .with_session_id(0);
+    }
+    let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let from_replica = replica_id >= 0;
+    let read_committed = req.isolation_level == 1;
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
+    let image = broker.metadata.image();
+    // Resolve each topic's name once (v13+ names topics by id).
+    let names: Vec<Option<String>> = req
+        .topics
+        .iter()
+        .map(|t| {
+            if version >= 13 {
+                image.topic_names_by_id.get(t.topic_id.as_bytes()).cloned()
+            } else {
+                Some(t.topic.to_string())
+            }
+        })
+        .collect();
+    let mut changes = broker.replicas.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let (response, total, has_error) =
+            read_once(broker, &req, &names, from_replica, read_committed, max_bytes);
+        if total >= min_bytes.max(1) || has_error || Instant::now() >= deadline {
+            for (topic, bytes) in count_bytes(&response, &names) {
+                broker.metrics.bytes_out.get_or_create(&TopicLabels { topic }).inc_by(bytes);
+            }
+            return response;
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+        }
+    }
+}
+
+fn count_bytes(response: &FetchResponse, names: &[Option<String>]) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    for (t, name) in response.responses.iter().zip(names) {
+        let bytes: usize =
+            t.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+        if let (Some(name), true) = (name, bytes > 0) {
+            *out.entry(name.clone()).or_insert(0) += bytes as u64;
+        }
+    }
+    out
+}
+
+/// Reads every requested partition once. Returns the response, the record bytes in it, and
+/// whether any partition failed (errors are answered at once, without waiting).
+fn read_once(
+    broker: &Broker,
+    req: &FetchRequest,
+    names: &[Option<String>],
+    from_replica: bool,
+    read_committed: bool,
+    max_bytes: usize,
+) -> (FetchResponse, usize, bool) {
+    let mut total = 0usize;
+    let mut has_error = false;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for (topic, name) in req.topics.iter().zip(names) {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+                .with_aborted_transactions(if read_committed { Some(Vec::new()) } else { None })
+                .with_records(Some(Bytes::new()));
+            let Some(name) = name else {
+                data.error_code = ResponseError::UnknownTopicId.code();
+                has_error = true;
+                partitions.push(data);
+                continue;
+            };
+            let tp = TopicPartition::new(name.clone(), p.partition);
+            let remaining = max_bytes.saturating_sub(total);
+            if remaining == 0 && total > 0 {
+                // Still report offsets, without records.
+                fill_offsets(broker, &tp, &mut data);
+                partitions.push(data);
+                continue;
+            }
+            let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
+            match broker.replicas.read(
+                &tp,
+                p.fetch_offset,
+                limit,
+                p.current_leader_epoch,
+                from_replica,
+            ) {
+                Ok(read) => {
+                    data.high_watermark = read.high_watermark;
+                    data.last_stable_offset = read.high_watermark;
+                    data.log_start_offset = read.log_start_offset;
+                    // Only the response's first data may exceed the limits (KIP-74).
+                    if total == 0 || read.records.len() <= limit {
+                        total += read.records.len();
+                        data.records = Some(Bytes::from(read.records));
+                    }
+                }
+                Err(e) => {
+                    if matches!(e, ReplicaError::Log(crate::log::LogError::OffsetOutOfRange { .. }))
+                    {
+                        fill_offsets(broker, &tp, &mut data);
+                    }
+                    data.error_code = replica_error_code(&e);
+                    has_error = true;
+                }
+            }
+            partitions.push(data);
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    let response =
+        FetchResponse::default().with_error_code(0).with_session_id(0).with_responses(topics);
+    (response, total, has_error)
+}
+
+fn fill_offsets(broker: &Broker, tp: &TopicPartition, data: &mut PartitionData) {
+    if let Some(p) = broker.replicas.get(tp) {
+        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        data.high_watermark = log.high_watermark();
+        data.last_stable_offset = log.high_watermark();
+        data.log_start_offset = log.log_start_offset();
+    }
+}

@@ -1,0 +1,156 @@
+//! Metadata (0–12): brokers, cluster id, controller, and topics with their partitions, leaders,
+//! leader epochs, replicas and ISR. Topics may be asked for by name or (v10+) by id. Unknown
+//! topics are created with the broker defaults when `auto.create.topics.enable` is on and the
+//! client allows it (always before v4).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::ResponseError;
+
+use super::{metadata_error_code, strb, topic_name, uuid};
+use crate::metadata::{ClusterImage, NewTopic, TopicImage};
+use crate::server::Broker;
+
+/// Value Kafka sends when authorized operations were not requested.
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// Every topic ACL operation (no authorizer: everything is allowed): READ, WRITE, CREATE,
+/// DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+pub const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let mut image = broker.metadata.image();
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let all_topics = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    let auto_create =
+        broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    if all_topics {
+        for t in image.topics.values() {
+            topics.push(topic_entry(t, None, req.include_topic_authorized_operations));
+        }
+    } else {
+        let wanted = req.topics.unwrap_or_default();
+        // Create missing topics first, in one controller call.
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+            .filter(|n| !image.topics.contains_key(n))
+            .collect();
+        let mut create_errors = BTreeMap::new();
+        if auto_create && !missing.is_empty() {
+            let new: Vec<NewTopic> = missing
+                .iter()
+                .map(|name| NewTopic {
+                    name: name.clone(),
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    assignments: BTreeMap::new(),
+                    configs: BTreeMap::new(),
+                })
+                .collect();
+            let results = broker.metadata.create_topics(new, false).await;
+            for (name, r) in missing.iter().zip(results) {
+                match r {
+                    Ok(_) => {}
+                    Err(crate::metadata::MetadataError::TopicAlreadyExists(_)) => {}
+                    Err(e) => {
+                        create_errors.insert(name.clone(), metadata_error_code(&e));
+                    }
+                }
+            }
+            image = broker.metadata.image();
+            if let Err(e) = broker.replicas.reconcile(&image) {
+                tracing::error!(error = %e, "creating partitions for auto-created topics failed");
+            }
+        }
+        for t in wanted {
+            let found = match &t.name {
+                Some(name) => image.topics.get(name.as_str()),
+                None => image
+                    .topic_names_by_id
+                    .get(t.topic_id.as_bytes())
+                    .and_then(|n| image.topics.get(n)),
+            };
+            match found {
+                Some(topic) => {
+                    topics.push(topic_entry(topic, None, req.include_topic_authorized_operations))
+                }
+                None => {
+                    let code = match &t.name {
+                        Some(n) => create_errors
+                            .get(n.as_str())
+                            .copied()
+                            .unwrap_or(ResponseError::UnknownTopicOrPartition.code()),
+                        None => ResponseError::UnknownTopicId.code(),
+                    };
+                    topics.push(
+                        MetadataResponseTopic::default()
+                            .with_error_code(code)
+                            .with_name(t.name.clone())
+                            .with_topic_id(t.topic_id)
+                            .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                    );
+                }
+            }
+        }
+    }
+    MetadataResponse::default()
+        .with_brokers(brokers(&image))
+        .with_cluster_id(Some(strb(&image.cluster_id)))
+        .with_controller_id(BrokerId(image.controller_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+/// The unfenced brokers as Metadata lists them.
+pub fn brokers(image: &ClusterImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(strb(&b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.as_deref().map(strb))
+        })
+        .collect()
+}
+
+fn topic_entry(t: &TopicImage, error: Option<i16>, include_ops: bool) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|(&index, p)| {
+            MetadataResponsePartition::default()
+                .with_error_code(0)
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().map(|&r| BrokerId(r)).collect())
+                .with_isr_nodes(p.isr.iter().map(|&r| BrokerId(r)).collect())
+                .with_offline_replicas(Vec::new())
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_error_code(error.unwrap_or(0))
+        .with_name(Some(topic_name(&t.name)))
+        .with_topic_id(uuid(t.id))
+        .with_is_internal(t.is_internal())
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(if include_ops {
+            TOPIC_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
+}

@@ -1,0 +1,183 @@
+//! Kafka APIs: request → domain operation → response, one module per API family.
+//!
+//! Handlers translate between the wire messages of the `kafka-protocol` crate and the broker's
+//! domain (partitions, metadata) and map domain errors to Kafka error codes here, at the
+//! boundary; nothing below `api/` knows about wire versions. [`SUPPORTED`] is the single source
+//! of the version ranges advertised in ApiVersions and accepted by the connection.
+
+pub mod admin;
+pub mod api_versions;
+pub mod fetch;
+pub mod metadata;
+pub mod offsets;
+pub mod produce;
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use crate::log::LogError;
+use crate::metadata::MetadataError;
+use crate::replica::ReplicaError;
+use crate::server::Broker;
+
+/// APIs and the version ranges implemented in full.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The implemented version range of an API, if it is implemented.
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|&(_, min, max)| (min, max))
+}
+
+/// Metric label of an API.
+pub fn name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "produce",
+        ApiKey::Fetch => "fetch",
+        ApiKey::ListOffsets => "list_offsets",
+        ApiKey::Metadata => "metadata",
+        ApiKey::ApiVersions => "api_versions",
+        ApiKey::CreateTopics => "create_topics",
+        ApiKey::DeleteTopics => "delete_topics",
+        ApiKey::DeleteRecords => "delete_records",
+        ApiKey::OffsetForLeaderEpoch => "offset_for_leader_epoch",
+        ApiKey::DescribeConfigs => "describe_configs",
+        ApiKey::AlterConfigs => "alter_configs",
+        ApiKey::CreatePartitions => "create_partitions",
+        ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
+        ApiKey::DescribeCluster => "describe_cluster",
+        _ => "other",
+    }
+}
+
+/// Runs one decoded request. `None` means no response is sent (acks=0 produce).
+pub async fn handle(
+    broker: &Broker,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    let v = header.request_api_version;
+    Some(match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v).await),
+        RequestKind::Produce(r) => return produce::handle(broker, r, v).map(ResponseKind::Produce),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(offsets::list_offsets(broker, r, v))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(broker, r))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(offsets::delete_records(broker, r))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::topics::create_topics(broker, r, v).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::topics::delete_topics(broker, r, v).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::topics::create_partitions(broker, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(admin::configs::describe_configs(broker, r, v))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(admin::configs::alter_configs(broker, r).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            admin::configs::incremental_alter_configs(broker, r).await,
+        ),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(admin::cluster::describe_cluster(broker, r))
+        }
+        // The connection only lets through APIs listed in SUPPORTED.
+        other => unreachable!("request {other:?} passed the supported-API check"),
+    })
+}
+
+/// A `StrBytes` from a string slice.
+pub fn strb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// A `TopicName` from a string slice.
+pub fn topic_name(s: &str) -> TopicName {
+    TopicName(strb(s))
+}
+
+pub fn uuid(id: [u8; 16]) -> uuid::Uuid {
+    uuid::Uuid::from_bytes(id)
+}
+
+/// Kafka error code of a storage error.
+pub fn log_error_code(e: &LogError) -> i16 {
+    match e {
+        LogError::CorruptBatch(_) | LogError::Decompression(_) => {
+            ResponseError::CorruptMessage.code()
+        }
+        LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
+        LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge.code(),
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        LogError::NonMonotonicOffset { .. } => ResponseError::InvalidRecord.code(),
+        LogError::Config(_) => ResponseError::InvalidConfig.code(),
+        LogError::Io { .. } | LogError::CorruptFile { .. } | LogError::Closed(_) => {
+            ResponseError::KafkaStorageError.code()
+        }
+    }
+}
+
+/// Kafka error code of a partition operation error.
+pub fn replica_error_code(e: &ReplicaError) -> i16 {
+    match e {
+        ReplicaError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition.code(),
+        ReplicaError::NotLeader => ResponseError::NotLeaderOrFollower.code(),
+        ReplicaError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
+        ReplicaError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch.code(),
+        ReplicaError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
+        ReplicaError::Log(e) => log_error_code(e),
+    }
+}
+
+/// Kafka error code of a metadata (controller) error.
+pub fn metadata_error_code(e: &MetadataError) -> i16 {
+    match e {
+        MetadataError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
+        MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition.code(),
+        MetadataError::UnknownTopicId => ResponseError::UnknownTopicId.code(),
+        MetadataError::InvalidTopic(_) => ResponseError::InvalidTopicException.code(),
+        MetadataError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
+        MetadataError::InvalidReplicationFactor(_) => {
+            ResponseError::InvalidReplicationFactor.code()
+        }
+        MetadataError::InvalidReplicaAssignment(_) => {
+            ResponseError::InvalidReplicaAssignment.code()
+        }
+        MetadataError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
+        MetadataError::PolicyViolation(_) => ResponseError::PolicyViolation.code(),
+        MetadataError::NotController => ResponseError::NotController.code(),
+        MetadataError::Timeout => ResponseError::RequestTimedOut.code(),
+        MetadataError::Internal(_) => ResponseError::UnknownServerError.code(),
+    }
+}
+
+/// The error message Kafka would send along with a metadata error.
+pub fn metadata_error_message(e: &MetadataError) -> Option<StrBytes> {
+    Some(strb(&e.to_string()))
+}

@@ -1,0 +1,69 @@
+//! Produce (3–12): record batches are appended as bytes (validated and stamped in place, never
+//! decoded per record). acks=0 gets no response, acks=1 and acks=all are answered once the
+//! write is in the log; acks=all also requires the ISR to meet `min.insync.replicas`.
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+
+use super::{replica_error_code, strb};
+use crate::log::TopicPartition;
+use crate::metrics::TopicLabels;
+use crate::server::Broker;
+
+pub fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let valid_acks = matches!(acks, -1..=1);
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let name = topic.name.to_string();
+        let labels = TopicLabels { topic: name.clone() };
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let mut resp = PartitionProduceResponse::default()
+                .with_index(p.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            if !valid_acks {
+                resp.error_code = ResponseError::InvalidRequiredAcks.code();
+                partitions.push(resp);
+                continue;
+            }
+            if req.transactional_id.is_some() {
+                resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+                resp.error_message =
+                    Some(strb("transactions are not supported by this broker yet"));
+                partitions.push(resp);
+                continue;
+            }
+            let tp = TopicPartition::new(name.clone(), p.index);
+            // One copy out of the request frame so the header can be stamped in place.
+            let mut records = p.records.map(|b| b.to_vec()).unwrap_or_default();
+            match broker.replicas.append(&tp, &mut records, acks) {
+                Ok((info, log_start)) => {
+                    broker.metrics.bytes_in.get_or_create(&labels).inc_by(info.bytes as u64);
+                    broker.metrics.messages_in.get_or_create(&labels).inc_by(info.records as u64);
+                    resp.base_offset = info.first_offset;
+                    resp.log_append_time_ms = info.log_append_time.unwrap_or(-1);
+                    resp.log_start_offset = log_start;
+                }
+                Err(e) => {
+                    tracing::debug!(partition = %tp, error = %e, "produce failed");
+                    resp.error_code = replica_error_code(&e);
+                    resp.error_message = Some(strb(&e.to_string()));
+                }
+            }
+            partitions.push(resp);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}

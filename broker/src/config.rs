@@ -1,0 +1,238 @@
+//! `BrokerConfig`: every setting of a broker, with Kafka's names and defaults.
+//!
+//! Sources, lowest precedence first: built-in defaults (those of `sluice dev`), a Kafka-style
+//! properties file (`--config FILE`, `key=value` lines with Kafka's names such as `node.id`,
+//! `listeners`, `log.dirs`, `log.retention.hours`), then `SLUICE_*` environment variables and
+//! command-line flags (clap handles those two). Any Kafka property can also be given with
+//! `--set key=value` (env `SLUICE_SET`, comma-separated).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::log::LogConfig;
+
+/// A configuration the broker cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Log(#[from] crate::log::ConfigError),
+}
+
+/// All broker settings.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// `node.id`.
+    pub node_id: i32,
+    /// `listeners`: the Kafka listener (`127.0.0.1:9092`; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// `advertised.listeners`: host and port given to clients; defaults to the bound address.
+    pub advertised: Option<(String, u16)>,
+    /// Admin HTTP listener for `/metrics` and health (`127.0.0.1:9644`).
+    pub admin_listen: SocketAddr,
+    /// `log.dirs` (one directory).
+    pub data_dir: PathBuf,
+    /// `controller.quorum.voters` as `id@host:port` entries (empty: this node alone).
+    pub quorum_voters: Vec<String>,
+    /// Broker-wide log defaults (`log.segment.bytes`, `log.retention.ms`, ...).
+    pub log_defaults: LogConfig,
+    /// `num.partitions` (1).
+    pub num_partitions: i32,
+    /// `default.replication.factor` (1).
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable` (true).
+    pub auto_create_topics: bool,
+    /// `socket.request.max.bytes` (100 MiB).
+    pub socket_request_max_bytes: usize,
+    /// `max.connections` (Kafka: unlimited; here 10000).
+    pub max_connections: usize,
+    /// `connections.max.idle.ms` (10 minutes).
+    pub connections_max_idle: Duration,
+    /// `log.retention.check.interval.ms` (5 minutes).
+    pub retention_check_interval: Duration,
+    /// `cluster.id` to use when formatting a new metadata log (generated when absent).
+    pub cluster_id: Option<String>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listen: "127.0.0.1:9092".parse().expect("valid address"),
+            advertised: None,
+            admin_listen: "127.0.0.1:9644".parse().expect("valid address"),
+            data_dir: PathBuf::from("data"),
+            quorum_voters: Vec::new(),
+            log_defaults: LogConfig::default(),
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics: true,
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            max_connections: 10_000,
+            connections_max_idle: Duration::from_millis(600_000),
+            retention_check_interval: Duration::from_millis(300_000),
+            cluster_id: None,
+            rack: None,
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::Invalid(format!("invalid value '{value}' for {key}")))
+}
+
+/// Strips a `PLAINTEXT://` (or any `NAME://`) prefix from a listener.
+fn listener_addr(value: &str) -> &str {
+    let first = value.split(',').next().unwrap_or(value).trim();
+    first.split_once("://").map(|(_, a)| a).unwrap_or(first)
+}
+
+fn parse_host_port(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
+    let addr = listener_addr(value);
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| ConfigError::Invalid(format!("{key} must be host:port, got '{value}'")))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), parse(key, port)?))
+}
+
+impl BrokerConfig {
+    /// Applies one Kafka-named property.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let value = value.trim();
+        match key {
+            "node.id" | "broker.id" => self.node_id = parse(key, value)?,
+            "listeners" => self.listen = parse(key, listener_addr(value))?,
+            "advertised.listeners" => self.advertised = Some(parse_host_port(key, value)?),
+            "admin.listener" => self.admin_listen = parse(key, value)?,
+            "log.dirs" | "log.dir" => {
+                self.data_dir = PathBuf::from(value.split(',').next().unwrap_or(value).trim())
+            }
+            "controller.quorum.voters" => {
+                self.quorum_voters = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "num.partitions" => {
+                self.num_partitions = parse(key, value)?;
+                if self.num_partitions < 1 {
+                    return Err(ConfigError::Invalid("num.partitions must be at least 1".into()));
+                }
+            }
+            "default.replication.factor" => self.default_replication_factor = parse(key, value)?,
+            "auto.create.topics.enable" => self.auto_create_topics = parse(key, value)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse(key, value)?,
+            "max.connections" => self.max_connections = parse(key, value)?,
+            "connections.max.idle.ms" => {
+                self.connections_max_idle = Duration::from_millis(parse(key, value)?)
+            }
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval = Duration::from_millis(parse(key, value)?)
+            }
+            "cluster.id" => self.cluster_id = Some(value.to_string()),
+            "broker.rack" => self.rack = Some(value.to_string()),
+            // Settings that only select what Sluice does anyway.
+            "process.roles"
+            | "controller.listener.names"
+            | "inter.broker.listener.name"
+            | "listener.security.protocol.map" => {}
+            _ => {
+                self.log_defaults = self.log_defaults.with_broker_overrides([(key, value)])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `key=value` lines of a properties file (`#` and `!` start comments).
+    pub fn apply_properties(&mut self, text: &str) -> Result<(), ConfigError> {
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (k, v) = line.split_once(['=', ':']).ok_or_else(|| {
+                ConfigError::Invalid(format!("line {}: expected key=value, got '{line}'", n + 1))
+            })?;
+            self.set(k.trim(), v)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a properties file.
+    pub fn apply_file(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::File { path: path.into(), source })?;
+        self.apply_properties(&text)
+    }
+
+    /// The settings as Kafka property names and values (DescribeConfigs for the broker).
+    pub fn to_props(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("node.id".into(), self.node_id.to_string());
+        m.insert("broker.id".into(), self.node_id.to_string());
+        m.insert("listeners".into(), format!("PLAINTEXT://{}", self.listen));
+        m.insert("log.dirs".into(), self.data_dir.display().to_string());
+        m.insert("num.partitions".into(), self.num_partitions.to_string());
+        m.insert("default.replication.factor".into(), self.default_replication_factor.to_string());
+        m.insert("auto.create.topics.enable".into(), self.auto_create_topics.to_string());
+        m.insert("socket.request.max.bytes".into(), self.socket_request_max_bytes.to_string());
+        m.insert(
+            "connections.max.idle.ms".into(),
+            self.connections_max_idle.as_millis().to_string(),
+        );
+        m.insert(
+            "log.retention.check.interval.ms".into(),
+            self.retention_check_interval.as_millis().to_string(),
+        );
+        for (topic_key, broker_key) in crate::log::config::TOPIC_CONFIGS {
+            if let Some(v) = self.log_defaults.to_props().get(topic_key) {
+                m.insert((*broker_key).into(), v.clone());
+            }
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_file_uses_kafka_names() {
+        let mut c = BrokerConfig::default();
+        c.apply_properties(
+            "# comment\nnode.id=3\nlisteners=PLAINTEXT://0.0.0.0:19092\n\
+             advertised.listeners=PLAINTEXT://broker-3.svc:19092\nlog.dirs=/var/lib/sluice\n\
+             log.retention.hours=2\nlog.segment.bytes=1048576\nnum.partitions=4\n",
+        )
+        .unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.listen.port(), 19092);
+        assert_eq!(c.advertised, Some(("broker-3.svc".into(), 19092)));
+        assert_eq!(c.log_defaults.retention_ms, 7_200_000);
+        assert_eq!(c.log_defaults.segment_bytes, 1_048_576);
+        assert_eq!(c.num_partitions, 4);
+        assert_eq!(c.to_props()["log.retention.ms"], "7200000");
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_their_key() {
+        let mut c = BrokerConfig::default();
+        let e = c.apply_properties("node.id=abc").unwrap_err();
+        assert!(e.to_string().contains("node.id"), "{e}");
+        assert!(c.apply_properties("no.such.setting=1").is_err());
+        assert!(c.apply_properties("num.partitions=0").is_err());
+    }
+}

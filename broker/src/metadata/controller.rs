@@ -1,0 +1,1008 @@
+//! The controller: validates admin requests, places replicas and proposes records.
+//!
+//! It runs on the raft leader only. Decisions are serialized by one lock held from validation
+//! until the proposal is applied, so every request is checked against an image that already
+//! holds all earlier decisions (KRaft gets the same from its single controller thread). A
+//! request with several items (topics, partitions) is checked item by item on a scratch copy
+//! of the image, each accepted item applied to the copy with the state machine's own
+//! `apply_record`, so items of one request see each other; the accepted items are then
+//! proposed as one batch that commits or fails as a whole. `validate_only` stops before the
+//! proposal.
+//!
+//! The `plan_*` functions are pure (image in, record or error out) and carry Kafka's rules and
+//! messages; the unit tests below exercise them without raft.
+//!
+//! Placement: unfenced brokers in rack-alternating order; partition `p` of a new topic gets
+//! the `rf` brokers starting at `(partitions already in the cluster + p) % brokers`, the first
+//! of them leads. Leaders are thereby spread round-robin over brokers and across topics, and
+//! replicas of a partition land on different racks where there are enough racks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::ServerState;
+use tokio::sync::{watch, Mutex, MutexGuard};
+
+use super::image::{uuid_to_string, ClusterImage, PartitionImage, TopicImage};
+use super::state_machine::apply_record;
+use super::types::{MetadataRaft, MetadataRecord, MetadataRequest, MetadataResponse};
+use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, TopicRef};
+use crate::log::LogConfig;
+
+/// How long a proposal may take to commit before the caller gets `Timeout`.
+const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest number of partitions one request may create in one topic. Kafka bounds the records
+/// of one controller operation (10000); without a bound a single request could exhaust memory.
+pub(crate) const MAX_PARTITIONS_PER_REQUEST: i32 = 10_000;
+/// Longest legal topic name (Kafka's `Topic.MAX_NAME_LENGTH`).
+const MAX_TOPIC_NAME_LEN: usize = 249;
+/// Topic configs whose values are comma-separated lists (APPEND / SUBTRACT apply to them).
+const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
+
+/// The settings the controller decides with.
+#[derive(Debug, Clone)]
+pub(crate) struct ControllerConfig {
+    pub(crate) node_id: i32,
+    pub(crate) defaults: LogConfig,
+    pub(crate) num_partitions: i32,
+    pub(crate) default_replication_factor: i16,
+}
+
+/// Serializes controller decisions and proposes them to raft.
+pub(crate) struct Controller {
+    cfg: ControllerConfig,
+    raft: MetadataRaft,
+    image_rx: watch::Receiver<Arc<ClusterImage>>,
+    lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    pub(crate) fn new(
+        cfg: ControllerConfig,
+        raft: MetadataRaft,
+        image_rx: watch::Receiver<Arc<ClusterImage>>,
+    ) -> Controller {
+        Controller { cfg, raft, image_rx, lock: Mutex::new(()) }
+    }
+
+    /// Takes the decision lock after checking that this node leads the quorum; returns the
+    /// image to decide on.
+    async fn begin(&self) -> Result<(MutexGuard<'_, ()>, Arc<ClusterImage>), MetadataError> {
+        let guard = self.lock.lock().await;
+        {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            if m.state != ServerState::Leader || m.current_leader != Some(self.cfg.node_id as u64) {
+                return Err(MetadataError::NotController);
+            }
+        }
+        let image = self.image_rx.borrow().clone();
+        Ok((guard, image))
+    }
+
+    /// Proposes `records` as one batch and waits until it is applied.
+    async fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<MetadataResponse, MetadataError> {
+        let write = self.raft.client_write(MetadataRequest { records });
+        match tokio::time::timeout(PROPOSAL_TIMEOUT, write).await {
+            Err(_) => Err(MetadataError::Timeout),
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(MetadataError::NotController)
+            }
+            Ok(Err(RaftError::Fatal(Fatal::Stopped))) => Err(MetadataError::NotController),
+            Ok(Err(e)) => Err(MetadataError::Internal(format!("metadata proposal failed: {e}"))),
+        }
+    }
+
+    /// Proposes the accepted items' records (unless `validate_only`) and turns every accepted
+    /// result into the proposal's error if it fails.
+    async fn commit<T>(
+        &self,
+        records: Vec<MetadataRecord>,
+        mut results: Vec<Result<T, MetadataError>>,
+        validate_only: bool,
+    ) -> Vec<Result<T, MetadataError>> {
+        if validate_only || records.is_empty() {
+            return results;
+        }
+        if let Err(e) = self.propose(records).await {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(e.clone());
+            }
+        }
+        results
+    }
+
+    /// Sets the cluster id unless one is set; returns the id in force.
+    pub(crate) async fn ensure_cluster_id(
+        &self,
+        wanted: Option<&str>,
+    ) -> Result<String, MetadataError> {
+        let (_guard, image) = self.begin().await?;
+        if !image.cluster_id.is_empty() {
+            return match wanted {
+                Some(w) if w != image.cluster_id => Err(MetadataError::InvalidConfig(format!(
+                    "the metadata log belongs to cluster '{}' but cluster.id is set to '{w}'; \
+                     the data directory is from another cluster",
+                    image.cluster_id
+                ))),
+                _ => Ok(image.cluster_id.clone()),
+            };
+        }
+        let cluster_id =
+            wanted.map(str::to_owned).unwrap_or_else(|| uuid_to_string(&random_uuid()));
+        self.propose(vec![MetadataRecord::SetClusterId { cluster_id: cluster_id.clone() }]).await?;
+        Ok(cluster_id)
+    }
+
+    /// Registers this broker with a new epoch and unfences it; returns the epoch.
+    pub(crate) async fn register_broker(
+        &self,
+        host: &str,
+        port: u16,
+        rack: Option<String>,
+    ) -> Result<i64, MetadataError> {
+        let (_guard, image) = self.begin().await?;
+        let id = self.cfg.node_id;
+        let epoch = image.brokers.get(&id).map_or(0, |b| b.epoch + 1);
+        let records = vec![
+            MetadataRecord::RegisterBroker { id, epoch, host: host.to_owned(), port, rack },
+            MetadataRecord::UnfenceBroker { id, epoch },
+        ];
+        self.propose(records).await?;
+        Ok(epoch)
+    }
+
+    pub(crate) async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<TopicImage, MetadataError>> {
+        let (_guard, image) = match self.begin().await {
+            Ok(x) => x,
+            Err(e) => return vec![Err(e); topics.len()],
+        };
+        let mut scratch = (*image).clone();
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(topics.len());
+        for topic in &topics {
+            let id = new_topic_id(&scratch);
+            match plan_create_topic(&self.cfg, &scratch, topic, id) {
+                Ok(record) => {
+                    apply_record(&mut scratch, &record);
+                    results.push(Ok(scratch.topics[&topic.name].clone()));
+                    records.push(record);
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        self.commit(records, results, validate_only).await
+    }
+
+    pub(crate) async fn delete_topics(
+        &self,
+        topics: Vec<TopicRef>,
+    ) -> Vec<Result<(String, [u8; 16]), MetadataError>> {
+        let (_guard, image) = match self.begin().await {
+            Ok(x) => x,
+            Err(e) => return vec![Err(e); topics.len()],
+        };
+        let mut scratch = (*image).clone();
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(topics.len());
+        for topic in &topics {
+            match plan_delete_topic(&scratch, topic) {
+                Ok((name, id, record)) => {
+                    apply_record(&mut scratch, &record);
+                    results.push(Ok((name, id)));
+                    records.push(record);
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        self.commit(records, results, false).await
+    }
+
+    pub(crate) async fn create_partitions(
+        &self,
+        requests: Vec<PartitionIncrease>,
+        validate_only: bool,
+    ) -> Vec<Result<(), MetadataError>> {
+        let (_guard, image) = match self.begin().await {
+            Ok(x) => x,
+            Err(e) => return vec![Err(e); requests.len()],
+        };
+        let mut scratch = (*image).clone();
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(requests.len());
+        for (topic, count, assignments) in &requests {
+            match plan_create_partitions(&scratch, topic, *count, assignments.as_deref()) {
+                Ok(record) => {
+                    apply_record(&mut scratch, &record);
+                    results.push(Ok(()));
+                    records.push(record);
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        self.commit(records, results, validate_only).await
+    }
+
+    pub(crate) async fn alter_configs(
+        &self,
+        topic: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        let (_guard, image) = self.begin().await?;
+        let record = plan_alter_configs(&self.cfg, &image, topic, configs)?;
+        self.commit(vec![record], vec![Ok(())], validate_only).await.remove(0)
+    }
+
+    pub(crate) async fn incremental_alter_configs(
+        &self,
+        topic: &str,
+        ops: Vec<(String, AlterOp, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        let (_guard, image) = self.begin().await?;
+        let record = plan_incremental_alter_configs(&self.cfg, &image, topic, &ops)?;
+        self.commit(vec![record], vec![Ok(())], validate_only).await.remove(0)
+    }
+
+    pub(crate) async fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetadataError> {
+        let (_guard, image) = self.begin().await?;
+        if count <= 0 {
+            return Err(MetadataError::Internal(format!(
+                "a producer id block must hold at least one id, not {count}"
+            )));
+        }
+        if image.next_producer_id.checked_add(count).is_none() {
+            return Err(MetadataError::Internal("producer ids are exhausted".into()));
+        }
+        let record = MetadataRecord::AllocateProducerIds { broker: self.cfg.node_id, count };
+        let response = self.propose(vec![record]).await?;
+        response.first_producer_id.ok_or_else(|| {
+            MetadataError::Internal("producer id allocation returned no block".into())
+        })
+    }
+}
+
+fn random_uuid() -> [u8; 16] {
+    loop {
+        let id = *uuid::Uuid::new_v4().as_bytes();
+        // Like Kafka's Uuid.randomUuid: never the reserved ids 0 and 1, never a text form that
+        // starts with '-' (it would read as a command-line flag).
+        let reserved = id == [0; 16] || id == 1u128.to_be_bytes();
+        if !reserved && !uuid_to_string(&id).starts_with('-') {
+            return id;
+        }
+    }
+}
+
+fn new_topic_id(image: &ClusterImage) -> [u8; 16] {
+    loop {
+        let id = random_uuid();
+        if !image.topic_names_by_id.contains_key(&id) {
+            return id;
+        }
+    }
+}
+
+/// Kafka's `Topic.validate`.
+pub(crate) fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
+    let err = |msg: String| Err(MetadataError::InvalidTopic(msg));
+    if name.is_empty() {
+        return err("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return err("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.chars().count() > MAX_TOPIC_NAME_LEN {
+        return err(format!(
+            "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, \
+             topic name: {name}"
+        ));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-') {
+        return err(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII \
+             alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Metric names replace '.' with '_', so two such topics would share metrics.
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
+}
+
+fn validate_configs(
+    defaults: &LogConfig,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), MetadataError> {
+    defaults
+        .with_overrides(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map(|_| ())
+        .map_err(|e| MetadataError::InvalidConfig(e.to_string()))
+}
+
+/// Unfenced brokers ordered so that consecutive entries alternate racks.
+fn placement_order(image: &ClusterImage) -> Vec<i32> {
+    let mut by_rack: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+    for b in image.unfenced_brokers() {
+        by_rack.entry(b.rack.as_deref()).or_default().push(b.id);
+    }
+    let longest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    let mut order = Vec::new();
+    for i in 0..longest {
+        order.extend(by_rack.values().filter_map(|ids| ids.get(i)));
+    }
+    order
+}
+
+fn check_replication_factor(rf: usize, brokers: usize) -> Result<(), MetadataError> {
+    if rf > brokers {
+        return Err(MetadataError::InvalidReplicationFactor(format!(
+            "Unable to replicate the partition {rf} time(s): The target replication factor of \
+             {rf} cannot be reached because only {brokers} broker(s) are registered."
+        )));
+    }
+    Ok(())
+}
+
+/// Places `count` partitions starting at index `first` with `rf` replicas each.
+fn place(
+    image: &ClusterImage,
+    first: i32,
+    count: i32,
+    rf: usize,
+) -> Result<BTreeMap<i32, PartitionImage>, MetadataError> {
+    let brokers = placement_order(image);
+    check_replication_factor(rf, brokers.len())?;
+    let existing: usize = image.topics.values().map(|t| t.partitions.len()).sum();
+    let n = brokers.len();
+    Ok((0..count)
+        .map(|k| {
+            let base = existing + k as usize;
+            let replicas: Vec<i32> = (0..rf).map(|j| brokers[(base + j) % n]).collect();
+            let partition = PartitionImage {
+                leader: replicas[0],
+                isr: replicas.clone(),
+                replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            };
+            (first + k, partition)
+        })
+        .collect())
+}
+
+/// Checks one manually assigned replica list and builds its partition.
+fn assigned_partition(
+    image: &ClusterImage,
+    partition: i32,
+    replicas: &[i32],
+) -> Result<PartitionImage, MetadataError> {
+    let err = |msg: String| Err(MetadataError::InvalidReplicaAssignment(msg));
+    if replicas.is_empty() {
+        return err("The manual partition assignment includes an empty replica list.".into());
+    }
+    let mut seen = BTreeSet::new();
+    for &b in replicas {
+        if !seen.insert(b) {
+            return err(format!(
+                "The manual partition assignment includes the broker {b} more than once."
+            ));
+        }
+        if !image.brokers.contains_key(&b) {
+            return err(format!(
+                "The manual partition assignment includes broker {b}, but no such broker is \
+                 registered."
+            ));
+        }
+    }
+    let isr: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|b| image.brokers.get(b).is_some_and(|b| !b.fenced))
+        .collect();
+    let Some(&leader) = isr.first() else {
+        return err(format!(
+            "All brokers specified in the manual partition assignment for partition {partition} \
+             are fenced."
+        ));
+    };
+    Ok(PartitionImage {
+        replicas: replicas.to_vec(),
+        isr,
+        leader,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    })
+}
+
+fn too_many_partitions(n: i64) -> MetadataError {
+    MetadataError::InvalidPartitions(format!(
+        "Creating {n} partitions in one request exceeds the limit of {MAX_PARTITIONS_PER_REQUEST}."
+    ))
+}
+
+/// Validates a new topic against `image` and builds its `CreateTopic` record.
+pub(crate) fn plan_create_topic(
+    cfg: &ControllerConfig,
+    image: &ClusterImage,
+    topic: &NewTopic,
+    id: [u8; 16],
+) -> Result<MetadataRecord, MetadataError> {
+    let name = &topic.name;
+    validate_topic_name(name)?;
+    if image.topics.contains_key(name) {
+        return Err(MetadataError::TopicAlreadyExists(name.clone()));
+    }
+    if name.contains(['.', '_']) {
+        let key = collision_key(name);
+        if let Some(other) = image.topics.keys().find(|t| collision_key(t) == key) {
+            return Err(MetadataError::InvalidTopic(format!(
+                "Topic '{name}' collides with existing topic: {other}"
+            )));
+        }
+    }
+    validate_configs(&cfg.defaults, &topic.configs)?;
+
+    let partitions = if !topic.assignments.is_empty() {
+        if topic.num_partitions != -1 {
+            return Err(MetadataError::InvalidReplicaAssignment(
+                "A manual partition assignment was specified, but numPartitions was not set to -1."
+                    .into(),
+            ));
+        }
+        if topic.replication_factor != -1 {
+            return Err(MetadataError::InvalidReplicaAssignment(
+                "A manual partition assignment was specified, but replicationFactor was not set \
+                 to -1."
+                    .into(),
+            ));
+        }
+        if topic.assignments.len() > MAX_PARTITIONS_PER_REQUEST as usize {
+            return Err(too_many_partitions(topic.assignments.len() as i64));
+        }
+        let mut partitions = BTreeMap::new();
+        for (expected, (&index, replicas)) in topic.assignments.iter().enumerate() {
+            if index != expected as i32 {
+                return Err(MetadataError::InvalidReplicaAssignment(format!(
+                    "Unexpected partition id {index}: partitions should be a consecutive 0-based \
+                     integer sequence."
+                )));
+            }
+            partitions.insert(index, assigned_partition(image, index, replicas)?);
+        }
+        partitions
+    } else {
+        let num_partitions =
+            if topic.num_partitions == -1 { cfg.num_partitions } else { topic.num_partitions };
+        if num_partitions <= 0 {
+            return Err(MetadataError::InvalidPartitions(
+                "Number of partitions was set to an invalid non-positive value.".into(),
+            ));
+        }
+        if num_partitions > MAX_PARTITIONS_PER_REQUEST {
+            return Err(too_many_partitions(num_partitions.into()));
+        }
+        let rf = if topic.replication_factor == -1 {
+            cfg.default_replication_factor
+        } else {
+            topic.replication_factor
+        };
+        if rf <= 0 {
+            return Err(MetadataError::InvalidReplicationFactor(
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+            ));
+        }
+        place(image, 0, num_partitions, rf as usize)?
+    };
+    Ok(MetadataRecord::CreateTopic {
+        name: name.clone(),
+        id,
+        partitions,
+        configs: topic.configs.clone(),
+    })
+}
+
+/// Resolves a topic to delete and builds its `RemoveTopic` record.
+pub(crate) fn plan_delete_topic(
+    image: &ClusterImage,
+    topic: &TopicRef,
+) -> Result<(String, [u8; 16], MetadataRecord), MetadataError> {
+    let found = match topic {
+        TopicRef::Name(name) => {
+            image.topic(name).ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?
+        }
+        TopicRef::Id(id) => image.topic_by_id(id).ok_or(MetadataError::UnknownTopicId)?,
+    };
+    if found.is_internal() {
+        return Err(MetadataError::PolicyViolation(format!(
+            "Topic '{}' is an internal topic and cannot be deleted.",
+            found.name
+        )));
+    }
+    Ok((found.name.clone(), found.id, MetadataRecord::RemoveTopic { id: found.id }))
+}
+
+/// Validates a partition increase and builds its `CreatePartitions` record.
+pub(crate) fn plan_create_partitions(
+    image: &ClusterImage,
+    topic: &str,
+    count: i32,
+    assignments: Option<&[Vec<i32>]>,
+) -> Result<MetadataRecord, MetadataError> {
+    let t = image.topic(topic).ok_or_else(|| MetadataError::UnknownTopic(topic.to_owned()))?;
+    let current = t.partitions.len() as i32;
+    if count == current {
+        return Err(MetadataError::InvalidPartitions(format!(
+            "Topic already has {current} partitions."
+        )));
+    }
+    if count < current {
+        return Err(MetadataError::InvalidPartitions(format!(
+            "Topic currently has {current} partitions, which is higher than the requested {count}."
+        )));
+    }
+    let added = count - current;
+    if added > MAX_PARTITIONS_PER_REQUEST {
+        return Err(too_many_partitions(added.into()));
+    }
+    let rf = t.partitions.values().next().map_or(1, |p| p.replicas.len());
+    let partitions = match assignments {
+        Some(assignments) => {
+            if assignments.len() != added as usize {
+                return Err(MetadataError::InvalidReplicaAssignment(format!(
+                    "Increasing the number of partitions by {added} but {} assignments provided.",
+                    assignments.len()
+                )));
+            }
+            let mut partitions = BTreeMap::new();
+            for (k, replicas) in assignments.iter().enumerate() {
+                let index = current + k as i32;
+                if replicas.len() != rf && !replicas.is_empty() {
+                    return Err(MetadataError::InvalidReplicaAssignment(format!(
+                        "The manual partition assignment includes a partition with {} \
+                         replica(s), but this is not consistent with previous partitions, which \
+                         have {rf} replica(s).",
+                        replicas.len()
+                    )));
+                }
+                partitions.insert(index, assigned_partition(image, index, replicas)?);
+            }
+            partitions
+        }
+        None => place(image, current, added, rf)?,
+    };
+    Ok(MetadataRecord::CreatePartitions { topic_id: t.id, partitions })
+}
+
+/// Validates a full replacement of a topic's overrides (AlterConfigs).
+pub(crate) fn plan_alter_configs(
+    cfg: &ControllerConfig,
+    image: &ClusterImage,
+    topic: &str,
+    configs: BTreeMap<String, String>,
+) -> Result<MetadataRecord, MetadataError> {
+    if image.topic(topic).is_none() {
+        return Err(MetadataError::UnknownTopic(topic.to_owned()));
+    }
+    validate_configs(&cfg.defaults, &configs)?;
+    Ok(MetadataRecord::ConfigChange { topic: topic.to_owned(), configs })
+}
+
+/// Applies IncrementalAlterConfigs operations to a topic's overrides and validates the result.
+pub(crate) fn plan_incremental_alter_configs(
+    cfg: &ControllerConfig,
+    image: &ClusterImage,
+    topic: &str,
+    ops: &[(String, AlterOp, Option<String>)],
+) -> Result<MetadataRecord, MetadataError> {
+    let t = image.topic(topic).ok_or_else(|| MetadataError::UnknownTopic(topic.to_owned()))?;
+    let mut seen = BTreeSet::new();
+    for (key, _, _) in ops {
+        if !seen.insert(key.as_str()) {
+            return Err(MetadataError::InvalidConfig(format!(
+                "Error due to duplicate config keys: '{key}' appears more than once."
+            )));
+        }
+    }
+    let defaults = cfg.defaults.to_props();
+    let mut configs = t.configs.clone();
+    for (key, op, value) in ops {
+        let require_value = || {
+            value.clone().ok_or_else(|| {
+                MetadataError::InvalidConfig(format!("Null value not supported for: {key}"))
+            })
+        };
+        match op {
+            AlterOp::Set => {
+                configs.insert(key.clone(), require_value()?);
+            }
+            AlterOp::Delete => {
+                configs.remove(key);
+            }
+            AlterOp::Append | AlterOp::Subtract => {
+                if !LIST_CONFIGS.contains(&key.as_str()) {
+                    let verb = if *op == AlterOp::Append { "APPEND" } else { "SUBTRACT" };
+                    return Err(MetadataError::InvalidConfig(format!(
+                        "Can't {verb} to key {key} because its type is not LIST."
+                    )));
+                }
+                let value = require_value()?;
+                let current = configs
+                    .get(key)
+                    .cloned()
+                    .or_else(|| defaults.get(key.as_str()).cloned())
+                    .unwrap_or_default();
+                let mut items: Vec<String> = split_list(&current);
+                for item in split_list(&value) {
+                    if *op == AlterOp::Append {
+                        if !items.contains(&item) {
+                            items.push(item);
+                        }
+                    } else {
+                        items.retain(|i| *i != item);
+                    }
+                }
+                configs.insert(key.clone(), items.join(","));
+            }
+        }
+    }
+    validate_configs(&cfg.defaults, &configs)?;
+    Ok(MetadataRecord::ConfigChange { topic: topic.to_owned(), configs })
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::image::BrokerImage;
+
+    fn cfg() -> ControllerConfig {
+        ControllerConfig {
+            node_id: 1,
+            defaults: LogConfig::default(),
+            num_partitions: 1,
+            default_replication_factor: 1,
+        }
+    }
+
+    /// An image with unfenced brokers `ids` (rack = `r{id % 2}`) and fenced broker 9.
+    fn image_with_brokers(ids: &[i32]) -> ClusterImage {
+        let mut image = ClusterImage::default();
+        for &id in ids.iter().chain([9].iter()) {
+            image.brokers.insert(
+                id,
+                BrokerImage {
+                    id,
+                    epoch: 0,
+                    host: "localhost".into(),
+                    port: 9092,
+                    rack: Some(format!("r{}", id % 2)),
+                    fenced: id == 9,
+                },
+            );
+        }
+        image
+    }
+
+    fn new_topic(name: &str, partitions: i32, rf: i16) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: rf,
+            assignments: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        }
+    }
+
+    fn create(image: &mut ClusterImage, topic: &NewTopic) -> Result<(), MetadataError> {
+        let id = new_topic_id(image);
+        let record = plan_create_topic(&cfg(), image, topic, id)?;
+        apply_record(image, &record);
+        Ok(())
+    }
+
+    fn message(r: Result<impl std::fmt::Debug, MetadataError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn illegal_topic_names_are_invalid_topic() {
+        let long = "a".repeat(250);
+        for name in ["", ".", "..", long.as_str(), "a b", "tópico", "a/b"] {
+            let r = plan_create_topic(
+                &cfg(),
+                &image_with_brokers(&[1]),
+                &new_topic(name, 1, 1),
+                [5; 16],
+            );
+            assert!(matches!(r, Err(MetadataError::InvalidTopic(_))), "{name:?}: {r:?}");
+        }
+        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+        assert!(validate_topic_name("Az09._-").is_ok());
+    }
+
+    #[test]
+    fn existing_name_is_topic_already_exists_and_dot_underscore_twin_collides() {
+        let mut image = image_with_brokers(&[1]);
+        create(&mut image, &new_topic("a.b", 1, 1)).unwrap();
+        let r = create(&mut image, &new_topic("a.b", 1, 1));
+        assert_eq!(r, Err(MetadataError::TopicAlreadyExists("a.b".into())));
+        let r = create(&mut image, &new_topic("a_b", 1, 1));
+        assert!(
+            matches!(&r, Err(MetadataError::InvalidTopic(m)) if m.contains("collides with existing topic: a.b")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn non_positive_partitions_and_replication_factors_are_rejected() {
+        let image = image_with_brokers(&[1, 2]);
+        for n in [0, -2] {
+            let r = plan_create_topic(&cfg(), &image, &new_topic("t", n, 1), [5; 16]);
+            assert!(matches!(r, Err(MetadataError::InvalidPartitions(_))), "{n}: {r:?}");
+        }
+        for rf in [0, -2] {
+            let r = plan_create_topic(&cfg(), &image, &new_topic("t", 1, rf), [5; 16]);
+            assert!(matches!(r, Err(MetadataError::InvalidReplicationFactor(_))), "{rf}: {r:?}");
+        }
+        let r = plan_create_topic(
+            &cfg(),
+            &image,
+            &new_topic("t", MAX_PARTITIONS_PER_REQUEST + 1, 1),
+            [5; 16],
+        );
+        assert!(matches!(r, Err(MetadataError::InvalidPartitions(_))), "{r:?}");
+    }
+
+    #[test]
+    fn replication_factor_above_unfenced_brokers_names_both_numbers() {
+        let image = image_with_brokers(&[1, 2]);
+        let r = plan_create_topic(&cfg(), &image, &new_topic("t", 1, 3), [5; 16]);
+        assert_eq!(
+            message(r),
+            "Unable to replicate the partition 3 time(s): The target replication factor of 3 \
+             cannot be reached because only 2 broker(s) are registered."
+        );
+    }
+
+    #[test]
+    fn defaults_apply_for_minus_one() {
+        let mut c = cfg();
+        c.num_partitions = 3;
+        c.default_replication_factor = 2;
+        let r =
+            plan_create_topic(&c, &image_with_brokers(&[1, 2]), &new_topic("t", -1, -1), [5; 16]);
+        let MetadataRecord::CreateTopic { partitions, .. } = r.unwrap() else { panic!() };
+        assert_eq!(partitions.len(), 3);
+        assert!(partitions.values().all(|p| p.replicas.len() == 2 && p.isr == p.replicas));
+    }
+
+    #[test]
+    fn leaders_spread_round_robin_and_replicas_alternate_racks() {
+        let mut image = image_with_brokers(&[1, 2, 3, 4]);
+        create(&mut image, &new_topic("t", 8, 2)).unwrap();
+        let t = &image.topics["t"];
+        let mut leaders = BTreeMap::<i32, usize>::new();
+        for p in t.partitions.values() {
+            *leaders.entry(p.leader).or_default() += 1;
+            assert_eq!(p.leader, p.replicas[0]);
+            assert_eq!(p.leader_epoch, 0);
+            assert_ne!(p.replicas[0] % 2, p.replicas[1] % 2, "replicas on different racks: {p:?}");
+            assert!(!p.replicas.contains(&9), "fenced broker not used");
+        }
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2, 2]);
+        // The next topic continues the rotation instead of starting at the same broker.
+        create(&mut image, &new_topic("u", 1, 1)).unwrap();
+        create(&mut image, &new_topic("v", 1, 1)).unwrap();
+        assert_ne!(
+            image.topics["u"].partitions[&0].leader,
+            image.topics["v"].partitions[&0].leader
+        );
+    }
+
+    #[test]
+    fn manual_assignment_rules() {
+        let image = image_with_brokers(&[1, 2]);
+        let with = |assignments: Vec<(i32, Vec<i32>)>, n: i32, rf: i16| {
+            let mut t = new_topic("t", n, rf);
+            t.assignments = assignments.into_iter().collect();
+            plan_create_topic(&cfg(), &image, &t, [5; 16])
+        };
+        let bad = |r: Result<MetadataRecord, MetadataError>| {
+            matches!(r, Err(MetadataError::InvalidReplicaAssignment(_)))
+        };
+        assert!(bad(with(vec![(0, vec![1])], 1, -1)), "num_partitions also set");
+        assert!(bad(with(vec![(0, vec![1])], -1, 1)), "replication_factor also set");
+        assert!(bad(with(vec![(0, vec![7])], -1, -1)), "unknown broker");
+        assert!(bad(with(vec![(0, vec![])], -1, -1)), "empty replicas");
+        assert!(bad(with(vec![(0, vec![1, 1])], -1, -1)), "duplicate replica");
+        assert!(bad(with(vec![(0, vec![1]), (2, vec![2])], -1, -1)), "gap in partition ids");
+        assert!(bad(with(vec![(1, vec![1])], -1, -1)), "does not start at 0");
+        assert!(bad(with(vec![(0, vec![9])], -1, -1)), "only fenced replicas");
+
+        let r = with(vec![(0, vec![2, 1]), (1, vec![9, 1])], -1, -1).unwrap();
+        let MetadataRecord::CreateTopic { partitions, .. } = r else { panic!() };
+        assert_eq!(partitions[&0].leader, 2);
+        assert_eq!(partitions[&1].isr, vec![1], "fenced replica not in the ISR");
+        assert_eq!(partitions[&1].leader, 1);
+    }
+
+    #[test]
+    fn topic_configs_are_validated_with_the_key_in_the_message() {
+        let image = image_with_brokers(&[1]);
+        let mut t = new_topic("t", 1, 1);
+        t.configs.insert("retention.ms".into(), "soon".into());
+        let r = plan_create_topic(&cfg(), &image, &t, [5; 16]);
+        assert!(
+            matches!(&r, Err(MetadataError::InvalidConfig(m)) if m.contains("retention.ms")),
+            "{r:?}"
+        );
+        t.configs.clear();
+        t.configs.insert("no.such.key".into(), "1".into());
+        let r = plan_create_topic(&cfg(), &image, &t, [5; 16]);
+        assert!(
+            matches!(&r, Err(MetadataError::InvalidConfig(m)) if m.contains("no.such.key")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn create_partitions_rules() {
+        let mut image = image_with_brokers(&[1, 2]);
+        create(&mut image, &new_topic("t", 3, 1)).unwrap();
+        assert_eq!(
+            message(plan_create_partitions(&image, "t", 2, None)),
+            "Topic currently has 3 partitions, which is higher than the requested 2."
+        );
+        assert!(matches!(
+            plan_create_partitions(&image, "t", 3, None),
+            Err(MetadataError::InvalidPartitions(_))
+        ));
+        assert_eq!(
+            plan_create_partitions(&image, "nope", 4, None),
+            Err(MetadataError::UnknownTopic("nope".into()))
+        );
+        let bad = |r: Result<MetadataRecord, MetadataError>| {
+            matches!(r, Err(MetadataError::InvalidReplicaAssignment(_)))
+        };
+        assert!(bad(plan_create_partitions(&image, "t", 5, Some(&[vec![1]]))), "count mismatch");
+        assert!(bad(plan_create_partitions(&image, "t", 4, Some(&[vec![1, 2]]))), "rf mismatch");
+        assert!(bad(plan_create_partitions(&image, "t", 4, Some(&[vec![8]]))), "unknown broker");
+
+        let r = plan_create_partitions(&image, "t", 5, Some(&[vec![2], vec![1]])).unwrap();
+        apply_record(&mut image, &r);
+        assert_eq!(image.topics["t"].partitions[&3].leader, 2);
+        let r = plan_create_partitions(&image, "t", 7, None).unwrap();
+        apply_record(&mut image, &r);
+        assert_eq!(image.topics["t"].partitions.len(), 7);
+    }
+
+    #[test]
+    fn create_partitions_checks_replication_factor_against_unfenced_brokers() {
+        let mut image = image_with_brokers(&[1, 2]);
+        create(&mut image, &new_topic("t", 1, 2)).unwrap();
+        image.brokers.get_mut(&2).unwrap().fenced = true;
+        let r = plan_create_partitions(&image, "t", 2, None);
+        assert!(matches!(r, Err(MetadataError::InvalidReplicationFactor(_))), "{r:?}");
+    }
+
+    #[test]
+    fn deleting_unknown_or_internal_topics_fails() {
+        let mut image = image_with_brokers(&[1]);
+        create(&mut image, &new_topic("__consumer_offsets", 1, 1)).unwrap();
+        create(&mut image, &new_topic("t", 1, 1)).unwrap();
+        assert_eq!(
+            plan_delete_topic(&image, &TopicRef::Name("x".into())).unwrap_err(),
+            MetadataError::UnknownTopic("x".into())
+        );
+        assert_eq!(
+            plan_delete_topic(&image, &TopicRef::Id([3; 16])).unwrap_err(),
+            MetadataError::UnknownTopicId
+        );
+        let r = plan_delete_topic(&image, &TopicRef::Name("__consumer_offsets".into()));
+        assert!(matches!(r, Err(MetadataError::PolicyViolation(_))), "{r:?}");
+        let id = image.topics["t"].id;
+        let (name, got, _) = plan_delete_topic(&image, &TopicRef::Id(id)).unwrap();
+        assert_eq!((name.as_str(), got), ("t", id));
+    }
+
+    #[test]
+    fn alter_configs_replaces_and_validates() {
+        let mut image = image_with_brokers(&[1]);
+        create(&mut image, &new_topic("t", 1, 1)).unwrap();
+        let good = BTreeMap::from([("retention.ms".to_string(), "5".to_string())]);
+        assert!(plan_alter_configs(&cfg(), &image, "t", good.clone()).is_ok());
+        assert_eq!(
+            plan_alter_configs(&cfg(), &image, "x", good).unwrap_err(),
+            MetadataError::UnknownTopic("x".into())
+        );
+        let bad = BTreeMap::from([("segment.bytes".to_string(), "-1".to_string())]);
+        let r = plan_alter_configs(&cfg(), &image, "t", bad);
+        assert!(
+            matches!(&r, Err(MetadataError::InvalidConfig(m)) if m.contains("segment.bytes")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn incremental_alter_configs_set_delete_append_subtract() {
+        let mut image = image_with_brokers(&[1]);
+        let mut t = new_topic("t", 1, 1);
+        t.configs.insert("retention.ms".into(), "5".into());
+        create(&mut image, &t).unwrap();
+        let ops = vec![
+            ("retention.ms".to_string(), AlterOp::Delete, None),
+            ("segment.ms".to_string(), AlterOp::Set, Some("1000".to_string())),
+            ("cleanup.policy".to_string(), AlterOp::Append, Some("compact".to_string())),
+        ];
+        let r = plan_incremental_alter_configs(&cfg(), &image, "t", &ops).unwrap();
+        let MetadataRecord::ConfigChange { configs, .. } = &r else { panic!() };
+        assert_eq!(
+            configs,
+            &BTreeMap::from([
+                ("cleanup.policy".to_string(), "delete,compact".to_string()),
+                ("segment.ms".to_string(), "1000".to_string()),
+            ])
+        );
+        apply_record(&mut image, &r);
+        let ops =
+            vec![("cleanup.policy".to_string(), AlterOp::Subtract, Some("delete".to_string()))];
+        let r = plan_incremental_alter_configs(&cfg(), &image, "t", &ops).unwrap();
+        let MetadataRecord::ConfigChange { configs, .. } = &r else { panic!() };
+        assert_eq!(configs["cleanup.policy"], "compact");
+
+        let invalid = |ops: Vec<(String, AlterOp, Option<String>)>| {
+            matches!(
+                plan_incremental_alter_configs(&cfg(), &image, "t", &ops),
+                Err(MetadataError::InvalidConfig(_))
+            )
+        };
+        assert!(
+            invalid(vec![("segment.ms".into(), AlterOp::Append, Some("1".into()))]),
+            "not a list"
+        );
+        assert!(invalid(vec![("segment.ms".into(), AlterOp::Set, None)]), "null value");
+        assert!(invalid(vec![("segment.ms".into(), AlterOp::Set, Some("x".into()))]), "bad value");
+        assert!(
+            invalid(vec![
+                ("segment.ms".into(), AlterOp::Set, Some("5".into())),
+                ("segment.ms".into(), AlterOp::Delete, None),
+            ]),
+            "duplicate key"
+        );
+        assert_eq!(
+            plan_incremental_alter_configs(&cfg(), &image, "x", &[]).unwrap_err(),
+            MetadataError::UnknownTopic("x".into())
+        );
+    }
+
+    #[test]
+    fn random_ids_avoid_reserved_values() {
+        for _ in 0..1000 {
+            let id = random_uuid();
+            assert!(id != [0; 16] && !uuid_to_string(&id).starts_with('-'));
+        }
+    }
+}

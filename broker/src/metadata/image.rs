@@ -1,0 +1,179 @@
+//! The cluster image: a read-only, immutable view of all committed metadata.
+//!
+//! The state machine builds a new [`ClusterImage`] after every applied record batch and
+//! publishes it as an `Arc`; readers (the protocol layer, the replica manager) hold on to the
+//! `Arc` they got and never see a half-applied batch. Everything here is plain data: the
+//! records that change it live in `types.rs`, the code that applies them in
+//! `state_machine.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::log::LogConfig;
+
+/// All committed cluster metadata at one point of the metadata log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterImage {
+    /// Kafka's `cluster.id`: 22 characters of base64url. Empty until the first start sets it.
+    pub cluster_id: String,
+    /// Broker id of the active controller (the raft leader that committed the latest batch);
+    /// -1 before anything was applied.
+    pub controller_id: i32,
+    /// Registered brokers by id.
+    pub brokers: BTreeMap<i32, BrokerImage>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicImage>,
+    /// Index from topic id to name; rebuilt from `topics`, never serialized.
+    #[serde(skip)]
+    pub topic_names_by_id: HashMap<[u8; 16], String>,
+    /// First producer id not yet handed out by `AllocateProducerIds`.
+    pub next_producer_id: i64,
+}
+
+impl Default for ClusterImage {
+    fn default() -> Self {
+        ClusterImage {
+            cluster_id: String::new(),
+            controller_id: -1,
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            topic_names_by_id: HashMap::new(),
+            next_producer_id: 0,
+        }
+    }
+}
+
+impl ClusterImage {
+    /// The topic with this name.
+    pub fn topic(&self, name: &str) -> Option<&TopicImage> {
+        self.topics.get(name)
+    }
+
+    /// The topic with this id.
+    pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<&TopicImage> {
+        self.topic_names_by_id.get(id).and_then(|name| self.topics.get(name))
+    }
+
+    /// Registered brokers that are not fenced, in id order.
+    pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Rebuilds `topic_names_by_id` from `topics` (after deserializing a snapshot).
+    pub(crate) fn reindex(&mut self) {
+        self.topic_names_by_id =
+            self.topics.values().map(|t| (t.id, t.name.clone())).collect::<HashMap<_, _>>();
+    }
+}
+
+/// One registered broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerImage {
+    /// `node.id`.
+    pub id: i32,
+    /// Incarnation number: a new, larger one each time the broker registers (each start).
+    pub epoch: i64,
+    /// Advertised host of the Kafka listener.
+    pub host: String,
+    /// Advertised port of the Kafka listener.
+    pub port: u16,
+    /// `broker.rack`, used for rack-aware replica placement.
+    pub rack: Option<String>,
+    /// A fenced broker leads no partition and is not counted for replica placement.
+    pub fenced: bool,
+}
+
+/// One topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    /// Topic name.
+    pub name: String,
+    /// Topic id (a random UUID, as Kafka's `Uuid`).
+    pub id: [u8; 16],
+    /// Partitions by index; indexes are contiguous from 0.
+    pub partitions: BTreeMap<i32, PartitionImage>,
+    /// Topic-level config overrides only (Kafka names); defaults come from the broker.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicImage {
+    /// The effective log config: broker `defaults` with this topic's overrides applied.
+    ///
+    /// Overrides were validated when they were committed; one that no longer validates (the
+    /// broker was downgraded, say) is skipped with a warning instead of failing the topic.
+    pub fn log_config(&self, defaults: &LogConfig) -> LogConfig {
+        let overrides = self.configs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        match defaults.with_overrides(overrides) {
+            Ok(config) => config,
+            Err(_) => {
+                let mut config = defaults.clone();
+                for (key, value) in &self.configs {
+                    if let Err(e) = config.set(key, value) {
+                        tracing::warn!(topic = %self.name, "ignoring stored topic config: {e}");
+                    }
+                }
+                config
+            }
+        }
+    }
+
+    /// Internal topics (`__consumer_offsets`, ...) start with two underscores.
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+
+    /// The topic id in Kafka's text form (22 characters of base64url).
+    pub fn id_string(&self) -> String {
+        uuid_to_string(&self.id)
+    }
+}
+
+/// One partition's replica set and leadership.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionImage {
+    /// Assigned replicas, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+    /// Current leader broker id, -1 when there is none.
+    pub leader: i32,
+    /// Bumped on every leader change.
+    pub leader_epoch: i32,
+    /// Bumped on every change of this partition (leader, ISR, replicas).
+    pub partition_epoch: i32,
+}
+
+/// Formats a UUID the way Kafka does (`Uuid.toString()`): unpadded base64url, 22 characters.
+pub fn uuid_to_string(id: &[u8; 16]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_text_form_is_22_chars_of_base64url() {
+        let s = uuid_to_string(&[0xff; 16]);
+        assert_eq!(s.len(), 22);
+        assert!(s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+
+    #[test]
+    fn log_config_applies_overrides_and_skips_invalid_ones() {
+        let topic = TopicImage {
+            name: "t".into(),
+            id: [1; 16],
+            partitions: BTreeMap::new(),
+            configs: BTreeMap::from([
+                ("retention.ms".to_string(), "1000".to_string()),
+                ("no.such.config".to_string(), "1".to_string()),
+            ]),
+        };
+        let config = topic.log_config(&LogConfig::default());
+        assert_eq!(config.retention_ms, 1000);
+        assert!(!topic.is_internal());
+    }
+}

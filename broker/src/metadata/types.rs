@@ -1,0 +1,75 @@
+//! Raft type configuration and the metadata records (the commands of the state machine).
+//!
+//! Records mirror KRaft's metadata records. A [`MetadataRequest`] carries a batch of records
+//! that the state machine applies atomically: a controller decision that needs several records
+//! (register + unfence, create several topics) commits or fails as one.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use super::image::PartitionImage;
+
+openraft::declare_raft_types!(
+    /// Raft types of the metadata quorum. Raft node ids are broker ids (`node.id`).
+    pub TypeConfig:
+        D = MetadataRequest,
+        R = MetadataResponse,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A raft log entry of the metadata log.
+pub type MetadataEntry = openraft::Entry<TypeConfig>;
+/// A raft log id of the metadata log.
+pub type MetadataLogId = openraft::LogId<u64>;
+/// The raft instance running the metadata quorum.
+pub type MetadataRaft = openraft::Raft<TypeConfig>;
+/// Storage errors as openraft wants them.
+pub type StorageError = openraft::StorageError<u64>;
+
+/// A batch of records proposed by the controller and applied atomically.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataRequest {
+    /// Records in the order they are applied.
+    pub records: Vec<MetadataRecord>,
+}
+
+/// What applying a [`MetadataRequest`] produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataResponse {
+    /// First id of the block handed out by the last `AllocateProducerIds` record, if any.
+    pub first_producer_id: Option<i64>,
+}
+
+/// One change to the cluster image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// Sets `cluster.id`; written once, at the first start of the cluster.
+    SetClusterId { cluster_id: String },
+    /// A broker (re)registers with a new epoch; it starts fenced.
+    RegisterBroker { id: i32, epoch: i64, host: String, port: u16, rack: Option<String> },
+    /// The broker with this epoch may lead partitions.
+    UnfenceBroker { id: i32, epoch: i64 },
+    /// The broker with this epoch may no longer lead partitions.
+    FenceBroker { id: i32, epoch: i64 },
+    /// A new topic with its partitions and config overrides.
+    CreateTopic {
+        name: String,
+        id: [u8; 16],
+        partitions: BTreeMap<i32, PartitionImage>,
+        configs: BTreeMap<String, String>,
+    },
+    /// New partitions of an existing topic.
+    CreatePartitions { topic_id: [u8; 16], partitions: BTreeMap<i32, PartitionImage> },
+    /// Replaces all config overrides of a topic.
+    ConfigChange { topic: String, configs: BTreeMap<String, String> },
+    /// Deletes a topic.
+    RemoveTopic { id: [u8; 16] },
+    /// Hands `count` producer ids starting at `next_producer_id` to `broker`.
+    AllocateProducerIds { broker: i32, count: i64 },
+}

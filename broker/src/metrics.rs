@@ -1,0 +1,198 @@
+//! Prometheus metrics of the broker, rendered as text on the admin HTTP `/metrics`.
+//!
+//! Request counts and latency histograms per API, bytes in/out per topic, connection and
+//! malformed-frame counters are updated as requests flow. Per-partition offsets (log start,
+//! LEO, HW) are read from the partitions at scrape time so they are never stale.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::replica::ReplicaManager;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~26 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 20))
+}
+
+/// Every metric the broker exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub requests: Family<ApiLabels, Counter>,
+    pub request_errors: Family<ApiLabels, Counter>,
+    pub request_latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    pub bytes_in: Family<TopicLabels, Counter>,
+    pub bytes_out: Family<TopicLabels, Counter>,
+    pub messages_in: Family<TopicLabels, Counter>,
+    pub connections: Gauge,
+    pub connections_total: Counter,
+    pub connections_closed: Family<ReasonLabels, Counter>,
+    log_start: Family<PartitionLabels, Gauge>,
+    log_end: Family<PartitionLabels, Gauge>,
+    high_watermark: Family<PartitionLabels, Gauge>,
+    leader_epoch: Family<PartitionLabels, Gauge>,
+    partitions: Gauge,
+    raft_term: Gauge,
+    raft_leader: Gauge,
+    raft_applied: Gauge<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let m = Metrics {
+            registry: Mutex::new(Registry::with_prefix("sluice")),
+            requests: Family::default(),
+            request_errors: Family::default(),
+            request_latency: Family::new_with_constructor(latency_histogram),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            messages_in: Family::default(),
+            connections: Gauge::default(),
+            connections_total: Counter::default(),
+            connections_closed: Family::default(),
+            log_start: Family::default(),
+            log_end: Family::default(),
+            high_watermark: Family::default(),
+            leader_epoch: Family::default(),
+            partitions: Gauge::default(),
+            raft_term: Gauge::default(),
+            raft_leader: Gauge::default(),
+            raft_applied: Gauge::default(),
+        };
+        {
+            let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
+            r.register("requests", "Kafka requests handled, by API", m.requests.clone());
+            r.register(
+                "request_errors",
+                "Requests that failed as a whole, by API",
+                m.request_errors.clone(),
+            );
+            r.register(
+                "request_latency_seconds",
+                "Request handling time, by API",
+                m.request_latency.clone(),
+            );
+            r.register("bytes_in", "Record bytes appended, by topic", m.bytes_in.clone());
+            r.register("bytes_out", "Record bytes fetched, by topic", m.bytes_out.clone());
+            r.register("messages_in", "Records appended, by topic", m.messages_in.clone());
+            r.register("connections", "Open client connections", m.connections.clone());
+            r.register(
+                "connections_accepted",
+                "Client connections accepted",
+                m.connections_total.clone(),
+            );
+            r.register(
+                "connections_closed",
+                "Connections closed by the broker, by reason",
+                m.connections_closed.clone(),
+            );
+            r.register(
+                "log_start_offset",
+                "First offset of the partition log",
+                m.log_start.clone(),
+            );
+            r.register(
+                "log_end_offset",
+                "Log end offset (LEO) of the partition",
+                m.log_end.clone(),
+            );
+            r.register(
+                "high_watermark",
+                "High watermark of the partition",
+                m.high_watermark.clone(),
+            );
+            r.register("leader_epoch", "Leader epoch of the partition", m.leader_epoch.clone());
+            r.register("partitions", "Partitions hosted by this broker", m.partitions.clone());
+            r.register("raft_term", "Current term of the metadata quorum", m.raft_term.clone());
+            r.register(
+                "raft_leader",
+                "Node id of the metadata quorum leader (-1: none)",
+                m.raft_leader.clone(),
+            );
+            r.register(
+                "raft_applied_index",
+                "Last metadata log index applied",
+                m.raft_applied.clone(),
+            );
+        }
+        m
+    }
+
+    /// Records one handled request.
+    pub fn observe_request(&self, api: &'static str, seconds: f64) {
+        let labels = ApiLabels { api };
+        self.requests.get_or_create(&labels).inc();
+        self.request_latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Renders the Prometheus text exposition, refreshing the per-partition gauges first.
+    pub fn render(
+        &self,
+        replicas: &ReplicaManager,
+        raft: (u64, Option<u64>, Option<u64>),
+    ) -> String {
+        self.log_start.clear();
+        self.log_end.clear();
+        self.high_watermark.clear();
+        self.leader_epoch.clear();
+        let parts = replicas.all();
+        self.partitions.set(parts.len() as i64);
+        for p in parts {
+            let labels = PartitionLabels {
+                topic: p.tp.topic.clone(),
+                partition: p.tp.partition.to_string(),
+            };
+            let (start, end, hw) = {
+                let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+                (log.log_start_offset(), log.log_end_offset(), log.high_watermark())
+            };
+            self.log_start.get_or_create(&labels).set(start);
+            self.log_end.get_or_create(&labels).set(end);
+            self.high_watermark.get_or_create(&labels).set(hw);
+            self.leader_epoch.get_or_create(&labels).set(p.state().leader_epoch as i64);
+        }
+        self.raft_term.set(raft.0 as i64);
+        self.raft_leader.set(raft.1.map(|l| l as i64).unwrap_or(-1));
+        self.raft_applied.set(raft.2.unwrap_or(0));
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

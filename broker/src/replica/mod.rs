@@ -1,0 +1,264 @@
+//! Partitions hosted on this broker and the operations on them: append as leader, read for
+//! consumers (bounded by the high watermark) and followers (bounded by the LEO), leader-epoch
+//! fencing, and the signal that wakes long-polling fetches.
+//!
+//! On a single node every partition's ISR is this broker alone, so the high watermark moves to
+//! the LEO as soon as an append is written; acks=all still checks `min.insync.replicas` against
+//! the ISR size. Replication (followers, ISR changes) grows here later.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::watch;
+
+use crate::log::manager::{LogManager, SharedLog};
+use crate::log::{AppendInfo, FetchData, LogConfig, LogError, TopicPartition};
+use crate::metadata::ClusterImage;
+
+/// Why a partition operation failed; the protocol layer maps these to Kafka error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("this server does not host this topic-partition")]
+    UnknownTopicOrPartition,
+    #[error("this server is not the leader for that topic-partition")]
+    NotLeader,
+    #[error("the request's leader epoch {request} is older than the current epoch {current}")]
+    FencedLeaderEpoch { request: i32, current: i32 },
+    #[error("the request's leader epoch {request} is newer than the current epoch {current}")]
+    UnknownLeaderEpoch { request: i32, current: i32 },
+    #[error("{isr} in-sync replicas are fewer than min.insync.replicas {min}")]
+    NotEnoughReplicas { isr: usize, min: i32 },
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// Leadership state of a partition, from the metadata image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// A partition this broker holds a replica of.
+#[derive(Debug)]
+pub struct Partition {
+    pub tp: TopicPartition,
+    pub topic_id: [u8; 16],
+    pub log: SharedLog,
+    state: Mutex<PartitionState>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Partition {
+    pub fn state(&self) -> PartitionState {
+        lock(&self.state).clone()
+    }
+
+    /// Checks a client's view of the leader epoch (-1 = not given), as Kafka's fencing does.
+    pub fn check_epoch(&self, requested: i32) -> Result<(), ReplicaError> {
+        let current = lock(&self.state).leader_epoch;
+        if requested < 0 || requested == current {
+            Ok(())
+        } else if requested < current {
+            Err(ReplicaError::FencedLeaderEpoch { request: requested, current })
+        } else {
+            Err(ReplicaError::UnknownLeaderEpoch { request: requested, current })
+        }
+    }
+}
+
+/// All partitions hosted here.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    node_id: i32,
+    logs: Arc<LogManager>,
+    defaults: LogConfig,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    changed: watch::Sender<u64>,
+}
+
+impl ReplicaManager {
+    pub fn new(node_id: i32, logs: Arc<LogManager>, defaults: LogConfig) -> Self {
+        ReplicaManager {
+            node_id,
+            logs,
+            defaults,
+            partitions: RwLock::new(HashMap::new()),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    pub fn logs(&self) -> &Arc<LogManager> {
+        &self.logs
+    }
+
+    /// A receiver that sees a new value after every append and leadership change: long-polling
+    /// fetches wait on it.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions.read().unwrap_or_else(|e| e.into_inner()).get(tp).cloned()
+    }
+
+    /// Every hosted partition, sorted.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        let mut v: Vec<_> =
+            self.partitions.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        v.sort_by(|a, b| a.tp.cmp(&b.tp));
+        v
+    }
+
+    /// Makes the hosted partitions match the metadata image: creates logs for new replicas
+    /// (writing `partition.metadata`), applies config and leadership changes, and deletes the
+    /// logs of partitions whose topic is gone.
+    pub fn reconcile(&self, image: &ClusterImage) -> Result<(), LogError> {
+        let mut wanted = HashMap::new();
+        for topic in image.topics.values() {
+            let config = topic.log_config(&self.defaults);
+            for (&index, p) in &topic.partitions {
+                if !p.replicas.contains(&self.node_id) {
+                    continue;
+                }
+                let tp = TopicPartition::new(topic.name.clone(), index);
+                let state = PartitionState {
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                };
+                wanted.insert(tp, (topic.id, config.clone(), state));
+            }
+        }
+        let mut partitions = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+        // Deletions first: a topic re-created under the same name gets a fresh log.
+        let gone: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|(tp, p)| wanted.get(*tp).is_none_or(|(id, _, _)| *id != p.topic_id))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in gone {
+            partitions.remove(&tp);
+            self.logs.delete(&tp)?;
+            tracing::info!(partition = %tp, "deleted partition");
+        }
+        for (tp, (topic_id, config, state)) in wanted {
+            match partitions.get(&tp) {
+                Some(p) => {
+                    let mut log = lock(&p.log);
+                    if log.config() != &config {
+                        log.update_config(config);
+                    }
+                    self.maybe_advance_hw(&mut log, &state);
+                    drop(log);
+                    *lock(&p.state) = state;
+                }
+                None => {
+                    let log = self.logs.get_or_create(&tp, config)?;
+                    {
+                        let mut log = lock(&log);
+                        if log.read_partition_metadata()? != Some(topic_id) {
+                            log.write_partition_metadata(topic_id)?;
+                        }
+                        self.maybe_advance_hw(&mut log, &state);
+                    }
+                    tracing::info!(partition = %tp, epoch = state.leader_epoch, "hosting partition");
+                    let p = Partition { tp: tp.clone(), topic_id, log, state: Mutex::new(state) };
+                    partitions.insert(tp, Arc::new(p));
+                }
+            }
+        }
+        drop(partitions);
+        self.notify();
+        Ok(())
+    }
+
+    /// A leader whose ISR is itself alone has every replica's copy of its log: the HW is the
+    /// LEO (Kafka's `maybeIncrementLeaderHW` on becoming leader). This is what makes data
+    /// written after the last HW checkpoint readable again after a crash.
+    fn maybe_advance_hw(&self, log: &mut crate::log::PartitionLog, state: &PartitionState) {
+        if state.leader == self.node_id && state.isr == [self.node_id] {
+            let leo = log.log_end_offset();
+            log.update_high_watermark(leo);
+        }
+    }
+
+    fn leader_partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>, ReplicaError> {
+        let p = self.get(tp).ok_or(ReplicaError::UnknownTopicOrPartition)?;
+        if lock(&p.state).leader != self.node_id {
+            return Err(ReplicaError::NotLeader);
+        }
+        Ok(p)
+    }
+
+    /// Appends a client's record batches as leader. With acks=all the ISR must be at least
+    /// `min.insync.replicas`. The HW follows the LEO while this broker is the only ISR member.
+    pub fn append(
+        &self,
+        tp: &TopicPartition,
+        records: &mut [u8],
+        acks: i16,
+    ) -> Result<(AppendInfo, i64), ReplicaError> {
+        let p = self.leader_partition(tp)?;
+        let state = p.state();
+        let mut log = lock(&p.log);
+        if acks == -1 && (state.isr.len() as i32) < log.config().min_insync_replicas {
+            return Err(ReplicaError::NotEnoughReplicas {
+                isr: state.isr.len(),
+                min: log.config().min_insync_replicas,
+            });
+        }
+        let info = log.append_as_leader(records, state.leader_epoch)?;
+        if state.isr == [self.node_id] {
+            let leo = log.log_end_offset();
+            log.update_high_watermark(leo);
+        }
+        let log_start = log.log_start_offset();
+        drop(log);
+        self.notify();
+        Ok((info, log_start))
+    }
+
+    /// Reads for a consumer (up to the HW) or, with `up_to_leo`, for a follower.
+    pub fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+        current_leader_epoch: i32,
+        up_to_leo: bool,
+    ) -> Result<FetchData, ReplicaError> {
+        let p = self.leader_partition(tp)?;
+        p.check_epoch(current_leader_epoch)?;
+        let log = lock(&p.log);
+        let bound = if up_to_leo { log.log_end_offset() } else { log.high_watermark() };
+        Ok(log.read(offset, max_bytes, bound)?)
+    }
+
+    /// Runs `f` on the leader's log after checking the client's leader epoch.
+    pub fn with_leader_log<T>(
+        &self,
+        tp: &TopicPartition,
+        current_leader_epoch: i32,
+        f: impl FnOnce(&mut crate::log::PartitionLog, &PartitionState) -> Result<T, ReplicaError>,
+    ) -> Result<T, ReplicaError> {
+        let p = self.leader_partition(tp)?;
+        p.check_epoch(current_leader_epoch)?;
+        let state = p.state();
+        let mut log = lock(&p.log);
+        let out = f(&mut log, &state);
+        drop(log);
+        self.notify();
+        out
+    }
+}

@@ -1,0 +1,145 @@
+//! Test harness: runs the real `sluice` binary on ephemeral loopback ports in a temp directory,
+//! with bounded waits, and stops it (SIGTERM, or SIGKILL to simulate a crash) on request or drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running broker process.
+pub struct BrokerProcess {
+    pub child: Option<Child>,
+    pub kafka: SocketAddr,
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl BrokerProcess {
+    /// Starts `sluice dev` with its data in `data_dir` and any extra flags.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_on(data_dir, "127.0.0.1:0", extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn start_on(data_dir: &Path, listen: &str, extra: Vec<String>) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("dev")
+            .args(["--listen", listen, "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(&extra)
+            .env("RUST_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the sluice binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("sluice ready ") {
+                    let _ = tx.send(rest.to_string());
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not become ready within 60 s");
+            }
+        };
+        let mut kafka = None;
+        let mut admin = None;
+        for part in line.split_whitespace() {
+            if let Some(a) = part.strip_prefix("kafka=") {
+                kafka = a.parse().ok();
+            } else if let Some(a) = part.strip_prefix("admin=") {
+                admin = a.parse().ok();
+            }
+        }
+        BrokerProcess {
+            child: Some(child),
+            kafka: kafka.expect("kafka address in the ready line"),
+            admin: admin.expect("admin address in the ready line"),
+            data_dir: data_dir.to_path_buf(),
+            extra,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.kafka.to_string()
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let pid = child.id() as i32;
+        // SIGTERM through kill(1): no libc dependency for one signal.
+        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same data directory and the same Kafka port (clients reconnect).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the broker first");
+        let listen = self.kafka.to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // The old socket may linger briefly; retry binding within a bounded time.
+        loop {
+            let result = std::panic::catch_unwind(|| {
+                Self::start_on(&self.data_dir, &listen, self.extra.clone())
+            });
+            match result {
+                Ok(p) => {
+                    *self = p;
+                    return;
+                }
+                Err(e) if Instant::now() > deadline => std::panic::resume_unwind(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// GET a path on the admin HTTP endpoint; returns (status line, body).
+    pub fn http_get(&self, path: &str) -> (String, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.admin).expect("connect admin");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
