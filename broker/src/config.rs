@@ -59,6 +59,8 @@ pub struct BrokerConfig {
     pub cluster_id: Option<String>,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// `producer.id.expiration.ms` (1 day).
+    pub producer_id_expiration: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -80,6 +82,7 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_millis(300_000),
             cluster_id: None,
             rack: None,
+            producer_id_expiration: Duration::from_millis(86_400_000),
         }
     }
 }
@@ -142,6 +145,9 @@ impl BrokerConfig {
                 self.retention_check_interval = Duration::from_millis(parse(key, value)?)
             }
             "cluster.id" => self.cluster_id = Some(value.to_string()),
+            "producer.id.expiration.ms" => {
+                self.producer_id_expiration = Duration::from_millis(parse(key, value)?)
+            }
             "broker.rack" => self.rack = Some(value.to_string()),
             // Settings that only select what Sluice does anyway.
             "process.roles"
@@ -195,6 +201,10 @@ impl BrokerConfig {
         m.insert(
             "log.retention.check.interval.ms".into(),
             self.retention_check_interval.as_millis().to_string(),
+        );
+        m.insert(
+            "producer.id.expiration.ms".into(),
+            self.producer_id_expiration.as_millis().to_string(),
         );
         for (topic_key, broker_key) in crate::log::config::TOPIC_CONFIGS {
             if let Some(v) = self.log_defaults.to_props().get(topic_key) {

@@ -52,6 +52,7 @@ pub struct Metrics {
     pub bytes_in: Family<TopicLabels, Counter>,
     pub bytes_out: Family<TopicLabels, Counter>,
     pub messages_in: Family<TopicLabels, Counter>,
+    pub duplicates: Family<TopicLabels, Counter>,
     pub connections: Gauge,
     pub connections_total: Counter,
     pub connections_closed: Family<ReasonLabels, Counter>,
@@ -59,6 +60,7 @@ pub struct Metrics {
     log_end: Family<PartitionLabels, Gauge>,
     high_watermark: Family<PartitionLabels, Gauge>,
     leader_epoch: Family<PartitionLabels, Gauge>,
+    producers: Family<PartitionLabels, Gauge>,
     partitions: Gauge,
     raft_term: Gauge,
     raft_leader: Gauge,
@@ -81,6 +83,7 @@ impl Metrics {
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             messages_in: Family::default(),
+            duplicates: Family::default(),
             connections: Gauge::default(),
             connections_total: Counter::default(),
             connections_closed: Family::default(),
@@ -88,6 +91,7 @@ impl Metrics {
             log_end: Family::default(),
             high_watermark: Family::default(),
             leader_epoch: Family::default(),
+            producers: Family::default(),
             partitions: Gauge::default(),
             raft_term: Gauge::default(),
             raft_leader: Gauge::default(),
@@ -109,6 +113,11 @@ impl Metrics {
             r.register("bytes_in", "Record bytes appended, by topic", m.bytes_in.clone());
             r.register("bytes_out", "Record bytes fetched, by topic", m.bytes_out.clone());
             r.register("messages_in", "Records appended, by topic", m.messages_in.clone());
+            r.register(
+                "duplicate_batches",
+                "Idempotent-producer retries answered with the original offsets, by topic",
+                m.duplicates.clone(),
+            );
             r.register("connections", "Open client connections", m.connections.clone());
             r.register(
                 "connections_accepted",
@@ -136,6 +145,11 @@ impl Metrics {
                 m.high_watermark.clone(),
             );
             r.register("leader_epoch", "Leader epoch of the partition", m.leader_epoch.clone());
+            r.register(
+                "producer_ids",
+                "Idempotent producer ids with state in the partition",
+                m.producers.clone(),
+            );
             r.register("partitions", "Partitions hosted by this broker", m.partitions.clone());
             r.register("raft_term", "Current term of the metadata quorum", m.raft_term.clone());
             r.register(
@@ -169,6 +183,7 @@ impl Metrics {
         self.log_end.clear();
         self.high_watermark.clear();
         self.leader_epoch.clear();
+        self.producers.clear();
         let parts = replicas.all();
         self.partitions.set(parts.len() as i64);
         for p in parts {
@@ -176,10 +191,12 @@ impl Metrics {
                 topic: p.tp.topic.clone(),
                 partition: p.tp.partition.to_string(),
             };
-            let (start, end, hw) = {
+            let (start, end, hw, producers) = {
                 let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-                (log.log_start_offset(), log.log_end_offset(), log.high_watermark())
+                let producers = log.producer_count() as i64;
+                (log.log_start_offset(), log.log_end_offset(), log.high_watermark(), producers)
             };
+            self.producers.get_or_create(&labels).set(producers);
             self.log_start.get_or_create(&labels).set(start);
             self.log_end.get_or_create(&labels).set(end);
             self.high_watermark.get_or_create(&labels).set(hw);

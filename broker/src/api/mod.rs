@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api_versions;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -16,6 +17,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind,
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use crate::log::producer_state::SequenceError;
 use crate::log::LogError;
 use crate::metadata::MetadataError;
 use crate::replica::ReplicaError;
@@ -37,6 +39,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The implemented version range of an API, if it is implemented.
@@ -61,6 +64,7 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "create_partitions",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::InitProducerId => "init_producer_id",
         _ => "other",
     }
 }
@@ -107,6 +111,9 @@ pub async fn handle(
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::cluster::describe_cluster(broker, r))
         }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await)
+        }
         // The connection only lets through APIs listed in SUPPORTED.
         other => unreachable!("request {other:?} passed the supported-API check"),
     })
@@ -137,6 +144,13 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         LogError::NonMonotonicOffset { .. } => ResponseError::InvalidRecord.code(),
         LogError::Config(_) => ResponseError::InvalidConfig.code(),
+        LogError::Sequence(e) => match e {
+            SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+            SequenceError::InvalidProducerEpoch { .. } => {
+                ResponseError::InvalidProducerEpoch.code()
+            }
+            SequenceError::UnknownProducerId { .. } => ResponseError::UnknownProducerId.code(),
+        },
         LogError::Io { .. } | LogError::CorruptFile { .. } | LogError::Closed(_) => {
             ResponseError::KafkaStorageError.code()
         }

@@ -42,8 +42,16 @@ pub fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Option<Pro
             let mut records = p.records.map(|b| b.to_vec()).unwrap_or_default();
             match broker.replicas.append(&tp, &mut records, acks) {
                 Ok((info, log_start)) => {
-                    broker.metrics.bytes_in.get_or_create(&labels).inc_by(info.bytes as u64);
-                    broker.metrics.messages_in.get_or_create(&labels).inc_by(info.records as u64);
+                    if info.duplicate {
+                        broker.metrics.duplicates.get_or_create(&labels).inc();
+                    } else {
+                        broker.metrics.bytes_in.get_or_create(&labels).inc_by(info.bytes as u64);
+                        broker
+                            .metrics
+                            .messages_in
+                            .get_or_create(&labels)
+                            .inc_by(info.records as u64);
+                    }
                     resp.base_offset = info.first_offset;
                     resp.log_append_time_ms = info.log_append_time.unwrap_or(-1);
                     resp.log_start_offset = log_start;

@@ -40,6 +40,9 @@ pub struct ManagerIntervals {
     pub checkpoint: Duration,
     /// `log.cleaner.backoff.ms` (15 s): how often compacted logs are cleaned.
     pub cleaner_backoff: Duration,
+    /// `producer.id.expiration.ms` (1 day): idle producer ids are forgotten (checked with
+    /// retention).
+    pub producer_id_expiration: Duration,
 }
 
 impl Default for ManagerIntervals {
@@ -49,6 +52,7 @@ impl Default for ManagerIntervals {
             flush_check: Duration::from_millis(1_000),
             checkpoint: Duration::from_millis(60_000),
             cleaner_backoff: Duration::from_millis(15_000),
+            producer_id_expiration: Duration::from_millis(86_400_000),
         }
     }
 }
@@ -244,6 +248,14 @@ impl LogManager {
         total
     }
 
+    /// Forgets idempotent producers idle longer than `expiration`; returns how many.
+    pub fn expire_producers(&self, expiration: Duration) -> usize {
+        self.all()
+            .iter()
+            .map(|(_, log)| lock(log).remove_expired_producers(expiration.as_millis() as i64))
+            .sum()
+    }
+
     /// One compaction pass over every compacted log; returns the records removed.
     pub fn run_cleaner(&self) -> u64 {
         let mut removed = 0;
@@ -313,6 +325,7 @@ impl LogManager {
                     let now = std::time::Instant::now();
                     if now >= next[0] {
                         manager.run_retention();
+                        manager.expire_producers(intervals.producer_id_expiration);
                         next[0] = now + intervals.retention_check;
                     }
                     if now >= next[1] {

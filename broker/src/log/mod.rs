@@ -17,6 +17,7 @@ pub mod epoch_cache;
 pub mod manager;
 pub mod offset_index;
 pub mod partition_log;
+pub mod producer_state;
 pub mod record;
 pub mod segment;
 pub mod time_index;
@@ -59,6 +60,10 @@ pub enum LogError {
     CorruptFile { kind: &'static str, path: PathBuf, reason: String },
     #[error("invalid log configuration: {0}")]
     Config(#[from] ConfigError),
+    /// An idempotent producer's batch does not fit its state (Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER,
+    /// INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID).
+    #[error(transparent)]
+    Sequence(#[from] producer_state::SequenceError),
     /// The log directory is already closed or was deleted.
     #[error("log {0} is closed")]
     Closed(PathBuf),

@@ -15,6 +15,7 @@ use super::batch::{BatchIter, BatchMut, BatchView};
 use super::clock::Clock;
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
+use super::producer_state::{Check, ProducerStateManager};
 use super::segment::{file_name, segment_paths, LogSegment};
 use super::{cleaner, LogError, Result, TopicPartition};
 
@@ -57,6 +58,9 @@ pub struct AppendInfo {
     pub log_append_time: Option<i64>,
     pub records: i64,
     pub bytes: usize,
+    /// The batch was a retry of one already written: nothing was appended and the offsets are
+    /// the original ones.
+    pub duplicate: bool,
 }
 
 /// Result of a read.
@@ -81,6 +85,7 @@ pub struct PartitionLog {
     high_watermark: i64,
     recovery_point: i64,
     epochs: LeaderEpochCache,
+    producers: ProducerStateManager,
     unflushed_messages: i64,
     last_flush_ms: i64,
 }
@@ -167,6 +172,7 @@ impl PartitionLog {
             high_watermark: 0,
             recovery_point: 0,
             epochs: LeaderEpochCache::load(dir)?,
+            producers: ProducerStateManager::new(dir),
             unflushed_messages: 0,
             last_flush_ms: now,
         };
@@ -179,6 +185,7 @@ impl PartitionLog {
         {
             log.epochs.persist()?;
         }
+        log.rebuild_producer_state()?;
         Ok((log, report))
     }
 
@@ -280,6 +287,30 @@ impl PartitionLog {
         leader_epoch: i32,
     ) -> Result<AppendInfo> {
         let (_, count) = self.validate(records, true)?;
+        // Idempotent producers: a retried batch answers with its original offsets.
+        let mut pending = std::collections::BTreeMap::new();
+        for item in BatchIter::new(records, false) {
+            let (_, view) = item?;
+            match self.producers.check(&view, &pending)? {
+                Check::Duplicate(meta) => {
+                    return Ok(AppendInfo {
+                        first_offset: meta.first_offset,
+                        last_offset: meta.last_offset,
+                        max_timestamp: meta.timestamp,
+                        offset_of_max_timestamp: meta.last_offset,
+                        log_append_time: None,
+                        records: meta.last_offset - meta.first_offset + 1,
+                        bytes: 0,
+                        duplicate: true,
+                    })
+                }
+                Check::Append => {
+                    ProducerStateManager::record(&mut pending, Some(&self.producers), &view)
+                }
+                Check::NotIdempotent => {}
+            }
+        }
+        pending.clear();
         let now = self.clock.now_ms();
         let append_time = self.config.log_append_time.then_some(now);
         let first_offset = self.log_end_offset();
@@ -303,7 +334,12 @@ impl PartitionLog {
             pos += size;
         }
         debug_assert_eq!(next - first_offset, count);
+        for item in BatchIter::new(records, false) {
+            let (_, view) = item?;
+            ProducerStateManager::record(&mut pending, Some(&self.producers), &view);
+        }
         self.write(records, first_offset, next - 1, max_ts, Some(leader_epoch))?;
+        self.producers.apply(pending);
         Ok(AppendInfo {
             first_offset,
             last_offset: next - 1,
@@ -312,6 +348,7 @@ impl PartitionLog {
             log_append_time: append_time,
             records: count,
             bytes: records.len(),
+            duplicate: false,
         })
     }
 
@@ -340,6 +377,9 @@ impl PartitionLog {
             expected = view.next_offset();
         }
         self.write(records, first_offset, last, max_ts, None)?;
+        for item in BatchIter::new(records, false) {
+            self.producers.replay(&item?.1);
+        }
         let mut changed = false;
         for (epoch, offset) in epochs {
             changed |= self.epochs.assign(epoch, offset);
@@ -355,6 +395,7 @@ impl PartitionLog {
             log_append_time: None,
             records: last - first_offset + 1,
             bytes: records.len(),
+            duplicate: false,
         })
     }
 
@@ -411,6 +452,8 @@ impl PartitionLog {
             old.delete(&self.dir)?;
         } else {
             self.active_mut().seal(true)?;
+            // Kafka snapshots producer state at every roll: recovery replays one segment at most.
+            self.producers.take_snapshot(base)?;
         }
         let seg = LogSegment::create(&self.dir, base, &self.config, now, "")?;
         self.segments.insert(base, seg);
@@ -538,7 +581,8 @@ impl PartitionLog {
         }
         self.high_watermark = self.high_watermark.min(leo);
         self.recovery_point = self.recovery_point.min(leo);
-        Ok(())
+        self.producers.delete_snapshots_after(leo)?;
+        self.rebuild_producer_state()
     }
 
     /// Deletes every segment and starts an empty log at `offset`.
@@ -553,6 +597,8 @@ impl PartitionLog {
         self.recovery_point = offset;
         self.epochs.clear();
         self.epochs.persist()?;
+        self.producers.clear();
+        self.producers.delete_snapshots_after(-1)?;
         Ok(())
     }
 
@@ -668,7 +714,38 @@ impl PartitionLog {
     pub fn close(&mut self) -> Result<()> {
         self.active_mut().seal(false)?;
         self.flush()?;
+        self.producers.take_snapshot(self.log_end_offset())?;
         self.epochs.persist()
+    }
+
+    /// Loads the newest producer snapshot at or below the LEO and replays the batches after it.
+    fn rebuild_producer_state(&mut self) -> Result<()> {
+        let leo = self.log_end_offset();
+        let from = self.producers.load_latest_snapshot(leo)?;
+        if from >= leo {
+            return Ok(());
+        }
+        let start = self.segments.range(..=from).next_back().map(|(&b, _)| b).unwrap_or(from);
+        let producers = &mut self.producers;
+        for (_, seg) in self.segments.range(start..) {
+            seg.for_each_batch(|_, view| {
+                if view.last_offset() >= from {
+                    producers.replay(view);
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Idempotent producers known to this partition.
+    pub fn producer_count(&self) -> usize {
+        self.producers.producer_count()
+    }
+
+    /// Forgets producers idle for `producer.id.expiration.ms`; returns how many.
+    pub fn remove_expired_producers(&mut self, expiration_ms: i64) -> usize {
+        let now = self.clock.now_ms();
+        self.producers.remove_expired(now, expiration_ms)
     }
 
     /// Writes `partition.metadata` with the topic id (Kafka's format: version and base64 id).

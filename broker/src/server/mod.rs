@@ -36,6 +36,8 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     pub metadata: MetadataNode,
     pub metrics: Metrics,
+    /// Producer ids for InitProducerId, from blocks allocated through the quorum.
+    pub producer_ids: crate::api::init_producer_id::ProducerIdAllocator,
     ready: AtomicBool,
 }
 
@@ -121,6 +123,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
 
     let background = logs.start_background(ManagerIntervals {
         retention_check: config.retention_check_interval,
+        producer_id_expiration: config.producer_id_expiration,
         ..ManagerIntervals::default()
     });
     let broker = Arc::new(Broker {
@@ -130,6 +133,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         replicas,
         metadata,
         metrics: Metrics::new(),
+        producer_ids: Default::default(),
         ready: AtomicBool::new(false),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
