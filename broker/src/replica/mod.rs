@@ -152,6 +152,14 @@ impl ReplicaManager {
             self.logs.delete(&tp)?;
             tracing::info!(partition = %tp, "deleted partition");
         }
+        // Logs on disk that the image no longer places here (a topic deleted while a crash
+        // interrupted the deletion) are strays: remove them, as Kafka does.
+        for (tp, _) in self.logs.all() {
+            if !wanted.contains_key(&tp) && !partitions.contains_key(&tp) {
+                tracing::info!(partition = %tp, "deleting stray log");
+                self.logs.delete(&tp)?;
+            }
+        }
         for (tp, (topic_id, config, state)) in wanted {
             match partitions.get(&tp) {
                 Some(p) => {
@@ -164,10 +172,17 @@ impl ReplicaManager {
                     *lock(&p.state) = state;
                 }
                 None => {
-                    let log = self.logs.get_or_create(&tp, config)?;
+                    let mut log = self.logs.get_or_create(&tp, config.clone())?;
+                    let stored = lock(&log).read_partition_metadata()?;
+                    if stored.is_some_and(|id| id != topic_id) {
+                        // The directory belongs to an older topic of the same name.
+                        tracing::info!(partition = %tp, "replacing the log of a deleted topic");
+                        self.logs.delete(&tp)?;
+                        log = self.logs.get_or_create(&tp, config)?;
+                    }
                     {
                         let mut log = lock(&log);
-                        if log.read_partition_metadata()? != Some(topic_id) {
+                        if stored != Some(topic_id) {
                             log.write_partition_metadata(topic_id)?;
                         }
                         self.maybe_advance_hw(&mut log, &state);
@@ -260,5 +275,73 @@ impl ReplicaManager {
         drop(log);
         self.notify();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use super::*;
+    use crate::log::batch::build_batch;
+    use crate::log::SystemClock;
+    use crate::metadata::{PartitionImage, TopicImage};
+
+    fn image(topics: &[(&str, [u8; 16])]) -> ClusterImage {
+        let mut image = ClusterImage {
+            cluster_id: "c".into(),
+            controller_id: 1,
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            topic_names_by_id: HashMap::new(),
+            next_producer_id: 0,
+        };
+        for (name, id) in topics {
+            let p = PartitionImage {
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            };
+            image.topics.insert(
+                name.to_string(),
+                TopicImage {
+                    name: name.to_string(),
+                    id: *id,
+                    partitions: BTreeMap::from([(0, p)]),
+                    configs: BTreeMap::new(),
+                },
+            );
+            image.topic_names_by_id.insert(*id, name.to_string());
+        }
+        image
+    }
+
+    fn manager(dir: &std::path::Path) -> ReplicaManager {
+        let (logs, _) = LogManager::open(dir, LogConfig::default(), Arc::new(SystemClock), |_| {
+            LogConfig::default()
+        })
+        .unwrap();
+        ReplicaManager::new(1, Arc::new(logs), LogConfig::default())
+    }
+
+    #[test]
+    fn stray_logs_and_logs_of_older_topics_with_the_same_name_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let rm = manager(dir.path());
+        rm.reconcile(&image(&[("kept", [1; 16]), ("gone", [2; 16])])).unwrap();
+        for topic in ["kept", "gone"] {
+            let mut b = build_batch(0, 0, &[(None, Some(b"v"))]);
+            rm.append(&TopicPartition::new(topic, 0), &mut b, -1).unwrap();
+        }
+        drop(rm);
+        // Restart: "gone" was deleted and "kept" re-created (new id) while the logs stayed.
+        let rm = manager(dir.path());
+        rm.reconcile(&image(&[("kept", [3; 16])])).unwrap();
+        assert!(!dir.path().join("gone-0").exists(), "stray log deleted");
+        let kept = rm.get(&TopicPartition::new("kept", 0)).unwrap();
+        assert_eq!(kept.log.lock().unwrap().log_end_offset(), 0, "the new topic starts empty");
+        assert_eq!(kept.log.lock().unwrap().read_partition_metadata().unwrap(), Some([3; 16]));
     }
 }
