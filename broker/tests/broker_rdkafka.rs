@@ -395,7 +395,7 @@ fn topic_administration_uses_kafka_error_codes() {
 
     // rdkafka 0.39 reports every AlterConfigs resource as Ok whatever its error code (it never
     // reads the per-resource error), so the rejection shows as an unchanged value here; the
-    // INVALID_CONFIG code itself is checked with the Python and Java clients in compat.sh.
+    // INVALID_CONFIG code itself is checked with the Python client (confluent-kafka) in compat.sh.
     let bad_config =
         AlterConfig::new(ResourceSpecifier::Topic("admin-t")).set("retention.ms", "banana");
     block_on(a.alter_configs(&[bad_config], &opts)).unwrap();

@@ -76,7 +76,10 @@ pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
                         Ok(Some((offset, timestamp, epoch))) => {
                             resp.offset = offset;
                             resp.timestamp = timestamp;
-                            resp.leader_epoch = epoch;
+                            // The field exists from v4; older versions must leave the default.
+                            if version >= 4 {
+                                resp.leader_epoch = epoch;
+                            }
                         }
                         Ok(None) => {}
                         Err(e) => resp.error_code = replica_error_code(&e),

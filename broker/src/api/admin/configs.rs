@@ -130,7 +130,8 @@ pub fn describe_configs(
             let mut result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            let keys = r.configuration_keys.as_deref();
+            // Kafka describes every config when the key list is null or empty.
+            let keys = r.configuration_keys.as_deref().filter(|k| !k.is_empty());
             match r.resource_type {
                 RESOURCE_TOPIC => match image.topics.get(r.resource_name.as_str()) {
                     Some(topic) => {

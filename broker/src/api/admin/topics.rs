@@ -177,7 +177,8 @@ pub async fn create_partitions(
         req.topics
             .iter()
             .map(|t| {
-                let assignments = t.assignments.as_ref().map(|a| {
+                // An empty list is treated like null: automatic placement.
+                let assignments = t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
                     a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect()
                 });
                 (t.name.to_string(), t.count, assignments)

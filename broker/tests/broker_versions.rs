@@ -1,0 +1,335 @@
+//! Every API at every version the broker advertises gets a well-formed response: a request is
+//! sent for each (API, version) in ApiVersions, with real content (an existing topic and
+//! partition), and the response must decode at that version with the right correlation id. A
+//! response field that a version cannot carry would make encoding fail and close the
+//! connection, which this test turns into a failure. An advertised API without a case here fails
+//! the test too, so new APIs must be added.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::BrokerProcess;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+fn s(x: &str) -> StrBytes {
+    StrBytes::from_string(x.to_string())
+}
+fn tn(x: &str) -> TopicName {
+    TopicName(s(x))
+}
+
+struct Conn {
+    s: TcpStream,
+    id: i32,
+}
+
+impl Conn {
+    fn call(&mut self, key: ApiKey, version: i16, body: &RequestKind) -> ResponseKind {
+        self.id += 1;
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[0; 4]);
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.id)
+            .with_client_id(Some(s("versions-test")))
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("encoding {key:?} v{version}: {e}"));
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        self.s.write_all(&buf).unwrap();
+        let mut len = [0u8; 4];
+        self.s.read_exact(&mut len).unwrap_or_else(|e| {
+            panic!("{key:?} v{version}: no response ({e}): connection closed?")
+        });
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut body).unwrap();
+        let mut body = Bytes::from(body);
+        let h = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
+        assert_eq!(h.correlation_id, self.id, "{key:?} v{version}");
+        ResponseKind::decode(key, &mut body, version)
+            .unwrap_or_else(|e| panic!("decoding {key:?} v{version} response: {e}"))
+    }
+}
+
+fn records() -> Bytes {
+    let r = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        sequence: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        timestamp: 1_700_000_000_000,
+        key: Some(Bytes::from_static(b"k")),
+        value: Some(Bytes::from_static(b"v")),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[r],
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+/// A request with real content for `key` at `version`.
+fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
+    const T: &str = "versions";
+    match key {
+        ApiKey::ApiVersions => RequestKind::ApiVersions(if v >= 3 {
+            ApiVersionsRequest::default()
+                .with_client_software_name(s("t"))
+                .with_client_software_version(s("1"))
+        } else {
+            ApiVersionsRequest::default()
+        }),
+        ApiKey::Metadata => RequestKind::Metadata(
+            MetadataRequest::default()
+                .with_topics(Some(vec![
+                    metadata_request::MetadataRequestTopic::default().with_name(Some(tn(T)))
+                ]))
+                .with_allow_auto_topic_creation(true),
+        ),
+        ApiKey::Produce => RequestKind::Produce(
+            ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+                produce_request::TopicProduceData::default().with_name(tn(T)).with_partition_data(
+                    vec![produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records()))],
+                ),
+            ]),
+        ),
+        ApiKey::Fetch => {
+            let mut p = fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20);
+            if v >= 9 {
+                p = p.with_current_leader_epoch(0);
+            }
+            let mut t = fetch_request::FetchTopic::default().with_partitions(vec![p]);
+            t = if v >= 13 { t.with_topic_id(topic_id) } else { t.with_topic(tn(T)) };
+            let mut r =
+                FetchRequest::default().with_max_wait_ms(0).with_min_bytes(1).with_topics(vec![t]);
+            if v >= 3 {
+                r = r.with_max_bytes(1 << 20);
+            }
+            if v >= 7 {
+                r = r.with_session_epoch(-1);
+            }
+            if v >= 15 {
+                r = r.with_replica_state(
+                    fetch_request::ReplicaState::default().with_replica_id((-1).into()),
+                );
+            } else {
+                r = r.with_replica_id((-1).into());
+            }
+            RequestKind::Fetch(r)
+        }
+        ApiKey::ListOffsets => RequestKind::ListOffsets(
+            ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default().with_name(tn(T)).with_partitions(
+                    vec![list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1)],
+                ),
+            ]),
+        ),
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default().with_replica_id((-1).into()).with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(tn(T))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_leader_epoch(0),
+                    ]),
+            ]),
+        ),
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(
+            DeleteRecordsRequest::default().with_timeout_ms(5000).with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(tn(T))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(0),
+                    ]),
+            ]),
+        ),
+        ApiKey::CreateTopics => RequestKind::CreateTopics(
+            CreateTopicsRequest::default()
+                .with_validate_only(true)
+                .with_timeout_ms(5000)
+                .with_topics(vec![create_topics_request::CreatableTopic::default()
+                    .with_name(tn(&format!("new-{v}")))
+                    .with_num_partitions(2)
+                    .with_replication_factor(1)
+                    .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+                        .with_name(s("retention.ms"))
+                        .with_value(Some(s("1000")))])]),
+        ),
+        ApiKey::DeleteTopics => RequestKind::DeleteTopics(if v >= 6 {
+            DeleteTopicsRequest::default()
+                .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                    .with_name(Some(tn("missing")))])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![tn("missing")])
+        }),
+        ApiKey::CreatePartitions => RequestKind::CreatePartitions(
+            CreatePartitionsRequest::default()
+                .with_validate_only(true)
+                .with_timeout_ms(5000)
+                .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(tn(T))
+                    .with_count(3)]),
+        ),
+        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(
+            DescribeConfigsRequest::default()
+                .with_resources(vec![
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s(T)),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(4)
+                        .with_resource_name(s("")),
+                ])
+                .with_include_synonyms(v >= 1)
+                .with_include_documentation(v >= 3),
+        ),
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(
+            AlterConfigsRequest::default().with_validate_only(true).with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(T))
+                    .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                        .with_name(s("retention.ms"))
+                        .with_value(Some(s("5000")))]),
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(s("1")),
+            ]),
+        ),
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsRequest::default().with_validate_only(true).with_resources(
+                vec![incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(T))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(s("5000"))),
+                    ])],
+            ),
+        ),
+        ApiKey::DescribeCluster => RequestKind::DescribeCluster(
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+        ),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        ),
+        other => panic!("advertised API {other:?} has no case in broker_versions.rs: add one"),
+    }
+}
+
+/// Checks the response carries no error where none is expected.
+fn check(key: ApiKey, v: i16, resp: &ResponseKind) {
+    let ctx = format!("{key:?} v{v}");
+    match resp {
+        ResponseKind::ApiVersions(r) => assert_eq!(r.error_code, 0, "{ctx}"),
+        ResponseKind::Metadata(r) => assert_eq!(r.topics[0].error_code, 0, "{ctx}"),
+        ResponseKind::Produce(r) => {
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "{ctx}")
+        }
+        ResponseKind::Fetch(r) => {
+            let p = &r.responses[0].partitions[0];
+            assert_eq!(p.error_code, 0, "{ctx}");
+            assert!(p.records.as_ref().is_some_and(|b| !b.is_empty()), "{ctx}: records returned");
+        }
+        ResponseKind::ListOffsets(r) => {
+            let p = &r.topics[0].partitions[0];
+            assert_eq!(p.error_code, 0, "{ctx}");
+            assert!(p.offset > 0, "{ctx}");
+        }
+        ResponseKind::OffsetForLeaderEpoch(r) => {
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "{ctx}")
+        }
+        ResponseKind::DeleteRecords(r) => {
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "{ctx}")
+        }
+        ResponseKind::CreateTopics(r) => assert_eq!(r.topics[0].error_code, 0, "{ctx}"),
+        ResponseKind::DeleteTopics(r) => {
+            assert_eq!(r.responses[0].error_code, 3, "{ctx}: UNKNOWN_TOPIC_OR_PARTITION")
+        }
+        ResponseKind::CreatePartitions(r) => assert_eq!(r.results[0].error_code, 0, "{ctx}"),
+        ResponseKind::DescribeConfigs(r) => {
+            assert_eq!(r.results[0].error_code, 0, "{ctx}");
+            assert!(!r.results[0].configs.is_empty(), "{ctx}");
+            assert_eq!(r.results[1].error_code, 0, "{ctx}");
+        }
+        ResponseKind::AlterConfigs(r) => {
+            assert_eq!(r.responses[0].error_code, 0, "{ctx}");
+            assert_eq!(r.responses[1].error_code, 42, "{ctx}: broker configs are not dynamic");
+        }
+        ResponseKind::IncrementalAlterConfigs(r) => {
+            assert_eq!(r.responses[0].error_code, 0, "{ctx}")
+        }
+        ResponseKind::DescribeCluster(r) => assert_eq!(r.error_code, 0, "{ctx}"),
+        ResponseKind::InitProducerId(r) => assert_eq!(r.error_code, 0, "{ctx}"),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_advertised_api_version_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let stream = TcpStream::connect(broker.kafka).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut c = Conn { s: stream, id: 0 };
+    // The topic used by every case, created through Metadata auto-creation.
+    let md = c.call(ApiKey::Metadata, 12, &request(ApiKey::Metadata, 12, uuid::Uuid::nil()));
+    let ResponseKind::Metadata(md) = md else { panic!() };
+    let topic_id = md.topics[0].topic_id;
+    assert!(!topic_id.is_nil());
+    let ResponseKind::ApiVersions(versions) =
+        c.call(ApiKey::ApiVersions, 3, &request(ApiKey::ApiVersions, 3, topic_id))
+    else {
+        panic!()
+    };
+    let mut calls = 0;
+    for api in &versions.api_keys {
+        let key = ApiKey::try_from(api.api_key).unwrap();
+        for v in api.min_version..=api.max_version {
+            // Produce first so Fetch, ListOffsets and DeleteRecords have data.
+            if key != ApiKey::Produce {
+                c.call(ApiKey::Produce, 9, &request(ApiKey::Produce, 9, topic_id));
+            }
+            let resp = c.call(key, v, &request(key, v, topic_id));
+            check(key, v, &resp);
+            calls += 1;
+        }
+    }
+    assert!(calls > 60, "{calls} calls");
+}

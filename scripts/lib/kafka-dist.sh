@@ -1,0 +1,224 @@
+# shellcheck shell=bash
+# Apache Kafka 4.x distribution assembled from Maven, for the compatibility harness.
+#
+# Source this file; it defines functions only (plus defaults for the variables below).
+#
+#   kafka_dist_fetch                     download server + tools + clients jars (cached)
+#   kafka_classpath                      print the classpath (jars joined by ':')
+#   kafka_run_class MAIN [ARGS...]       run a main class on that classpath (bounded by
+#                                        `timeout $KAFKA_RUN_TIMEOUT` when that is set)
+#   kafka_start_reference_broker DIR [PORT]
+#                                        format and start a single-node KRaft broker+controller
+#                                        in DIR, listening on 127.0.0.1:PORT (ephemeral if
+#                                        omitted or 0); waits until it serves. Sets
+#                                        KAFKA_REF_PID, KAFKA_REF_BOOTSTRAP, KAFKA_REF_LOG.
+#   kafka_stop PID                       stop it (TERM, then KILL after 20 s)
+#   kafka_free_port                      print a free TCP port on 127.0.0.1
+#   kafka_wait_port HOST PORT SECS [PID] wait until HOST:PORT accepts connections
+#
+# Variables (all optional):
+#   KAFKA_VERSION     Kafka version from Maven (default 4.4.0)
+#   KAFKA_DIST_DIR    cache directory (default <repo>/target/kafka-dist); reused when present
+#   SLUICE_MVN_REPO   Maven local repository (default <repo>/target/m2)
+#   KAFKA_BROKER_JVM_OPTS  JVM options of the reference broker (default small heap)
+#   KAFKA_TOOL_JVM_OPTS    JVM options of kafka_run_class (default small heap, fast start)
+#   KAFKA_TOOL_LOG_LEVEL   log level of kafka_run_class (default WARN, to stderr)
+#   KAFKA_RUN_TIMEOUT      seconds: bound each kafka_run_class with timeout(1)
+#   KAFKA_START_TIMEOUT    seconds to wait for the reference broker (default 60)
+#
+# Main classes in Kafka 4.x (checked with `unzip -l` on the 4.4.0 jars):
+#   kafka.Kafka                                       broker / controller (kafka_2.13)
+#   kafka.tools.StorageTool                           kafka-storage.sh   (kafka_2.13)
+#   org.apache.kafka.tools.TopicCommand               kafka-topics.sh    (kafka-tools)
+#   org.apache.kafka.tools.ConsoleProducer            kafka-console-producer.sh
+#   org.apache.kafka.tools.consumer.ConsoleConsumer   kafka-console-consumer.sh
+
+_KAFKA_DIST_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SLUICE_ROOT="${SLUICE_ROOT:-$(cd "$_KAFKA_DIST_LIB_DIR/../.." && pwd)}"
+KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+KAFKA_DIST_DIR="${KAFKA_DIST_DIR:-$SLUICE_ROOT/target/kafka-dist}"
+SLUICE_MVN_REPO="${SLUICE_MVN_REPO:-$SLUICE_ROOT/target/m2}"
+KAFKA_BROKER_JVM_OPTS="${KAFKA_BROKER_JVM_OPTS:--Xms256m -Xmx512m -XX:+UseSerialGC -Djava.awt.headless=true}"
+KAFKA_TOOL_JVM_OPTS="${KAFKA_TOOL_JVM_OPTS:--Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true}"
+_KAFKA_LOG4J_CONF="$SLUICE_ROOT/scripts/kafka/log4j2.properties"
+
+_kafka_log() { printf '[kafka-dist] %s\n' "$*" >&2; }
+
+# Download the Kafka jars and their runtime dependencies unless already cached.
+kafka_dist_fetch() {
+  local marker="$KAFKA_DIST_DIR/.complete-$KAFKA_VERSION"
+  if [[ -f "$marker" ]]; then
+    return 0
+  fi
+  command -v mvn >/dev/null || { _kafka_log "mvn not found"; return 1; }
+  command -v java >/dev/null || { _kafka_log "java not found"; return 1; }
+  _kafka_log "fetching Apache Kafka $KAFKA_VERSION jars into $KAFKA_DIST_DIR (one time)"
+  local tmp="$KAFKA_DIST_DIR/libs.tmp"
+  rm -rf "$tmp"
+  mkdir -p "$KAFKA_DIST_DIR"
+  if ! timeout 900 mvn -B -q -f "$SLUICE_ROOT/scripts/kafka/pom.xml" \
+      -Dmaven.repo.local="$SLUICE_MVN_REPO" \
+      -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" \
+      >"$KAFKA_DIST_DIR/mvn.log" 2>&1; then
+    _kafka_log "maven failed; see $KAFKA_DIST_DIR/mvn.log"
+    tail -n 20 "$KAFKA_DIST_DIR/mvn.log" >&2
+    return 1
+  fi
+  rm -rf "$KAFKA_DIST_DIR/libs"
+  mv "$tmp" "$KAFKA_DIST_DIR/libs"
+  rm -f "$KAFKA_DIST_DIR"/.complete-*
+  touch "$marker"
+}
+
+# Print the classpath of the distribution: every jar, joined by ':'.
+kafka_classpath() {
+  kafka_dist_fetch || return 1
+  local jars=("$KAFKA_DIST_DIR"/libs/*.jar) cp
+  cp="$(printf '%s:' "${jars[@]}")"
+  printf '%s\n' "${cp%:}"
+}
+
+# kafka_run_class MAIN [ARGS...]: run a Kafka main class (CLI tools log at WARN to stderr).
+kafka_run_class() {
+  local main="$1"
+  shift
+  local cp
+  cp="$(kafka_classpath)" || return 1
+  local -a opts
+  read -r -a opts <<<"$KAFKA_TOOL_JVM_OPTS"
+  local -a pre=()
+  if [[ -n "${KAFKA_RUN_TIMEOUT:-}" ]]; then
+    pre=(timeout "$KAFKA_RUN_TIMEOUT")
+  fi
+  "${pre[@]}" java "${opts[@]}" \
+    -Dlog4j2.configurationFile="$_KAFKA_LOG4J_CONF" \
+    -Dsluice.log.level="${KAFKA_TOOL_LOG_LEVEL:-WARN}" \
+    -cp "$cp" "$main" "$@"
+}
+
+# Print a TCP port that is free on 127.0.0.1 right now.
+kafka_free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# kafka_wait_port HOST PORT SECS [PID]: wait until HOST:PORT accepts a TCP connection.
+# Fails early if PID is given and that process has exited.
+kafka_wait_port() {
+  local host="$1" port="$2" secs="$3" pid="${4:-}"
+  local deadline=$((SECONDS + secs))
+  while ((SECONDS < deadline)); do
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      _kafka_log "process $pid exited before $host:$port accepted connections"
+      return 1
+    fi
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  _kafka_log "$host:$port did not accept connections within ${secs}s"
+  return 1
+}
+
+# kafka_start_reference_broker DIR [PORT]: single-node KRaft (combined broker+controller).
+kafka_start_reference_broker() {
+  local dir="$1" port="${2:-0}"
+  kafka_dist_fetch || return 1
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  if [[ "$port" == 0 ]]; then
+    port="$(kafka_free_port)"
+  fi
+  local cport
+  cport="$(kafka_free_port)"
+  while [[ "$cport" == "$port" ]]; do cport="$(kafka_free_port)"; done
+
+  local conf="$dir/server.properties"
+  cat >"$conf" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+default.replication.factor=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=2
+num.recovery.threads.per.data.dir=1
+log.retention.check.interval.ms=300000
+EOF
+
+  local cluster_id
+  cluster_id="$(KAFKA_TOOL_LOG_LEVEL=ERROR KAFKA_RUN_TIMEOUT=60 kafka_run_class kafka.tools.StorageTool random-uuid)" || {
+    _kafka_log "StorageTool random-uuid failed"
+    return 1
+  }
+  if ! KAFKA_TOOL_LOG_LEVEL=ERROR KAFKA_RUN_TIMEOUT=60 kafka_run_class kafka.tools.StorageTool \
+      format -t "$cluster_id" -c "$conf" --ignore-formatted >"$dir/format.log" 2>&1; then
+    _kafka_log "StorageTool format failed:"
+    cat "$dir/format.log" >&2
+    return 1
+  fi
+
+  local cp
+  cp="$(kafka_classpath)" || return 1
+  local -a opts
+  read -r -a opts <<<"$KAFKA_BROKER_JVM_OPTS"
+  KAFKA_REF_LOG="$dir/broker.log"
+  java "${opts[@]}" \
+    -Dlog4j2.configurationFile="$_KAFKA_LOG4J_CONF" \
+    -Dsluice.log.level=INFO \
+    -Dkafka.logs.dir="$dir" \
+    -cp "$cp" kafka.Kafka "$conf" >"$KAFKA_REF_LOG" 2>&1 </dev/null &
+  KAFKA_REF_PID=$!
+  KAFKA_REF_BOOTSTRAP="127.0.0.1:$port"
+  echo "$KAFKA_REF_PID" >"$dir/broker.pid"
+
+  # Bounded wait: the listener accepts connections and the server says it started.
+  local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-60}))
+  if ! kafka_wait_port 127.0.0.1 "$port" "${KAFKA_START_TIMEOUT:-60}" "$KAFKA_REF_PID"; then
+    _kafka_log "reference broker did not start; last lines of $KAFKA_REF_LOG:"
+    tail -n 30 "$KAFKA_REF_LOG" >&2
+    kafka_stop "$KAFKA_REF_PID"
+    return 1
+  fi
+  until grep -q 'Kafka Server started' "$KAFKA_REF_LOG"; do
+    if ((SECONDS >= deadline)) || ! kill -0 "$KAFKA_REF_PID" 2>/dev/null; then
+      _kafka_log "reference broker did not report 'Kafka Server started'; last lines of $KAFKA_REF_LOG:"
+      tail -n 30 "$KAFKA_REF_LOG" >&2
+      kafka_stop "$KAFKA_REF_PID"
+      return 1
+    fi
+    sleep 0.2
+  done
+  _kafka_log "Apache Kafka $KAFKA_VERSION up at $KAFKA_REF_BOOTSTRAP (pid $KAFKA_REF_PID, log $KAFKA_REF_LOG)"
+}
+
+# kafka_stop PID: TERM, wait up to 20 s, then KILL. Quiet if already gone.
+kafka_stop() {
+  local pid="$1" i
+  [[ -n "$pid" ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
