@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,31 +13,25 @@ use common::BrokerProcess;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Conn {
-    s: TcpStream,
-    next_id: i32,
-}
+struct Conn(common::RawConn);
 
 impl Conn {
     fn new(b: &BrokerProcess) -> Self {
-        let s = TcpStream::connect(b.kafka).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Conn { s, next_id: 0 }
+        Conn(common::RawConn::connect(b))
     }
 
     fn call<Req: Encodable, Resp: Decodable>(
@@ -48,28 +40,7 @@ impl Conn {
         version: i16,
         req: &Req,
     ) -> Resp {
-        self.next_id += 1;
-        let mut buf = BytesMut::new();
-        buf.extend_from_slice(&[0; 4]);
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.next_id)
-            .with_client_id(Some(StrBytes::from_static_str("idempotence-test")))
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        req.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.s.write_all(&buf).unwrap();
-        let mut len = [0u8; 4];
-        self.s.read_exact(&mut len).unwrap();
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut body).unwrap();
-        let mut body = Bytes::from(body);
-        let h = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
-        assert_eq!(h.correlation_id, self.next_id);
-        Resp::decode(&mut body, version).unwrap()
+        self.0.call(key, version, req)
     }
 
     fn init_producer_id(&mut self) -> (i64, i16) {
@@ -200,16 +171,7 @@ fn retried_batches_are_written_once_even_across_restarts() {
     assert!(metrics.contains(r#"sluice_producer_ids{topic="idem",partition="0"} 1"#), "{metrics}");
 }
 
-struct AckLog(Arc<Mutex<Vec<(usize, bool)>>>);
-
-impl ClientContext for AckLog {}
-
-impl ProducerContext for AckLog {
-    type DeliveryOpaque = Box<usize>;
-    fn delivery(&self, result: &DeliveryResult<'_>, index: Box<usize>) {
-        self.0.lock().unwrap().push((*index, result.is_ok()));
-    }
-}
+use common::AckLog;
 
 fn consume_all(b: &BrokerProcess, topic: &str, n: usize) -> Vec<String> {
     let c: BaseConsumer = ClientConfig::new()

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::BrokerProcess;
+use common::{AckLog, BrokerProcess};
 use futures::executor::block_on;
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
@@ -15,14 +15,11 @@ use rdkafka::admin::{
 };
 use std::sync::{Arc, Mutex};
 
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
-    ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, FutureProducer, FutureRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -250,18 +247,6 @@ fn consumer_seeks_to_beginning_end_offset_and_timestamp() {
     assert_eq!(read_one(&c), (20, "late".into()));
     let (low, high) = c.fetch_watermarks("seek", 0, Duration::from_secs(10)).unwrap();
     assert_eq!((low, high), (0, 21));
-}
-
-/// Records delivery results of a `ThreadedProducer` as (record index, acknowledged).
-struct AckLog(Arc<Mutex<Vec<(usize, bool)>>>);
-
-impl ClientContext for AckLog {}
-
-impl ProducerContext for AckLog {
-    type DeliveryOpaque = Box<usize>;
-    fn delivery(&self, result: &DeliveryResult<'_>, index: Box<usize>) {
-        self.0.lock().unwrap().push((*index, result.is_ok()));
-    }
 }
 
 /// Everything in `partitions` up to each partition's high watermark.

@@ -7,14 +7,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
 use common::BrokerProcess;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -26,40 +22,13 @@ fn tn(x: &str) -> TopicName {
     TopicName(s(x))
 }
 
-struct Conn {
-    s: TcpStream,
-    id: i32,
-}
-
-impl Conn {
-    fn call(&mut self, key: ApiKey, version: i16, body: &RequestKind) -> ResponseKind {
-        self.id += 1;
-        let mut buf = BytesMut::new();
-        buf.extend_from_slice(&[0; 4]);
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.id)
-            .with_client_id(Some(s("versions-test")))
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version)
-            .unwrap_or_else(|e| panic!("encoding {key:?} v{version}: {e}"));
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.s.write_all(&buf).unwrap();
-        let mut len = [0u8; 4];
-        self.s.read_exact(&mut len).unwrap_or_else(|e| {
-            panic!("{key:?} v{version}: no response ({e}): connection closed?")
-        });
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut body).unwrap();
-        let mut body = Bytes::from(body);
-        let h = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
-        assert_eq!(h.correlation_id, self.id, "{key:?} v{version}");
-        ResponseKind::decode(key, &mut body, version)
-            .unwrap_or_else(|e| panic!("decoding {key:?} v{version} response: {e}"))
-    }
+/// Sends `body` and decodes the response as `key` at `version`.
+fn call(c: &mut common::RawConn, key: ApiKey, version: i16, body: &RequestKind) -> ResponseKind {
+    let mut resp = c.call_with(key, version, |buf| {
+        body.encode(buf, version).unwrap_or_else(|e| panic!("encoding {key:?} v{version}: {e}"))
+    });
+    ResponseKind::decode(key, &mut resp, version)
+        .unwrap_or_else(|e| panic!("decoding {key:?} v{version} response: {e}"))
 }
 
 fn records() -> Bytes {
@@ -305,16 +274,14 @@ fn check(key: ApiKey, v: i16, resp: &ResponseKind) {
 fn every_advertised_api_version_answers() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &[]);
-    let stream = TcpStream::connect(broker.kafka).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut c = Conn { s: stream, id: 0 };
+    let mut c = common::RawConn::connect(&broker);
     // The topic used by every case, created through Metadata auto-creation.
-    let md = c.call(ApiKey::Metadata, 12, &request(ApiKey::Metadata, 12, uuid::Uuid::nil()));
+    let md = call(&mut c, ApiKey::Metadata, 12, &request(ApiKey::Metadata, 12, uuid::Uuid::nil()));
     let ResponseKind::Metadata(md) = md else { panic!() };
     let topic_id = md.topics[0].topic_id;
     assert!(!topic_id.is_nil());
     let ResponseKind::ApiVersions(versions) =
-        c.call(ApiKey::ApiVersions, 3, &request(ApiKey::ApiVersions, 3, topic_id))
+        call(&mut c, ApiKey::ApiVersions, 3, &request(ApiKey::ApiVersions, 3, topic_id))
     else {
         panic!()
     };
@@ -324,9 +291,9 @@ fn every_advertised_api_version_answers() {
         for v in api.min_version..=api.max_version {
             // Produce first so Fetch, ListOffsets and DeleteRecords have data.
             if key != ApiKey::Produce {
-                c.call(ApiKey::Produce, 9, &request(ApiKey::Produce, 9, topic_id));
+                call(&mut c, ApiKey::Produce, 9, &request(ApiKey::Produce, 9, topic_id));
             }
-            let resp = c.call(key, v, &request(key, v, topic_id));
+            let resp = call(&mut c, key, v, &request(key, v, topic_id));
             check(key, v, &resp);
             calls += 1;
         }

@@ -143,3 +143,93 @@ impl Drop for BrokerProcess {
         self.kill9();
     }
 }
+
+/// A raw Kafka protocol connection: encodes requests with the `kafka-protocol` crate and
+/// decodes the responses, checking correlation ids.
+pub struct RawConn {
+    pub stream: std::net::TcpStream,
+    next_id: i32,
+}
+
+impl RawConn {
+    pub fn connect(b: &BrokerProcess) -> Self {
+        let stream = std::net::TcpStream::connect(b.kafka).expect("connect to the broker");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        RawConn { stream, next_id: 0 }
+    }
+
+    /// Sends one request and returns the response body, undecoded.
+    pub fn call_raw<Req: kafka_protocol::protocol::Encodable>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> bytes::Bytes {
+        self.call_with(key, version, |buf| {
+            req.encode(buf, version).unwrap_or_else(|e| panic!("encoding {key:?} v{version}: {e}"))
+        })
+    }
+
+    /// Sends one request whose body `encode_body` writes; returns the response body.
+    pub fn call_with(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        encode_body: impl FnOnce(&mut bytes::BytesMut),
+    ) -> bytes::Bytes {
+        use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+        use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+        use std::io::{Read, Write};
+        self.next_id += 1;
+        let mut buf = bytes::BytesMut::new();
+        buf.extend_from_slice(&[0; 4]);
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.next_id)
+            .with_client_id(Some(StrBytes::from_static_str("raw-test")))
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        encode_body(&mut buf);
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&buf).unwrap();
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).unwrap_or_else(|e| {
+            panic!("{key:?} v{version}: no response ({e}): connection closed?")
+        });
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).unwrap();
+        let mut body = bytes::Bytes::from(body);
+        let h = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
+        assert_eq!(h.correlation_id, self.next_id, "{key:?} v{version}");
+        body
+    }
+
+    pub fn call<Req, Resp>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp
+    where
+        Req: kafka_protocol::protocol::Encodable,
+        Resp: kafka_protocol::protocol::Decodable,
+    {
+        let mut body = self.call_raw(key, version, req);
+        Resp::decode(&mut body, version)
+            .unwrap_or_else(|e| panic!("decoding the {key:?} v{version} response: {e}"))
+    }
+}
+
+/// Delivery results of an rdkafka `ThreadedProducer`, as (record index, acknowledged).
+pub struct AckLog(pub std::sync::Arc<std::sync::Mutex<Vec<(usize, bool)>>>);
+
+impl rdkafka::client::ClientContext for AckLog {}
+
+impl rdkafka::producer::ProducerContext for AckLog {
+    type DeliveryOpaque = Box<usize>;
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, index: Box<usize>) {
+        self.0.lock().unwrap().push((*index, result.is_ok()));
+    }
+}
