@@ -61,6 +61,9 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// `producer.id.expiration.ms` (1 day).
     pub producer_id_expiration: Duration,
+    /// The group coordinator's settings (`offsets.topic.num.partitions`,
+    /// `group.initial.rebalance.delay.ms`, `offsets.retention.minutes`, ...).
+    pub groups: crate::group::GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -83,6 +86,7 @@ impl Default for BrokerConfig {
             cluster_id: None,
             rack: None,
             producer_id_expiration: Duration::from_millis(86_400_000),
+            groups: crate::group::GroupConfig::default(),
         }
     }
 }
@@ -149,6 +153,9 @@ impl BrokerConfig {
                 self.producer_id_expiration = Duration::from_millis(parse(key, value)?)
             }
             "broker.rack" => self.rack = Some(value.to_string()),
+            k if crate::group::GROUP_CONFIG_KEYS.contains(&k) => {
+                self.groups.set(k, value).map_err(ConfigError::Invalid)?
+            }
             // Settings that only select what Sluice does anyway.
             "process.roles"
             | "controller.listener.names"
@@ -206,6 +213,9 @@ impl BrokerConfig {
             "producer.id.expiration.ms".into(),
             self.producer_id_expiration.as_millis().to_string(),
         );
+        for (key, value) in self.groups.to_props() {
+            m.insert(key.into(), value);
+        }
         for (topic_key, broker_key) in crate::log::config::TOPIC_CONFIGS {
             if let Some(v) = self.log_defaults.to_props().get(topic_key) {
                 m.insert((*broker_key).into(), v.clone());

@@ -3,11 +3,12 @@
 //! Layers, top down (see `docs/`): [`server`] (listener, connections, start-up and shutdown),
 //! [`api`] (one module per Kafka API family; the only place that knows wire versions and error
 //! codes), [`replica`] (partitions hosted here), [`metadata`] (the openraft quorum and the
-//! cluster image), [`log`] (the Kafka-layout storage engine), with [`config`], [`metrics`] and
-//! [`http`] (admin endpoint) beside them.
+//! cluster image), [`group`] (the consumer group coordinator), [`log`] (the Kafka-layout storage
+//! engine), with [`config`], [`metrics`] and [`http`] (admin endpoint) beside them.
 
 pub mod api;
 pub mod config;
+pub mod group;
 pub mod http;
 pub mod log;
 pub mod metadata;

@@ -3,6 +3,8 @@
 //! Request counts and latency histograms per API, bytes in/out per topic, connection and
 //! malformed-frame counters are updated as requests flow. Per-partition offsets (log start,
 //! LEO, HW) are read from the partitions at scrape time so they are never stale.
+//! Consumer group gauges (state, members, committed offset, lag = HW − committed) are refreshed
+//! from the group coordinator at scrape time too.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -65,6 +67,31 @@ pub struct Metrics {
     raft_term: Gauge,
     raft_leader: Gauge,
     raft_applied: Gauge<u64, AtomicU64>,
+    group_state: Family<GroupStateLabels, Gauge>,
+    group_members: Family<GroupLabels, Gauge>,
+    group_committed: Family<GroupPartitionLabels, Gauge>,
+    group_lag: Family<GroupPartitionLabels, Gauge>,
+}
+
+/// Labels of a per-group metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
+/// Labels of the group state metric: one series per state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupStateLabels {
+    pub group: String,
+    pub state: &'static str,
+}
+
+/// Labels of a per-group, per-partition metric (committed offset, lag).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupPartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: String,
 }
 
 impl Default for Metrics {
@@ -96,6 +123,10 @@ impl Metrics {
             raft_term: Gauge::default(),
             raft_leader: Gauge::default(),
             raft_applied: Gauge::default(),
+            group_state: Family::default(),
+            group_members: Family::default(),
+            group_committed: Family::default(),
+            group_lag: Family::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,6 +193,26 @@ impl Metrics {
                 "Last metadata log index applied",
                 m.raft_applied.clone(),
             );
+            r.register(
+                "consumer_group_state",
+                "1 for the consumer group's current state, 0 for the others",
+                m.group_state.clone(),
+            );
+            r.register(
+                "consumer_group_members",
+                "Members of the consumer group",
+                m.group_members.clone(),
+            );
+            r.register(
+                "consumer_group_committed_offset",
+                "Offset committed by the consumer group",
+                m.group_committed.clone(),
+            );
+            r.register(
+                "consumer_group_lag",
+                "High watermark minus the committed offset (0 when caught up)",
+                m.group_lag.clone(),
+            );
         }
         m
     }
@@ -171,6 +222,37 @@ impl Metrics {
         let labels = ApiLabels { api };
         self.requests.get_or_create(&labels).inc();
         self.request_latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Refreshes the consumer group gauges from the coordinator's groups; lag is computed
+    /// against the high watermark of partitions hosted here (the leader's view).
+    pub fn set_groups(&self, groups: &[crate::group::GroupSnapshot], replicas: &ReplicaManager) {
+        self.group_state.clear();
+        self.group_members.clear();
+        self.group_committed.clear();
+        self.group_lag.clear();
+        for g in groups {
+            for state in crate::group::GroupState::ALL {
+                let labels = GroupStateLabels { group: g.group_id.clone(), state: state.name() };
+                self.group_state.get_or_create(&labels).set((state == g.state) as i64);
+            }
+            self.group_members
+                .get_or_create(&GroupLabels { group: g.group_id.clone() })
+                .set(g.members as i64);
+            for (topic, partition, offset) in &g.offsets {
+                let labels = GroupPartitionLabels {
+                    group: g.group_id.clone(),
+                    topic: topic.clone(),
+                    partition: partition.to_string(),
+                };
+                self.group_committed.get_or_create(&labels).set(*offset);
+                let tp = crate::log::TopicPartition::new(topic.clone(), *partition);
+                if let Some(p) = replicas.get(&tp) {
+                    let hw = p.log.lock().unwrap_or_else(|e| e.into_inner()).high_watermark();
+                    self.group_lag.get_or_create(&labels).set((hw - offset).max(0));
+                }
+            }
+        }
     }
 
     /// Renders the Prometheus text exposition, refreshing the per-partition gauges first.

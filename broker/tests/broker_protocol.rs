@@ -125,9 +125,9 @@ fn bad_frames_close_only_their_connection() {
             f[6..8].copy_from_slice(&99i16.to_be_bytes());
             f
         }),
-        ("unimplemented API (JoinGroup)", {
+        ("unimplemented API (ConsumerGroupHeartbeat, KIP-848)", {
             let mut f = frame(ApiKey::Metadata, 12, 1, &MetadataRequest::default());
-            f[4..6].copy_from_slice(&(ApiKey::JoinGroup as i16).to_be_bytes());
+            f[4..6].copy_from_slice(&(ApiKey::ConsumerGroupHeartbeat as i16).to_be_bytes());
             f[6..8].copy_from_slice(&0i16.to_be_bytes());
             f
         }),
@@ -169,7 +169,7 @@ fn bad_frames_close_only_their_connection() {
     let produce = v.api_keys.iter().find(|k| k.api_key == 0).unwrap();
     assert_eq!((produce.min_version, produce.max_version), (3, 12));
     assert!(
-        v.api_keys.iter().all(|k| k.api_key != ApiKey::JoinGroup as i16),
+        v.api_keys.iter().all(|k| k.api_key != ApiKey::ConsumerGroupHeartbeat as i16),
         "unimplemented APIs are not advertised"
     );
 

@@ -218,6 +218,100 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                 .with_producer_id((-1).into())
                 .with_producer_epoch(-1),
         ),
+        // Consumer groups. Joins complete at once (the broker runs with no initial rebalance
+        // delay); the other membership calls name an unknown member and get Kafka's error.
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(if v >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![s("versions-group")])
+        } else {
+            FindCoordinatorRequest::default().with_key(s("versions-group"))
+        }),
+        ApiKey::JoinGroup => {
+            let protocol = join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 1, b'v', 0, 0, 0, 0]));
+            let r = JoinGroupRequest::default()
+                .with_group_id(GroupId(s(&format!("versions-join-v{v}"))))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_member_id(s(""))
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![protocol]);
+            // Static members (v5+) join at once; dynamic ones from v4 first get a member id.
+            RequestKind::JoinGroup(if v >= 5 { r.with_group_instance_id(Some(s("i"))) } else { r })
+        }
+        ApiKey::SyncGroup => RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(s("versions-none")))
+                .with_generation_id(1)
+                .with_member_id(s("nobody")),
+        ),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(s("versions-none")))
+                .with_generation_id(1)
+                .with_member_id(s("nobody")),
+        ),
+        ApiKey::LeaveGroup => {
+            let r = LeaveGroupRequest::default().with_group_id(GroupId(s("versions-none")));
+            RequestKind::LeaveGroup(if v >= 3 {
+                r.with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(s("nobody"))
+                ])
+            } else {
+                r.with_member_id(s("nobody"))
+            })
+        }
+        // A commit outside group management (generation -1), as admin tools make.
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("versions-commit")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(s(""))
+                .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(tn(T))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(1)
+                            .with_committed_metadata(Some(s("m"))),
+                    ])]),
+        ),
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(if v >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("versions-commit")))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopics::default()
+                            .with_name(tn(T))
+                            .with_partition_indexes(vec![0]),
+                    ])),
+            ])
+        } else {
+            OffsetFetchRequest::default().with_group_id(GroupId(s("versions-commit"))).with_topics(
+                Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(tn(T))
+                    .with_partition_indexes(vec![0])]),
+            )
+        }),
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(s("versions-commit"))])
+                .with_include_authorized_operations(v >= 3),
+        ),
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("versions-missing"))]),
+        ),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s("versions-commit")))
+                .with_topics(vec![offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(tn(T))
+                    .with_partitions(vec![
+                        offset_delete_request::OffsetDeleteRequestPartition::default()
+                            .with_partition_index(0),
+                    ])]),
+        ),
         other => panic!("advertised API {other:?} has no case in broker_versions.rs: add one"),
     }
 }
@@ -266,6 +360,57 @@ fn check(key: ApiKey, v: i16, resp: &ResponseKind) {
         }
         ResponseKind::DescribeCluster(r) => assert_eq!(r.error_code, 0, "{ctx}"),
         ResponseKind::InitProducerId(r) => assert_eq!(r.error_code, 0, "{ctx}"),
+        ResponseKind::FindCoordinator(r) if v >= 4 => {
+            assert_eq!(r.coordinators[0].error_code, 0, "{ctx}");
+            assert_eq!(r.coordinators[0].node_id.0, 1, "{ctx}");
+        }
+        ResponseKind::FindCoordinator(r) => {
+            assert_eq!((r.error_code, r.node_id.0), (0, 1), "{ctx}")
+        }
+        ResponseKind::JoinGroup(r) if v == 4 => {
+            assert_eq!(r.error_code, 79, "{ctx}: MEMBER_ID_REQUIRED")
+        }
+        ResponseKind::JoinGroup(r) => {
+            assert_eq!((r.error_code, r.generation_id, r.members.len()), (0, 1, 1), "{ctx}");
+            assert_eq!(r.leader, r.member_id, "{ctx}");
+            assert_eq!(r.members[0].group_instance_id.is_some(), v >= 5, "{ctx}");
+        }
+        ResponseKind::SyncGroup(r) => assert_eq!(r.error_code, 25, "{ctx}: UNKNOWN_MEMBER_ID"),
+        ResponseKind::Heartbeat(r) => assert_eq!(r.error_code, 25, "{ctx}: UNKNOWN_MEMBER_ID"),
+        ResponseKind::LeaveGroup(r) if v >= 3 => {
+            assert_eq!((r.error_code, r.members[0].error_code), (0, 25), "{ctx}")
+        }
+        ResponseKind::LeaveGroup(r) => assert_eq!(r.error_code, 25, "{ctx}: UNKNOWN_MEMBER_ID"),
+        ResponseKind::OffsetCommit(r) => {
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "{ctx}")
+        }
+        // OffsetCommit (earlier in the advertised order) stored offset 1.
+        ResponseKind::OffsetFetch(r) if v >= 8 => {
+            let p = &r.groups[0].topics[0].partitions[0];
+            assert_eq!(
+                (r.groups[0].error_code, p.error_code, p.committed_offset),
+                (0, 0, 1),
+                "{ctx}"
+            );
+        }
+        ResponseKind::OffsetFetch(r) => {
+            let p = &r.topics[0].partitions[0];
+            assert_eq!((r.error_code, p.error_code, p.committed_offset), (0, 0, 1), "{ctx}");
+        }
+        ResponseKind::ListGroups(r) => {
+            assert_eq!(r.error_code, 0, "{ctx}");
+            assert!(r.groups.iter().any(|g| g.group_id.as_str() == "versions-commit"), "{ctx}");
+        }
+        ResponseKind::DescribeGroups(r) => {
+            let g = &r.groups[0];
+            assert_eq!((g.error_code, g.group_state.as_str()), (0, "Empty"), "{ctx}");
+        }
+        ResponseKind::DeleteGroups(r) => {
+            assert_eq!(r.results[0].error_code, 69, "{ctx}: GROUP_ID_NOT_FOUND")
+        }
+        ResponseKind::OffsetDelete(r) => {
+            assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0), "{ctx}")
+        }
         _ => {}
     }
 }
@@ -273,7 +418,8 @@ fn check(key: ApiKey, v: i16, resp: &ResponseKind) {
 #[test]
 fn every_advertised_api_version_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start(dir.path(), &[]);
+    // No initial rebalance delay: JoinGroup cases complete at once.
+    let broker = BrokerProcess::start(dir.path(), &["--set", "group.initial.rebalance.delay.ms=0"]);
     let mut c = common::RawConn::connect(&broker);
     // The topic used by every case, created through Metadata auto-creation.
     let md = call(&mut c, ApiKey::Metadata, 12, &request(ApiKey::Metadata, 12, uuid::Uuid::nil()));

@@ -40,11 +40,20 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
     } else {
         let wanted = req.topics.unwrap_or_default();
         // Create missing topics first, in one controller call.
-        let missing: Vec<String> = wanted
+        let mut missing: Vec<String> = wanted
             .iter()
             .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
             .filter(|n| !image.topics.contains_key(n))
             .collect();
+        // The offsets topic gets its own settings (compacted, offsets.topic.num.partitions)
+        // from the group coordinator, as Kafka creates its internal topics.
+        if auto_create && missing.iter().any(|n| n == crate::group::OFFSETS_TOPIC) {
+            missing.retain(|n| n != crate::group::OFFSETS_TOPIC);
+            if let Err(e) = broker.groups.ensure_offsets_topic().await {
+                tracing::warn!(error = %e, "creating {} failed", crate::group::OFFSETS_TOPIC);
+            }
+            image = broker.metadata.image();
+        }
         let mut create_errors = BTreeMap::new();
         if auto_create && !missing.is_empty() {
             let new: Vec<NewTopic> = missing

@@ -52,6 +52,12 @@ impl FrameError {
     }
 }
 
+tokio::task_local! {
+    /// The client address of the request being handled: JoinGroup records it as the member's
+    /// host (DescribeGroups shows it), without threading it through every handler.
+    pub static PEER: SocketAddr;
+}
+
 /// Serves one connection until the client closes it, it errs, idles out, or shutdown.
 pub async fn serve(
     stream: TcpStream,
@@ -84,7 +90,7 @@ pub async fn serve(
                 }
             },
         };
-        match handle_frame(broker, frame).await {
+        match PEER.scope(peer, handle_frame(broker, frame)).await {
             Ok(Some(response)) => {
                 if let Err(e) = write_response(&mut wr, &response).await {
                     tracing::debug!(%peer, error = %e, "write failed");

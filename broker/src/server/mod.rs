@@ -38,6 +38,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Producer ids for InitProducerId, from blocks allocated through the quorum.
     pub producer_ids: crate::api::init_producer_id::ProducerIdAllocator,
+    /// Consumer groups and committed offsets (`__consumer_offsets`).
+    pub groups: Arc<crate::group::GroupCoordinator>,
     ready: AtomicBool,
 }
 
@@ -52,6 +54,7 @@ impl Broker {
     }
 
     pub fn render_metrics(&self) -> String {
+        self.metrics.set_groups(&self.groups.snapshots(), &self.replicas);
         self.metrics.render(&self.replicas, self.metadata.raft_metrics())
     }
 }
@@ -120,6 +123,16 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
 
     let replicas = Arc::new(ReplicaManager::new(config.node_id, logs.clone(), defaults));
     replicas.reconcile(&metadata.image()).context("loading partitions from metadata")?;
+    let groups = crate::group::GroupCoordinator::new(
+        config.groups.clone(),
+        config.node_id,
+        replicas.clone(),
+        metadata.clone(),
+    );
+    groups.sync_partitions(&metadata.image());
+    if !groups.wait_loaded(Duration::from_secs(60)).await {
+        tracing::warn!("group coordinator partitions still loading after 60 s");
+    }
 
     let background = logs.start_background(ManagerIntervals {
         retention_check: config.retention_check_interval,
@@ -134,11 +147,13 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         metadata,
         metrics: Metrics::new(),
         producer_ids: Default::default(),
+        groups,
         ready: AtomicBool::new(false),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(reconcile_on_change(broker.clone(), shutdown_rx.clone())),
+        broker.groups.start(shutdown_rx.clone()),
         tokio::spawn(crate::http::serve(admin_listener, broker.clone(), shutdown_rx.clone())),
         tokio::spawn(listener::run(kafka_listener, broker.clone(), shutdown_rx)),
     ];
@@ -168,6 +183,7 @@ async fn reconcile_on_change(broker: Arc<Broker>, mut shutdown: watch::Receiver<
                 if let Err(e) = broker.replicas.reconcile(&image) {
                     tracing::error!(error = %e, "applying metadata to partitions failed");
                 }
+                broker.groups.sync_partitions(&image);
             }
         }
     }
@@ -180,6 +196,8 @@ impl RunningBroker {
         tracing::info!("shutting down");
         self.broker.ready.store(false, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
+        // Parked JoinGroup/SyncGroup requests end now, so connections can finish.
+        self.broker.groups.shutdown();
         for task in self.tasks.drain(..) {
             if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
                 tracing::warn!("a server task did not stop within 30 s");
