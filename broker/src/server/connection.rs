@@ -109,8 +109,16 @@ pub async fn serve(
 
 fn close_with(broker: &Broker, peer: SocketAddr, e: &FrameError) {
     match e {
-        FrameError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            tracing::debug!(%peer, "client closed the connection mid-frame");
+        FrameError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            // The client went away: normal life of a connection, not worth a warning.
+            tracing::debug!(%peer, error = %e, "client closed the connection");
         }
         _ => tracing::warn!(%peer, error = %e, "closing connection"),
     }
