@@ -712,7 +712,8 @@ impl PartitionLog {
     /// Clean close: seals the active segment (final time-index entry), flushes everything and
     /// persists the epoch cache. The caller records the checkpoints and clean-shutdown marker.
     pub fn close(&mut self) -> Result<()> {
-        self.active_mut().seal(false)?;
+        // A clean start trusts every index: make them durable.
+        self.active_mut().seal(true)?;
         self.flush()?;
         self.producers.take_snapshot(self.log_end_offset())?;
         self.epochs.persist()

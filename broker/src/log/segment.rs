@@ -295,14 +295,19 @@ impl LogSegment {
         let mut pos = from;
         let mut window: Vec<u8> = Vec::new();
         let mut window_start = from;
+        // A lookup from an index entry finds its batch within about `index.interval.bytes`:
+        // the first read covers that much (plus a header), later reads are larger.
+        let mut window_size =
+            (self.index_interval_bytes as usize + HEADER_SIZE).clamp(4096, SCAN_WINDOW);
         while pos < self.size {
             let needed = HEADER_SIZE.min((self.size - pos) as usize);
             let in_window =
                 pos >= window_start && (pos - window_start) as usize + needed <= window.len();
             if !in_window {
-                let len = SCAN_WINDOW.min((self.size - pos) as usize);
+                let len = window_size.min((self.size - pos) as usize);
                 window = self.read_bytes(pos, len)?;
                 window_start = pos;
+                window_size = SCAN_WINDOW;
             }
             let at = (pos - window_start) as usize;
             let header = match BatchHeader::parse(&window[at..]) {
@@ -629,9 +634,12 @@ impl LogSegment {
         self.time_index.flush(fsync)
     }
 
-    /// Writes index entries and, with `fsync`, forces log and indexes to disk.
+    /// With `fsync`, forces the log file to disk.
+    ///
+    /// Index entries are not written here: an unclean start rebuilds the indexes of every
+    /// segment from the recovery point on (which always includes the active one), so they only
+    /// need to reach disk when the segment is sealed.
     pub fn flush(&mut self, fsync: bool) -> Result<()> {
-        self.flush_indexes(fsync)?;
         if fsync && self.dirty {
             self.file.sync_data().map_err(LogError::io(&self.log_path))?;
         }
@@ -647,6 +655,7 @@ impl LogSegment {
         if self.max_timestamp >= 0 {
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true);
         }
+        self.flush_indexes(fsync)?;
         self.flush(fsync)
     }
 
