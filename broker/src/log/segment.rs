@@ -295,9 +295,10 @@ impl LogSegment {
         let mut pos = from;
         let mut window: Vec<u8> = Vec::new();
         let mut window_start = from;
-        // A lookup from an index entry finds its batch within about `index.interval.bytes`:
-        // the first read covers that much (plus a header), later reads are larger.
-        let mut window_size =
+        // A lookup from an index entry finds its batch within about `index.interval.bytes` plus
+        // one batch: each read covers that interval plus a header, so a hop over a large batch
+        // reads one small window at the next header instead of a large one.
+        let window_size =
             (self.index_interval_bytes as usize + HEADER_SIZE).clamp(4096, SCAN_WINDOW);
         while pos < self.size {
             let needed = HEADER_SIZE.min((self.size - pos) as usize);
@@ -307,7 +308,6 @@ impl LogSegment {
                 let len = window_size.min((self.size - pos) as usize);
                 window = self.read_bytes(pos, len)?;
                 window_start = pos;
-                window_size = SCAN_WINDOW;
             }
             let at = (pos - window_start) as usize;
             let header = match BatchHeader::parse(&window[at..]) {
