@@ -421,7 +421,7 @@ step python-admin python_check admin "$BOOTSTRAP" "$(topic py-admin)"
 step python-roundtrip python_check roundtrip "$BOOTSTRAP" "$(topic py-data)" 10000
 
 step java-admin java_check admin "$BOOTSTRAP" "$(topic java-admin)"
-step java-roundtrip java_check roundtrip "$BOOTSTRAP" "$(topic java-data)" 10000
+step java-roundtrip java_check roundtrip "$BOOTSTRAP" "$(topic java-data)" 100000
 
 step cli-topics-create cli_create
 step cli-topics-list cli_list
