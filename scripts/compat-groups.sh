@@ -21,7 +21,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/lib/kafka-dist.sh
 source "$ROOT/scripts/lib/kafka-dist.sh"
 
-SLUICE_BIN="${SLUICE_BIN:-$ROOT/target/debug/sluice}"
+SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/sluice}"
 T="${COMPAT_TIMEOUT:-60}"
 
 MODE=sluice

@@ -35,7 +35,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/lib/kafka-dist.sh
 source "$ROOT/scripts/lib/kafka-dist.sh"
 
-SLUICE_BIN="${SLUICE_BIN:-$ROOT/target/debug/sluice}"
+SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/sluice}"
 CONFLUENT_KAFKA_VERSION="${CONFLUENT_KAFKA_VERSION:-2.16.1}"
 T="${COMPAT_TIMEOUT:-60}"
 export COMPAT_CLIENT_TIMEOUT="${COMPAT_CLIENT_TIMEOUT:-20}"
