@@ -11,7 +11,9 @@
 #                                        format and start a single-node KRaft broker+controller
 #                                        in DIR, listening on 127.0.0.1:PORT (ephemeral if
 #                                        omitted or 0); waits until it serves. Sets
-#                                        KAFKA_REF_PID, KAFKA_REF_BOOTSTRAP, KAFKA_REF_LOG.
+#                                        KAFKA_REF_PID, KAFKA_REF_BOOTSTRAP, KAFKA_REF_LOG and
+#                                        KAFKA_REF_LAUNCHED_AT (epoch seconds, microsecond
+#                                        precision, taken just before the JVM is launched).
 #   kafka_stop PID                       stop it (TERM, then KILL after 20 s)
 #   kafka_free_port                      print a free TCP port on 127.0.0.1
 #   kafka_wait_port HOST PORT SECS [PID] wait until HOST:PORT accepts connections
@@ -20,7 +22,17 @@
 #   KAFKA_VERSION     Kafka version from Maven (default 4.4.0)
 #   KAFKA_DIST_DIR    cache directory (default <repo>/target/kafka-dist); reused when present
 #   SLUICE_MVN_REPO   Maven local repository (default <repo>/target/m2)
-#   KAFKA_BROKER_JVM_OPTS  JVM options of the reference broker (default small heap)
+#   KAFKA_REF_PROFILE      test (default): small heap and few threads, for compatibility tests;
+#                          bench: Kafka's own defaults, for comparisons (KAFKA_BENCH_JVM_OPTS,
+#                          default thread counts, log.segment.bytes 1 GiB, no per-message fsync)
+#   KAFKA_REF_NUM_PARTITIONS    num.partitions of auto-created topics (default 1)
+#   KAFKA_REF_EXTRA_PROPERTIES  extra server.properties lines (key=value, one per line),
+#                          appended last, so they override the above
+#   KAFKA_START_NO_WAIT    1: return as soon as the JVM is launched and leave the waiting to the
+#                          caller (e.g. to time the start-up by producing until it succeeds)
+#   KAFKA_BROKER_JVM_OPTS  JVM options of the reference broker, test profile (default small heap)
+#   KAFKA_BENCH_JVM_OPTS   JVM options of the reference broker, bench profile (default those of
+#                          kafka-server-start.sh and kafka-run-class.sh: 1 GiB heap, G1)
 #   KAFKA_TOOL_JVM_OPTS    JVM options of kafka_run_class (default small heap, fast start)
 #   KAFKA_TOOL_LOG_LEVEL   log level of kafka_run_class (default WARN, to stderr)
 #   KAFKA_RUN_TIMEOUT      seconds: bound each kafka_run_class with timeout(1)
@@ -39,6 +51,7 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 KAFKA_DIST_DIR="${KAFKA_DIST_DIR:-$SLUICE_ROOT/target/kafka-dist}"
 SLUICE_MVN_REPO="${SLUICE_MVN_REPO:-$SLUICE_ROOT/target/m2}"
 KAFKA_BROKER_JVM_OPTS="${KAFKA_BROKER_JVM_OPTS:--Xms256m -Xmx512m -XX:+UseSerialGC -Djava.awt.headless=true}"
+KAFKA_BENCH_JVM_OPTS="${KAFKA_BENCH_JVM_OPTS:--Xmx1G -Xms1G -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}"
 KAFKA_TOOL_JVM_OPTS="${KAFKA_TOOL_JVM_OPTS:--Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true}"
 _KAFKA_LOG4J_CONF="$SLUICE_ROOT/scripts/kafka/log4j2.properties"
 
@@ -145,7 +158,7 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$dir/data
-num.partitions=1
+num.partitions=${KAFKA_REF_NUM_PARTITIONS:-1}
 default.replication.factor=1
 auto.create.topics.enable=true
 offsets.topic.replication.factor=1
@@ -156,11 +169,36 @@ transaction.state.log.num.partitions=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+log.retention.check.interval.ms=300000
+EOF
+  local jvm_opts
+  case "${KAFKA_REF_PROFILE:-test}" in
+    test)
+      jvm_opts="$KAFKA_BROKER_JVM_OPTS"
+      cat >>"$conf" <<EOF
 num.network.threads=2
 num.io.threads=2
 num.recovery.threads.per.data.dir=1
-log.retention.check.interval.ms=300000
 EOF
+      ;;
+    bench)
+      # Kafka's defaults otherwise (3 network and 8 I/O threads); segment size and flush policy
+      # written out because they are what a comparison with Sluice depends on: 1 GiB segments,
+      # no fsync by message count or time (acknowledged writes sit in the page cache).
+      jvm_opts="$KAFKA_BENCH_JVM_OPTS"
+      cat >>"$conf" <<EOF
+log.segment.bytes=1073741824
+log.flush.interval.messages=9223372036854775807
+EOF
+      ;;
+    *)
+      _kafka_log "KAFKA_REF_PROFILE must be test or bench, not '$KAFKA_REF_PROFILE'"
+      return 1
+      ;;
+  esac
+  if [[ -n "${KAFKA_REF_EXTRA_PROPERTIES:-}" ]]; then
+    printf '%s\n' "$KAFKA_REF_EXTRA_PROPERTIES" >>"$conf"
+  fi
 
   local cluster_id
   cluster_id="$(KAFKA_TOOL_LOG_LEVEL=ERROR KAFKA_RUN_TIMEOUT=60 kafka_run_class kafka.tools.StorageTool random-uuid)" || {
@@ -177,8 +215,10 @@ EOF
   local cp
   cp="$(kafka_classpath)" || return 1
   local -a opts
-  read -r -a opts <<<"$KAFKA_BROKER_JVM_OPTS"
+  read -r -a opts <<<"$jvm_opts"
   KAFKA_REF_LOG="$dir/broker.log"
+  # shellcheck disable=SC2034 # for the caller
+  KAFKA_REF_LAUNCHED_AT="$EPOCHREALTIME"
   java "${opts[@]}" \
     -Dlog4j2.configurationFile="$_KAFKA_LOG4J_CONF" \
     -Dsluice.log.level=INFO \
@@ -187,6 +227,9 @@ EOF
   KAFKA_REF_PID=$!
   KAFKA_REF_BOOTSTRAP="127.0.0.1:$port"
   echo "$KAFKA_REF_PID" >"$dir/broker.pid"
+  if [[ "${KAFKA_START_NO_WAIT:-}" == 1 ]]; then
+    return 0
+  fi
 
   # Bounded wait: the listener accepts connections and the server says it started.
   local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-60}))

@@ -1,0 +1,464 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Sluice against Apache Kafka 4.x on this machine, same clients, same
+# parameters, in alternation (issue 6). Not part of CI.
+#
+#   bash scripts/bench.sh            full mode: 3 repetitions, medians (about 9 minutes on
+#                                    2 cores)
+#   bash scripts/bench.sh --quick    1 repetition, fewer records (about 2 minutes); the table
+#                                    says so
+#   ... --no-doc                     print the table only; leave docs/performance.md alone
+#
+# Steps: build the release binaries once (sluice, sluice-bench); fetch the Kafka jars
+# (scripts/lib/kafka-dist.sh, cached under target/kafka-dist); then for each repetition, Kafka
+# first, then Sluice, each with a fresh broker and a fresh data directory under target/tmp (the
+# real disk, not tmpfs):
+#
+#   start-up   launch the broker, then produce one record (topic creation included) with
+#              sluice-bench until it succeeds; the time from launch to that success
+#   warm-up    sluice-bench produces BENCH_RECORDS/2 records, not measured
+#   produce    Kafka's ProducerPerformance, then sluice-bench produce (librdkafka), each with
+#              all 8 combinations of acks {1, all} x {1, 8} partitions x batch.size {16 KiB,
+#              1 MiB}; 1 KiB records, linger.ms 5
+#   consume    Kafka's ConsumerPerformance reads back the ProducerPerformance topics of acks=1,
+#              batch.size 16 KiB (1 and 8 partitions), sluice-bench consume the sluice-bench ones
+#   e2e        sluice-bench e2e: produce at a fixed rate while consuming, acks=all
+#
+# and records, per system: throughput (MB/s, records/s), latency percentiles, broker CPU
+# seconds per run (utime + stime from /proc/PID/stat), broker RSS after start-up and at its peak
+# (VmHWM from /proc/PID/status) and the start-up time. The medians go into docs/performance.md
+# (between the markers of the section "Side by side with Apache Kafka"; the rest of the file
+# is untouched), with the ratio Sluice/Kafka per row, the machine and this command.
+#
+# The clients run on the same cores as the broker under test: on a small machine the figures
+# are those of client and broker together.
+#
+# Environment:
+#   BENCH_REPS          repetitions (default 3; --quick: 1)
+#   BENCH_RECORDS       records per ProducerPerformance run (default 400000; --quick: 60000);
+#                       sluice-bench, a lighter client, produces and consumes twice as many
+#   BENCH_RECORD_SIZE   bytes per record (default 1024)
+#   BENCH_E2E_RATE      MB/s of the end-to-end run (default 20)
+#   BENCH_E2E_SECONDS   seconds of the end-to-end run after its 1 s warm-up (default 15;
+#                       --quick: 5)
+#   BENCH_E2E_PARTITIONS  partitions of the end-to-end run (default 1)
+#   BENCH_NO_BUILD=1    use target/release as it is
+#   BENCH_KEEP=1        keep the work directory (broker logs, client output); the per-run
+#                       figures are always kept in target/bench/results.jsonl
+#   BENCH_DOC           file to write the section into (default docs/performance.md)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/kafka-dist.sh
+source "$ROOT/scripts/lib/kafka-dist.sh"
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+QUICK=0
+WRITE_DOC=1
+COMMAND_LINE="bash scripts/bench.sh"
+while (($#)); do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --no-doc) WRITE_DOC=0; shift; continue ;; # changes no figure: not part of the command
+    -h | --help) usage; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  COMMAND_LINE+=" $1"
+  shift
+done
+# Settings given in the environment are part of the command that reproduces the figures.
+for var in BENCH_REPS BENCH_RECORDS BENCH_RECORD_SIZE BENCH_E2E_RATE BENCH_E2E_SECONDS \
+  BENCH_E2E_PARTITIONS; do
+  if [[ -n "${!var:-}" ]]; then COMMAND_LINE="$var=${!var} $COMMAND_LINE"; fi
+done
+
+if ((QUICK)); then
+  REPS="${BENCH_REPS:-1}"
+  RECORDS="${BENCH_RECORDS:-60000}"
+  E2E_SECONDS="${BENCH_E2E_SECONDS:-5}"
+else
+  REPS="${BENCH_REPS:-3}"
+  RECORDS="${BENCH_RECORDS:-400000}"
+  E2E_SECONDS="${BENCH_E2E_SECONDS:-15}"
+fi
+RECORD_SIZE="${BENCH_RECORD_SIZE:-1024}"
+E2E_RATE="${BENCH_E2E_RATE:-20}"
+E2E_PARTITIONS="${BENCH_E2E_PARTITIONS:-1}"
+SB_RECORDS=$((2 * RECORDS))
+WARMUP_RECORDS=$((RECORDS / 2))
+DOC="${BENCH_DOC:-$ROOT/docs/performance.md}"
+SLUICE_BIN="$ROOT/target/release/sluice"
+BENCH_BIN="$ROOT/target/release/sluice-bench"
+PP_ACKS=(1 all)
+PP_PARTITIONS=(1 8)
+BATCHES=(16384 1048576)
+# The batch size of the topics read back, and of the end-to-end run.
+SMALL_BATCH=16384
+LINGER_MS=5
+# Hard limits, in seconds: one client run, the start-up, a broker's stop.
+CLIENT_TIMEOUT=180
+STARTUP_TIMEOUT=90
+STOP_TIMEOUT=20
+CLK_TCK="$(getconf CLK_TCK)"
+# The JVM options kafka-producer-perf-test.sh and kafka-consumer-perf-test.sh run the tools with
+# (512 MiB heap, kafka-run-class.sh's G1 settings), not the fast-start ones of the compat tests.
+export KAFKA_TOOL_JVM_OPTS="-Xmx512M -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+-XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true"
+export KAFKA_RUN_TIMEOUT="$CLIENT_TIMEOUT"
+# Broker settings both systems get on top of their defaults: the consumer group of
+# ConsumerPerformance joins at once, and its offsets go to a one-partition __consumer_offsets.
+COMMON_PROPERTIES=(group.initial.rebalance.delay.ms=0 offsets.topic.num.partitions=1
+  num.partitions=1 log.segment.bytes=1073741824)
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+for tool in jq python3 java timeout; do
+  command -v "$tool" >/dev/null || die "$tool not found"
+done
+
+if [[ "${BENCH_NO_BUILD:-}" != 1 ]]; then
+  log "building release binaries: sluice-broker, sluice-bench"
+  (cd "$ROOT" && cargo build --release -q -p sluice-broker -p sluice-bench)
+fi
+[[ -x "$SLUICE_BIN" && -x "$BENCH_BIN" ]] || die "release binaries missing in target/release"
+log "fetching Apache Kafka $KAFKA_VERSION (cached)"
+kafka_dist_fetch || die "could not fetch the Kafka jars"
+
+mkdir -p "$ROOT/target/tmp"
+WORK="$(mktemp -d "$ROOT/target/tmp/bench.XXXXXX")"
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+BROKER_PID=""
+CLIENT_PID=""
+FAILED=0
+
+# Stop the broker under test: TERM, then KILL after STOP_TIMEOUT seconds.
+stop_broker() {
+  [[ -n "$BROKER_PID" ]] || return 0
+  local pid="$BROKER_PID" i
+  BROKER_PID=""
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "broker $pid still running ${STOP_TIMEOUT}s after SIGTERM: killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# Stop the running client, if any: its children first (the JVM under timeout(1)), then it.
+stop_client() {
+  [[ -n "$CLIENT_PID" ]] || return 0
+  pkill -TERM -P "$CLIENT_PID" 2>/dev/null || true
+  kill -TERM "$CLIENT_PID" 2>/dev/null || true
+  wait "$CLIENT_PID" 2>/dev/null || true
+  CLIENT_PID=""
+}
+
+cleanup() {
+  local rc=$?
+  stop_client
+  stop_broker
+  if ((rc != 0 || FAILED > 0)) || [[ "${BENCH_KEEP:-}" == 1 ]]; then
+    log "work directory kept: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# CPU seconds (user + system, all threads) used so far by process $1.
+cpu_seconds() {
+  awk -v t="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / t }' "/proc/$1/stat"
+}
+
+# A field of /proc/$1/status in MiB (VmRSS, VmHWM).
+status_mib() {
+  awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+elapsed_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+
+# record SYSTEM REP ID JSON: append one measurement to the results.
+record() {
+  jq -c --arg system "$1" --argjson rep "$2" --arg id "$3" \
+    '{system: $system, rep: $rep, id: $id} + .' <<<"$4" >>"$RESULTS"
+}
+
+# run_client NAME CMD...: run a client against the broker under test, in the background so a
+# signal stops it at once, with its output in $RUN_DIR/NAME.{out,err}. Sets RUN_RC, RUN_WALL and
+# RUN_CPU (the broker's CPU seconds during the run).
+run_client() {
+  local name="$1"
+  shift
+  local before started
+  before="$(cpu_seconds "$BROKER_PID")"
+  started="$EPOCHREALTIME"
+  RUN_RC=0
+  "$@" >"$RUN_DIR/$name.out" 2>"$RUN_DIR/$name.err" </dev/null &
+  CLIENT_PID=$!
+  wait "$CLIENT_PID" || RUN_RC=$?
+  CLIENT_PID=""
+  RUN_WALL="$(elapsed_since "$started")"
+  kill -0 "$BROKER_PID" 2>/dev/null || die "$SYSTEM broker exited during $name; see $RUN_DIR"
+  RUN_CPU="$(awk -v a="$before" -v b="$(cpu_seconds "$BROKER_PID")" 'BEGIN { printf "%.3f", b - a }')"
+  if ((RUN_RC != 0)); then
+    FAILED=$((FAILED + 1))
+    log "$SYSTEM r$REP $name: FAILED (exit $RUN_RC); last lines of its output:"
+    tail -n 5 "$RUN_DIR/$name.err" "$RUN_DIR/$name.out" >&2 || true
+  fi
+}
+
+sb() { timeout "$CLIENT_TIMEOUT" "$BENCH_BIN" "$@"; }
+
+# create_topic NAME PARTITIONS: with sluice-bench (no records), so that ProducerPerformance
+# finds the topic with the partitions asked for.
+create_topic() {
+  sb produce --bootstrap "$BOOT" --topic "$1" --partitions "$2" --create-topic --records 0 \
+    --report-interval-secs 0 >>"$RUN_DIR/create-topics.out" 2>&1 ||
+    die "$SYSTEM: could not create topic $1"
+}
+
+# Start-up: from LAUNCHED_AT, produce one record (creating its topic) with sluice-bench until it
+# succeeds; both brokers are probed by the same client the same way.
+probe_first_produce() {
+  local port="$1" deadline=$((SECONDS + STARTUP_TIMEOUT)) attempt=0
+  while ((SECONDS < deadline)); do
+    kill -0 "$BROKER_PID" 2>/dev/null || die "$SYSTEM broker exited during start-up; see $RUN_DIR"
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      attempt=$((attempt + 1))
+      if timeout 20 "$BENCH_BIN" produce --bootstrap "127.0.0.1:$port" --topic bench-startup \
+        --create-topic --records 1 --acks all --report-interval-secs 0 \
+        -X reconnect.backoff.ms=10 -X reconnect.backoff.max.ms=100 \
+        >"$RUN_DIR/startup-probe.out" 2>&1; then
+        STARTUP_S="$(elapsed_since "$LAUNCHED_AT")"
+        return 0
+      fi
+    fi
+    sleep 0.05
+  done
+  die "$SYSTEM: no successful produce within ${STARTUP_TIMEOUT}s of launch ($attempt attempts)"
+}
+
+start_kafka() {
+  local port="$1" before="$EPOCHREALTIME" extra
+  extra="$(printf '%s\n' "${COMMON_PROPERTIES[@]}")"
+  KAFKA_REF_PROFILE=bench KAFKA_START_NO_WAIT=1 KAFKA_REF_EXTRA_PROPERTIES="$extra" \
+    kafka_start_reference_broker "$RUN_DIR" "$port" || die "Kafka did not start"
+  BROKER_PID="$KAFKA_REF_PID"
+  LAUNCHED_AT="$KAFKA_REF_LAUNCHED_AT"
+  FORMAT_S="$(awk -v a="$before" -v b="$LAUNCHED_AT" 'BEGIN { printf "%.3f", b - a }')"
+}
+
+start_sluice() {
+  local port="$1" prop
+  local -a sets=()
+  for prop in "${COMMON_PROPERTIES[@]}"; do sets+=(--set "$prop"); done
+  LAUNCHED_AT="$EPOCHREALTIME"
+  "$SLUICE_BIN" dev --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 \
+    --data-dir "$RUN_DIR/data" "${sets[@]}" \
+    >"$RUN_DIR/broker.out" 2>"$RUN_DIR/broker.err" </dev/null &
+  BROKER_PID=$!
+  FORMAT_S=0
+}
+
+# ProducerPerformance's last line: "N records sent, R records/sec (M MB/sec), A ms avg latency,
+# X ms max latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th."
+parse_pp() {
+  grep -E 'records sent.*99\.9th' "$1" | tail -n 1 | sed -E \
+    's/^([0-9]+) records sent, ([0-9.]+) records\/sec \(([0-9.]+) MB\/sec\), ([0-9.]+) ms avg latency, ([0-9.]+) ms max latency, ([0-9.]+) ms 50th, ([0-9.]+) ms 95th, ([0-9.]+) ms 99th, ([0-9.]+) ms 99\.9th\.?$/{"records":\1,"records_per_sec":\2,"mb_per_sec":\3,"p50_ms":\6,"p99_ms":\8,"p999_ms":\9,"max_ms":\5}/' |
+    grep '^{' || true
+}
+
+# ConsumerPerformance's CSV line; fetch.* exclude the time the consumer spent joining its group.
+parse_cp() {
+  awk -F', *' 'NF >= 10 && $5 ~ /^[0-9]+$/ {
+    printf "{\"records\":%s,\"records_per_sec\":%s,\"mb_per_sec\":%s,\"rebalance_ms\":%s,\"incl_join_mb_per_sec\":%s}\n", $5, $10, $9, $7, $4
+  }' "$1" | tail -n 1
+}
+
+parse_sb() { sed -n 's/^RESULT //p' "$1" | tail -n 1; }
+
+# measure ID PARSER NAME CMD...: run a client, parse its output, record it with the broker CPU.
+measure() {
+  local id="$1" parser="$2" name="$3"
+  shift 3
+  run_client "$name" "$@"
+  ((RUN_RC == 0)) || return 0
+  local json
+  json="$("$parser" "$RUN_DIR/$name.out")"
+  if [[ -z "$json" ]]; then
+    FAILED=$((FAILED + 1))
+    log "$SYSTEM r$REP $name: no result in its output"
+    return 0
+  fi
+  json="$(jq -c --argjson cpu "$RUN_CPU" --argjson wall "$RUN_WALL" \
+    '. + {broker_cpu_s: $cpu, wall_s: $wall}' <<<"$json")"
+  record "$SYSTEM" "$REP" "$id" "$json"
+  log "$SYSTEM r$REP $id: $(jq -r '"\(.mb_per_sec * 10 | round / 10) MB/s" +
+    (if .p99_ms then ", p99 \(.p99_ms) ms" else "" end) + ", broker CPU \(.broker_cpu_s) s"' <<<"$json")"
+}
+
+kib() { echo "$(($1 / 1024)) KiB"; }
+
+# One repetition of one system: fresh broker, fresh data directory, every workload.
+run_system() {
+  SYSTEM="$1"
+  REP="$2"
+  RUN_DIR="$WORK/$SYSTEM-r$REP"
+  mkdir -p "$RUN_DIR"
+  local port
+  port="$(kafka_free_port)"
+  BOOT="127.0.0.1:$port"
+  log "$SYSTEM r$REP: starting"
+  "start_$SYSTEM" "$port"
+  probe_first_produce "$port"
+  record "$SYSTEM" "$REP" startup "$(jq -nc --argjson s "$STARTUP_S" --argjson f "$FORMAT_S" \
+    --argjson rss "$(status_mib "$BROKER_PID" VmRSS)" \
+    '{startup_s: $s, format_s: $f, with_format_s: ($s + $f), rss_idle_mib: $rss}')"
+  log "$SYSTEM r$REP: first produce ${STARTUP_S}s after launch"
+
+  run_client warmup sb produce --bootstrap "$BOOT" --topic warmup --partitions 8 \
+    --create-topic --records "$WARMUP_RECORDS" --record-size "$RECORD_SIZE" --acks 1 \
+    --report-interval-secs 0
+
+  local acks partitions batch id
+  for acks in "${PP_ACKS[@]}"; do
+    for partitions in "${PP_PARTITIONS[@]}"; do
+      for batch in "${BATCHES[@]}"; do
+        id="pp-acks$acks-p$partitions-b$batch"
+        create_topic "$id" "$partitions"
+        measure "$id" parse_pp "$id" kafka_run_class org.apache.kafka.tools.ProducerPerformance \
+          --topic "$id" --num-records "$RECORDS" --record-size "$RECORD_SIZE" --throughput -1 \
+          --command-property "bootstrap.servers=$BOOT" "acks=$acks" "linger.ms=$LINGER_MS" \
+          "batch.size=$batch"
+      done
+    done
+  done
+  for acks in "${PP_ACKS[@]}"; do
+    for partitions in "${PP_PARTITIONS[@]}"; do
+      for batch in "${BATCHES[@]}"; do
+        id="sb-acks$acks-p$partitions-b$batch"
+        measure "$id" parse_sb "$id" sb produce --bootstrap "$BOOT" --topic "$id" \
+          --partitions "$partitions" --create-topic --records "$SB_RECORDS" \
+          --record-size "$RECORD_SIZE" --acks "$acks" --linger-ms "$LINGER_MS" \
+          --batch-size "$batch" --report-interval-secs 0
+      done
+    done
+  done
+  for partitions in "${PP_PARTITIONS[@]}"; do
+    measure "cp-p$partitions" parse_cp "cp-p$partitions" \
+      kafka_run_class org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$BOOT" \
+      --topic "pp-acks1-p$partitions-b$SMALL_BATCH" --num-records "$RECORDS" --timeout 30000
+    measure "sbc-p$partitions" parse_sb "sbc-p$partitions" sb consume --bootstrap "$BOOT" \
+      --topic "sb-acks1-p$partitions-b$SMALL_BATCH" --partitions "$partitions" \
+      --records "$SB_RECORDS"
+  done
+  measure e2e parse_sb e2e timeout $((E2E_SECONDS + 120)) "$BENCH_BIN" e2e \
+    --bootstrap "$BOOT" --topic e2e --partitions "$E2E_PARTITIONS" --create-topic \
+    --rate-mb-per-sec "$E2E_RATE" --seconds "$E2E_SECONDS" --record-size "$RECORD_SIZE" \
+    --acks all --linger-ms "$LINGER_MS" --batch-size "$SMALL_BATCH" --report-interval-secs 0
+
+  record "$SYSTEM" "$REP" totals "$(jq -nc --argjson hwm "$(status_mib "$BROKER_PID" VmHWM)" \
+    --argjson cpu "$(cpu_seconds "$BROKER_PID")" '{rss_peak_mib: $hwm, cpu_total_s: $cpu}')"
+  stop_broker
+  local warnings
+  if [[ "$SYSTEM" == kafka ]]; then
+    warnings="$(grep -cE '\] (WARN|ERROR) ' "$KAFKA_REF_LOG" || true)"
+  else
+    warnings="$(sed 's/\x1b\[[0-9;]*m//g' "$RUN_DIR/broker.err" | grep -cE ' (WARN|ERROR) ' || true)"
+  fi
+  log "$SYSTEM r$REP: done; broker logged ${warnings:-0} warnings/errors (see $RUN_DIR when kept)"
+  # The next broker starts on a clean disk: drop this one's data and write back what is dirty.
+  rm -rf "$RUN_DIR/data"
+  timeout 120 sync || log "sync did not finish within 120 s"
+}
+
+# CPU seconds the whole machine has spent in user and system mode, from /proc/stat (interrupts
+# and steal are left out, as they are from a process's utime + stime).
+machine_busy_seconds() {
+  awk -v t="$CLK_TCK" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4) / t }' /proc/stat
+}
+
+# CPU seconds of this script's finished children (brokers and clients), from /proc/$$/stat.
+own_children_seconds() {
+  awk -v t="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.2f", ($14 + $15) / t }' "/proc/$$/stat"
+}
+
+LOAD_BEFORE="$(cut -d ' ' -f 1-3 /proc/loadavg)"
+awk -v l="${LOAD_BEFORE%% *}" 'BEGIN { exit !(l < 0.5) }' ||
+  log "note: load average before the run is $LOAD_BEFORE; other work on the machine skews the figures"
+log "$REPS repetition(s), $RECORDS (ProducerPerformance) and $SB_RECORDS (sluice-bench) records of $RECORD_SIZE bytes per run; work in $WORK"
+busy_before="$(machine_busy_seconds)"
+own_before="$(own_children_seconds)"
+MEASURE_STARTED=$SECONDS
+for ((rep = 1; rep <= REPS; rep++)); do
+  run_system kafka "$rep"
+  run_system sluice "$rep"
+done
+RUN_SECONDS=$((SECONDS - MEASURE_STARTED))
+# What the machine did besides this benchmark: busy CPU time not accounted for by the brokers
+# and clients (other builds or benchmarks on the same cores skew the figures; the doc says so).
+BUSY_CPU="$(awk -v a="$busy_before" -v b="$(machine_busy_seconds)" 'BEGIN { printf "%.0f", b - a }')"
+OTHER_CPU="$(awk -v busy="$BUSY_CPU" -v a="$own_before" -v b="$(own_children_seconds)" \
+  'BEGIN { x = busy - (b - a); printf "%.0f", x < 0 ? 0 : x }')"
+log "machine busy ${BUSY_CPU} CPU s during the measurements, about ${OTHER_CPU} s of it outside the brokers and clients"
+log "measurements done in ${RUN_SECONDS}s"
+
+
+# --- Report -----------------------------------------------------------------------------------
+disk_source="$(findmnt -n -T "$WORK" -o SOURCE)"
+disk_size="$(lsblk -dn -o SIZE "$disk_source" 2>/dev/null | tr -d ' ' || true)"
+cpu_model="$(lscpu | awk -F': *' '
+  /^Model name/ { name = $2 } /^CPU family/ { fam = $2 } /^Model:/ { mod = $2 }
+  /^Hypervisor vendor/ { hv = " under " $2 }
+  END { printf "%s (family %s, model %s)%s", name, fam, mod, hv }')"
+java_version="$(java -version 2>&1 | head -n 1)"
+commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null || true)" ]]; then
+  commit+=" plus uncommitted changes"
+fi
+jq -n \
+  --arg command "$COMMAND_LINE" --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+  --arg commit "$commit" --argjson quick "$QUICK" --argjson reps "$REPS" \
+  --argjson records "$RECORDS" --argjson sb_records "$SB_RECORDS" \
+  --argjson record_size "$RECORD_SIZE" \
+  --argjson warmup_records "$WARMUP_RECORDS" --argjson linger_ms "$LINGER_MS" \
+  --argjson small_batch "$SMALL_BATCH" --arg e2e_rate "$E2E_RATE" \
+  --argjson e2e_seconds "$E2E_SECONDS" --argjson e2e_partitions "$E2E_PARTITIONS" \
+  --argjson run_seconds "$RUN_SECONDS" --arg kafka_version "$KAFKA_VERSION" \
+  --arg kafka_jvm "$KAFKA_BENCH_JVM_OPTS" --arg tool_jvm "$KAFKA_TOOL_JVM_OPTS" \
+  --arg common "${COMMON_PROPERTIES[*]}" \
+  --argjson batches "$(printf '%s\n' "${BATCHES[@]}" | jq -sc .)" \
+  --arg nproc "$(nproc)" --arg cpu "$cpu_model" \
+  --arg mem "$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)" \
+  --arg disk "$disk_source${disk_size:+ ($disk_size)}" \
+  --arg other_cpu "$OTHER_CPU" --arg busy_cpu "$BUSY_CPU" --arg load_before "$LOAD_BEFORE" \
+  --arg fs "$(findmnt -n -T "$WORK" -o FSTYPE) ($(findmnt -n -T "$WORK" -o OPTIONS))" \
+  --arg os "$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release), Linux $(uname -r)" \
+  --arg java "$java_version" --arg rustc "$(rustc --version)" \
+  '$ARGS.named' >"$WORK/meta.json"
+
+write=()
+((WRITE_DOC)) && write=(--doc "$DOC")
+python3 "$ROOT/scripts/lib/bench_report.py" --results "$RESULTS" --meta "$WORK/meta.json" \
+  "${write[@]}"
+if ((WRITE_DOC)); then
+  log "table written to ${DOC#"$ROOT"/}"
+fi
+# The per-run figures behind the medians stay after the work directory is gone.
+mkdir -p "$ROOT/target/bench"
+cp "$RESULTS" "$ROOT/target/bench/results.jsonl"
+cp "$WORK/meta.json" "$ROOT/target/bench/meta.json"
+log "per-run figures: target/bench/results.jsonl (report: python3 scripts/lib/bench_report.py \
+--results target/bench/results.jsonl --meta target/bench/meta.json)"
+log "total ${SECONDS}s"
+if ((FAILED > 0)); then
+  log "$FAILED run(s) failed; see $WORK"
+  exit 1
+fi
