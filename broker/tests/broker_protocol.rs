@@ -141,6 +141,30 @@ fn bad_frames_close_only_their_connection() {
             v.extend_from_slice(&1000i32.to_be_bytes()); // 1000 topics, none present
             v
         }),
+        // Array counts far beyond what the frame holds: a decoder that sized its vector from
+        // the count would ask for hundreds of GiB and abort the whole process.
+        ("array count i32::MAX", {
+            let mut v = Vec::new();
+            v.extend_from_slice(&14i32.to_be_bytes());
+            v.extend_from_slice(&(ApiKey::Metadata as i16).to_be_bytes());
+            v.extend_from_slice(&4i16.to_be_bytes());
+            v.extend_from_slice(&1i32.to_be_bytes());
+            v.extend_from_slice(&(-1i16).to_be_bytes());
+            v.extend_from_slice(&i32::MAX.to_be_bytes());
+            v
+        }),
+        ("compact array count u32::MAX", {
+            let mut v = Vec::new();
+            v.extend_from_slice(&(ApiKey::Metadata as i16).to_be_bytes());
+            v.extend_from_slice(&12i16.to_be_bytes());
+            v.extend_from_slice(&1i32.to_be_bytes());
+            v.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+            v.push(0); // no header tagged fields
+            v.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // varint 2^32 - 1: 2^32 - 2 topics
+            let mut f = (v.len() as i32).to_be_bytes().to_vec();
+            f.extend_from_slice(&v);
+            f
+        }),
     ];
     for (what, bytes) in cases {
         let mut s = connect(&broker);
