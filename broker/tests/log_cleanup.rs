@@ -76,7 +76,7 @@ fn retention_never_deletes_the_active_segment_or_data_above_the_high_watermark()
     append_n(&mut log, 30, T0);
     log.update_high_watermark(5);
     clock.advance(HOUR);
-    let deleted = log.delete_old_segments().unwrap();
+    log.delete_old_segments().unwrap();
     let bases = log.segment_base_offsets();
     assert!(bases[0] <= 5, "a segment holding offsets at or above the HW was deleted: {bases:?}");
     let leo = log.log_end_offset();
@@ -84,7 +84,6 @@ fn retention_never_deletes_the_active_segment_or_data_above_the_high_watermark()
     log.delete_old_segments().unwrap();
     assert_eq!(log.segment_count(), 1, "only the active segment remains");
     assert_eq!(log.log_end_offset(), 30);
-    let _ = deleted;
 }
 
 #[test]
@@ -419,4 +418,137 @@ fn bad_batches_are_rejected_with_typed_errors_and_nothing_is_written() {
     assert!(matches!(log.append_as_leader(&mut [], 0), Err(LogError::CorruptBatch(_))));
     assert_eq!(log.log_end_offset(), 0);
     assert_eq!(log.size_bytes(), 0);
+}
+
+/// Appends one batch of `records` (keys and values) at `T0` and returns the LEO.
+fn append_keyed(log: &mut PartitionLog, records: &[(&str, Option<&str>)]) -> i64 {
+    let mut b = client_batch(Compression::None, 0, records);
+    log.append_as_leader(&mut b, 0).unwrap();
+    log.log_end_offset()
+}
+
+#[test]
+fn compaction_waits_for_min_cleanable_dirty_ratio_and_maps_only_new_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let c = config(&[("cleanup.policy", "compact"), ("min.cleanable.dirty.ratio", "0.5")]);
+    let mut log = open(dir.path(), c, &clock);
+    // Eight segments of one batch each: k0..k3 twice over.
+    for round in 0..2 {
+        for k in 0..4 {
+            let (key, value) = (format!("k{k}"), format!("r{round}"));
+            append_keyed(&mut log, &[(&key, Some(&value))]);
+            log.roll().unwrap();
+        }
+    }
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+    let first = log.compact().unwrap();
+    assert_eq!((first.records_read, first.records_kept), (8, 4), "everything is dirty at first");
+    assert_eq!(log.compact().unwrap().records_read, 0, "nothing new: no pass");
+
+    // One new segment against four clean ones is below the ratio: nothing happens.
+    append_keyed(&mut log, &[("k0", Some("r2"))]);
+    log.roll().unwrap();
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+    assert_eq!(log.compact().unwrap().records_read, 0, "dirty ratio 1/5 < 0.5");
+    // Four more make it 5/9: one pass over everything, with only the new keys in the map.
+    for k in 1..5 {
+        append_keyed(&mut log, &[(&format!("k{k}"), Some("r2"))]);
+        log.roll().unwrap();
+    }
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+    let second = log.compact().unwrap();
+    assert_eq!((second.records_read, second.records_kept), (9, 5));
+    let values: Vec<(String, Option<String>)> =
+        read_all(&log).into_iter().map(|(_, k, v)| (k, v)).collect();
+    let want: Vec<(String, Option<String>)> =
+        (0..5).map(|k| (format!("k{k}"), Some("r2".to_string()))).collect();
+    assert_eq!(values, want);
+}
+
+#[test]
+fn compact_delete_policy_compacts_and_also_deletes_by_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let c = config(&[("cleanup.policy", "compact,delete"), ("retention.ms", "3600000")]);
+    let mut log = open(dir.path(), c, &clock);
+    for v in ["a", "b", "c"] {
+        append_keyed(&mut log, &[("k", Some(v)), ("other", Some(v))]);
+        log.roll().unwrap();
+    }
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+    let stats = log.compact().unwrap();
+    assert_eq!((stats.records_read, stats.records_kept), (6, 2));
+    assert_eq!(read_all(&log).len(), 2);
+    // Retention applies to the compacted segments as to any other.
+    clock.advance(2 * HOUR);
+    assert!(log.delete_old_segments().unwrap() > 0);
+    assert_eq!(log.log_start_offset(), leo, "only the empty active segment is left");
+    assert!(read_all(&log).is_empty());
+}
+
+#[test]
+fn segments_roll_on_segment_ms_and_on_a_full_offset_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log = open(dir.path(), config(&[("segment.ms", "3600000")]), &clock);
+    append_n(&mut log, 3, T0);
+    assert_eq!(log.segment_count(), 1);
+    clock.advance(HOUR + 1);
+    append_n(&mut log, 1, T0 + HOUR + 1);
+    assert_eq!(log.segment_base_offsets(), [0, 3], "the hour-old segment rolled first");
+
+    // segment.index.bytes 16 holds two 8-byte entries; index.interval.bytes 0 asks for an
+    // entry at (nearly) every batch, so the index fills after a few batches and the segment rolls.
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(&[("segment.index.bytes", "16"), ("index.interval.bytes", "0")]);
+    let mut log = open(dir.path(), c, &clock);
+    append_n(&mut log, 12, T0);
+    let bases = log.segment_base_offsets();
+    assert!(bases.len() >= 3, "a full index rolls the segment: {bases:?}");
+    // Every offset is still readable from the right segment.
+    for offset in 0..12 {
+        let data = log.read(offset, 1, 12).unwrap();
+        let view = sluice_broker::log::batch::BatchView::parse_checked(&data.records).unwrap();
+        assert_eq!(view.base_offset(), offset);
+    }
+}
+
+#[test]
+fn a_corrupt_leader_epoch_checkpoint_is_rebuilt_from_the_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log = open(dir.path(), LogConfig::default(), &clock);
+    for epoch in [0, 0, 3, 3, 7] {
+        let mut b = build_batch(0, T0, &[(None, Some(b"v"))]);
+        log.append_as_leader(&mut b, epoch).unwrap();
+    }
+    let entries = log.epoch_entries().to_vec();
+    assert_eq!(entries, [(0, 0), (3, 2), (7, 4)]);
+    log.close().unwrap();
+    drop(log);
+    let path = dir.path().join("leader-epoch-checkpoint");
+    std::fs::write(&path, "0\n2\n3 9\nnot an entry\n").unwrap();
+    let state = LoadState {
+        clean_shutdown: true,
+        recovery_point: 5,
+        log_start_offset: 0,
+        high_watermark: 5,
+    };
+    let log = PartitionLog::open(
+        dir.path(),
+        TopicPartition::new("t", 0),
+        LogConfig::default(),
+        clock.clone(),
+        state,
+    )
+    .unwrap()
+    .0;
+    assert_eq!(log.epoch_entries(), entries.as_slice());
+    assert_eq!(log.end_offset_for_epoch(3), (3, 4));
+    assert!(std::fs::read_to_string(&path).unwrap().contains("7 4"), "rewritten");
 }

@@ -96,6 +96,11 @@ pub fn batch_size(prefix: &[u8]) -> Result<usize, LogError> {
     Ok(len as usize + LOG_OVERHEAD)
 }
 
+/// The magic byte of the batch starting at `prefix`, if the prefix reaches it.
+pub fn magic(prefix: &[u8]) -> Option<i8> {
+    prefix.get(MAGIC).map(|&b| b as i8)
+}
+
 /// The fields of a batch header that locating and indexing need, parsed from its first 61
 /// bytes without the records (so scans can hop from header to header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,11 +140,13 @@ impl BatchHeader {
             attributes: be_i16(buf, ATTRIBUTES),
         })
     }
+    // Saturating: base offsets come from disk or clients and may be garbage; recovery and
+    // validation reject such batches, but computing their offsets must not overflow first.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        self.base_offset.saturating_add(self.last_offset_delta as i64)
     }
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
     pub fn is_log_append_time(&self) -> bool {
         self.attributes & TIMESTAMP_TYPE_MASK != 0
@@ -224,10 +231,10 @@ impl<'a> BatchView<'a> {
         be_i32(self.buf, LAST_OFFSET_DELTA)
     }
     pub fn last_offset(&self) -> i64 {
-        self.base_offset() + self.last_offset_delta() as i64
+        self.base_offset().saturating_add(self.last_offset_delta() as i64)
     }
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
     pub fn partition_leader_epoch(&self) -> i32 {
         be_i32(self.buf, PARTITION_LEADER_EPOCH)

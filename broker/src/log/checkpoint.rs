@@ -7,8 +7,6 @@
 //! (`epoch start_offset`).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use super::{LogError, Result, TopicPartition};
@@ -22,18 +20,12 @@ pub fn write_lines(path: &Path, entries: &[String]) -> Result<()> {
         text.push_str(e);
         text.push('\n');
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(LogError::io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(LogError::io(&tmp))?;
-    f.sync_all().map_err(LogError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(LogError::io(path))?;
-    if let Some(dir) = path.parent() {
-        // Make the rename durable; a failure here only weakens durability of the checkpoint.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    write_atomically(path, text.as_bytes())
+}
+
+/// [`crate::fsutil::write_file_atomically`], with the storage layer's error.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::fsutil::write_file_atomically(path, bytes).map_err(LogError::io(path))
 }
 
 /// Reads the entry lines of a checkpoint; a missing file is empty. Each entry is split into

@@ -16,7 +16,10 @@
 //! [`clean_log`] applies it to a partition log: it picks the cleanable segments, writes each
 //! cleaned segment as `.cleaned` files, renames them to `.swap` (the `.log.swap` rename is the
 //! commit point), deletes the old segment and renames the new one live.
-//! [`complete_interrupted_swaps`] finishes or discards a swap interrupted by a crash.
+//! [`complete_interrupted_swaps`] finishes or discards a swap interrupted by a crash. As in
+//! Kafka, a pass runs only when the data written since the previous one reaches
+//! `min.cleanable.dirty.ratio` of the cleanable bytes (or kept tombstones have come due), and
+//! its key map holds the keys of that new data only ([`CleanerState`]).
 //!
 //! Tombstones follow Kafka's pre-KIP-534 rule, measured with the segment's largest timestamp:
 //! they are dropped from a segment whose newest record is older than `delete.retention.ms`.
@@ -88,6 +91,8 @@ pub struct CleanStats {
     pub records_kept: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Tombstones kept because they are younger than `delete.retention.ms`.
+    pub tombstones_kept: u64,
 }
 
 impl CleanStats {
@@ -99,6 +104,7 @@ impl CleanStats {
         self.records_kept += other.records_kept;
         self.bytes_read += other.bytes_read;
         self.bytes_written += other.bytes_written;
+        self.tombstones_kept += other.tombstones_kept;
     }
 }
 
@@ -202,6 +208,7 @@ pub fn filter_batches(
         for record in RecordIter::new(&payload, view.records_count()) {
             let record = record?;
             if should_keep(&view, &record, map, remove_tombstones)? {
+                stats.tombstones_kept += record.is_tombstone() as u64;
                 retained.push(record.raw);
             } else {
                 dropped_any = true;
@@ -316,20 +323,37 @@ pub fn clean_log(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
     let hw = log.high_watermark();
     let bases = log.segment_base_offsets();
     let mut cleanable = Vec::new();
+    let mut end = None;
     for pair in bases.windows(2) {
         let seg = &log.segments()[&pair[0]];
         if pair[1] > hw || now - seg.largest_timestamp() < config.min_compaction_lag_ms {
             break;
         }
         cleanable.push(pair[0]);
+        end = Some(pair[1]);
     }
     let mut stats = CleanStats::default();
-    if cleanable.is_empty() {
+    let Some(end) = end else {
+        return Ok(stats);
+    };
+    // Kafka's choice of when to clean: enough new ("dirty") data since the last pass, measured
+    // against everything cleanable, or tombstones kept by the last pass that may now go.
+    let state = *log.cleaner_state_mut();
+    let size = |b: &i64| log.segments()[b].size();
+    let total: u64 = cleanable.iter().map(size).sum();
+    let dirty_bases: Vec<i64> =
+        cleanable.iter().copied().filter(|&b| b >= state.first_dirty_offset).collect();
+    let dirty: u64 = dirty_bases.iter().map(size).sum();
+    let dirty_enough = dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
+    let tombstones_due = state.tombstone_deadline.is_some_and(|t| now > t);
+    if !dirty_enough && !tombstones_due {
         return Ok(stats);
     }
-    let limit = (config.max_message_bytes as usize).saturating_mul(64).max(64 << 20);
+    let limit = config.decompress_limit();
+    // Keys of the dirty part only: the clean part holds one record per key already, and any
+    // of its records superseded by a dirty one is found through the dirty one's key.
     let mut map = OffsetMap::new();
-    for base in &cleanable {
+    for base in &dirty_bases {
         let mut result = Ok(());
         log.segments()[base].for_each_batch(|_, view| {
             if result.is_ok() {
@@ -339,9 +363,11 @@ pub fn clean_log(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
         result?;
     }
     let dir = log.dir().to_path_buf();
+    let mut tombstone_deadline: Option<i64> = None;
     for base in cleanable {
         let seg = &log.segments()[&base];
         let remove_tombstones = now - seg.largest_timestamp() > config.delete_retention_ms;
+        let kept_before = stats.tombstones_kept;
         let mut cleaned = LogSegment::create(&dir, base, &config, now, CLEANED_SUFFIX)?;
         let mut out = Vec::new();
         let mut result = Ok(());
@@ -365,6 +391,10 @@ pub fn clean_log(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
             }
         })?;
         result?;
+        if stats.tombstones_kept > kept_before {
+            let due = seg.largest_timestamp().saturating_add(config.delete_retention_ms);
+            tombstone_deadline = Some(tombstone_deadline.map_or(due, |t| t.min(due)));
+        }
         if !changed {
             drop(cleaned);
             for p in segment_paths(&dir, base, CLEANED_SUFFIX) {
@@ -376,14 +406,29 @@ pub fn clean_log(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
             cleaned.append(&out)?;
         }
         cleaned.seal(true)?;
-        // Commit: rename the indexes, then the log file (the commit point), then go live.
+        // Commit: rename the indexes, then the log file (the commit point), then go live. Each
+        // step is made durable before the next, so a power loss resumes at a known step.
         cleaned.rename_suffix(&dir, CLEANED_SUFFIX, SWAP_SUFFIX)?;
+        super::sync_dir(&dir)?;
         let old = log.segments_mut().remove(&base).expect("cleanable segment");
         old.delete(&dir)?;
         cleaned.rename_suffix(&dir, SWAP_SUFFIX, "")?;
+        super::sync_dir(&dir)?;
         log.segments_mut().insert(base, cleaned);
     }
+    *log.cleaner_state_mut() = CleanerState { first_dirty_offset: end, tombstone_deadline };
     Ok(stats)
+}
+
+/// What the cleaner remembers of a log between passes. Kafka keeps the first dirty offset in
+/// its `cleaner-offset-checkpoint`; here it lives in memory, so the first pass after a restart
+/// treats the whole log as dirty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanerState {
+    /// The last pass compacted every record below this offset (the "clean" part).
+    pub first_dirty_offset: i64,
+    /// When the earliest tombstone the last pass had to keep may be dropped.
+    pub tombstone_deadline: Option<i64>,
 }
 
 #[cfg(test)]
@@ -603,6 +648,7 @@ mod tests {
                     records_kept: kept,
                     bytes_read: input.len() as u64,
                     bytes_written: out.len() as u64,
+                    tombstones_kept: want.iter().filter(|s| s.2.is_none()).count() as u64,
                 };
                 assert_eq!(stats, want_stats, "{ctx}");
             }

@@ -72,6 +72,9 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`: records younger than this are not compacted (0).
     pub min_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: compact when this share of the cleanable bytes was written
+    /// since the last compaction (0.5).
+    pub min_cleanable_dirty_ratio: f64,
     /// `max.message.bytes`: largest record batch accepted (1048588).
     pub max_message_bytes: u64,
     /// `message.timestamp.type`: CreateTime or LogAppendTime.
@@ -96,6 +99,7 @@ impl Default for LogConfig {
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: 24 * 3600 * 1000,
             min_compaction_lag_ms: 0,
+            min_cleanable_dirty_ratio: 0.5,
             max_message_bytes: 1_048_588,
             log_append_time: false,
             flush_messages: i64::MAX,
@@ -114,6 +118,7 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("index.interval.bytes", "log.index.interval.bytes"),
     ("max.message.bytes", "message.max.bytes"),
     ("message.timestamp.type", "log.message.timestamp.type"),
+    ("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio"),
     ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
     ("min.insync.replicas", "min.insync.replicas"),
     ("retention.bytes", "log.retention.bytes"),
@@ -138,6 +143,20 @@ fn at_least(key: &str, value: &str, min: i64) -> Result<i64, ConfigError> {
             key: key.into(),
             value: value.into(),
             reason: format!("must be at least {min}"),
+        });
+    }
+    Ok(v)
+}
+
+/// Kafka's `INT` configs: at least `min` and at most `i32::MAX` (file positions in the indexes
+/// are 32-bit, so a larger `segment.bytes` could not be indexed).
+fn int_at_least(key: &str, value: &str, min: i64) -> Result<i64, ConfigError> {
+    let v = at_least(key, value, min)?;
+    if v > i32::MAX as i64 {
+        return Err(ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            reason: format!("must be at most {}", i32::MAX),
         });
     }
     Ok(v)
@@ -178,7 +197,9 @@ impl LogConfig {
                 "log.retention.minutes" => {
                     c.retention_ms = at_least(key, value, -1)?.saturating_mul(60_000)
                 }
-                "log.roll.hours" => c.segment_ms = at_least(key, value, 1)? * 3_600_000,
+                "log.roll.hours" => {
+                    c.segment_ms = at_least(key, value, 1)?.saturating_mul(3_600_000)
+                }
                 _ => {
                     let topic_key = TOPIC_CONFIGS
                         .iter()
@@ -197,10 +218,12 @@ impl LogConfig {
         match key {
             // Kafka's floor is the size of the smallest legacy record; we keep it so tests can
             // use tiny segments.
-            "segment.bytes" => self.segment_bytes = at_least(key, value, 14)? as u64,
+            "segment.bytes" => self.segment_bytes = int_at_least(key, value, 14)? as u64,
             "segment.ms" => self.segment_ms = at_least(key, value, 1)?,
-            "segment.index.bytes" => self.segment_index_bytes = at_least(key, value, 8)? as u64,
-            "index.interval.bytes" => self.index_interval_bytes = at_least(key, value, 0)? as u64,
+            "segment.index.bytes" => self.segment_index_bytes = int_at_least(key, value, 8)? as u64,
+            "index.interval.bytes" => {
+                self.index_interval_bytes = int_at_least(key, value, 0)? as u64
+            }
             "retention.ms" => self.retention_ms = unlimited_or_non_negative(key, value)?,
             "retention.bytes" => self.retention_bytes = unlimited_or_non_negative(key, value)?,
             "cleanup.policy" => {
@@ -213,7 +236,19 @@ impl LogConfig {
             }
             "delete.retention.ms" => self.delete_retention_ms = at_least(key, value, 0)?,
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = at_least(key, value, 0)?,
-            "max.message.bytes" => self.max_message_bytes = at_least(key, value, 0)? as u64,
+            "min.cleanable.dirty.ratio" => {
+                self.min_cleanable_dirty_ratio = match value.trim().parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => r,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            key: key.into(),
+                            value: value.into(),
+                            reason: "expected a number between 0 and 1".into(),
+                        })
+                    }
+                }
+            }
+            "max.message.bytes" => self.max_message_bytes = int_at_least(key, value, 0)? as u64,
             "message.timestamp.type" => {
                 self.log_append_time = match value {
                     "CreateTime" => false,
@@ -229,7 +264,7 @@ impl LogConfig {
             }
             "flush.messages" => self.flush_messages = at_least(key, value, 1)?,
             "flush.ms" => self.flush_ms = at_least(key, value, 0)?,
-            "min.insync.replicas" => self.min_insync_replicas = at_least(key, value, 1)? as i32,
+            "min.insync.replicas" => self.min_insync_replicas = int_at_least(key, value, 1)? as i32,
             _ => return Err(ConfigError::Unknown(key.into())),
         }
         Ok(())
@@ -248,6 +283,7 @@ impl LogConfig {
             "message.timestamp.type",
             if self.log_append_time { "LogAppendTime" } else { "CreateTime" }.to_string(),
         );
+        m.insert("min.cleanable.dirty.ratio", self.min_cleanable_dirty_ratio.to_string());
         m.insert("min.compaction.lag.ms", self.min_compaction_lag_ms.to_string());
         m.insert("min.insync.replicas", self.min_insync_replicas.to_string());
         m.insert("retention.bytes", self.retention_bytes.to_string());
@@ -256,6 +292,13 @@ impl LogConfig {
         m.insert("segment.index.bytes", self.segment_index_bytes.to_string());
         m.insert("segment.ms", self.segment_ms.to_string());
         m
+    }
+
+    /// The most bytes one batch's records may decompress to where the broker must read them
+    /// (compaction, timestamp lookups): generous for real compression ratios, and bounded by
+    /// the topic's batch limit so a crafted batch cannot make the broker allocate gigabytes.
+    pub fn decompress_limit(&self) -> usize {
+        (self.max_message_bytes as usize).saturating_mul(64).max(64 << 20)
     }
 
     /// Entries an offset index may hold before the segment must roll.
@@ -301,6 +344,8 @@ mod tests {
         let e = c.with_overrides([("retention.ms", "-5")]).unwrap_err();
         assert!(e.to_string().contains("retention.ms"), "{e}");
         assert!(c.with_overrides([("segment.bytes", "abc")]).is_err());
+        assert!(c.with_overrides([("segment.bytes", "4294967296")]).is_err(), "above i32::MAX");
+        assert!(c.with_broker_overrides([("log.roll.hours", "9223372036854775807")]).is_ok());
         assert!(c.with_overrides([("cleanup.policy", "shred")]).is_err());
         assert_eq!(
             c.with_overrides([("no.such.thing", "1")]).unwrap_err(),

@@ -21,6 +21,12 @@ pub struct LeaderEpochCache {
 }
 
 impl LeaderEpochCache {
+    /// An empty cache for `dir`, to be filled from the log's batches when the checkpoint is
+    /// unreadable.
+    pub fn empty(dir: &Path) -> Self {
+        LeaderEpochCache { path: dir.join(FILE_NAME), entries: Vec::new() }
+    }
+
     /// Loads the checkpoint in `dir` (missing file: empty cache).
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(FILE_NAME);

@@ -40,9 +40,11 @@ pub struct ManagerIntervals {
     pub checkpoint: Duration,
     /// `log.cleaner.backoff.ms` (15 s): how often compacted logs are cleaned.
     pub cleaner_backoff: Duration,
-    /// `producer.id.expiration.ms` (1 day): idle producer ids are forgotten (checked with
-    /// retention).
+    /// `producer.id.expiration.ms` (1 day): idle producer ids are forgotten.
     pub producer_id_expiration: Duration,
+    /// `producer.id.expiration.check.interval.ms` (10 minutes); also checked once at start,
+    /// so producers that expired while the broker was down do not come back with a snapshot.
+    pub producer_id_expiration_check: Duration,
 }
 
 impl Default for ManagerIntervals {
@@ -53,6 +55,7 @@ impl Default for ManagerIntervals {
             checkpoint: Duration::from_millis(60_000),
             cleaner_backoff: Duration::from_millis(15_000),
             producer_id_expiration: Duration::from_millis(86_400_000),
+            producer_id_expiration_check: Duration::from_millis(600_000),
         }
     }
 }
@@ -290,10 +293,7 @@ impl LogManager {
         self.checkpoint()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         std::fs::write(&marker, b"").map_err(LogError::io(&marker))?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        super::sync_dir(&self.dir)
     }
 
     /// Starts the background thread running retention, flushing, checkpointing and cleaning
@@ -309,6 +309,7 @@ impl LogManager {
                     .min(intervals.retention_check)
                     .min(intervals.checkpoint)
                     .min(intervals.cleaner_backoff)
+                    .min(intervals.producer_id_expiration_check)
                     .max(Duration::from_millis(10));
                 let start = std::time::Instant::now();
                 let mut next = [
@@ -316,6 +317,8 @@ impl LogManager {
                     start + intervals.flush_check,
                     start + intervals.checkpoint,
                     start + intervals.cleaner_backoff,
+                    // Producer expiry runs first thing, then on its interval.
+                    start,
                 ];
                 loop {
                     match stop_rx.recv_timeout(tick) {
@@ -325,7 +328,6 @@ impl LogManager {
                     let now = std::time::Instant::now();
                     if now >= next[0] {
                         manager.run_retention();
-                        manager.expire_producers(intervals.producer_id_expiration);
                         next[0] = now + intervals.retention_check;
                     }
                     if now >= next[1] {
@@ -341,6 +343,10 @@ impl LogManager {
                     if now >= next[3] {
                         manager.run_cleaner();
                         next[3] = now + intervals.cleaner_backoff;
+                    }
+                    if now >= next[4] {
+                        manager.expire_producers(intervals.producer_id_expiration);
+                        next[4] = now + intervals.producer_id_expiration_check;
                     }
                 }
             })

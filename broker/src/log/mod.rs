@@ -40,7 +40,7 @@ pub enum LogError {
     /// A batch failed structural or CRC validation (Kafka: CORRUPT_MESSAGE).
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
-    /// Only magic v2 batches are accepted (Kafka: UNSUPPORTED_FOR_MESSAGE_FORMAT).
+    /// Only magic v2 batches are accepted (Kafka answers produce requests: INVALID_RECORD).
     #[error("unsupported record batch magic {0} (only v2 is supported)")]
     UnsupportedMagic(i8),
     /// A batch larger than `max.message.bytes` (Kafka: MESSAGE_TOO_LARGE).
@@ -74,6 +74,11 @@ impl LogError {
         let path = path.into();
         move |source| LogError::Io { path, source }
     }
+}
+
+/// Makes the entries of `dir` (files created, renamed or removed in it) durable.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<()> {
+    crate::fsutil::sync_dir(dir).map_err(LogError::io(dir))
 }
 
 /// Result alias for the storage layer.

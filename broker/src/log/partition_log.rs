@@ -24,9 +24,6 @@ pub const EARLIEST_TIMESTAMP: i64 = -2;
 pub const LATEST_TIMESTAMP: i64 = -1;
 pub const MAX_TIMESTAMP: i64 = -3;
 
-/// Upper bound on a decompressed batch when the log has to look inside one.
-const DECOMPRESS_LIMIT: usize = 512 * 1024 * 1024;
-
 /// What the owner of the data directory knows about this log from its checkpoints.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadState {
@@ -88,6 +85,11 @@ pub struct PartitionLog {
     producers: ProducerStateManager,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    /// Segment files were created or removed since the directory was last fsynced: the next
+    /// flush syncs it too, or a power loss could lose a flushed segment's directory entry.
+    dir_dirty: bool,
+    /// Where the last compaction pass ended (compacted logs only).
+    cleaner: cleaner::CleanerState,
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -171,10 +173,23 @@ impl PartitionLog {
             log_start_offset: 0,
             high_watermark: 0,
             recovery_point: 0,
-            epochs: LeaderEpochCache::load(dir)?,
+            epochs: LeaderEpochCache::empty(dir),
             producers: ProducerStateManager::new(dir),
             unflushed_messages: 0,
             last_flush_ms: now,
+            dir_dirty: true,
+            cleaner: cleaner::CleanerState::default(),
+        };
+        log.epochs = match LeaderEpochCache::load(dir) {
+            Ok(epochs) => epochs,
+            // The epochs are also in every batch header: rebuild rather than refuse the log.
+            Err(e @ LogError::CorruptFile { .. }) => {
+                tracing::warn!(partition = %log.tp, error = %e,
+                    "rebuilding the leader epoch cache from the log");
+                log.rebuild_epoch_cache()?;
+                std::mem::replace(&mut log.epochs, LeaderEpochCache::empty(dir))
+            }
+            Err(e) => return Err(e),
         };
         let first_base = *log.segments.keys().next().expect("at least one segment");
         let leo = log.log_end_offset();
@@ -240,6 +255,9 @@ impl PartitionLog {
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
+    pub(crate) fn cleaner_state_mut(&mut self) -> &mut cleaner::CleanerState {
+        &mut self.cleaner
+    }
 
     fn active(&self) -> &LogSegment {
         self.segments.values().next_back().expect("a log always has an active segment")
@@ -265,7 +283,7 @@ impl PartitionLog {
                     max: self.config.max_message_bytes as usize,
                 });
             }
-            if from_client && view.records_count() != view.last_offset_delta() + 1 {
+            if from_client && view.records_count() as i64 != view.last_offset_delta() as i64 + 1 {
                 return Err(LogError::CorruptBatch(format!(
                     "record count {} does not match last offset delta {}",
                     view.records_count(),
@@ -450,13 +468,17 @@ impl PartitionLog {
             }
             let old = self.segments.remove(&old_base).expect("active segment");
             old.delete(&self.dir)?;
+            self.dir_dirty = true;
         } else {
             self.active_mut().seal(true)?;
             // Kafka snapshots producer state at every roll: recovery replays one segment at most.
             self.producers.take_snapshot(base)?;
+            // The sealed segment (and the snapshot) are durable only with their directory entries.
+            self.sync_dir_if_dirty()?;
         }
         let seg = LogSegment::create(&self.dir, base, &self.config, now, "")?;
         self.segments.insert(base, seg);
+        self.dir_dirty = true;
         if !was_empty {
             // Kafka flushes the old segment when it rolls; the recovery point moves past it.
             self.recovery_point = self.recovery_point.max(base);
@@ -519,7 +541,7 @@ impl PartitionLog {
                 return seg.find_offset_by_timestamp(
                     target,
                     self.log_start_offset,
-                    DECOMPRESS_LIMIT,
+                    self.config.decompress_limit(),
                 );
             }
             t if t < 0 => {
@@ -531,9 +553,11 @@ impl PartitionLog {
             if seg.next_offset() <= self.log_start_offset || seg.max_timestamp() < ts {
                 continue;
             }
-            if let Some(found) =
-                seg.find_offset_by_timestamp(ts, self.log_start_offset, DECOMPRESS_LIMIT)?
-            {
+            if let Some(found) = seg.find_offset_by_timestamp(
+                ts,
+                self.log_start_offset,
+                self.config.decompress_limit(),
+            )? {
                 return Ok(Some(found));
             }
         }
@@ -568,6 +592,7 @@ impl PartitionLog {
             }
             if let Some(seg) = self.segments.remove(&base) {
                 seg.delete(&self.dir)?;
+                self.dir_dirty = true;
             }
         }
         self.active_mut().truncate_to(offset)?;
@@ -581,6 +606,8 @@ impl PartitionLog {
         }
         self.high_watermark = self.high_watermark.min(leo);
         self.recovery_point = self.recovery_point.min(leo);
+        // What replaces the truncated records has not been compacted.
+        self.cleaner.first_dirty_offset = self.cleaner.first_dirty_offset.min(leo);
         self.producers.delete_snapshots_after(leo)?;
         self.rebuild_producer_state()
     }
@@ -590,11 +617,13 @@ impl PartitionLog {
         let now = self.clock.now_ms();
         for (_, seg) in std::mem::take(&mut self.segments) {
             seg.delete(&self.dir)?;
+            self.dir_dirty = true;
         }
         self.segments.insert(offset, LogSegment::create(&self.dir, offset, &self.config, now, "")?);
         self.log_start_offset = offset;
         self.high_watermark = offset;
         self.recovery_point = offset;
+        self.cleaner = cleaner::CleanerState::default();
         self.epochs.clear();
         self.epochs.persist()?;
         self.producers.clear();
@@ -674,6 +703,7 @@ impl PartitionLog {
             let seg = self.segments.remove(&base).expect("segment");
             tracing::debug!(partition = %self.tp, base, "deleting segment");
             seg.delete(&self.dir)?;
+            self.dir_dirty = true;
             deleted += 1;
             if next_base > self.log_start_offset {
                 self.log_start_offset = next_base;
@@ -693,9 +723,18 @@ impl PartitionLog {
         for (_, seg) in self.segments.range_mut(from..) {
             seg.flush(true)?;
         }
+        self.sync_dir_if_dirty()?;
         self.recovery_point = self.log_end_offset();
         self.unflushed_messages = 0;
         self.last_flush_ms = self.clock.now_ms();
+        Ok(())
+    }
+
+    fn sync_dir_if_dirty(&mut self) -> Result<()> {
+        if self.dir_dirty {
+            super::sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
         Ok(())
     }
 
@@ -717,6 +756,17 @@ impl PartitionLog {
         self.flush()?;
         self.producers.take_snapshot(self.log_end_offset())?;
         self.epochs.persist()
+    }
+
+    /// Fills the (empty) leader epoch cache from the batch headers and persists it.
+    fn rebuild_epoch_cache(&mut self) -> Result<()> {
+        let epochs = &mut self.epochs;
+        for seg in self.segments.values() {
+            seg.for_each_batch(|_, view| {
+                epochs.assign(view.partition_leader_epoch(), view.base_offset());
+            })?;
+        }
+        epochs.persist()
     }
 
     /// Loads the newest producer snapshot at or below the LEO and replays the batches after it.
@@ -784,10 +834,8 @@ pub const PARTITION_METADATA: &str = "partition.metadata";
 fn write_partition_metadata(dir: &Path, topic_id: [u8; 16]) -> Result<()> {
     use base64::Engine;
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(topic_id);
-    let path = dir.join(PARTITION_METADATA);
-    let tmp = dir.join("partition.metadata.tmp");
-    std::fs::write(&tmp, format!("version: 0\ntopic_id: {id}\n")).map_err(LogError::io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(LogError::io(&path))
+    let text = format!("version: 0\ntopic_id: {id}\n");
+    super::checkpoint::write_atomically(&dir.join(PARTITION_METADATA), text.as_bytes())
 }
 
 fn read_partition_metadata(dir: &Path) -> Result<Option<[u8; 16]>> {

@@ -270,10 +270,7 @@ impl ProducerStateManager {
         file.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
         file.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
         file.extend_from_slice(&body);
-        let path = self.snapshot_path(offset);
-        let tmp = path.with_extension("snapshot.tmp");
-        std::fs::write(&tmp, &file).map_err(LogError::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(LogError::io(&path))?;
+        super::checkpoint::write_atomically(&self.snapshot_path(offset), &file)?;
         let offsets = self.snapshot_offsets()?;
         if offsets.len() > 2 {
             for o in &offsets[..offsets.len() - 2] {

@@ -17,6 +17,9 @@ use super::record::RecordIter;
 use super::time_index::TimeIndex;
 use super::{compression, LogError, Result};
 
+/// Batch headers recovery holds in memory at once before indexing them.
+const RECOVERY_CHUNK: usize = 65_536;
+
 /// How much of the file a scan reads at a time.
 const SCAN_WINDOW: usize = 64 * 1024;
 
@@ -330,12 +333,16 @@ impl LogSegment {
 
     /// Walks whole batches from `from`, verifying each CRC, calling `f` with each valid batch.
     /// Returns where valid data ends and the error that stopped the walk, if any.
-    fn scan_batches<F>(&self, from: u64, mut f: F) -> Result<(u64, Option<LogError>)>
+    fn scan_batches<F>(
+        &self,
+        from: u64,
+        mut min_offset: i64,
+        mut f: F,
+    ) -> Result<(u64, Option<LogError>)>
     where
-        F: FnMut(u64, &BatchView<'_>),
+        F: FnMut(u64, &BatchView<'_>) -> ControlFlow<()>,
     {
         let mut pos = from;
-        let mut min_offset = self.base_offset;
         while pos < self.size {
             let want = (SCAN_WINDOW * 16).min((self.size - pos) as usize);
             let mut window = self.read_bytes(pos, want)?;
@@ -369,7 +376,9 @@ impl LogSegment {
                 {
                     Ok(view) => {
                         min_offset = view.next_offset();
-                        f(pos + at as u64, &view)
+                        if f(pos + at as u64, &view).is_break() {
+                            return Ok((pos + (at + size) as u64, None));
+                        }
                     }
                     Err(e) => return Ok((pos + at as u64, Some(e))),
                 }
@@ -410,12 +419,27 @@ impl LogSegment {
         self.offset_of_max_timestamp = self.base_offset;
         self.next_offset = self.base_offset;
         self.first_batch_timestamp = None;
-        let mut headers = Vec::new();
-        let (valid_end, error) =
-            self.scan_batches(0, |pos, view| headers.push((pos, view.header())))?;
-        for (pos, header) in headers {
-            self.index_batch(pos, &header);
-        }
+        // Headers are indexed a bounded chunk at a time: a 1 GiB segment of small batches has
+        // millions of them, too many to hold at once.
+        let mut headers = Vec::with_capacity(RECOVERY_CHUNK);
+        let mut from = 0;
+        let (valid_end, error) = loop {
+            let (end, error) = self.scan_batches(from, self.next_offset, |pos, view| {
+                headers.push((pos, view.header()));
+                if headers.len() < RECOVERY_CHUNK {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            })?;
+            for (pos, header) in headers.drain(..) {
+                self.index_batch(pos, &header);
+            }
+            if error.is_some() || end >= self.size {
+                break (end, error);
+            }
+            from = end;
+        };
         let truncated = self.size - valid_end;
         if let Some(e) = error {
             tracing::warn!(segment = %self.log_path.display(), position = valid_end, error = %e,
@@ -437,9 +461,12 @@ impl LogSegment {
             self.max_timestamp = ts;
             self.offset_of_max_timestamp = offset;
         }
+        // A trusted index leaves at most about index.interval.bytes (plus one batch) to scan.
         let mut headers = Vec::new();
-        let (valid_end, error) =
-            self.scan_batches(from, |pos, view| headers.push((pos, view.header())))?;
+        let (valid_end, error) = self.scan_batches(from, self.base_offset, |pos, view| {
+            headers.push((pos, view.header()));
+            ControlFlow::Continue(())
+        })?;
         // The last entry must point at a valid batch ending at its offset. If it points into
         // the middle of a batch or at garbage, the index is wrong, not the log: rebuild it
         // rather than truncate the log at the entry's position.
@@ -684,11 +711,14 @@ impl LogSegment {
     }
 
     /// Visits every valid batch of the segment (cleaner input, dump tools).
-    pub fn for_each_batch<F>(&self, f: F) -> Result<()>
+    pub fn for_each_batch<F>(&self, mut f: F) -> Result<()>
     where
         F: FnMut(u64, &BatchView<'_>),
     {
-        let (_, err) = self.scan_batches(0, f)?;
+        let (_, err) = self.scan_batches(0, self.base_offset, |pos, view| {
+            f(pos, view);
+            ControlFlow::Continue(())
+        })?;
         match err {
             Some(e) => Err(e),
             None => Ok(()),

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::types::{MetadataEntry, MetadataLogId, StorageError, TypeConfig};
+use crate::fsutil::write_file_atomically;
 
 /// Name of the log file inside the metadata directory.
 pub(crate) const LOG_FILE: &str = "metadata.log";
@@ -238,24 +239,6 @@ fn encode_frame(entry: &MetadataEntry) -> Result<Vec<u8>, serde_json::Error> {
     frame.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
     frame.extend_from_slice(&payload);
     Ok(frame)
-}
-
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content.
-pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!("{name}.tmp"));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Owns the files; runs on its own thread and applies writes in order.

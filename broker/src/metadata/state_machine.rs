@@ -26,10 +26,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
 
 use super::image::{BrokerImage, ClusterImage, TopicImage};
-use super::log_store::write_file_atomically;
 use super::types::{
     MetadataEntry, MetadataLogId, MetadataRecord, MetadataResponse, StorageError, TypeConfig,
 };
+use crate::fsutil::write_file_atomically;
 
 const SNAPSHOT_FILE: &str = "snapshot.json";
 

@@ -39,9 +39,11 @@ fn config_type(key: &str) -> i8 {
     const STRING: i8 = 2;
     const INT: i8 = 3;
     const LONG: i8 = 5;
+    const DOUBLE: i8 = 6;
     const LIST: i8 = 7;
     match key {
         "cleanup.policy" => LIST,
+        "min.cleanable.dirty.ratio" => DOUBLE,
         "message.timestamp.type" => STRING,
         "segment.bytes"
         | "segment.index.bytes"

@@ -1,0 +1,30 @@
+//! File-system durability helpers shared by the storage engine and the metadata log: what it
+//! takes for a file written or renamed to survive a power loss, not just a process crash.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Makes the entries of `dir` (files created, renamed or removed in it) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new contents, never a mix,
+/// and the new contents are durable on return: temp file, fsync, rename, fsync of the directory.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = dir.join(name);
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
