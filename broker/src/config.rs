@@ -61,6 +61,8 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// `producer.id.expiration.ms` (1 day).
     pub producer_id_expiration: Duration,
+    /// `producer.id.expiration.check.interval.ms` (10 minutes).
+    pub producer_id_expiration_check: Duration,
     /// The group coordinator's settings (`offsets.topic.num.partitions`,
     /// `group.initial.rebalance.delay.ms`, `offsets.retention.minutes`, ...).
     pub groups: crate::group::GroupConfig,
@@ -86,6 +88,7 @@ impl Default for BrokerConfig {
             cluster_id: None,
             rack: None,
             producer_id_expiration: Duration::from_millis(86_400_000),
+            producer_id_expiration_check: Duration::from_millis(600_000),
             groups: crate::group::GroupConfig::default(),
         }
     }
@@ -152,6 +155,9 @@ impl BrokerConfig {
             "producer.id.expiration.ms" => {
                 self.producer_id_expiration = Duration::from_millis(parse(key, value)?)
             }
+            "producer.id.expiration.check.interval.ms" => {
+                self.producer_id_expiration_check = Duration::from_millis(parse(key, value)?)
+            }
             "broker.rack" => self.rack = Some(value.to_string()),
             k if crate::group::GROUP_CONFIG_KEYS.contains(&k) => {
                 self.groups.set(k, value).map_err(ConfigError::Invalid)?
@@ -163,6 +169,29 @@ impl BrokerConfig {
             | "listener.security.protocol.map" => {}
             _ => {
                 self.log_defaults = self.log_defaults.with_broker_overrides([(key, value)])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what single settings cannot: the quorum is this node alone until the metadata
+    /// quorum grows voters, so a voter list naming other nodes is refused rather than ignored.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for voter in &self.quorum_voters {
+            let (id, endpoint) = voter.split_once('@').ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "controller.quorum.voters entries are id@host:port, got '{voter}'"
+                ))
+            })?;
+            let id: i32 = parse("controller.quorum.voters", id)?;
+            parse_host_port("controller.quorum.voters", endpoint)?;
+            if id != self.node_id || self.quorum_voters.len() > 1 {
+                return Err(ConfigError::Invalid(format!(
+                    "controller.quorum.voters={}: this build runs a one-voter quorum, whose \
+                     only voter is this node (node.id={}); multi-node quorums are not supported yet",
+                    self.quorum_voters.join(","),
+                    self.node_id
+                )));
             }
         }
         Ok(())
@@ -213,6 +242,10 @@ impl BrokerConfig {
             "producer.id.expiration.ms".into(),
             self.producer_id_expiration.as_millis().to_string(),
         );
+        m.insert(
+            "producer.id.expiration.check.interval.ms".into(),
+            self.producer_id_expiration_check.as_millis().to_string(),
+        );
         for (key, value) in self.groups.to_props() {
             m.insert(key.into(), value);
         }
@@ -254,5 +287,19 @@ mod tests {
         assert!(e.to_string().contains("node.id"), "{e}");
         assert!(c.apply_properties("no.such.setting=1").is_err());
         assert!(c.apply_properties("num.partitions=0").is_err());
+    }
+
+    #[test]
+    fn quorum_voters_other_than_this_node_are_refused() {
+        let mut c = BrokerConfig::default();
+        c.apply_properties("node.id=1\ncontroller.quorum.voters=1@localhost:9093").unwrap();
+        c.validate().unwrap();
+        c.apply_properties("controller.quorum.voters=1@a:9093,2@b:9093,3@c:9093").unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("one-voter"), "{e}");
+        c.apply_properties("controller.quorum.voters=2@b:9093").unwrap();
+        assert!(c.validate().is_err());
+        c.apply_properties("controller.quorum.voters=b:9093").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("id@host:port"));
     }
 }

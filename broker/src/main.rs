@@ -101,20 +101,28 @@ fn main() -> Result<()> {
         Command::Dev(args) | Command::Start(args) => {
             let config = args.into_config()?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(sluice_broker::server::run(config, stop_signal()))
+            runtime.block_on(async {
+                // Installed before start-up, so a signal that arrives while logs are recovered
+                // or the quorum forms is kept and honoured as a clean shutdown once up.
+                let stop = stop_signal()?;
+                sluice_broker::server::run(config, stop).await
+            })
         }
         Command::DumpLog { paths } => dump_log(&paths),
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn stop_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on the first of them.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn dump_log(paths: &[PathBuf]) -> Result<()> {

@@ -22,8 +22,8 @@ use common::BrokerProcess;
 use futures::executor::block_on;
 use kafka_protocol::messages::{self as kp, ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -46,12 +46,7 @@ fn start_broker(dir: &std::path::Path) -> BrokerProcess {
 }
 
 fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for r in block_on(admin.create_topics(&[topic], &AdminOptions::new())).unwrap() {
-        r.unwrap();
-    }
+    common::create_topic(bootstrap, name, partitions, &[]);
 }
 
 /// Sends `per_partition` records to each partition, values `<tag>-<partition>-<i>`.

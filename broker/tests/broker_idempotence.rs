@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use common::BrokerProcess;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
     TopicName,
@@ -59,6 +60,12 @@ impl Conn {
 
     /// Produces one batch with acks=all; returns (error code, base offset).
     fn produce(&mut self, topic: &str, batch: &Bytes) -> (i16, i64) {
+        let p = self.produce_full(topic, batch);
+        (p.error_code, p.base_offset)
+    }
+
+    /// Produces one batch with acks=all; returns the partition's whole answer.
+    fn produce_full(&mut self, topic: &str, batch: &Bytes) -> PartitionProduceResponse {
         let req =
             ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
                 TopicProduceData::default()
@@ -67,10 +74,13 @@ impl Conn {
                         .with_index(0)
                         .with_records(Some(batch.clone()))]),
             ]);
-        let r: ProduceResponse = self.call(ApiKey::Produce, 9, &req);
-        let p = &r.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
+        let mut r: ProduceResponse = self.call(ApiKey::Produce, 9, &req);
+        r.responses.remove(0).partition_responses.remove(0)
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// An idempotent batch of `n` records as a client library encodes it.
@@ -86,7 +96,8 @@ fn batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
             sequence: seq + i as i32,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            timestamp: 1_700_000_000_000,
+            // Now: producer expiry is measured from the batch timestamps, as in Kafka.
+            timestamp: now_ms(),
             key: None,
             value: Some(Bytes::from(format!("seq-{}", seq + i as i32))),
             headers: Default::default(),
@@ -103,17 +114,7 @@ fn batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
 }
 
 fn create_topic(b: &BrokerProcess, topic: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", b.bootstrap()).create().unwrap();
-    let r = futures::executor::block_on(admin.create_topics(
-        &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))
-    .unwrap();
-    r.into_iter().for_each(|r| {
-        r.unwrap();
-    });
+    common::create_topic(&b.bootstrap(), topic, 1, &[]);
 }
 
 fn high_watermark(b: &BrokerProcess, topic: &str) -> i64 {
@@ -169,6 +170,84 @@ fn retried_batches_are_written_once_even_across_restarts() {
     let (_, metrics) = broker.http_get("/metrics");
     assert!(metrics.contains(r#"sluice_duplicate_batches_total{topic="idem"}"#), "{metrics}");
     assert!(metrics.contains(r#"sluice_producer_ids{topic="idem",partition="0"} 1"#), "{metrics}");
+}
+
+/// `producer.id.expiration.ms`: an idle producer is forgotten, then answered
+/// UNKNOWN_PRODUCER_ID with the log start offset (which clients need to tell expiry from loss)
+/// until it starts over at sequence 0; expiry also holds across a restart.
+#[test]
+fn idle_producers_expire_and_must_start_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = BrokerProcess::start(
+        dir.path(),
+        &[
+            "--set",
+            "producer.id.expiration.ms=1500",
+            "--set",
+            "producer.id.expiration.check.interval.ms=100",
+        ],
+    );
+    create_topic(&broker, "expiry");
+    let mut c = Conn::new(&broker);
+    let (pid, epoch) = c.init_producer_id();
+    assert_eq!(c.produce("expiry", &batch(pid, epoch, 0, 3)), (0, 0));
+    let active = r#"sluice_producer_ids{topic="expiry",partition="0"} 1"#;
+    assert!(broker.http_get("/metrics").1.contains(active), "the producer is tracked");
+    let expired = r#"sluice_producer_ids{topic="expiry",partition="0"} 0"#;
+    wait_for_metric(&broker, expired);
+
+    let r = c.produce_full("expiry", &batch(pid, epoch, 3, 1));
+    assert_eq!(r.error_code, 59, "UNKNOWN_PRODUCER_ID");
+    assert_eq!(r.log_start_offset, 0, "the answer carries the log start offset");
+    // What the Java client and librdkafka do next: bump the epoch and start at sequence 0.
+    assert_eq!(c.produce("expiry", &batch(pid, epoch + 1, 0, 2)), (0, 3));
+
+    // A producer snapshot written at shutdown does not bring an expired producer back.
+    assert_eq!(broker.stop(), Some(0));
+    std::thread::sleep(Duration::from_millis(1600));
+    broker.restart();
+    wait_for_metric(&broker, expired);
+    let mut c = Conn::new(&broker);
+    assert_eq!(c.produce("expiry", &batch(pid, epoch + 1, 2, 1)).0, 59);
+}
+
+fn wait_for_metric(broker: &BrokerProcess, line: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, metrics) = broker.http_get("/metrics");
+        if metrics.contains(line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no '{line}' in /metrics within {WAIT:?}:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// InitProducerId without a transactional id, as Kafka answers it: a producer id and epoch
+/// sent along are ignored (a new id, epoch 0); one without the other is INVALID_REQUEST.
+#[test]
+fn init_producer_id_hands_out_new_ids_to_idempotent_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Conn::new(&broker);
+    let (pid, _) = c.init_producer_id();
+    let init = |c: &mut Conn, id: i64, epoch: i16| -> InitProducerIdResponse {
+        c.call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(id.into())
+                .with_producer_epoch(epoch),
+        )
+    };
+    let r = init(&mut c, pid, 3);
+    assert_eq!(r.error_code, 0);
+    assert_ne!(r.producer_id.0, pid, "a new id, as Kafka gives");
+    assert_eq!(r.producer_epoch, 0);
+    assert_eq!(init(&mut c, pid, -1).error_code, 42, "INVALID_REQUEST");
+    assert_eq!(init(&mut c, -1, 0).error_code, 42, "INVALID_REQUEST");
 }
 
 use common::AckLog;

@@ -230,3 +230,126 @@ fn pipelined_requests_are_answered_in_order() {
         assert_eq!(r.get_i32(), id, "responses come back in request order");
     }
 }
+
+/// One batch of `values`, encoded as a client library encodes it (magic v2, no compression).
+fn encode_batch(values: &[&[u8]]) -> BytesMut {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            // The encoder starts a new batch wherever sequences do not follow one another.
+            sequence: -1 + i as i32,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::copy_from_slice(v)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf
+}
+
+/// Produce (acks=1) to one partition; returns the partition's error code.
+fn produce_code(
+    c: &mut common::RawConn,
+    topic: &str,
+    partition: i32,
+    records: Option<Bytes>,
+) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(records)]),
+    ]);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// Fetch (v12) one partition; returns (error code, high watermark, record bytes).
+fn fetch(
+    c: &mut common::RawConn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    min_bytes: i32,
+    max_wait_ms: i32,
+) -> (i16, i64, usize) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    let req = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
+    let p = &r.responses[0].partitions[0];
+    (p.error_code, p.high_watermark, p.records.as_ref().map_or(0, |r| r.len()))
+}
+
+/// The data path's error codes, as Kafka answers them; none of the rejected requests writes
+/// anything, and the connection keeps working after each.
+#[test]
+fn produce_and_fetch_errors_carry_kafkas_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    common::create_topic(&broker.bootstrap(), "errs", 1, &[("max.message.bytes", "2000")]);
+    let mut c = common::RawConn::connect(&broker);
+    let good = encode_batch(&[b"one", b"two"]);
+    assert_eq!(produce_code(&mut c, "errs", 0, Some(good.clone().freeze())), 0);
+
+    // Produce v3+: exactly one magic v2 batch per partition (INVALID_RECORD, 87).
+    let mut two = good.clone();
+    two.extend_from_slice(&good);
+    assert_eq!(produce_code(&mut c, "errs", 0, Some(two.freeze())), 87, "two batches");
+    assert_eq!(produce_code(&mut c, "errs", 0, Some(Bytes::new())), 87, "no batch");
+    assert_eq!(produce_code(&mut c, "errs", 0, None), 87, "null records");
+    let mut magic1 = good.clone();
+    magic1[16] = 1;
+    assert_eq!(produce_code(&mut c, "errs", 0, Some(magic1.freeze())), 87, "magic 1");
+    // A CRC that does not match the contents: CORRUPT_MESSAGE (2).
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xff;
+    assert_eq!(produce_code(&mut c, "errs", 0, Some(flipped.freeze())), 2, "bad CRC");
+    // Larger than the topic's max.message.bytes: MESSAGE_TOO_LARGE (10).
+    let big = encode_batch(&[&[7u8; 3000]]);
+    assert_eq!(produce_code(&mut c, "errs", 0, Some(big.freeze())), 10, "too large");
+    // A partition the topic does not have: UNKNOWN_TOPIC_OR_PARTITION (3).
+    assert_eq!(produce_code(&mut c, "errs", 5, Some(good.clone().freeze())), 3);
+
+    // Nothing above was written: the log holds the first two records only.
+    let (code, hw, bytes) = fetch(&mut c, "errs", 0, 0, 1, 0);
+    assert_eq!((code, hw), (0, 2));
+    assert_eq!(bytes, good.len(), "the one good batch, as it was produced");
+    // Beyond the log end: OFFSET_OUT_OF_RANGE (1); an unknown partition: 3.
+    assert_eq!(fetch(&mut c, "errs", 0, 1000, 1, 0).0, 1);
+    assert_eq!(fetch(&mut c, "errs", 7, 0, 1, 0).0, 3);
+    // min_bytes 0 at the log end answers at once (Kafka does not wait for max_wait_ms); the
+    // connection's 20 s read timeout would fail this if the broker held it for 60 s.
+    assert_eq!(fetch(&mut c, "errs", 0, 2, 0, 60_000), (0, 2, 0));
+}

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{AckLog, BrokerProcess};
+use common::{create_topic, AckLog, BrokerProcess};
 use futures::executor::block_on;
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
@@ -51,17 +51,6 @@ fn consumer(bootstrap: &str) -> BaseConsumer {
         .set("fetch.wait.max.ms", "100")
         .create()
         .expect("consumer")
-}
-
-fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for (k, v) in configs {
-        t = t.set(k, v);
-    }
-    let results = block_on(admin(bootstrap).create_topics(&[t], &AdminOptions::new())).unwrap();
-    results.into_iter().for_each(|r| {
-        r.unwrap();
-    });
 }
 
 /// What a consumer saw of one record.
@@ -285,8 +274,9 @@ fn acknowledged_records_survive_clean_restart_and_kill_9() {
     let bs = broker.bootstrap();
     send_all(&producer(&bs, &[]), "durable", &batch(5000, 10_000));
 
-    // Crash mid-stream: a producer keeps sending while the broker is killed with SIGKILL and
-    // restarted; every record acknowledged (acks=all) at any point must be readable afterwards.
+    // Mid-stream: a producer keeps sending while the broker is stopped with SIGTERM and
+    // restarted, then killed with SIGKILL and restarted; every record acknowledged (acks=all)
+    // at any point must be readable afterwards.
     let acks = Arc::new(Mutex::new(Vec::new()));
     let producer: ThreadedProducer<AckLog> = ClientConfig::new()
         .set("bootstrap.servers", &bs)
@@ -299,7 +289,7 @@ fn acknowledged_records_survive_clean_restart_and_kill_9() {
     let sender = {
         let producer = producer.clone();
         std::thread::spawn(move || {
-            for i in 10_000..16_000usize {
+            for i in 10_000..20_000usize {
                 let v = value(i);
                 let mut record =
                     BaseRecord::<(), Vec<u8>, Box<usize>>::with_opaque_to("durable", Box::new(i))
@@ -314,20 +304,29 @@ fn acknowledged_records_survive_clean_restart_and_kill_9() {
                         }
                     }
                 }
-                if i % 100 == 0 {
+                // Paced (at least 2 s in all) so both restarts happen while it sends.
+                if i % 50 == 0 {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
         })
     };
-    let deadline = Instant::now() + WAIT;
-    while acks.lock().unwrap().iter().filter(|(_, ok)| *ok).count() < 1000 {
-        assert!(Instant::now() < deadline, "the producer never got going");
-        std::thread::sleep(Duration::from_millis(5));
+    let acked_count = || acks.lock().unwrap().iter().filter(|(_, ok)| *ok).count();
+    let mut acked_before_kill = 0;
+    for (threshold, clean) in [(1000, true), (3000, false)] {
+        let deadline = Instant::now() + WAIT;
+        while acked_count() < threshold {
+            assert!(Instant::now() < deadline, "the producer stalled below {threshold} acks");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if clean {
+            assert_eq!(broker.stop(), Some(0), "SIGTERM mid-stream exits 0");
+        } else {
+            broker.kill9();
+        }
+        acked_before_kill = acked_count();
+        broker.restart();
     }
-    broker.kill9();
-    let acked_before_kill = acks.lock().unwrap().iter().filter(|(_, ok)| *ok).count();
-    broker.restart();
     sender.join().unwrap();
     producer.flush(Duration::from_secs(30)).unwrap();
     let acked: Vec<usize> =

@@ -60,7 +60,8 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         changes.borrow_and_update();
         let (response, total, has_error) =
             read_once(broker, &req, &names, from_replica, read_committed, max_bytes);
-        if total >= min_bytes.max(1) || has_error || Instant::now() >= deadline {
+        // Kafka answers at once when min_bytes is 0 or nothing was asked for.
+        if total >= min_bytes || req.topics.is_empty() || has_error || Instant::now() >= deadline {
             for (topic, bytes) in count_bytes(&response, &names) {
                 broker.metrics.bytes_out.get_or_create(&TopicLabels { topic }).inc_by(bytes);
             }

@@ -47,8 +47,9 @@ pub async fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitProducer
     if req.transactional_id.is_some() {
         return response.with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }
-    if req.producer_id.0 != -1 || req.producer_epoch != -1 {
-        // Kafka only accepts an existing producer id and epoch with a transactional id.
+    // As in Kafka: an id without an epoch (or the reverse) is malformed; a full id and epoch
+    // from a producer without a transactional id is ignored, and the producer gets a new id.
+    if (req.producer_id.0 == -1) != (req.producer_epoch == -1) {
         return response.with_error_code(ResponseError::InvalidRequest.code());
     }
     match broker.producer_ids.next(&broker.metadata).await {

@@ -1,4 +1,4 @@
-//! Metadata (0–12): brokers, cluster id, controller, and topics with their partitions, leaders,
+//! Metadata (0–13): brokers, cluster id, controller, and topics with their partitions, leaders,
 //! leader epochs, replicas and ISR. Topics may be asked for by name or (v10+) by id. Unknown
 //! topics are created with the broker defaults when `auto.create.topics.enable` is on and the
 //! client allows it (always before v4).
@@ -22,6 +22,11 @@ pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 /// DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
 pub const TOPIC_OPERATIONS: i32 =
     (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+/// Cluster ACL operations (no authorizer: all): CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+pub const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
     let mut image = broker.metadata.image();
@@ -117,7 +122,12 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
         .with_cluster_id(Some(strb(&image.cluster_id)))
         .with_controller_id(BrokerId(image.controller_id))
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        // Asked for in v8–v10 only (later versions use DescribeCluster).
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
 }
 
 /// The unfenced brokers as Metadata lists them.

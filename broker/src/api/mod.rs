@@ -29,7 +29,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
-    (ApiKey::Metadata, 0, 12),
+    (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -184,7 +184,8 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::CorruptBatch(_) | LogError::Decompression(_) => {
             ResponseError::CorruptMessage.code()
         }
-        LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
+        // Produce v3+ takes magic v2 only; Kafka answers other magics with INVALID_RECORD.
+        LogError::UnsupportedMagic(_) => ResponseError::InvalidRecord.code(),
         LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge.code(),
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         LogError::NonMonotonicOffset { .. } => ResponseError::InvalidRecord.code(),

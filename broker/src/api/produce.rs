@@ -7,11 +7,12 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
 use super::{replica_error_code, strb};
+use crate::log::batch::{self, MAGIC_V2};
 use crate::log::TopicPartition;
 use crate::metrics::TopicLabels;
 use crate::server::Broker;
 
-pub fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -38,6 +39,14 @@ pub fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Option<Pro
                 continue;
             }
             let tp = TopicPartition::new(name.clone(), p.index);
+            if let Err(reason) = check_one_v2_batch(p.records.as_deref().unwrap_or_default()) {
+                resp.error_code = ResponseError::InvalidRecord.code();
+                resp.error_message = Some(strb(&format!(
+                    "produce requests of version {version} must hold {reason}"
+                )));
+                partitions.push(resp);
+                continue;
+            }
             // One copy out of the request frame so the header can be stamped in place.
             let mut records = p.records.map(|b| b.to_vec()).unwrap_or_default();
             match broker.replicas.append(&tp, &mut records, acks) {
@@ -60,6 +69,10 @@ pub fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Option<Pro
                     tracing::debug!(partition = %tp, error = %e, "produce failed");
                     resp.error_code = replica_error_code(&e);
                     resp.error_message = Some(strb(&e.to_string()));
+                    // Clients act on it: the Java producer, answered UNKNOWN_PRODUCER_ID, tells
+                    // a producer whose state was removed with the log's head (retention) from a
+                    // lost one by comparing its last acknowledged offset with the log start.
+                    resp.log_start_offset = broker.replicas.log_start_offset(&tp).unwrap_or(-1);
                 }
             }
             partitions.push(resp);
@@ -74,4 +87,21 @@ pub fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Option<Pro
         return None;
     }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Kafka's rule for Produce v3 and later (`ProduceRequest.validateRecords`): each partition's
+/// records are exactly one batch, of magic v2; anything else is INVALID_RECORD. Only the length
+/// and magic are read here; the log validates the rest (CRC, size, counts).
+fn check_one_v2_batch(records: &[u8]) -> Result<(), &'static str> {
+    if records.is_empty() {
+        return Err("a record batch for every partition");
+    }
+    if batch::magic(records).is_some_and(|m| m != MAGIC_V2) {
+        return Err("record batches of magic v2");
+    }
+    match batch::batch_size(records) {
+        Ok(size) if size < records.len() => Err("exactly one record batch per partition"),
+        // A malformed or truncated batch is the log's to reject (CORRUPT_MESSAGE).
+        _ => Ok(()),
+    }
 }

@@ -216,6 +216,11 @@ impl ReplicaManager {
         Ok(p)
     }
 
+    /// The log start offset of a partition hosted here.
+    pub fn log_start_offset(&self, tp: &TopicPartition) -> Option<i64> {
+        self.get(tp).map(|p| lock(&p.log).log_start_offset())
+    }
+
     /// Appends a client's record batches as leader. With acks=all the ISR must be at least
     /// `min.insync.replicas`. The HW follows the LEO while this broker is the only ISR member.
     pub fn append(

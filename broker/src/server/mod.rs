@@ -72,6 +72,7 @@ pub struct RunningBroker {
 
 /// Starts a broker: opens the data directory, the metadata quorum and both listeners.
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
+    config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let kafka_listener = TcpListener::bind(config.listen)
@@ -137,6 +138,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let background = logs.start_background(ManagerIntervals {
         retention_check: config.retention_check_interval,
         producer_id_expiration: config.producer_id_expiration,
+        producer_id_expiration_check: config.producer_id_expiration_check,
         ..ManagerIntervals::default()
     });
     let broker = Arc::new(Broker {

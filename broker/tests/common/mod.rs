@@ -233,3 +233,23 @@ impl rdkafka::producer::ProducerContext for AckLog {
         self.0.lock().unwrap().push((*index, result.is_ok()));
     }
 }
+
+/// Creates a topic through librdkafka's admin client (replication factor 1) and panics on any
+/// error, so a test's set-up fails loudly.
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let results =
+        futures::executor::block_on(admin.create_topics(&[topic], &AdminOptions::new())).unwrap();
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}

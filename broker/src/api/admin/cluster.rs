@@ -6,14 +6,9 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::ResponseError;
 
-use crate::api::metadata::AUTHORIZED_OPERATIONS_OMITTED;
+use crate::api::metadata::{AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPERATIONS};
 use crate::api::strb;
 use crate::server::Broker;
-
-/// Cluster ACL operations (no authorizer: all): CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-const CLUSTER_OPERATIONS: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let image = broker.metadata.image();
