@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Consumer-group compatibility steps (to be merged into scripts/compat.sh).
+# Consumer-group compatibility steps. scripts/compat.sh runs them last, against its own broker
+# (BOOTSTRAP set); this script also runs alone.
 #
 #   BOOTSTRAP=host:port bash scripts/compat-groups.sh   test an already running broker
 #   bash scripts/compat-groups.sh                        start target/debug/sluice and test it
@@ -13,7 +14,9 @@
 #
 # Each step prints `ok NAME` or `FAIL NAME: reason`; the last line is `N passed, M failed`.
 #
-# Environment: BOOTSTRAP, SLUICE_BIN (default target/debug/sluice), KAFKA_VERSION,
+# Environment: BOOTSTRAP, SLUICE_DATA (data directory of the Sluice broker at BOOTSTRAP: enables
+# the step where Kafka's own decoder reads __consumer_offsets), SLUICE_BIN (default
+# target/debug/sluice), KAFKA_VERSION,
 # COMPAT_TIMEOUT (seconds per client command, default 60), COMPAT_KEEP=1 (keep the work dir).
 set -euo pipefail
 
@@ -22,6 +25,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/lib/kafka-dist.sh"
 
 SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/sluice}"
+SLUICE_DATA="${SLUICE_DATA:-}"
 T="${COMPAT_TIMEOUT:-60}"
 
 MODE=sluice
@@ -65,7 +69,8 @@ case "$MODE" in
     [[ -x "$SLUICE_BIN" ]] || { echo "Sluice binary not found at $SLUICE_BIN (build it, set SLUICE_BIN or BOOTSTRAP)" >&2; exit 2; }
     port="$(kafka_free_port)"
     # A short initial rebalance delay keeps the run quick (Kafka's default is 3 s).
-    "$SLUICE_BIN" dev --data-dir "$WORK/sluice-data" --listen "127.0.0.1:$port" \
+    SLUICE_DATA="$WORK/sluice-data"
+    "$SLUICE_BIN" dev --data-dir "$SLUICE_DATA" --listen "127.0.0.1:$port" \
       --admin-listen 127.0.0.1:0 --set group.initial.rebalance.delay.ms=100 \
       >"$WORK/sluice.log" 2>&1 </dev/null &
     BROKER_PID=$!
@@ -247,7 +252,7 @@ groups_delete() {
 # --offsets-decoder) reads the group metadata and offset commits Sluice wrote.
 offsets_decoded_by_kafka() {
   after java-group-resume
-  local files=("$WORK"/sluice-data/__consumer_offsets-*/*.log) out="$WORK/dump.txt"
+  local files=("$SLUICE_DATA"/__consumer_offsets-*/*.log) out="$WORK/dump.txt"
   cli org.apache.kafka.tools.DumpLogSegments --offsets-decoder --print-data-log \
     --files "$(IFS=,; echo "${files[*]}")" >"$out" 2>&1 || { tail -n 20 "$out"; fail "kafka-dump-log: exit $?"; }
   ! grep -Eq 'isvalid: false|Exception|Could not' "$out" || fail "kafka-dump-log reports invalid records"
@@ -262,7 +267,7 @@ step produce produce
 step java-group-consume java_group_first
 step groups-list groups_list
 step java-group-resume java_group_resume
-[[ "$MODE" != sluice ]] || step offsets-kafka-decoder offsets_decoded_by_kafka
+[[ -z "$SLUICE_DATA" ]] || step offsets-kafka-decoder offsets_decoded_by_kafka
 step kcat-group-consume kcat_group_all
 step kcat-group-resume kcat_group_resume
 step groups-reset-offsets groups_reset

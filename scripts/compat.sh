@@ -10,8 +10,10 @@
 #
 # Clients exercised: kcat (librdkafka), confluent-kafka for Python (librdkafka), the Apache
 # Kafka Java client (scripts/compat/java) and the Kafka CLI tools (TopicCommand,
-# ConsoleProducer, ConsoleConsumer). No consumer group is used anywhere: consumers assign
-# partitions and start at explicit offsets.
+# ConsoleProducer, ConsoleConsumer). The steps here assign partitions and start at explicit
+# offsets; the consumer-group steps (the Java consumer in a group, kafka-consumer-groups
+# --describe with offsets and lag, kcat -G) are scripts/compat-groups.sh, which this script
+# runs last against the same broker (skipped when --only does not match "groups").
 #
 # Each step prints `ok NAME` or `FAIL NAME: reason`; the last line is `N passed, M failed`,
 # and the exit status is non-zero if M > 0.
@@ -103,7 +105,9 @@ trap 'exit 130' INT TERM
 # This is the one place that knows how `sluice dev` is invoked: edit it when the flags change.
 start_sluice() {
   local data_dir="$1" port="$2" log_file="$3"
-  "$SLUICE_BIN" dev --data-dir "$data_dir" --listen "127.0.0.1:$port" >"$log_file" 2>&1 </dev/null &
+  # A short initial rebalance delay keeps the group steps quick (Kafka's default is 3 s).
+  "$SLUICE_BIN" dev --data-dir "$data_dir" --listen "127.0.0.1:$port" \
+    --set group.initial.rebalance.delay.ms=100 >"$log_file" 2>&1 </dev/null &
   BROKER_PID=$!
 }
 
@@ -429,6 +433,26 @@ step cli-topics-describe cli_describe 1
 step cli-console-produce-consume cli_console_roundtrip
 step cli-topics-alter-partitions cli_alter
 step cli-topics-delete cli_delete
+
+# Consumer groups: scripts/compat-groups.sh against this same broker; its steps count here.
+if [[ -z "$ONLY" || "groups" =~ $ONLY ]]; then
+  log "consumer-group steps: scripts/compat-groups.sh"
+  groups_rc=0
+  groups_data=""
+  [[ "$MODE" != sluice ]] || groups_data="$WORK/sluice-data"
+  BOOTSTRAP="$BOOTSTRAP" SLUICE_DATA="$groups_data" COMPAT_TIMEOUT="$T" \
+    bash "$ROOT/scripts/compat-groups.sh" \
+    >"$WORK/steps/groups.out" 2>"$WORK/steps/groups.err" || groups_rc=$?
+  grep -E '^(ok|FAIL) ' "$WORK/steps/groups.out" || true
+  groups_ok="$(grep -c '^ok ' "$WORK/steps/groups.out" || true)"
+  groups_failed="$(grep -c '^FAIL ' "$WORK/steps/groups.out" || true)"
+  PASSED=$((PASSED + groups_ok))
+  FAILED=$((FAILED + groups_failed))
+  if ((groups_rc != 0 && groups_failed == 0)); then
+    FAILED=$((FAILED + 1))
+    echo "FAIL groups: scripts/compat-groups.sh exited $groups_rc; see $WORK/steps/groups.err"
+  fi
+fi
 
 if [[ "$MODE" != external ]] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
   FAILED=$((FAILED + 1))
