@@ -6,6 +6,12 @@
 
 use std::path::PathBuf;
 
+/// The allocator keeps memory it has used: fetch and produce buffers of up to a few MiB come and
+/// go with every request, and glibc's malloc hands such sizes back to the kernel on free, so
+/// each new one page-faults in afresh (a fifth of the broker's CPU on 8-partition fetches).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use sluice_broker::config::BrokerConfig;
