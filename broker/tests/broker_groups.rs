@@ -11,18 +11,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use common::BrokerProcess;
 use futures::executor::block_on;
-use kafka_protocol::messages::{self as kp, ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-
+use kafka_protocol::messages::{self as kp, ApiKey};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -661,51 +660,7 @@ fn metrics_show_lag_falling_to_zero_once_the_group_catches_up() {
 // ---------------------------------------------------------------------------------------------
 // Raw protocol: versions and error codes the clients above do not exercise.
 
-struct Raw {
-    stream: std::net::TcpStream,
-    next_id: i32,
-}
-
-impl Raw {
-    fn connect(broker: &BrokerProcess) -> Raw {
-        let stream = std::net::TcpStream::connect(broker.kafka).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Raw { stream, next_id: 1 }
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        req: &Req,
-    ) -> Resp {
-        self.next_id += 1;
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.next_id)
-            .with_client_id(Some(StrBytes::from_static_str("raw-groups")))
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        req.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).unwrap();
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).unwrap();
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).unwrap();
-        let mut body = Bytes::from(body);
-        let header =
-            ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.next_id);
-        let resp = Resp::decode(&mut body, version).unwrap();
-        assert!(!body.has_remaining(), "{key:?} v{version}: trailing bytes");
-        resp
-    }
-}
+use common::RawConn as Raw;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -895,7 +850,7 @@ fn group_apis_answer_every_version_with_kafkas_errors() {
         (g.group_state.as_str(), g.protocol_type.as_str(), g.protocol_data.as_str()),
         ("Stable", "consumer", "range")
     );
-    assert_eq!(g.members[0].client_id.as_str(), "raw-groups");
+    assert_eq!(g.members[0].client_id.as_str(), "raw-test", "the client id of the join");
     assert_eq!(g.members[0].client_host.as_str(), "/127.0.0.1");
     assert_eq!(g.members[0].member_assignment.as_ref(), b"assignment");
     assert_eq!(

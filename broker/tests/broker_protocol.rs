@@ -231,35 +231,10 @@ fn pipelined_requests_are_answered_in_order() {
     }
 }
 
-/// One batch of `values`, encoded as a client library encodes it (magic v2, no compression).
+/// One batch of `values` without keys, encoded as a client library encodes it.
 fn encode_batch(values: &[&[u8]]) -> BytesMut {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            // The encoder starts a new batch wherever sequences do not follow one another.
-            sequence: -1 + i as i32,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf
+    let records: Vec<_> = values.iter().map(|v| (None, Some(*v))).collect();
+    common::client_batch(&records)
 }
 
 /// Produce (acks=1) to one partition; returns the partition's error code.
@@ -349,7 +324,29 @@ fn produce_and_fetch_errors_carry_kafkas_codes() {
     // Beyond the log end: OFFSET_OUT_OF_RANGE (1); an unknown partition: 3.
     assert_eq!(fetch(&mut c, "errs", 0, 1000, 1, 0).0, 1);
     assert_eq!(fetch(&mut c, "errs", 7, 0, 1, 0).0, 3);
+    // acks=0 has no response: a success leaves the connection as it was, a failure closes it
+    // (Kafka's way of telling the client to refresh its metadata).
+    let acks0 = |partition: i32| {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, TopicName};
+        ProduceRequest::default().with_acks(0).with_timeout_ms(10_000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("errs")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(good.clone().freeze()))]),
+        ])
+    };
+    let mut s = connect(&broker);
+    s.write_all(&frame(ApiKey::Produce, 9, 1, &acks0(0))).unwrap();
+    s.write_all(&frame(ApiKey::Metadata, 12, 2, &MetadataRequest::default().with_topics(None)))
+        .unwrap();
+    let mut r = read_frame(&mut s).expect("the metadata response after an acks=0 produce");
+    assert_eq!(r.get_i32(), 2, "no response for the acks=0 produce");
+    s.write_all(&frame(ApiKey::Produce, 9, 3, &acks0(9))).unwrap();
+    assert_closed(&mut s, "acks=0 produce to a partition that does not exist");
+
     // min_bytes 0 at the log end answers at once (Kafka does not wait for max_wait_ms); the
     // connection's 20 s read timeout would fail this if the broker held it for 60 s.
-    assert_eq!(fetch(&mut c, "errs", 0, 2, 0, 60_000), (0, 2, 0));
+    assert_eq!(fetch(&mut c, "errs", 0, 4, 0, 60_000), (0, 4, 0));
 }

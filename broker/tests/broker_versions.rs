@@ -7,13 +7,10 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::BrokerProcess;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 
 fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_string())
@@ -32,29 +29,7 @@ fn call(c: &mut common::RawConn, key: ApiKey, version: i16, body: &RequestKind) 
 }
 
 fn records() -> Bytes {
-    let r = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        sequence: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        timestamp: 1_700_000_000_000,
-        key: Some(Bytes::from_static(b"k")),
-        value: Some(Bytes::from_static(b"v")),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &[r],
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .unwrap();
-    buf.freeze()
+    common::client_batch(&[(Some(b"k"), Some(b"v"))]).freeze()
 }
 
 /// A request with real content for `key` at `version`.

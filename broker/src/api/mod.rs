@@ -95,17 +95,29 @@ pub fn name(key: ApiKey) -> &'static str {
     }
 }
 
-/// Runs one decoded request. `None` means no response is sent (acks=0 produce).
+/// A failure the client can learn of only by losing its connection: an acks=0 produce that
+/// failed. Kafka closes the connection then, so the client refreshes its metadata.
+#[derive(Debug)]
+pub struct CloseConnection(pub String);
+
+/// Runs one decoded request. `Ok(None)` means no response is sent (acks=0 produce).
 pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     request: RequestKind,
-) -> Option<ResponseKind> {
+) -> Result<Option<ResponseKind>, CloseConnection> {
     let v = header.request_api_version;
-    Some(match request {
+    Ok(Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v).await),
-        RequestKind::Produce(r) => return produce::handle(broker, r, v).map(ResponseKind::Produce),
+        RequestKind::Produce(r) if r.acks == 0 => {
+            let resp = produce::handle(broker, r, v);
+            return match produce::first_error(&resp) {
+                Some(e) => Err(CloseConnection(format!("acks=0 produce failed: {e}"))),
+                None => Ok(None),
+            };
+        }
+        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, r, v)),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(offsets::list_offsets(broker, r, v))
@@ -161,7 +173,7 @@ pub async fn handle(
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(group::offset_delete(broker, r)),
         // The connection only lets through APIs listed in SUPPORTED.
         other => unreachable!("request {other:?} passed the supported-API check"),
-    })
+    }))
 }
 
 /// A `StrBytes` from a string slice.

@@ -1,6 +1,7 @@
 //! Produce (3–12): record batches are appended as bytes (validated and stamped in place, never
-//! decoded per record). acks=0 gets no response, acks=1 and acks=all are answered once the
-//! write is in the log; acks=all also requires the ISR to meet `min.insync.replicas`.
+//! decoded per record). acks=0 gets no response (a failure closes the connection, as in Kafka,
+//! so the client refreshes its metadata), acks=1 and acks=all are answered once the write is in
+//! the log; acks=all also requires the ISR to meet `min.insync.replicas`.
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -12,7 +13,8 @@ use crate::log::TopicPartition;
 use crate::metrics::TopicLabels;
 use crate::server::Broker;
 
-pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+/// Runs a produce request. With acks=0 the caller sends no response (see [`first_error`]).
+pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -83,10 +85,17 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Option<Prod
                 .with_partition_responses(partitions),
         );
     }
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// The first partition error of a response, as "topic-partition: code (message)".
+pub fn first_error(resp: &ProduceResponse) -> Option<String> {
+    resp.responses.iter().find_map(|t| {
+        t.partition_responses.iter().find(|p| p.error_code != 0).map(|p| {
+            let message = p.error_message.as_deref().unwrap_or("");
+            format!("{}-{}: error {} ({message})", t.name.as_str(), p.index, p.error_code)
+        })
+    })
 }
 
 /// Kafka's rule for Produce v3 and later (`ProduceRequest.validateRecords`): each partition's

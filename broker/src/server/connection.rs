@@ -36,6 +36,9 @@ pub enum FrameError {
     Encode(ApiKey, String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A request without a response failed; closing is how the client learns of it.
+    #[error("{0}")]
+    Unanswerable(String),
 }
 
 impl FrameError {
@@ -48,6 +51,7 @@ impl FrameError {
             FrameError::Malformed(..) => "malformed_request",
             FrameError::Encode(..) => "encode_error",
             FrameError::Io(_) => "io_error",
+            FrameError::Unanswerable(_) => "acks0_produce_error",
         }
     }
 }
@@ -191,7 +195,7 @@ async fn handle_frame(broker: &Broker, frame: BytesMut) -> Result<Option<BytesMu
     let started = Instant::now();
     let response = api::handle(broker, &header, request).await;
     broker.metrics.observe_request(api::name(api_key), started.elapsed().as_secs_f64());
-    match response {
+    match response.map_err(|c| FrameError::Unanswerable(c.0))? {
         Some(body) => encode_response(api_key, version, correlation_id, &body).map(Some),
         None => Ok(None),
     }

@@ -216,9 +216,12 @@ impl RawConn {
         Req: kafka_protocol::protocol::Encodable,
         Resp: kafka_protocol::protocol::Decodable,
     {
+        use bytes::Buf;
         let mut body = self.call_raw(key, version, req);
-        Resp::decode(&mut body, version)
-            .unwrap_or_else(|e| panic!("decoding the {key:?} v{version} response: {e}"))
+        let resp = Resp::decode(&mut body, version)
+            .unwrap_or_else(|e| panic!("decoding the {key:?} v{version} response: {e}"));
+        assert!(!body.has_remaining(), "{key:?} v{version}: trailing bytes in the response");
+        resp
     }
 }
 
@@ -252,4 +255,39 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&s
     for r in results {
         r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
     }
+}
+
+/// A record's key and value, either possibly null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// One record batch as a client library encodes it (the `kafka-protocol` crate's encoder: magic
+/// v2, no compression, no producer id): `records` are (key, value) pairs at offsets 0, 1, ...
+pub fn client_batch(records: &[KeyValue<'_>]) -> bytes::BytesMut {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            // The encoder starts a new batch wherever sequences do not follow one another.
+            sequence: -1 + i as i32,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            timestamp: 1_700_000_000_000,
+            key: k.map(bytes::Bytes::copy_from_slice),
+            value: v.map(bytes::Bytes::copy_from_slice),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encoding a record batch");
+    buf
 }
