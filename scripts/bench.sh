@@ -136,18 +136,10 @@ FAILED=0
 # Stop the broker under test: TERM, then KILL after STOP_TIMEOUT seconds.
 stop_broker() {
   [[ -n "$BROKER_PID" ]] || return 0
-  local pid="$BROKER_PID" i
+  local pid="$BROKER_PID"
   BROKER_PID=""
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "broker $pid still running ${STOP_TIMEOUT}s after SIGTERM: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
+  kafka_stop "$pid" "$STOP_TIMEOUT"
+  ((KAFKA_STOP_KILLED == 0)) || log "broker $pid still running ${STOP_TIMEOUT}s after SIGTERM: killed it"
 }
 
 # Stop the running client, if any: its children first (the JVM under timeout(1)), then it.

@@ -34,6 +34,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/kafka-dist.sh
+source "$ROOT/scripts/lib/kafka-dist.sh" # for kafka_stop
 RECORDS="${PERF_RECORDS:-5000000}"
 RECORD_SIZE="${PERF_RECORD_SIZE:-1024}"
 REPS="${PERF_REPS:-3}"
@@ -74,18 +76,11 @@ FAILED=0
 
 stop_broker() {
   [[ -n "$BROKER_PID" ]] || return 0
-  kill -TERM "$BROKER_PID" 2>/dev/null || true
-  local i
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$BROKER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$BROKER_PID" 2>/dev/null; then
-    log "broker $BROKER_PID did not stop within 20 s of SIGTERM: killing it"
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
+  kafka_stop "$BROKER_PID" 20
+  if ((KAFKA_STOP_KILLED)); then
+    log "broker $BROKER_PID did not stop within 20 s of SIGTERM: killed it"
     FAILED=$((FAILED + 1))
   fi
-  wait "$BROKER_PID" 2>/dev/null || true
   BROKER_PID=""
 }
 

@@ -14,7 +14,8 @@
 #                                        KAFKA_REF_PID, KAFKA_REF_BOOTSTRAP, KAFKA_REF_LOG and
 #                                        KAFKA_REF_LAUNCHED_AT (epoch seconds, microsecond
 #                                        precision, taken just before the JVM is launched).
-#   kafka_stop PID                       stop it (TERM, then KILL after 20 s)
+#   kafka_stop PID [SECS]                stop it (TERM, then KILL after SECS, default 20 s;
+#                                        KAFKA_STOP_KILLED=1 if it came to that)
 #   kafka_free_port                      print a free TCP port on 127.0.0.1
 #   kafka_wait_port HOST PORT SECS [PID] wait until HOST:PORT accepts connections
 #
@@ -251,16 +252,19 @@ EOF
   _kafka_log "Apache Kafka $KAFKA_VERSION up at $KAFKA_REF_BOOTSTRAP (pid $KAFKA_REF_PID, log $KAFKA_REF_LOG)"
 }
 
-# kafka_stop PID: TERM, wait up to 20 s, then KILL. Quiet if already gone.
+# kafka_stop PID [SECS]: TERM, wait up to SECS (default 20), then KILL; any process, not only
+# Kafka. Quiet if already gone. Sets KAFKA_STOP_KILLED to 1 if it had to KILL, else 0.
 kafka_stop() {
-  local pid="$1" i
+  local pid="$1" secs="${2:-20}" i
+  KAFKA_STOP_KILLED=0
   [[ -n "$pid" ]] || return 0
   kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < secs * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
+    sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
+    KAFKA_STOP_KILLED=1
     kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
