@@ -2,13 +2,13 @@
 //! produced by a real client library (the `kafka-protocol` crate's record encoder) with every
 //! compression codec, and its output is read back with that library's decoder.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder, TimestampType};
 use sluice_broker::log::batch::build_batch;
 use sluice_broker::log::manager::{LogManager, ManagerIntervals};
 use sluice_broker::log::partition_log::LoadState;
@@ -146,34 +146,13 @@ fn log_manager_runs_retention_in_the_background() {
     manager.shutdown().unwrap();
 }
 
+/// A batch of keyed records as a client library encodes it (timestamps `T0`).
 fn client_batch(codec: Compression, base: i64, records: &[(&str, Option<&str>)]) -> Vec<u8> {
-    let recs: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            sequence: -1 + i as i32,
-            timestamp_type: TimestampType::Creation,
-            offset: base + i as i64,
-            timestamp: T0,
-            key: Some(Bytes::from(k.to_string())),
-            value: v.map(|v| Bytes::from(v.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &recs,
-        &RecordEncodeOptions { version: 2, compression: codec },
-    )
-    .unwrap();
-    buf.to_vec()
+    let records: Vec<common::KeyValue<'_>> =
+        records.iter().map(|(k, v)| (Some(k.as_bytes()), v.map(str::as_bytes))).collect();
+    let mut batch = common::client_batch_compressed(codec, &records).to_vec();
+    sluice_broker::log::batch::BatchMut::new(&mut batch).set_base_offset(base);
+    batch
 }
 
 /// Every (offset, key, value) readable from the log, decoded by kafka-protocol.

@@ -263,9 +263,15 @@ pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 /// One record batch as a client library encodes it (the `kafka-protocol` crate's encoder: magic
 /// v2, no compression, no producer id): `records` are (key, value) pairs at offsets 0, 1, ...
 pub fn client_batch(records: &[KeyValue<'_>]) -> bytes::BytesMut {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    client_batch_compressed(kafka_protocol::records::Compression::None, records)
+}
+
+/// [`client_batch`] with its records compressed by `compression`.
+pub fn client_batch_compressed(
+    compression: kafka_protocol::records::Compression,
+    records: &[KeyValue<'_>],
+) -> bytes::BytesMut {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -287,7 +293,7 @@ pub fn client_batch(records: &[KeyValue<'_>]) -> bytes::BytesMut {
         })
         .collect();
     let mut buf = bytes::BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let options = RecordEncodeOptions { version: 2, compression };
     RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encoding a record batch");
     buf
 }
