@@ -177,24 +177,29 @@ impl BrokerConfig {
     /// Checks what single settings cannot: the quorum is this node alone until the metadata
     /// quorum grows voters, so a voter list naming other nodes is refused rather than ignored.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for voter in &self.quorum_voters {
-            let (id, endpoint) = voter.split_once('@').ok_or_else(|| {
-                ConfigError::Invalid(format!(
-                    "controller.quorum.voters entries are id@host:port, got '{voter}'"
-                ))
-            })?;
-            let id: i32 = parse("controller.quorum.voters", id)?;
-            parse_host_port("controller.quorum.voters", endpoint)?;
-            if id != self.node_id || self.quorum_voters.len() > 1 {
-                return Err(ConfigError::Invalid(format!(
-                    "controller.quorum.voters={}: this build runs a one-voter quorum, whose \
-                     only voter is this node (node.id={}); multi-node quorums are not supported yet",
-                    self.quorum_voters.join(","),
-                    self.node_id
-                )));
-            }
+        const KEY: &str = "controller.quorum.voters";
+        let voter = match self.quorum_voters.as_slice() {
+            [] => return Ok(()),
+            [voter] => voter,
+            _ => return Err(self.not_one_voter()),
+        };
+        let (id, endpoint) = voter.split_once('@').ok_or_else(|| {
+            ConfigError::Invalid(format!("{KEY} entries are id@host:port, got '{voter}'"))
+        })?;
+        parse_host_port(KEY, endpoint)?;
+        if parse::<i32>(KEY, id)? != self.node_id {
+            return Err(self.not_one_voter());
         }
         Ok(())
+    }
+
+    fn not_one_voter(&self) -> ConfigError {
+        ConfigError::Invalid(format!(
+            "controller.quorum.voters={}: this build runs a one-voter quorum, whose only voter \
+             is this node (node.id={}); multi-node quorums are not supported yet",
+            self.quorum_voters.join(","),
+            self.node_id
+        ))
     }
 
     /// Applies `key=value` lines of a properties file (`#` and `!` start comments).

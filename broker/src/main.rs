@@ -6,16 +6,16 @@
 
 use std::path::PathBuf;
 
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use sluice_broker::config::BrokerConfig;
+use sluice_broker::log::batch::{BatchIter, BatchView};
+
 /// The allocator keeps memory it has used: fetch and produce buffers of up to a few MiB come and
 /// go with every request, and glibc's malloc hands such sizes back to the kernel on free, so
 /// each new one page-faults in afresh (a fifth of the broker's CPU on 8-partition fetches).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
-use sluice_broker::config::BrokerConfig;
-use sluice_broker::log::batch::{BatchIter, BatchView};
 
 #[derive(Parser, Debug)]
 #[command(name = "sluice", version, about = "Sluice: a Kafka-compatible streaming platform")]

@@ -338,7 +338,7 @@ pub fn clean_log(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
     };
     // Kafka's choice of when to clean: enough new ("dirty") data since the last pass, measured
     // against everything cleanable, or tombstones kept by the last pass that may now go.
-    let state = *log.cleaner_state_mut();
+    let state = log.cleaner_state();
     let size = |b: &i64| log.segments()[b].size();
     let total: u64 = cleanable.iter().map(size).sum();
     let dirty_bases: Vec<i64> =
@@ -416,7 +416,7 @@ pub fn clean_log(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
         super::sync_dir(&dir)?;
         log.segments_mut().insert(base, cleaned);
     }
-    *log.cleaner_state_mut() = CleanerState { first_dirty_offset: end, tombstone_deadline };
+    log.set_cleaner_state(CleanerState { first_dirty_offset: end, tombstone_deadline });
     Ok(stats)
 }
 

@@ -180,17 +180,16 @@ impl PartitionLog {
             dir_dirty: true,
             cleaner: cleaner::CleanerState::default(),
         };
-        log.epochs = match LeaderEpochCache::load(dir) {
-            Ok(epochs) => epochs,
+        match LeaderEpochCache::load(dir) {
+            Ok(epochs) => log.epochs = epochs,
             // The epochs are also in every batch header: rebuild rather than refuse the log.
             Err(e @ LogError::CorruptFile { .. }) => {
                 tracing::warn!(partition = %log.tp, error = %e,
                     "rebuilding the leader epoch cache from the log");
                 log.rebuild_epoch_cache()?;
-                std::mem::replace(&mut log.epochs, LeaderEpochCache::empty(dir))
             }
             Err(e) => return Err(e),
-        };
+        }
         let first_base = *log.segments.keys().next().expect("at least one segment");
         let leo = log.log_end_offset();
         log.log_start_offset = state.log_start_offset.clamp(first_base, leo.max(first_base));
@@ -255,8 +254,11 @@ impl PartitionLog {
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
-    pub(crate) fn cleaner_state_mut(&mut self) -> &mut cleaner::CleanerState {
-        &mut self.cleaner
+    pub(crate) fn cleaner_state(&self) -> cleaner::CleanerState {
+        self.cleaner
+    }
+    pub(crate) fn set_cleaner_state(&mut self, state: cleaner::CleanerState) {
+        self.cleaner = state;
     }
 
     fn active(&self) -> &LogSegment {
@@ -466,9 +468,7 @@ impl PartitionLog {
             if old_base == base {
                 return Ok(());
             }
-            let old = self.segments.remove(&old_base).expect("active segment");
-            old.delete(&self.dir)?;
-            self.dir_dirty = true;
+            self.delete_segment(old_base)?;
         } else {
             self.active_mut().seal(true)?;
             // Kafka snapshots producer state at every roll: recovery replays one segment at most.
@@ -476,9 +476,7 @@ impl PartitionLog {
             // The sealed segment (and the snapshot) are durable only with their directory entries.
             self.sync_dir_if_dirty()?;
         }
-        let seg = LogSegment::create(&self.dir, base, &self.config, now, "")?;
-        self.segments.insert(base, seg);
-        self.dir_dirty = true;
+        self.create_segment(base, now)?;
         if !was_empty {
             // Kafka flushes the old segment when it rolls; the recovery point moves past it.
             self.recovery_point = self.recovery_point.max(base);
@@ -590,10 +588,7 @@ impl PartitionLog {
             if base == first_base {
                 continue;
             }
-            if let Some(seg) = self.segments.remove(&base) {
-                seg.delete(&self.dir)?;
-                self.dir_dirty = true;
-            }
+            self.delete_segment(base)?;
         }
         self.active_mut().truncate_to(offset)?;
         let leo = self.log_end_offset();
@@ -615,11 +610,11 @@ impl PartitionLog {
     /// Deletes every segment and starts an empty log at `offset`.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
         let now = self.clock.now_ms();
-        for (_, seg) in std::mem::take(&mut self.segments) {
-            seg.delete(&self.dir)?;
-            self.dir_dirty = true;
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for base in bases {
+            self.delete_segment(base)?;
         }
-        self.segments.insert(offset, LogSegment::create(&self.dir, offset, &self.config, now, "")?);
+        self.create_segment(offset, now)?;
         self.log_start_offset = offset;
         self.high_watermark = offset;
         self.recovery_point = offset;
@@ -700,10 +695,8 @@ impl PartitionLog {
             if next_base > self.high_watermark || !pred(base, seg, next_base) {
                 break;
             }
-            let seg = self.segments.remove(&base).expect("segment");
             tracing::debug!(partition = %self.tp, base, "deleting segment");
-            seg.delete(&self.dir)?;
-            self.dir_dirty = true;
+            self.delete_segment(base)?;
             deleted += 1;
             if next_base > self.log_start_offset {
                 self.log_start_offset = next_base;
@@ -727,6 +720,23 @@ impl PartitionLog {
         self.recovery_point = self.log_end_offset();
         self.unflushed_messages = 0;
         self.last_flush_ms = self.clock.now_ms();
+        Ok(())
+    }
+
+    /// Creates an empty segment at `base` (the active one when it is the highest).
+    fn create_segment(&mut self, base: i64, now: i64) -> Result<()> {
+        let seg = LogSegment::create(&self.dir, base, &self.config, now, "")?;
+        self.segments.insert(base, seg);
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Removes the segment at `base` and deletes its files, if there is one.
+    fn delete_segment(&mut self, base: i64) -> Result<()> {
+        if let Some(seg) = self.segments.remove(&base) {
+            seg.delete(&self.dir)?;
+            self.dir_dirty = true;
+        }
         Ok(())
     }
 
