@@ -95,10 +95,9 @@ BATCHES=(16384 1048576)
 # The batch size of the topics read back, and of the end-to-end run.
 SMALL_BATCH=16384
 LINGER_MS=5
-# Hard limits, in seconds: one client run, the start-up, a broker's stop.
+# Hard limits, in seconds: one client run, the start-up (a broker's stop: 20 s, stop_process).
 CLIENT_TIMEOUT=180
 STARTUP_TIMEOUT=90
-STOP_TIMEOUT=20
 CLK_TCK="$(getconf CLK_TCK)"
 # The JVM options kafka-producer-perf-test.sh and kafka-consumer-perf-test.sh run the tools with
 # (512 MiB heap, kafka-run-class.sh's G1 settings), not the fast-start ones of the compat tests.
@@ -107,6 +106,8 @@ export KAFKA_TOOL_JVM_OPTS="-Xmx512M -server -XX:+UseG1GC -XX:MaxGCPauseMillis=2
 export KAFKA_RUN_TIMEOUT="$CLIENT_TIMEOUT"
 # Broker settings both systems get on top of their defaults: the consumer group of
 # ConsumerPerformance joins at once, and its offsets go to a one-partition __consumer_offsets.
+# (kafka-dist.sh's bench profile already writes some of them for Kafka; listing them here keeps
+# the two systems' settings in one place.)
 COMMON_PROPERTIES=(group.initial.rebalance.delay.ms=0 offsets.topic.num.partitions=1
   num.partitions=1 log.segment.bytes=1073741824)
 
@@ -133,13 +134,13 @@ BROKER_PID=""
 CLIENT_PID=""
 FAILED=0
 
-# Stop the broker under test: TERM, then KILL after STOP_TIMEOUT seconds.
+# Stop the broker under test: TERM, then KILL after 20 seconds.
 stop_broker() {
   [[ -n "$BROKER_PID" ]] || return 0
   local pid="$BROKER_PID"
   BROKER_PID=""
-  kafka_stop "$pid" "$STOP_TIMEOUT"
-  ((KAFKA_STOP_KILLED == 0)) || log "broker $pid still running ${STOP_TIMEOUT}s after SIGTERM: killed it"
+  stop_process "$pid"
+  ((STOP_KILLED == 0)) || log "broker $pid still running 20 s after SIGTERM: killed it"
 }
 
 # Stop the running client, if any: its children first (the JVM under timeout(1)), then it.
@@ -163,16 +164,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# CPU seconds (user + system, all threads) used so far by process $1.
-cpu_seconds() {
-  awk -v t="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / t }' "/proc/$1/stat"
-}
-
-# A field of /proc/$1/status in MiB (VmRSS, VmHWM).
-status_mib() {
-  awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
-}
 
 elapsed_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
 
@@ -296,8 +287,6 @@ measure() {
     (if .p99_ms then ", p99 \(.p99_ms) ms" else "" end) + ", broker CPU \(.broker_cpu_s) s"' <<<"$json")"
 }
 
-kib() { echo "$(($1 / 1024)) KiB"; }
-
 # One repetition of one system: fresh broker, fresh data directory, every workload.
 run_system() {
   SYSTEM="$1"
@@ -305,7 +294,7 @@ run_system() {
   RUN_DIR="$WORK/$SYSTEM-r$REP"
   mkdir -p "$RUN_DIR"
   local port
-  port="$(kafka_free_port)"
+  port="$(free_port)"
   BOOT="127.0.0.1:$port"
   log "$SYSTEM r$REP: starting"
   "start_$SYSTEM" "$port"
@@ -369,12 +358,6 @@ run_system() {
   # The next broker starts on a clean disk: drop this one's data and write back what is dirty.
   rm -rf "$RUN_DIR/data"
   timeout 120 sync || log "sync did not finish within 120 s"
-}
-
-# CPU seconds the whole machine has spent in user and system mode, from /proc/stat (interrupts
-# and steal are left out, as they are from a process's utime + stime).
-machine_busy_seconds() {
-  awk -v t="$CLK_TCK" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4) / t }' /proc/stat
 }
 
 # CPU seconds of this script's finished children (brokers and clients), from /proc/$$/stat.

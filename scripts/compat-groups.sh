@@ -53,7 +53,7 @@ declare -A STATUS=()
 
 cleanup() {
   local rc=$?
-  [[ -z "$BROKER_PID" ]] || kafka_stop "$BROKER_PID"
+  [[ -z "$BROKER_PID" ]] || stop_process "$BROKER_PID"
   if ((FAILED > 0 || rc != 0)) || [[ "${COMPAT_KEEP:-}" == 1 ]]; then
     log "work directory kept: $WORK"
   else
@@ -67,14 +67,14 @@ case "$MODE" in
   external) log "testing the broker at $BOOTSTRAP" ;;
   sluice)
     [[ -x "$SLUICE_BIN" ]] || { echo "Sluice binary not found at $SLUICE_BIN (build it, set SLUICE_BIN or BOOTSTRAP)" >&2; exit 2; }
-    port="$(kafka_free_port)"
+    port="$(free_port)"
     # A short initial rebalance delay keeps the run quick (Kafka's default is 3 s).
     SLUICE_DATA="$WORK/sluice-data"
     "$SLUICE_BIN" dev --data-dir "$SLUICE_DATA" --listen "127.0.0.1:$port" \
       --admin-listen 127.0.0.1:0 --set group.initial.rebalance.delay.ms=100 \
       >"$WORK/sluice.log" 2>&1 </dev/null &
     BROKER_PID=$!
-    kafka_wait_port 127.0.0.1 "$port" 60 "$BROKER_PID" || { tail -n 30 "$WORK/sluice.log" >&2; exit 1; }
+    wait_port 127.0.0.1 "$port" 60 "$BROKER_PID" || { tail -n 30 "$WORK/sluice.log" >&2; exit 1; }
     BOOTSTRAP="127.0.0.1:$port"
     log "Sluice up at $BOOTSTRAP (log $WORK/sluice.log)"
     ;;

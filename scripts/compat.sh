@@ -87,7 +87,7 @@ declare -A STATUS=()
 cleanup() {
   local rc=$?
   if [[ -n "$BROKER_PID" ]]; then
-    kafka_stop "$BROKER_PID"
+    stop_process "$BROKER_PID"
   fi
   if ((FAILED > 0 || rc != 0)) || [[ "${COMPAT_KEEP:-}" == 1 ]]; then
     log "work directory kept: $WORK"
@@ -102,7 +102,8 @@ trap 'exit 130' INT TERM
 # The broker under test.
 
 # Start Sluice in the background on 127.0.0.1:PORT with its data in DATA_DIR; set BROKER_PID.
-# This is the one place that knows how `sluice dev` is invoked: edit it when the flags change.
+# This script's one place that knows how `sluice dev` is invoked (compat-groups.sh, perf.sh and
+# bench.sh start it their own way, with the settings their runs need).
 start_sluice() {
   local data_dir="$1" port="$2" log_file="$3"
   # A short initial rebalance delay keeps the group steps quick (Kafka's default is 3 s).
@@ -120,9 +121,9 @@ case "$MODE" in
       echo "Sluice binary not found at $SLUICE_BIN (build it, set SLUICE_BIN, set BOOTSTRAP, or use --reference)" >&2
       exit 2
     fi
-    port="$(kafka_free_port)"
+    port="$(free_port)"
     start_sluice "$WORK/sluice-data" "$port" "$WORK/sluice.log"
-    if ! kafka_wait_port 127.0.0.1 "$port" 60 "$BROKER_PID"; then
+    if ! wait_port 127.0.0.1 "$port" 60 "$BROKER_PID"; then
       log "Sluice did not start; last lines of $WORK/sluice.log:"
       tail -n 30 "$WORK/sluice.log" >&2 || true
       exit 1

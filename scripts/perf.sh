@@ -34,8 +34,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=scripts/lib/kafka-dist.sh
-source "$ROOT/scripts/lib/kafka-dist.sh" # for kafka_stop
+# shellcheck source=scripts/lib/proc.sh
+source "$ROOT/scripts/lib/proc.sh"
 RECORDS="${PERF_RECORDS:-5000000}"
 RECORD_SIZE="${PERF_RECORD_SIZE:-1024}"
 REPS="${PERF_REPS:-3}"
@@ -49,7 +49,6 @@ SLUICE_BIN="${SLUICE_BIN:-$ROOT/target/release/sluice}"
 BENCH_BIN="${BENCH_BIN:-$ROOT/target/release/sluice-bench}"
 # Hard limit on one client command: a stalled broker fails the run instead of hanging it.
 RUN_TIMEOUT=300
-CLK_TCK="$(getconf CLK_TCK)"
 QUIET_BUDGET="${PERF_QUIET_WAIT:-120}"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -76,8 +75,8 @@ FAILED=0
 
 stop_broker() {
   [[ -n "$BROKER_PID" ]] || return 0
-  kafka_stop "$BROKER_PID" 20
-  if ((KAFKA_STOP_KILLED)); then
+  stop_process "$BROKER_PID"
+  if ((STOP_KILLED)); then
     log "broker $BROKER_PID did not stop within 20 s of SIGTERM: killed it"
     FAILED=$((FAILED + 1))
   fi
@@ -119,17 +118,6 @@ start_broker() {
   log "the broker did not become ready; last lines of $dir/broker.err:"
   tail -n 20 "$dir/broker.err" >&2 || true
   exit 1
-}
-
-# CPU seconds (user + system) used so far by process $1.
-cpu_seconds() {
-  awk -v t="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / t }' "/proc/$1/stat"
-}
-
-# CPU seconds the machine's processes have used (user, nice, system, and steal by the
-# hypervisor). Interrupt time is left out: it is mostly this run's own loopback traffic.
-machine_busy_seconds() {
-  awk -v t="$CLK_TCK" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $9) / t }' /proc/stat
 }
 
 # Waits until the machine's processes use less than 0.15 cores over a second, spending at most

@@ -58,7 +58,7 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<Report> {
     }
     prepare_topic(&args.client, &args.topic)?;
     let warmup = Duration::from_secs(args.warmup_secs);
-    let producer = TimedProducer::new(&args.client, &args.producer, warmup)?;
+    let producer = TimedProducer::new(&args.client, &args.producer)?;
     let epoch = producer.epoch();
 
     // Start the consumer at the current end of every partition, before the first send, so it
@@ -78,6 +78,11 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<Report> {
     let expected = Arc::new(AtomicU64::new(u64::MAX));
     let idle_timeout = Duration::from_secs(args.idle_timeout_secs);
     let run_for = warmup + Duration::from_secs(args.seconds);
+    // The run starts now, after the set-up above: records sent in its first `warmup` are sent
+    // and consumed but not timed, by the producer nor by the consumer.
+    let start = epoch.elapsed();
+    let timed_from = start + warmup;
+    producer.time_records_sent_from(timed_from);
     let reader = {
         let expected = Arc::clone(&expected);
         std::thread::Builder::new().name("e2e-consumer".into()).spawn(move || {
@@ -99,7 +104,7 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<Report> {
                         let sent = Duration::from_nanos(u64::from_le_bytes(
                             stamp.try_into().expect("8 bytes"),
                         ));
-                        if sent >= warmup {
+                        if sent >= timed_from {
                             seen.latency.record(now.saturating_sub(sent));
                         }
                     }
@@ -127,7 +132,6 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<Report> {
     let partitions = args.topic.partitions as u64;
     let records_per_sec = args.rate_mb_per_sec * MB / record_size as f64;
     let pacer = Pacer::new(records_per_sec);
-    let start = epoch.elapsed();
     let mut seq = 0u64;
     let send_result = loop {
         if epoch.elapsed() - start >= run_for {

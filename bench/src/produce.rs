@@ -1,6 +1,7 @@
 //! The produce workload, and the producer that the end-to-end workload shares: a librdkafka
 //! producer whose delivery callback times every record from `send` to its acknowledgement.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,8 +86,8 @@ struct Acks {
 pub struct AckContext {
     loud: LoudContext,
     epoch: Instant,
-    /// Records sent before this point (since `epoch`) are counted but not timed.
-    warmup: Duration,
+    /// Records sent before this point (nanoseconds since `epoch`) are counted but not timed.
+    timed_from: AtomicU64,
     acks: Mutex<Acks>,
 }
 
@@ -112,7 +113,7 @@ impl ProducerContext for AckContext {
             Ok(message) => {
                 acks.acked += 1;
                 acks.acked_bytes += message.payload_len() as u64;
-                if sent >= self.warmup {
+                if sent.as_nanos() as u64 >= self.timed_from.load(Ordering::Relaxed) {
                     acks.latency.record(now.saturating_sub(sent));
                 }
                 acks.window.record(now.saturating_sub(sent));
@@ -152,12 +153,13 @@ pub struct TimedProducer {
 }
 
 impl TimedProducer {
-    /// Connects a producer to `client.topic`. Records sent in the first `warmup` are not timed.
-    pub fn new(client: &ClientArgs, args: &ProducerArgs, warmup: Duration) -> anyhow::Result<Self> {
+    /// Connects a producer to `client.topic`. Every record is timed unless
+    /// [`Self::time_records_sent_from`] says otherwise.
+    pub fn new(client: &ClientArgs, args: &ProducerArgs) -> anyhow::Result<Self> {
         let context = AckContext {
             loud: LoudContext::default(),
             epoch: Instant::now(),
-            warmup,
+            timed_from: AtomicU64::new(0),
             acks: Mutex::new(Acks {
                 latency: Latency::new(),
                 acked: 0,
@@ -195,39 +197,42 @@ impl TimedProducer {
         self.producer.context().epoch
     }
 
+    /// Times only the records sent at or after `from` (since [`Self::epoch`]): the warm-up of
+    /// an end-to-end run ends at its own start plus the warm-up, not at the producer's creation.
+    pub fn time_records_sent_from(&self, from: Duration) {
+        self.producer.context().timed_from.store(from.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Nanoseconds since [`Self::epoch`], as send times are kept.
+    fn now_nanos(&self) -> usize {
+        self.epoch().elapsed().as_nanos() as usize
+    }
+
     /// Sends `value` to `partition`, waiting while the client's buffer is full.
     pub fn send(&self, partition: i32, value: &[u8]) -> anyhow::Result<()> {
-        self.send_with(partition, value, |_, v| v)
+        self.send_at(partition, value, self.now_nanos())
     }
 
     /// Sends `value` to `partition` with its first 8 bytes overwritten by the send time
     /// (nanoseconds since [`Self::epoch`], little-endian), for an end-to-end measurement.
     pub fn send_stamped(&self, partition: i32, value: &mut [u8]) -> anyhow::Result<()> {
-        self.send_with(partition, value, |sent, v| {
-            v[..8].copy_from_slice(&(sent as u64).to_le_bytes());
-            v
-        })
+        let sent = self.now_nanos();
+        value[..8].copy_from_slice(&(sent as u64).to_le_bytes());
+        self.send_at(partition, value, sent)
     }
 
-    fn send_with<V>(
-        &self,
-        partition: i32,
-        mut value: V,
-        mut prepare: impl FnMut(usize, V) -> V,
-    ) -> anyhow::Result<()>
-    where
-        V: AsRef<[u8]>,
-    {
+    /// Sends a record first offered at `sent`: time spent waiting for room in a full client
+    /// buffer counts in its latency, as it does in Kafka's ProducerPerformance.
+    fn send_at(&self, partition: i32, value: &[u8], sent: usize) -> anyhow::Result<()> {
+        let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&self.topic, sent)
+            .partition(partition)
+            .payload(value);
         let mut full_since: Option<Instant> = None;
         loop {
-            let sent = self.epoch().elapsed().as_nanos() as usize;
-            value = prepare(sent, value);
-            let record = BaseRecord::<(), [u8], usize>::with_opaque_to(&self.topic, sent)
-                .partition(partition)
-                .payload(value.as_ref());
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
                     let since = *full_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > QUEUE_FULL_LIMIT {
                         bail!(
@@ -336,7 +341,7 @@ pub struct ProduceArgs {
 pub fn run(args: &ProduceArgs) -> anyhow::Result<Report> {
     prepare_topic(&args.client, &args.topic)?;
     let payload = Payload::new(args.producer.record_size as usize);
-    let producer = TimedProducer::new(&args.client, &args.producer, Duration::ZERO)?;
+    let producer = TimedProducer::new(&args.client, &args.producer)?;
     let partitions = args.topic.partitions as u64;
     let start = producer.epoch().elapsed();
     let pacer = Pacer::new(args.rate);

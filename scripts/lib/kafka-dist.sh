@@ -14,10 +14,8 @@
 #                                        KAFKA_REF_PID, KAFKA_REF_BOOTSTRAP, KAFKA_REF_LOG and
 #                                        KAFKA_REF_LAUNCHED_AT (epoch seconds, microsecond
 #                                        precision, taken just before the JVM is launched).
-#   kafka_stop PID [SECS]                stop it (TERM, then KILL after SECS, default 20 s;
-#                                        KAFKA_STOP_KILLED=1 if it came to that)
-#   kafka_free_port                      print a free TCP port on 127.0.0.1
-#   kafka_wait_port HOST PORT SECS [PID] wait until HOST:PORT accepts connections
+#
+# It sources scripts/lib/proc.sh (stop_process, free_port, wait_port, ...).
 #
 # Variables (all optional):
 #   KAFKA_VERSION     Kafka version from Maven (default 4.4.0)
@@ -26,7 +24,6 @@
 #   KAFKA_REF_PROFILE      test (default): small heap and few threads, for compatibility tests;
 #                          bench: Kafka's own defaults, for comparisons (KAFKA_BENCH_JVM_OPTS,
 #                          default thread counts, log.segment.bytes 1 GiB, no per-message fsync)
-#   KAFKA_REF_NUM_PARTITIONS    num.partitions of auto-created topics (default 1)
 #   KAFKA_REF_EXTRA_PROPERTIES  extra server.properties lines (key=value, one per line),
 #                          appended last, so they override the above
 #   KAFKA_START_NO_WAIT    1: return as soon as the JVM is launched and leave the waiting to the
@@ -47,6 +44,8 @@
 #   org.apache.kafka.tools.consumer.ConsoleConsumer   kafka-console-consumer.sh
 
 _KAFKA_DIST_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/lib/proc.sh
+source "$_KAFKA_DIST_LIB_DIR/proc.sh"
 SLUICE_ROOT="${SLUICE_ROOT:-$(cd "$_KAFKA_DIST_LIB_DIR/../.." && pwd)}"
 KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 KAFKA_DIST_DIR="${KAFKA_DIST_DIR:-$SLUICE_ROOT/target/kafka-dist}"
@@ -111,30 +110,6 @@ kafka_run_class() {
     -cp "$cp" "$main" "$@"
 }
 
-# Print a TCP port that is free on 127.0.0.1 right now.
-kafka_free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# kafka_wait_port HOST PORT SECS [PID]: wait until HOST:PORT accepts a TCP connection.
-# Fails early if PID is given and that process has exited.
-kafka_wait_port() {
-  local host="$1" port="$2" secs="$3" pid="${4:-}"
-  local deadline=$((SECONDS + secs))
-  while ((SECONDS < deadline)); do
-    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
-      _kafka_log "process $pid exited before $host:$port accepted connections"
-      return 1
-    fi
-    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  _kafka_log "$host:$port did not accept connections within ${secs}s"
-  return 1
-}
-
 # kafka_start_reference_broker DIR [PORT]: single-node KRaft (combined broker+controller).
 kafka_start_reference_broker() {
   local dir="$1" port="${2:-0}"
@@ -142,11 +117,11 @@ kafka_start_reference_broker() {
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   if [[ "$port" == 0 ]]; then
-    port="$(kafka_free_port)"
+    port="$(free_port)"
   fi
   local cport
-  cport="$(kafka_free_port)"
-  while [[ "$cport" == "$port" ]]; do cport="$(kafka_free_port)"; done
+  cport="$(free_port)"
+  while [[ "$cport" == "$port" ]]; do cport="$(free_port)"; done
 
   local conf="$dir/server.properties"
   cat >"$conf" <<EOF
@@ -159,7 +134,7 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$dir/data
-num.partitions=${KAFKA_REF_NUM_PARTITIONS:-1}
+num.partitions=1
 default.replication.factor=1
 auto.create.topics.enable=true
 offsets.topic.replication.factor=1
@@ -234,17 +209,17 @@ EOF
 
   # Bounded wait: the listener accepts connections and the server says it started.
   local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-60}))
-  if ! kafka_wait_port 127.0.0.1 "$port" "${KAFKA_START_TIMEOUT:-60}" "$KAFKA_REF_PID"; then
+  if ! wait_port 127.0.0.1 "$port" "${KAFKA_START_TIMEOUT:-60}" "$KAFKA_REF_PID"; then
     _kafka_log "reference broker did not start; last lines of $KAFKA_REF_LOG:"
     tail -n 30 "$KAFKA_REF_LOG" >&2
-    kafka_stop "$KAFKA_REF_PID"
+    stop_process "$KAFKA_REF_PID"
     return 1
   fi
   until grep -q 'Kafka Server started' "$KAFKA_REF_LOG"; do
     if ((SECONDS >= deadline)) || ! kill -0 "$KAFKA_REF_PID" 2>/dev/null; then
       _kafka_log "reference broker did not report 'Kafka Server started'; last lines of $KAFKA_REF_LOG:"
       tail -n 30 "$KAFKA_REF_LOG" >&2
-      kafka_stop "$KAFKA_REF_PID"
+      stop_process "$KAFKA_REF_PID"
       return 1
     fi
     sleep 0.2
@@ -252,20 +227,3 @@ EOF
   _kafka_log "Apache Kafka $KAFKA_VERSION up at $KAFKA_REF_BOOTSTRAP (pid $KAFKA_REF_PID, log $KAFKA_REF_LOG)"
 }
 
-# kafka_stop PID [SECS]: TERM, wait up to SECS (default 20), then KILL; any process, not only
-# Kafka. Quiet if already gone. Sets KAFKA_STOP_KILLED to 1 if it had to KILL, else 0.
-kafka_stop() {
-  local pid="$1" secs="${2:-20}" i
-  KAFKA_STOP_KILLED=0
-  [[ -n "$pid" ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < secs * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    KAFKA_STOP_KILLED=1
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}

@@ -1,0 +1,67 @@
+# shellcheck shell=bash
+# Process, port and CPU helpers shared by the test and benchmark scripts. Source it; it defines
+# functions only.
+#
+#   stop_process PID [SECS]      TERM, wait up to SECS (default 20), then KILL; quiet if the
+#                                process is already gone. Sets STOP_KILLED to 1 if it had to
+#                                KILL, else 0.
+#   free_port                    print a TCP port that is free on 127.0.0.1 right now
+#   wait_port HOST PORT SECS [PID]
+#                                wait until HOST:PORT accepts a TCP connection; fails early if
+#                                PID is given and that process has exited
+#   cpu_seconds PID              CPU seconds (user + system, all threads) PID has used so far
+#   status_mib PID FIELD         a field of /proc/PID/status (VmRSS, VmHWM) in MiB
+#   machine_busy_seconds         CPU seconds the whole machine has spent in user, nice and
+#                                system mode (interrupts and steal left out, as they are from a
+#                                process's user + system time)
+
+_PROC_CLK_TCK="$(getconf CLK_TCK)"
+
+stop_process() {
+  local pid="$1" secs="${2:-20}" i
+  STOP_KILLED=0
+  [[ -n "$pid" ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < secs * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    STOP_KILLED=1
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() {
+  local host="$1" port="$2" secs="$3" pid="${4:-}"
+  local deadline=$((SECONDS + secs))
+  while ((SECONDS < deadline)); do
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      printf 'process %s exited before %s:%s accepted connections\n' "$pid" "$host" "$port" >&2
+      return 1
+    fi
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  printf '%s:%s did not accept connections within %ss\n' "$host" "$port" "$secs" >&2
+  return 1
+}
+
+cpu_seconds() {
+  awk -v t="$_PROC_CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / t }' "/proc/$1/stat"
+}
+
+status_mib() {
+  awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+machine_busy_seconds() {
+  awk -v t="$_PROC_CLK_TCK" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4) / t }' /proc/stat
+}
