@@ -3,6 +3,11 @@
 //! the same file system, plus the cost of locating an offset (one in-memory index lookup and a
 //! header scan bounded by `index.interval.bytes`).
 //!
+//! The `produce` group times the whole produce path of the log (`append_as_leader`: batch
+//! validation as Kafka's LogValidator does it, offsets, the write) for record sizes and codecs
+//! where validation costs differ: many small records, and compressed batches, which validation
+//! reads through a streaming decompressor.
+//!
 //! Run with `cargo bench -p sluice-broker --bench log`; results and the machine they ran on are
 //! in `docs/storage.md` ("Performance").
 //!
@@ -21,9 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sluice_broker::log::batch::{build_batch, BatchHeader, BatchView, KeyValue};
+use sluice_broker::log::batch::{
+    assemble_batch, build_batch, BatchFields, BatchHeader, BatchView, Compression, KeyValue,
+};
+use sluice_broker::log::compression::compress;
 use sluice_broker::log::partition_log::LoadState;
 use sluice_broker::log::segment::LogSegment;
+use sluice_broker::log::validator::{validate_client_batch, AppendOrigin, Rules};
 use sluice_broker::log::{Clock, LogConfig, PartitionLog, SystemClock, TopicPartition};
 use tempfile::TempDir;
 
@@ -228,6 +237,57 @@ fn bench_append(c: &mut Criterion) {
     group.finish();
 }
 
+/// A batch of `count` records of `value_bytes` each (values from a repeating byte pattern, as
+/// compressible as ProducerPerformance's random letters), compressed with `codec` as a client
+/// compresses it.
+fn client_batch(count: usize, value_bytes: usize, codec: Compression) -> Vec<u8> {
+    let value: Vec<u8> = (0..value_bytes).map(|i| b'a' + (i % 26) as u8).collect();
+    let records: Vec<KeyValue<'_>> = (0..count).map(|_| (None, Some(&value[..]))).collect();
+    let plain = build_batch(0, clock().now_ms(), &records);
+    let view = BatchView::parse(&plain).expect("built batch");
+    let payload = compress(codec, view.records_payload()).expect("compress");
+    let fields = BatchFields { attributes: codec.id(), ..BatchFields::of(&view) };
+    assemble_batch(&fields, view.records_count(), &payload)
+}
+
+fn bench_produce(c: &mut Criterion) {
+    let mut group = c.benchmark_group("produce");
+    group.warm_up_time(Duration::from_secs(1));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(3));
+    let cases = [
+        ("none/15x1KiB", client_batch(15, 1024, Compression::None)),
+        ("none/150x100B", client_batch(150, 100, Compression::None)),
+        ("none/9000x100B", client_batch(9000, 100, Compression::None)),
+        ("lz4/1000x1KiB", client_batch(1000, 1024, Compression::Lz4)),
+        ("zstd/1000x1KiB", client_batch(1000, 1024, Compression::Zstd)),
+        ("gzip/1000x1KiB", client_batch(1000, 1024, Compression::Gzip)),
+        ("snappy/1000x1KiB", client_batch(1000, 1024, Compression::Snappy)),
+    ];
+    for (label, template) in cases {
+        // Throughput in record bytes (uncompressed), what a producer sends.
+        let view = BatchView::parse(&template).expect("built batch");
+        let count = view.records_count() as u64;
+        group.throughput(Throughput::Elements(count));
+        let bytes = template.len() as u64;
+        // Validation alone (the records read in place or through the decompressor).
+        let rules = Rules::new(&LogConfig::default(), clock().now_ms(), AppendOrigin::Client);
+        group.bench_function(BenchmarkId::new("validate_only", label), |b| {
+            b.iter(|| {
+                let view = BatchView::parse_client(black_box(&template)).expect("valid");
+                black_box(validate_client_batch(&view, &rules, &"bench-0").expect("valid"))
+            })
+        });
+        let dir = temp_dir("produce-");
+        let mut sink = LogSink::new(dir.path(), config_for(false), template);
+        let mut written = 0u64;
+        group.bench_function(BenchmarkId::new("append", label), |b| {
+            b.iter_custom(|iters| timed_bounded(&mut sink, &mut written, iters, bytes))
+        });
+    }
+    group.finish();
+}
+
 fn bench_raw_write(c: &mut Criterion) {
     let mut group = c.benchmark_group("raw_write");
     group.warm_up_time(Duration::from_secs(1));
@@ -407,5 +467,5 @@ fn bench_read(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_append, bench_raw_write, bench_read);
+criterion_group!(benches, bench_append, bench_produce, bench_raw_write, bench_read);
 criterion_main!(benches);

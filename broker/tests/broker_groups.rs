@@ -722,7 +722,10 @@ fn group_apis_answer_every_version_with_kafkas_errors() {
             .with_key_type(1)
             .with_coordinator_keys(vec![s("tx")]),
     );
-    assert_eq!(txn.coordinators[0].error_code, 15, "COORDINATOR_NOT_AVAILABLE for transactions");
+    assert_eq!(
+        txn.coordinators[0].error_code, 53,
+        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactions fail fast until they exist"
+    );
     let md: kp::MetadataResponse = raw.call(
         ApiKey::Metadata,
         12,

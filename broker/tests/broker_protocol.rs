@@ -350,3 +350,123 @@ fn produce_and_fetch_errors_carry_kafkas_codes() {
     // connection's 20 s read timeout would fail this if the broker held it for 60 s.
     assert_eq!(fetch(&mut c, "errs", 0, 4, 0, 60_000), (0, 4, 0));
 }
+
+/// Produce (v9, acks=1) one batch to partition 0; returns the partition's response.
+fn produce_v9(
+    c: &mut common::RawConn,
+    topic: &str,
+    records: Bytes,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))]),
+    ]);
+    let mut r: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+    r.responses.remove(0).partition_responses.remove(0)
+}
+
+/// `batch` after `edit`, with its CRC made valid again: only the validator can catch it.
+fn edited(batch: &BytesMut, edit: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let mut b = batch.to_vec();
+    edit(&mut b);
+    sluice_broker::log::batch::BatchMut::new(&mut b).update_crc();
+    Bytes::from(b)
+}
+
+/// Batches with a valid CRC that Kafka's LogValidator refuses are refused here too, with
+/// Kafka's codes (checked against Apache Kafka 4.4 with the same bytes) and, for problems with
+/// single records, per-record errors; nothing of them is written, so consumers never meet them.
+#[test]
+fn batches_kafka_refuses_are_refused_with_record_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    common::create_topic(&broker.bootstrap(), "plain", 1, &[]);
+    common::create_topic(&broker.bootstrap(), "keyed", 1, &[("cleanup.policy", "compact")]);
+    let mut c = common::RawConn::connect(&broker);
+    let good = common::client_batch(&[
+        (Some(b"a"), Some(b"1")),
+        (Some(b"b"), Some(b"2")),
+        (Some(b"c"), Some(b"3")),
+    ]);
+    assert_eq!(produce_v9(&mut c, "plain", good.clone().freeze()).error_code, 0);
+
+    let invalid_record = 87;
+    let cases: Vec<(&str, Bytes)> = vec![
+        ("codec 7", edited(&good, |b| b[22] |= 0x07)),
+        ("codec 5", edited(&good, |b| b[22] = (b[22] & !0x07) | 0x05)),
+        // recordsCount 5 and lastOffsetDelta 4, but three records follow.
+        (
+            "count above the records",
+            edited(&good, |b| {
+                b[23..27].copy_from_slice(&4i32.to_be_bytes());
+                b[57..61].copy_from_slice(&5i32.to_be_bytes());
+            }),
+        ),
+        (
+            "count below the records",
+            edited(&good, |b| {
+                b[23..27].copy_from_slice(&1i32.to_be_bytes());
+                b[57..61].copy_from_slice(&2i32.to_be_bytes());
+            }),
+        ),
+        (
+            "count against offset range",
+            edited(&good, |b| b[57..61].copy_from_slice(&4i32.to_be_bytes())),
+        ),
+        (
+            "garbage records",
+            edited(&good, |b| {
+                for (i, x) in b[61..].iter_mut().enumerate() {
+                    *x = (i as u8).wrapping_mul(151).wrapping_add(89);
+                }
+            }),
+        ),
+        ("base offset 100", edited(&good, |b| b[0..8].copy_from_slice(&100i64.to_be_bytes()))),
+        ("control batch", edited(&good, |b| b[22] |= 0x20)),
+        ("truncated batch", good.clone().freeze().slice(..good.len() - 3)),
+    ];
+    for (what, batch) in cases {
+        let r = produce_v9(&mut c, "plain", batch);
+        assert_eq!(r.error_code, invalid_record, "{what}: {r:?}");
+        assert!(r.record_errors.is_empty(), "{what}: batch-level, as Kafka");
+    }
+
+    // A record without a key on a compacted topic: INVALID_RECORD naming record 1.
+    let null_key =
+        common::client_batch(&[(Some(b"a"), Some(b"1")), (None, Some(b"2")), (Some(b"c"), None)]);
+    let r = produce_v9(&mut c, "keyed", null_key.freeze());
+    assert_eq!(r.error_code, invalid_record, "{r:?}");
+    assert_eq!(r.record_errors.len(), 1, "{r:?}");
+    assert_eq!(r.record_errors[0].batch_index, 1);
+    let message = r.record_errors[0].batch_index_error_message.as_deref().unwrap_or_default();
+    assert!(message.contains("Compacted topic cannot accept message without key"), "{message}");
+    let compressed = common::client_batch_compressed(
+        kafka_protocol::records::Compression::Zstd,
+        &[(None, Some(b"1")), (Some(b"b"), Some(b"2"))],
+    );
+    let r = produce_v9(&mut c, "keyed", compressed.freeze());
+    assert_eq!((r.error_code, r.record_errors.len()), (invalid_record, 1), "zstd: {r:?}");
+
+    // Two days ahead of the broker's clock (message.timestamp.after.max.ms is one hour):
+    // INVALID_TIMESTAMP (32) with one error per record.
+    let future = edited(&good, |b| {
+        let ts =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+                as i64
+                + 2 * 86_400_000;
+        b[27..35].copy_from_slice(&ts.to_be_bytes());
+        b[35..43].copy_from_slice(&ts.to_be_bytes());
+    });
+    let r = produce_v9(&mut c, "plain", future);
+    assert_eq!((r.error_code, r.record_errors.len()), (32, 3), "{r:?}");
+
+    // Only the first good batch is in either log.
+    assert_eq!(fetch(&mut c, "plain", 0, 0, 1, 0), (0, 3, good.len()));
+    assert_eq!(fetch(&mut c, "keyed", 0, 0, 1, 0), (0, 0, 0));
+    metadata_ok(&broker);
+}

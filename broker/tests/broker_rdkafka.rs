@@ -484,3 +484,27 @@ fn auto_topic_creation_on_metadata_uses_num_partitions() {
     assert_eq!(md.topics()[0].partitions().len(), 3);
     p.flush(Duration::from_secs(5)).unwrap();
 }
+
+/// Transactions are not implemented: librdkafka's `init_transactions` must fail at once with a
+/// fatal TRANSACTIONAL_ID_AUTHORIZATION_FAILED, not retry the coordinator lookup until its
+/// timeout (which would surface as a non-fatal timeout error here).
+#[test]
+fn transactional_producers_fail_at_once_with_a_fatal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let p = producer(&broker.bootstrap(), &[("transactional.id", "tx-1")]);
+    let err = p.init_transactions(WAIT).expect_err("transactions are not supported");
+    match &err {
+        rdkafka::error::KafkaError::Transaction(e) => {
+            assert!(e.is_fatal(), "{err}");
+            assert_eq!(e.code(), RDKafkaErrorCode::TransactionalIdAuthorizationFailed, "{err}");
+        }
+        other => panic!("expected a transaction error, got {other}"),
+    }
+    // The broker is unaffected: a plain producer still works.
+    create_topic(&broker.bootstrap(), "after-tx", 1, &[]);
+    let plain = producer(&broker.bootstrap(), &[]);
+    let record = Seen { key: Some(b"k".to_vec()), value: Some(b"v".to_vec()), headers: vec![] };
+    let sent = send_all(&plain, "after-tx", &[(0, record)]);
+    assert_eq!(sent, vec![(0, 0)]);
+}

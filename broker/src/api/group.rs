@@ -8,9 +8,11 @@
 //! commit INVALID_COMMIT_OFFSET_SIZE; JoinGroup errors before v7 carry an empty protocol name
 //! (null is not encodable there); OffsetFetch v1 reports group errors on every partition, v2–v7
 //! at the top, v8+ per group; DescribeGroups of an unknown group is `Dead` (plus
-//! GROUP_ID_NOT_FOUND from v6). Only FindCoordinator key type 0 (groups) is served:
-//! transactions and share groups are not implemented and answer COORDINATOR_NOT_AVAILABLE, as a
-//! Kafka broker without those coordinators does.
+//! GROUP_ID_NOT_FOUND from v6). Only FindCoordinator key type 0 (groups) is served. Share
+//! groups answer COORDINATOR_NOT_AVAILABLE, as a Kafka broker without that coordinator does;
+//! transactions are not implemented either, and their lookup answers the non-retriable
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED so that a transactional producer fails at once (the
+//! Java client and librdkafka treat it as fatal) instead of retrying forever.
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -108,6 +110,10 @@ fn opt_string(s: Option<StrBytes>) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // FindCoordinator.
 
+/// The message of every answer to a transactional request.
+pub const TRANSACTIONS_UNSUPPORTED: &str =
+    "transactions are not supported by Sluice yet: remove transactional.id from the producer";
+
 /// Looks up the coordinator of one key: `(node id, host, port)` or `(error code, message)`.
 async fn find_one(
     broker: &Broker,
@@ -118,7 +124,12 @@ async fn find_one(
     let unavailable = |msg: &str| (ResponseError::CoordinatorNotAvailable.code(), msg.to_string());
     match key_type {
         0 => {}
-        1 => return Err(unavailable("transactions are not supported by this broker")),
+        1 => {
+            return Err((
+                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                TRANSACTIONS_UNSUPPORTED.to_string(),
+            ))
+        }
         2 if version >= 6 => {
             return Err(unavailable("share groups are not supported by this broker"))
         }

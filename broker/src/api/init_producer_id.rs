@@ -5,7 +5,7 @@
 //! serves ids from its current block. A new idempotent producer gets a fresh id with epoch 0;
 //! later epoch bumps are the client's (KIP-360: the producer bumps its epoch itself and the
 //! partition accepts the new epoch from sequence 0). Transactional ids are not supported yet:
-//! such requests answer COORDINATOR_NOT_AVAILABLE, which Kafka clients treat as retriable.
+//! such requests answer TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients treat as fatal.
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
@@ -45,7 +45,7 @@ pub async fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitProducer
     let response =
         InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     if req.transactional_id.is_some() {
-        return response.with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
     // As in Kafka: an id without an epoch (or the reverse) is malformed; a full id and epoch
     // from a producer without a transactional id is ignored, and the producer gets a new id.

@@ -196,6 +196,8 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::CorruptBatch(_) | LogError::Decompression(_) => {
             ResponseError::CorruptMessage.code()
         }
+        LogError::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
+        LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp.code(),
         // Produce v3+ takes magic v2 only; Kafka answers other magics with INVALID_RECORD.
         LogError::UnsupportedMagic(_) => ResponseError::InvalidRecord.code(),
         LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge.code(),

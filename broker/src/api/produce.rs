@@ -3,14 +3,18 @@
 //! so the client refreshes its metadata), acks=1 and acks=all are answered once the write is in
 //! the log; acks=all also requires the ISR to meet `min.insync.replicas`.
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
 use super::{replica_error_code, strb};
 use crate::log::batch::{self, MAGIC_V2};
-use crate::log::TopicPartition;
+use crate::log::validator::AppendOrigin;
+use crate::log::{LogError, TopicPartition};
 use crate::metrics::TopicLabels;
+use crate::replica::ReplicaError;
 use crate::server::Broker;
 
 /// Runs a produce request. With acks=0 the caller sends no response (see [`first_error`]).
@@ -35,8 +39,7 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
             }
             if req.transactional_id.is_some() {
                 resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-                resp.error_message =
-                    Some(strb("transactions are not supported by this broker yet"));
+                resp.error_message = Some(strb(super::group::TRANSACTIONS_UNSUPPORTED));
                 partitions.push(resp);
                 continue;
             }
@@ -51,7 +54,7 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
             }
             // One copy out of the request frame so the header can be stamped in place.
             let mut records = p.records.map(|b| b.to_vec()).unwrap_or_default();
-            match broker.replicas.append(&tp, &mut records, acks) {
+            match broker.replicas.append(&tp, &mut records, acks, AppendOrigin::Client) {
                 Ok((info, log_start)) => {
                     if info.duplicate {
                         broker.metrics.duplicates.get_or_create(&labels).inc();
@@ -71,6 +74,7 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
                     tracing::debug!(partition = %tp, error = %e, "produce failed");
                     resp.error_code = replica_error_code(&e);
                     resp.error_message = Some(strb(&e.to_string()));
+                    resp.record_errors = record_errors(&e);
                     // Clients act on it: the Java producer, answered UNKNOWN_PRODUCER_ID, tells
                     // a producer whose state was removed with the log's head (retention) from a
                     // lost one by comparing its last acknowledged offset with the log start.
@@ -86,6 +90,24 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
         );
     }
     ProduceResponse::default().with_responses(responses)
+}
+
+/// The refused records of a batch, for Produce v8+ (older versions do not carry them).
+fn record_errors(e: &ReplicaError) -> Vec<BatchIndexAndErrorMessage> {
+    match e {
+        ReplicaError::Log(
+            LogError::InvalidRecord { record_errors, .. }
+            | LogError::InvalidTimestamp { record_errors, .. },
+        ) => record_errors
+            .iter()
+            .map(|r| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(r.index)
+                    .with_batch_index_error_message(Some(strb(&r.message)))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The first partition error of a response, as "topic-partition: code (message)".
@@ -109,8 +131,10 @@ fn check_one_v2_batch(records: &[u8]) -> Result<(), &'static str> {
         return Err("record batches of magic v2");
     }
     match batch::batch_size(records) {
-        Ok(size) if size < records.len() => Err("exactly one record batch per partition"),
-        // A malformed or truncated batch is the log's to reject (CORRUPT_MESSAGE).
+        // Kafka's batch reader finds no complete batch in a truncated one, and a second one
+        // after the first: either way not "exactly one" (INVALID_RECORD).
+        Ok(size) if size != records.len() => Err("exactly one record batch per partition"),
+        // A length too small for a header is the log's to reject (CORRUPT_MESSAGE).
         _ => Ok(()),
     }
 }

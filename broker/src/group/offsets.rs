@@ -21,6 +21,7 @@ use super::{CommittedOffset, GroupError, StorageFailure};
 use crate::log::batch::{build_batch, BatchIter, Compression, KeyValue};
 use crate::log::compression::decompress;
 use crate::log::record::RecordIter;
+use crate::log::validator::AppendOrigin;
 use crate::log::{LogError, TopicPartition};
 use crate::replica::{ReplicaError, ReplicaManager};
 
@@ -60,7 +61,10 @@ impl RecordWriter for PartitionWriter<'_> {
         let kv: Vec<KeyValue<'_>> =
             records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
         let mut batch = build_batch(0, now_ms, &kv);
-        self.replicas.append(&self.tp, &mut batch, -1).map(|_| ()).map_err(|e| storage_error(&e))
+        self.replicas
+            .append(&self.tp, &mut batch, -1, AppendOrigin::Coordinator)
+            .map(|_| ())
+            .map_err(|e| storage_error(&e))
     }
 }
 

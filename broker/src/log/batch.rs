@@ -174,6 +174,22 @@ impl<'a> BatchView<'a> {
     /// Views the first batch in `buf`, checking header, length and magic but not the CRC.
     /// `buf` may extend past the batch.
     pub fn parse(buf: &'a [u8]) -> Result<Self, LogError> {
+        let view = Self::parse_frame(buf)?;
+        if view.last_offset_delta() < 0 || view.records_count() < 0 {
+            return Err(LogError::CorruptBatch("negative record count or offset delta".into()));
+        }
+        Ok(view)
+    }
+
+    /// Length, magic and CRC only: the view of a client batch, whose counts Kafka's
+    /// `LogValidator` checks with its own errors.
+    pub fn parse_client(buf: &'a [u8]) -> Result<Self, LogError> {
+        let view = Self::parse_frame(buf)?;
+        view.verify_crc()?;
+        Ok(view)
+    }
+
+    fn parse_frame(buf: &'a [u8]) -> Result<Self, LogError> {
         let size = batch_size(buf)?;
         if buf.len() < HEADER_SIZE {
             return Err(LogError::CorruptBatch("truncated batch header".into()));
@@ -188,11 +204,7 @@ impl<'a> BatchView<'a> {
         if magic != MAGIC_V2 {
             return Err(LogError::UnsupportedMagic(magic));
         }
-        let view = BatchView { buf: &buf[..size] };
-        if view.last_offset_delta() < 0 || view.records_count() < 0 {
-            return Err(LogError::CorruptBatch("negative record count or offset delta".into()));
-        }
-        Ok(view)
+        Ok(BatchView { buf: &buf[..size] })
     }
 
     /// Like [`parse`](Self::parse), and also verifies the CRC32C.
@@ -323,6 +335,11 @@ impl<'a> BatchMut<'a> {
         let attrs = be_i16(self.buf, ATTRIBUTES) | TIMESTAMP_TYPE_MASK;
         self.buf[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
         self.buf[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
+        self.update_crc();
+    }
+    /// Sets the max timestamp a CreateTime batch states (its records' largest), with the CRC.
+    pub fn set_max_timestamp(&mut self, max: i64) {
+        self.buf[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&max.to_be_bytes());
         self.update_crc();
     }
     /// Rewrites the fields that describe the records section after it was replaced.

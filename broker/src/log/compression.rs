@@ -21,7 +21,7 @@
 //! allocate more than the limit. Malformed input is a [`LogError::Decompression`], never a
 //! panic.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 
 use super::batch::Compression;
 use super::LogError;
@@ -84,6 +84,184 @@ pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<
                 .map_err(|e| decompression_error(codec, e))?;
             read_bounded(codec, &mut decoder, input.len(), limit)
         }
+    }
+}
+
+/// Buffer of a streaming decoder: what [`RecordsReader`] holds of decompressed records.
+const STREAM_BUFFER: usize = 16 * 1024;
+
+/// A records section read as a stream, decompressing as it goes: memory is a small buffer plus
+/// the codec's own state (a block or window), never the whole decompressed section. A
+/// decompression failure surfaces as an `io::Error` from a read.
+pub enum RecordsReader<'a> {
+    None(&'a [u8]),
+    Gzip(BufReader<flate2::bufread::GzDecoder<&'a [u8]>>),
+    Snappy(SnappyReader<'a>),
+    Lz4(BufReader<lz4::Decoder<&'a [u8]>>),
+    Zstd(BufReader<zstd::stream::read::Decoder<'static, &'a [u8]>>),
+}
+
+impl<'a> RecordsReader<'a> {
+    /// Streams `input`, written with `codec`. `limit` bounds a single snappy block (raw snappy,
+    /// as librdkafka writes it, is one block for the whole section).
+    pub fn new(codec: Compression, input: &'a [u8], limit: usize) -> Result<Self, LogError> {
+        Ok(match codec {
+            Compression::None => RecordsReader::None(input),
+            Compression::Gzip => RecordsReader::Gzip(BufReader::with_capacity(
+                STREAM_BUFFER,
+                flate2::bufread::GzDecoder::new(input),
+            )),
+            Compression::Snappy => RecordsReader::Snappy(SnappyReader::new(input, limit)?),
+            Compression::Lz4 => RecordsReader::Lz4(BufReader::with_capacity(
+                STREAM_BUFFER,
+                lz4::Decoder::new(input).map_err(|e| decompression_error(codec, e))?,
+            )),
+            Compression::Zstd => RecordsReader::Zstd(BufReader::with_capacity(
+                STREAM_BUFFER,
+                zstd::stream::read::Decoder::with_buffer(input)
+                    .map_err(|e| decompression_error(codec, e))?,
+            )),
+        })
+    }
+
+    /// Checks, once the stream is read to its end, that the codec's framing ended where it
+    /// should: the LZ4 frame decoder reports a clean end of input even when the frame was cut.
+    pub fn finish(self) -> Result<(), LogError> {
+        if let RecordsReader::Lz4(r) = self {
+            let (_, finished) = r.into_inner().finish();
+            finished.map_err(|_| decompression_error(Compression::Lz4, "truncated LZ4 frame"))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for RecordsReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let codec = match self {
+            RecordsReader::None(_) => Compression::None,
+            RecordsReader::Gzip(_) => Compression::Gzip,
+            RecordsReader::Snappy(_) => Compression::Snappy,
+            RecordsReader::Lz4(_) => Compression::Lz4,
+            RecordsReader::Zstd(_) => Compression::Zstd,
+        };
+        f.debug_tuple("RecordsReader").field(&codec).finish()
+    }
+}
+
+impl Read for RecordsReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let buf = self.fill_buf()?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for RecordsReader<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        match self {
+            RecordsReader::None(r) => r.fill_buf(),
+            RecordsReader::Gzip(r) => r.fill_buf(),
+            RecordsReader::Snappy(r) => r.fill_buf(),
+            RecordsReader::Lz4(r) => r.fill_buf(),
+            RecordsReader::Zstd(r) => r.fill_buf(),
+        }
+    }
+    fn consume(&mut self, n: usize) {
+        match self {
+            RecordsReader::None(r) => r.consume(n),
+            RecordsReader::Gzip(r) => r.consume(n),
+            RecordsReader::Snappy(r) => r.consume(n),
+            RecordsReader::Lz4(r) => r.consume(n),
+            RecordsReader::Zstd(r) => r.consume(n),
+        }
+    }
+}
+
+/// Snappy as a stream: xerial blocks one at a time (32 KiB each from Kafka's producer), or a
+/// raw snappy section as one block, each bounded by the limit before it is allocated.
+#[derive(Debug)]
+pub struct SnappyReader<'a> {
+    input: &'a [u8],
+    pos: usize,
+    xerial: bool,
+    block: Vec<u8>,
+    block_pos: usize,
+    limit: usize,
+}
+
+impl<'a> SnappyReader<'a> {
+    fn new(input: &'a [u8], limit: usize) -> Result<Self, LogError> {
+        let xerial =
+            input.len() >= XERIAL_HEADER_SIZE && input[..XERIAL_MAGIC.len()] == XERIAL_MAGIC;
+        let pos = if xerial { check_xerial_header(input)? } else { 0 };
+        Ok(SnappyReader { input, pos, xerial, block: Vec::new(), block_pos: 0, limit })
+    }
+
+    /// Decompresses the next block into `block`; false at the end of the input.
+    fn next_block(&mut self) -> Result<bool, LogError> {
+        let codec = Compression::Snappy;
+        self.block.clear();
+        self.block_pos = 0;
+        while self.pos < self.input.len() {
+            if !self.xerial {
+                append_raw_snappy(self.input, &mut self.block, self.limit)?;
+                self.pos = self.input.len();
+                return Ok(true);
+            }
+            let rest = &self.input[self.pos..];
+            let word = rest
+                .get(..4)
+                .ok_or_else(|| decompression_error(codec, "truncated xerial block length"))?;
+            if word == &XERIAL_MAGIC[..4] {
+                // Concatenated stream: a new header where a block length was expected.
+                self.pos += check_xerial_header(rest)?;
+                continue;
+            }
+            let len = i32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+            let len = usize::try_from(len).map_err(|_| {
+                decompression_error(codec, format!("negative xerial block length {len}"))
+            })?;
+            let block = rest
+                .get(4..)
+                .and_then(|r| r.get(..len))
+                .ok_or_else(|| decompression_error(codec, "xerial block overruns the input"))?;
+            append_raw_snappy(block, &mut self.block, self.limit)?;
+            self.pos += 4 + len;
+            if !self.block.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl Read for SnappyReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let buf = self.fill_buf()?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for SnappyReader<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.block_pos >= self.block.len() {
+            self.next_block().map_err(std::io::Error::other)?;
+        }
+        Ok(&self.block[self.block_pos..])
+    }
+    fn consume(&mut self, n: usize) {
+        self.block_pos = (self.block_pos + n).min(self.block.len());
     }
 }
 

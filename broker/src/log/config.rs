@@ -79,6 +79,12 @@ pub struct LogConfig {
     pub max_message_bytes: u64,
     /// `message.timestamp.type`: CreateTime or LogAppendTime.
     pub log_append_time: bool,
+    /// `message.timestamp.before.max.ms`: how far behind the broker's clock a CreateTime record
+    /// may be (i64::MAX = no bound).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far ahead of the broker's clock a CreateTime record
+    /// may be (1 hour since Kafka 4.0, KIP-937).
+    pub timestamp_after_max_ms: i64,
     /// `flush.messages`: fsync after this many messages (i64::MAX = never by count).
     pub flush_messages: i64,
     /// `flush.ms`: fsync when this long has passed since the last flush (i64::MAX = never).
@@ -102,6 +108,8 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             max_message_bytes: 1_048_588,
             log_append_time: false,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
             min_insync_replicas: 1,
@@ -117,6 +125,8 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("flush.ms", "log.flush.interval.ms"),
     ("index.interval.bytes", "log.index.interval.bytes"),
     ("max.message.bytes", "message.max.bytes"),
+    ("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms"),
+    ("message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms"),
     ("message.timestamp.type", "log.message.timestamp.type"),
     ("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio"),
     ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
@@ -262,6 +272,12 @@ impl LogConfig {
                     }
                 }
             }
+            "message.timestamp.before.max.ms" => {
+                self.timestamp_before_max_ms = at_least(key, value, 0)?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.timestamp_after_max_ms = at_least(key, value, 0)?
+            }
             "flush.messages" => self.flush_messages = at_least(key, value, 1)?,
             "flush.ms" => self.flush_ms = at_least(key, value, 0)?,
             "min.insync.replicas" => self.min_insync_replicas = int_at_least(key, value, 1)? as i32,
@@ -283,6 +299,8 @@ impl LogConfig {
             "message.timestamp.type",
             if self.log_append_time { "LogAppendTime" } else { "CreateTime" }.to_string(),
         );
+        m.insert("message.timestamp.after.max.ms", self.timestamp_after_max_ms.to_string());
+        m.insert("message.timestamp.before.max.ms", self.timestamp_before_max_ms.to_string());
         m.insert("min.cleanable.dirty.ratio", self.min_cleanable_dirty_ratio.to_string());
         m.insert("min.compaction.lag.ms", self.min_compaction_lag_ms.to_string());
         m.insert("min.insync.replicas", self.min_insync_replicas.to_string());

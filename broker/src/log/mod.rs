@@ -21,6 +21,7 @@ pub mod producer_state;
 pub mod record;
 pub mod segment;
 pub mod time_index;
+pub mod validator;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, ConfigError, LogConfig};
@@ -40,6 +41,13 @@ pub enum LogError {
     /// A batch failed structural or CRC validation (Kafka: CORRUPT_MESSAGE).
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
+    /// Kafka's LogValidator refused the batch (INVALID_RECORD), naming the bad records by their
+    /// index in the batch where the problem is with single records.
+    #[error("{message}")]
+    InvalidRecord { message: String, record_errors: Vec<RecordError> },
+    /// Record timestamps outside `message.timestamp.before/after.max.ms` (INVALID_TIMESTAMP).
+    #[error("{message}")]
+    InvalidTimestamp { message: String, record_errors: Vec<RecordError> },
     /// Only magic v2 batches are accepted (Kafka answers produce requests: INVALID_RECORD).
     #[error("unsupported record batch magic {0} (only v2 is supported)")]
     UnsupportedMagic(i8),
@@ -67,6 +75,13 @@ pub enum LogError {
     /// The log directory is already closed or was deleted.
     #[error("log {0} is closed")]
     Closed(PathBuf),
+}
+
+/// One refused record of a batch: its index in the batch and why (Produce's `record_errors`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordError {
+    pub index: i32,
+    pub message: String,
 }
 
 impl LogError {

@@ -17,6 +17,7 @@ use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::producer_state::{Check, ProducerStateManager};
 use super::segment::{file_name, segment_paths, LogSegment};
+use super::validator::{self, AppendOrigin};
 use super::{cleaner, LogError, Result, TopicPartition};
 
 /// ListOffsets' special timestamps.
@@ -268,34 +269,53 @@ impl PartitionLog {
         self.segments.values_mut().next_back().expect("a log always has an active segment")
     }
 
-    /// Validates every batch in `records`: structure, magic v2, CRC, size limit, and (for
-    /// client batches) that the record count matches the offset delta. Returns
-    /// (batches, records, max timestamp).
-    fn validate(&self, records: &[u8], from_client: bool) -> Result<(usize, i64)> {
+    /// Validates every batch in `records`: structure, magic v2, CRC and size limit. Returns the
+    /// number of records (from the batch headers).
+    fn validate(&self, records: &[u8]) -> Result<i64> {
         if records.is_empty() {
             return Err(LogError::CorruptBatch("the record set holds no batch".into()));
         }
-        let mut batches = 0;
         let mut count = 0i64;
         for item in BatchIter::new(records, true) {
             let (_, view) = item?;
-            if view.size() as u64 > self.config.max_message_bytes {
-                return Err(LogError::BatchTooLarge {
-                    size: view.size(),
-                    max: self.config.max_message_bytes as usize,
-                });
-            }
-            if from_client && view.records_count() as i64 != view.last_offset_delta() as i64 + 1 {
-                return Err(LogError::CorruptBatch(format!(
-                    "record count {} does not match last offset delta {}",
-                    view.records_count(),
-                    view.last_offset_delta()
-                )));
-            }
-            batches += 1;
+            self.check_size(&view)?;
             count += view.last_offset_delta() as i64 + 1;
         }
-        Ok((batches, count))
+        Ok(count)
+    }
+
+    fn check_size(&self, view: &BatchView<'_>) -> Result<()> {
+        if view.size() as u64 > self.config.max_message_bytes {
+            return Err(LogError::BatchTooLarge {
+                size: view.size(),
+                max: self.config.max_message_bytes as usize,
+            });
+        }
+        Ok(())
+    }
+
+    /// Validates client batches as Kafka's `LogValidator` does (see [`validator`]), and makes
+    /// each CreateTime batch state its records' largest timestamp. Returns the record count.
+    fn validate_client(&self, records: &mut [u8], origin: AppendOrigin) -> Result<i64> {
+        if records.is_empty() {
+            return Err(LogError::CorruptBatch("the record set holds no batch".into()));
+        }
+        let rules = validator::Rules::new(&self.config, self.clock.now_ms(), origin);
+        let (mut pos, mut count) = (0, 0i64);
+        while pos < records.len() {
+            let size = super::batch::batch_size(&records[pos..])?;
+            let view = BatchView::parse_client(&records[pos..])?;
+            self.check_size(&view)?;
+            let checked = validator::validate_client_batch(&view, &rules, &self.tp)?;
+            let stale_max = checked.max_timestamp != view.max_timestamp();
+            count += i64::from(view.records_count());
+            if !rules.log_append_time && stale_max {
+                BatchMut::new(&mut records[pos..pos + size])
+                    .set_max_timestamp(checked.max_timestamp);
+            }
+            pos += size;
+        }
+        Ok(count)
     }
 
     /// Appends batches produced by a client to this log as leader: assigns offsets from the
@@ -306,7 +326,17 @@ impl PartitionLog {
         records: &mut [u8],
         leader_epoch: i32,
     ) -> Result<AppendInfo> {
-        let (_, count) = self.validate(records, true)?;
+        self.append_as_leader_from(records, leader_epoch, AppendOrigin::Client)
+    }
+
+    /// [`append_as_leader`](Self::append_as_leader) for a writer other than a client.
+    pub fn append_as_leader_from(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        origin: AppendOrigin,
+    ) -> Result<AppendInfo> {
+        let count = self.validate_client(records, origin)?;
         // Idempotent producers: a retried batch answers with its original offsets.
         let mut pending = std::collections::BTreeMap::new();
         for item in BatchIter::new(records, false) {
@@ -375,7 +405,7 @@ impl PartitionLog {
     /// Appends batches that already carry offsets and epochs (replication from a leader).
     /// Offsets must start at or above the LEO and increase.
     pub fn append_as_follower(&mut self, records: &[u8]) -> Result<AppendInfo> {
-        self.validate(records, false)?;
+        self.validate(records)?;
         let mut expected = self.log_end_offset();
         let first_offset = BatchView::parse(records)?.base_offset();
         let (mut max_ts, mut offset_of_max_ts, mut last) = (-1i64, first_offset, first_offset);

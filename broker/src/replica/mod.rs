@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::log::manager::{LogManager, SharedLog};
+use crate::log::validator::AppendOrigin;
 use crate::log::{AppendInfo, FetchData, LogConfig, LogError, TopicPartition};
 use crate::metadata::ClusterImage;
 
@@ -228,6 +229,7 @@ impl ReplicaManager {
         tp: &TopicPartition,
         records: &mut [u8],
         acks: i16,
+        origin: AppendOrigin,
     ) -> Result<(AppendInfo, i64), ReplicaError> {
         let p = self.leader_partition(tp)?;
         let state = p.state();
@@ -238,7 +240,7 @@ impl ReplicaManager {
                 min: log.config().min_insync_replicas,
             });
         }
-        let info = log.append_as_leader(records, state.leader_epoch)?;
+        let info = log.append_as_leader_from(records, state.leader_epoch, origin)?;
         if state.isr == [self.node_id] {
             let leo = log.log_end_offset();
             log.update_high_watermark(leo);
@@ -338,7 +340,7 @@ mod tests {
         rm.reconcile(&image(&[("kept", [1; 16]), ("gone", [2; 16])])).unwrap();
         for topic in ["kept", "gone"] {
             let mut b = build_batch(0, 0, &[(None, Some(b"v"))]);
-            rm.append(&TopicPartition::new(topic, 0), &mut b, -1).unwrap();
+            rm.append(&TopicPartition::new(topic, 0), &mut b, -1, AppendOrigin::Client).unwrap();
         }
         drop(rm);
         // Restart: "gone" was deleted and "kept" re-created (new id) while the logs stayed.
