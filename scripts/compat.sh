@@ -427,6 +427,9 @@ step python-roundtrip python_check roundtrip "$BOOTSTRAP" "$(topic py-data)" 100
 
 step java-admin java_check admin "$BOOTSTRAP" "$(topic java-admin)"
 step java-roundtrip java_check roundtrip "$BOOTSTRAP" "$(topic java-data)" 100000
+# Transactions: Kafka commits one; Sluice (no transactions yet) must refuse at once.
+step java-transactions java_check transactions "$BOOTSTRAP" "$(topic java-tx)" \
+  "$([[ "$MODE" == reference ]] && echo supported || echo refused)"
 
 step cli-topics-create cli_create
 step cli-topics-list cli_list
@@ -458,6 +461,19 @@ fi
 if [[ "$MODE" != external ]] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
   FAILED=$((FAILED + 1))
   echo "FAIL broker-alive: the broker process exited during the run"
+fi
+
+# The broker must stop cleanly (exit 0 on SIGTERM) and must not have panicked, even where a
+# client reconnected and the steps passed.
+if [[ "$MODE" == sluice ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
+  if stop_checked "$BROKER_PID" "$WORK/sluice.log"; then
+    PASSED=$((PASSED + 1))
+    echo "ok broker-clean-exit"
+  else
+    FAILED=$((FAILED + 1))
+    echo "FAIL broker-clean-exit: $STOP_REASON"
+  fi
+  BROKER_PID=""
 fi
 
 echo "$PASSED passed, $FAILED failed"

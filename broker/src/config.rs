@@ -49,6 +49,9 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// `socket.request.max.bytes` (100 MiB).
     pub socket_request_max_bytes: usize,
+    /// `queued.max.request.bytes`: bytes of requests being read or handled at once, all
+    /// connections together (-1, Kafka's default: no bound beyond what clients have sent).
+    pub queued_max_request_bytes: i64,
     /// `max.connections` (Kafka: unlimited; here 10000).
     pub max_connections: usize,
     /// `connections.max.idle.ms` (10 minutes).
@@ -82,6 +85,7 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             auto_create_topics: true,
             socket_request_max_bytes: 100 * 1024 * 1024,
+            queued_max_request_bytes: -1,
             max_connections: 10_000,
             connections_max_idle: Duration::from_millis(600_000),
             retention_check_interval: Duration::from_millis(300_000),
@@ -145,6 +149,7 @@ impl BrokerConfig {
             "auto.create.topics.enable" => self.auto_create_topics = parse(key, value)?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse(key, value)?,
             "max.connections" => self.max_connections = parse(key, value)?,
+            "queued.max.request.bytes" => self.queued_max_request_bytes = parse(key, value)?,
             "connections.max.idle.ms" => {
                 self.connections_max_idle = Duration::from_millis(parse(key, value)?)
             }
@@ -177,6 +182,15 @@ impl BrokerConfig {
     /// Checks what single settings cannot: the quorum is this node alone until the metadata
     /// quorum grows voters, so a voter list naming other nodes is refused rather than ignored.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // As Kafka: a request must fit in the pool, or it could never be read.
+        if self.queued_max_request_bytes > 0
+            && (self.queued_max_request_bytes as u64) < self.socket_request_max_bytes as u64
+        {
+            return Err(ConfigError::Invalid(format!(
+                "queued.max.request.bytes={} must be -1 or at least socket.request.max.bytes={}",
+                self.queued_max_request_bytes, self.socket_request_max_bytes
+            )));
+        }
         const KEY: &str = "controller.quorum.voters";
         let voter = match self.quorum_voters.as_slice() {
             [] => return Ok(()),
@@ -235,6 +249,7 @@ impl BrokerConfig {
         m.insert("default.replication.factor".into(), self.default_replication_factor.to_string());
         m.insert("auto.create.topics.enable".into(), self.auto_create_topics.to_string());
         m.insert("socket.request.max.bytes".into(), self.socket_request_max_bytes.to_string());
+        m.insert("queued.max.request.bytes".into(), self.queued_max_request_bytes.to_string());
         m.insert(
             "connections.max.idle.ms".into(),
             self.connections_max_idle.as_millis().to_string(),

@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod group;
 pub mod http;
 pub mod log;
+pub mod logging;
 pub mod metadata;
 pub mod metrics;
 pub mod replica;

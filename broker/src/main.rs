@@ -102,6 +102,9 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in files and log collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .fmt_fields(sluice_broker::logging::escaped_fields())
         .init();
     match Cli::parse().command {
         Command::Dev(args) | Command::Start(args) => {

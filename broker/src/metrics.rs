@@ -58,6 +58,8 @@ pub struct Metrics {
     pub connections: Gauge,
     pub connections_total: Counter,
     pub connections_closed: Family<ReasonLabels, Counter>,
+    /// Broker tasks that panicked, by task (`connection`, ...): always a bug.
+    pub panics: Family<TaskLabels, Counter>,
     log_start: Family<PartitionLabels, Gauge>,
     log_end: Family<PartitionLabels, Gauge>,
     high_watermark: Family<PartitionLabels, Gauge>,
@@ -71,6 +73,12 @@ pub struct Metrics {
     group_members: Family<GroupLabels, Gauge>,
     group_committed: Family<GroupPartitionLabels, Gauge>,
     group_lag: Family<GroupPartitionLabels, Gauge>,
+}
+
+/// Labels of a per-task metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    pub task: &'static str,
 }
 
 /// Labels of a per-group metric.
@@ -114,6 +122,7 @@ impl Metrics {
             connections: Gauge::default(),
             connections_total: Counter::default(),
             connections_closed: Family::default(),
+            panics: Family::default(),
             log_start: Family::default(),
             log_end: Family::default(),
             high_watermark: Family::default(),
@@ -160,6 +169,7 @@ impl Metrics {
                 "Connections closed by the broker, by reason",
                 m.connections_closed.clone(),
             );
+            r.register("panics", "Broker tasks that panicked (a bug), by task", m.panics.clone());
             r.register(
                 "log_start_offset",
                 "First offset of the partition log",

@@ -470,3 +470,136 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
     assert_eq!(fetch(&mut c, "keyed", 0, 0, 1, 0), (0, 0, 0));
     metadata_ok(&broker);
 }
+
+/// A frame's buffer grows with the bytes that arrive: ten connections that each declare a
+/// 100 MiB request and send 10 bytes of it do not make the broker reserve 1 GiB, and the
+/// broker keeps serving. (Before, each declared size was allocated and zero-filled at once.)
+#[test]
+fn declared_frame_sizes_do_not_reserve_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    metadata_ok(&broker);
+    let before = broker.status_kib("VmRSS");
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        let mut s = connect(&broker);
+        s.write_all(&(100i32 << 20).to_be_bytes()).unwrap();
+        s.write_all(&[0u8; 10]).unwrap();
+        held.push(s);
+    }
+    // The broker has read the prefixes once it answers a request sent after them.
+    metadata_ok(&broker);
+    let after = broker.status_kib("VmRSS");
+    assert!(
+        // The old reader (a zero-filled buffer of the declared size) added 25 MiB here.
+        after < before + 8 * 1024,
+        "RSS went from {before} KiB to {after} KiB for 100 bytes received"
+    );
+    drop(held);
+    metadata_ok(&broker);
+}
+
+/// `queued.max.request.bytes` bounds the requests being read on all connections together: a
+/// client whose frame does not fit waits (it is not refused, nor is memory reserved), and is
+/// served once the frames ahead of it are done.
+#[test]
+fn queued_max_request_bytes_holds_back_reading_until_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(
+        dir.path(),
+        &["--set", "socket.request.max.bytes=100000", "--set", "queued.max.request.bytes=100000"],
+    );
+    // A frame declaring 90,000 bytes takes 90,000 of the pool while it arrives...
+    let mut slow = connect(&broker);
+    slow.write_all(&90_000i32.to_be_bytes()).unwrap();
+    slow.write_all(&[0u8; 100]).unwrap();
+    // ...so a 10,100-byte request on another connection cannot be read yet.
+    let body = {
+        let mut f = frame(ApiKey::Metadata, 12, 7, &MetadataRequest::default().with_topics(None));
+        let pad = 10_100 - (f.len() - 4);
+        f.extend(std::iter::repeat_n(0u8, pad)); // trailing bytes are ignored, as in Kafka
+        let len = (f.len() - 4) as i32;
+        f[..4].copy_from_slice(&len.to_be_bytes());
+        f
+    };
+    let mut waiting = connect(&broker);
+    waiting.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    waiting.write_all(&body).unwrap();
+    let mut byte = [0u8; 1];
+    let r = waiting.read(&mut byte);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "answered while the pool was full: {r:?}"
+    );
+    // The slow client gives up: its share returns to the pool and the waiting request is read.
+    drop(slow);
+    waiting.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut len = [0u8; 4];
+    waiting.read_exact(&mut len).expect("answered once there is room");
+}
+
+/// A stream of malformed frames logs a bounded number of warnings, then one that says how many
+/// were suppressed; every closed connection is still counted in the metrics.
+#[test]
+fn malformed_frames_warn_at_a_bounded_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start_logging(dir.path(), &[], "warn");
+    for _ in 0..50 {
+        let mut s = connect(&broker);
+        s.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap(); // a negative size
+        assert_closed(&mut s, "negative frame size");
+    }
+    metadata_ok(&broker);
+    let warnings = broker.log_lines().iter().filter(|l| l.contains("closing connection")).count();
+    assert!((1..=10).contains(&warnings), "{warnings} warnings for 50 bad frames");
+    let (_, metrics) = broker.http_get("/metrics");
+    assert!(
+        metrics.contains("sluice_connections_closed_total{reason=\"frame_size\"} 50"),
+        "every bad frame counted"
+    );
+}
+
+/// Strings that come from clients reach the log escaped: a group id with a newline and a
+/// terminal escape cannot start a forged line or colour the operator's terminal.
+#[test]
+fn client_strings_are_escaped_in_log_lines() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest, JoinGroupResponse};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start_logging(
+        dir.path(),
+        &["--set", "group.initial.rebalance.delay.ms=0"],
+        "info",
+    );
+    let evil = "evil\nFORGED ERROR line\u{1b}[31m";
+    let mut c = common::RawConn::connect(&broker);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str(evil)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(&[0, 0, 0, 0, 0, 0]))]);
+    // The first lookup creates __consumer_offsets; its partitions load in the background.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let _: kafka_protocol::messages::FindCoordinatorResponse = c.call(
+            ApiKey::FindCoordinator,
+            0,
+            &kafka_protocol::messages::FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str(evil)),
+        );
+        let joined: JoinGroupResponse = c.call(ApiKey::JoinGroup, 3, &join);
+        if joined.error_code == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "JoinGroup: error {}", joined.error_code);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lines = broker.log_lines();
+    assert!(lines.iter().any(|l| l.contains(r"evil\nFORGED ERROR line\u{1b}[31m")), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.starts_with("FORGED")), "a forged line: {lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains('\u{1b}') && l.contains("FORGED")), "{lines:#?}");
+}

@@ -4,7 +4,11 @@
 #
 #   stop_process PID [SECS]      TERM, wait up to SECS (default 20), then KILL; quiet if the
 #                                process is already gone. Sets STOP_KILLED to 1 if it had to
-#                                KILL, else 0.
+#                                KILL, else 0, and STOP_STATUS to its exit status (when it is
+#                                a child of this shell; else empty).
+#   stop_checked PID LOG         stop_process, then fail (with the reason in STOP_REASON)
+#                                unless the process exited 0 on TERM and LOG holds no panic
+#                                line; call it in this shell, not in $(...), so it can wait
 #   free_port                    print a TCP port that is free on 127.0.0.1 right now
 #   wait_port HOST PORT SECS [PID]
 #                                wait until HOST:PORT accepts a TCP connection; fails early if
@@ -30,7 +34,24 @@ stop_process() {
     STOP_KILLED=1
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  wait "$pid" 2>/dev/null || true
+  STOP_STATUS=""
+  wait "$pid" 2>/dev/null && STOP_STATUS=0 || STOP_STATUS=$?
+}
+
+stop_checked() {
+  local pid="$1" log_file="$2" line
+  STOP_REASON=""
+  stop_process "$pid"
+  if ((STOP_KILLED)); then
+    STOP_REASON="process $pid did not exit within 20 s of SIGTERM"
+  elif [[ "$STOP_STATUS" != 0 ]]; then
+    STOP_REASON="process $pid exited with status $STOP_STATUS on SIGTERM"
+  fi
+  line="$(grep -m1 -E 'panicked at|panicked \(a bug\)' "$log_file" 2>/dev/null || true)"
+  if [[ -n "$line" ]]; then
+    STOP_REASON="${STOP_REASON:+$STOP_REASON; }panic in $log_file: $line"
+  fi
+  [[ -z "$STOP_REASON" ]]
 }
 
 free_port() {

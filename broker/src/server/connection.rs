@@ -3,18 +3,28 @@
 //! Requests on a connection are handled one at a time, as Kafka does: clients may pipeline, and
 //! the next request is read only after the previous response is written, which keeps produce
 //! order per connection. A frame that is negative, larger than `socket.request.max.bytes`,
-//! truncated, or that does not decode closes this connection only (with a log line and a
-//! `connections_closed{reason}` count); every other connection keeps being served.
+//! truncated, or that does not decode closes this connection only (with a rate-limited log line
+//! and a `connections_closed{reason}` count); every other connection keeps being served.
+//!
+//! Memory follows what clients send, not what they declare: an idle connection holds no buffer
+//! (one is reserved once the socket is readable, and dropped when it is empty again); a frame's
+//! buffer grows with the bytes that arrive (at most twice what was received, plus one 16 KiB
+//! read chunk), never to its declared size up front; and with `queued.max.request.bytes` set,
+//! the frames being read or handled on all connections together stay under that bound (a
+//! connection waits to read its next frame until there is room, as Kafka mutes a channel).
+//! Responses are written straight from their encoded buffer, without a write buffer.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use super::Broker;
 use crate::api;
@@ -63,16 +73,21 @@ tokio::task_local! {
 }
 
 /// Serves one connection until the client closes it, it errs, idles out, or shutdown.
+/// `request_memory` is the `queued.max.request.bytes` pool shared by all connections.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     broker: &Broker,
+    request_memory: Option<Arc<Semaphore>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (rd, wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    let max = broker.config.socket_request_max_bytes;
+    let (rd, mut wr) = stream.into_split();
+    let mut frames = FrameReader {
+        rd,
+        buf: BytesMut::new(),
+        max: broker.config.socket_request_max_bytes,
+        pool: request_memory,
+    };
     let idle = broker.config.connections_max_idle;
     loop {
         if *shutdown.borrow() {
@@ -80,7 +95,7 @@ pub async fn serve(
         }
         let frame = tokio::select! {
             _ = shutdown.changed() => break,
-            r = tokio::time::timeout(idle, read_frame(&mut rd, max)) => match r {
+            r = tokio::time::timeout(idle, frames.next()) => match r {
                 Err(_) => {
                     tracing::debug!(%peer, "closing idle connection");
                     broker.metrics.connections_closed.get_or_create(&crate::metrics::ReasonLabels { reason: "idle" }).inc();
@@ -94,9 +109,10 @@ pub async fn serve(
                 }
             },
         };
-        match PEER.scope(peer, handle_frame(broker, frame)).await {
+        let Frame { body, pooled } = frame;
+        match PEER.scope(peer, Box::pin(handle_frame(broker, body))).await {
             Ok(Some(response)) => {
-                if let Err(e) = write_response(&mut wr, &response).await {
+                if let Err(e) = wr.write_all(&response).await {
                     tracing::debug!(%peer, error = %e, "write failed");
                     break;
                 }
@@ -107,9 +123,18 @@ pub async fn serve(
                 break;
             }
         }
+        drop(pooled);
     }
     let _ = wr.shutdown().await;
 }
+
+/// At most this many "closing connection" warnings per [`WARN_WINDOW`]; the rest are counted
+/// and the count is reported with the next warning let through.
+const WARNINGS_PER_WINDOW: u32 = 10;
+const WARN_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+static CLOSE_WARNINGS: crate::logging::RateLimit =
+    crate::logging::RateLimit::new(WARNINGS_PER_WINDOW, WARN_WINDOW);
 
 fn close_with(broker: &Broker, peer: SocketAddr, e: &FrameError) {
     match e {
@@ -124,7 +149,19 @@ fn close_with(broker: &Broker, peer: SocketAddr, e: &FrameError) {
             // The client went away: normal life of a connection, not worth a warning.
             tracing::debug!(%peer, error = %e, "client closed the connection");
         }
-        _ => tracing::warn!(%peer, error = %e, "closing connection"),
+        _ => {
+            let admitted = CLOSE_WARNINGS.admit(Instant::now());
+            match admitted {
+                Some(0) => tracing::warn!(%peer, error = %e, "closing connection"),
+                Some(suppressed) => tracing::warn!(
+                    %peer,
+                    error = %e,
+                    suppressed,
+                    "closing connection (similar warnings suppressed since the last one)"
+                ),
+                None => {}
+            }
+        }
     }
     broker
         .metrics
@@ -133,37 +170,136 @@ fn close_with(broker: &Broker, peer: SocketAddr, e: &FrameError) {
         .inc();
 }
 
-/// Reads one size-prefixed frame; `None` at a clean end of stream.
-async fn read_frame<R: AsyncReadExt + Unpin>(
-    rd: &mut R,
-    max: usize,
-) -> Result<Option<BytesMut>, FrameError> {
-    let mut size = [0u8; 4];
-    match rd.read_exact(&mut size).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let size = i32::from_be_bytes(size);
-    if size < 0 || size as usize > max {
-        return Err(FrameError::Size(size, max));
-    }
-    let mut buf = BytesMut::zeroed(size as usize);
-    rd.read_exact(&mut buf).await?;
-    Ok(Some(buf))
+/// Bytes read from the socket at a time, and the largest frame kept in the shared read buffer;
+/// larger frames get a buffer of their own that grows as their bytes arrive.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// One request frame, with its share of the `queued.max.request.bytes` pool.
+struct Frame {
+    body: Bytes,
+    pooled: Option<PoolShare>,
 }
 
-async fn write_response<W: AsyncWriteExt + Unpin>(
-    wr: &mut W,
-    response: &[u8],
-) -> std::io::Result<()> {
-    wr.write_all(response).await?;
-    wr.flush().await
+/// Bytes taken from the request memory pool, given back on drop.
+struct PoolShare {
+    pool: Arc<Semaphore>,
+    bytes: usize,
+}
+
+impl Drop for PoolShare {
+    fn drop(&mut self) {
+        self.pool.add_permits(self.bytes);
+    }
+}
+
+/// Reads size-prefixed frames, holding memory only for bytes that have arrived.
+struct FrameReader {
+    rd: OwnedReadHalf,
+    /// Bytes read and not yet handed out; empty and unallocated while the connection idles.
+    buf: BytesMut,
+    max: usize,
+    pool: Option<Arc<Semaphore>>,
+}
+
+impl FrameReader {
+    /// The next frame; `None` at a clean end of stream (between frames).
+    async fn next(&mut self) -> Result<Option<Frame>, FrameError> {
+        while self.buf.len() < 4 {
+            if !self.fill().await? {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+        }
+        let size = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        if size < 0 || size as usize > self.max {
+            return Err(FrameError::Size(size, self.max));
+        }
+        let size = size as usize;
+        let pooled = match &self.pool {
+            Some(pool) => {
+                // The size is at most socket.request.max.bytes, which the config keeps within
+                // the pool and within u32.
+                let permit = pool.clone().acquire_many_owned(size as u32).await;
+                permit.map_err(|_| std::io::Error::other("request memory pool closed"))?.forget();
+                Some(PoolShare { pool: pool.clone(), bytes: size })
+            }
+            None => None,
+        };
+        self.buf.advance(4);
+        let body = if size <= READ_CHUNK {
+            if self.buf.len() < size {
+                self.buf.reserve(size - self.buf.len());
+            }
+            while self.buf.len() < size {
+                if !self.fill().await? {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+                }
+            }
+            self.buf.split_to(size).freeze()
+        } else {
+            self.read_large(size).await?
+        };
+        if self.buf.is_empty() {
+            // Let go of the read chunk: an idle connection holds no buffer.
+            self.buf = BytesMut::new();
+        }
+        Ok(Some(Frame { body, pooled }))
+    }
+
+    /// A frame larger than a read chunk, read into a buffer of its own that at most doubles
+    /// at a time: a client that declares 100 MiB and sends 10 bytes costs 16 KiB, not 100 MiB.
+    async fn read_large(&mut self, size: usize) -> Result<Bytes, FrameError> {
+        let have = self.buf.len().min(size);
+        let mut body: Vec<u8> = Vec::with_capacity(size.min(READ_CHUNK.max(2 * have)));
+        body.extend_from_slice(&self.buf[..have]);
+        self.buf.advance(have);
+        while body.len() < size {
+            if body.len() == body.capacity() {
+                let target = size.min(body.capacity() * 2);
+                body.reserve_exact(target - body.len());
+            }
+            self.rd.readable().await?;
+            // Exactly this frame's bytes: whatever follows stays in the socket.
+            let missing = size - body.len();
+            let mut room = (&mut body).limit(missing);
+            match self.rd.try_read_buf(&mut room) {
+                Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Bytes::from(body))
+    }
+
+    /// Waits until the socket is readable, then reads what is there into `buf` (a read chunk is
+    /// reserved only now, so waiting costs no memory). `false` at end of stream.
+    async fn fill(&mut self) -> std::io::Result<bool> {
+        loop {
+            self.rd.readable().await?;
+            if self.buf.capacity() == self.buf.len() {
+                self.buf.reserve(READ_CHUNK);
+            }
+            match self.rd.try_read_buf(&mut self.buf) {
+                Ok(0) => return Ok(false),
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Readiness was stale: wait again without holding the chunk.
+                    if self.buf.is_empty() {
+                        self.buf = BytesMut::new();
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// Decodes a request, runs it, and encodes the size-prefixed response (`None`: no response,
 /// as for acks=0 produce).
-async fn handle_frame(broker: &Broker, frame: BytesMut) -> Result<Option<BytesMut>, FrameError> {
+async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<BytesMut>, FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::Short(frame.len()));
     }
@@ -183,7 +319,7 @@ async fn handle_frame(broker: &Broker, frame: BytesMut) -> Result<Option<BytesMu
         }
         return Err(FrameError::UnsupportedVersion(api_key, version));
     }
-    let mut bytes: Bytes = frame.freeze();
+    let mut bytes = frame;
     let header_version = api_key.request_header_version(version);
     let header = RequestHeader::decode(&mut bytes, header_version)
         .map_err(|e| FrameError::Malformed(api_key, e.to_string()))?;

@@ -1,5 +1,10 @@
 //! Test harness: runs the real `sluice` binary on ephemeral loopback ports in a temp directory,
 //! with bounded waits, and stops it (SIGTERM, or SIGKILL to simulate a crash) on request or drop.
+//!
+//! The broker's stderr passes through a reader thread that echoes it and watches for panics: a
+//! panic anywhere in the broker (even one a client would just reconnect after) fails the test
+//! when the broker stops, and so does a non-zero exit on a clean stop, which is what dropping a
+//! `BrokerProcess` does when the test itself did not fail.
 
 #![allow(dead_code)]
 
@@ -7,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running broker process.
@@ -17,26 +22,65 @@ pub struct BrokerProcess {
     pub admin: SocketAddr,
     pub data_dir: PathBuf,
     extra: Vec<String>,
+    /// The first line of broker output that reports a panic.
+    panic_line: Arc<Mutex<Option<String>>>,
+    /// Every line the broker wrote to stderr so far.
+    log: Arc<Mutex<Vec<String>>>,
+    /// `RUST_LOG` of the broker (the test's `SLUICE_TEST_LOG`, default `warn`).
+    log_level: String,
+}
+
+/// True for a line in which the broker reports a panic (Rust's panic message, or the ERROR
+/// line of a task whose panic was caught).
+fn is_panic_line(line: &str) -> bool {
+    line.contains("panicked at") || line.contains("panicked (a bug)")
 }
 
 impl BrokerProcess {
     /// Starts `sluice dev` with its data in `data_dir` and any extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_on(data_dir, "127.0.0.1:0", extra.iter().map(|s| s.to_string()).collect())
+        let level = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        Self::start_on(
+            data_dir,
+            "127.0.0.1:0",
+            extra.iter().map(|s| s.to_string()).collect(),
+            level,
+        )
     }
 
-    fn start_on(data_dir: &Path, listen: &str, extra: Vec<String>) -> Self {
+    /// [`start`](Self::start) with the broker's `RUST_LOG` set to `level`, for tests that read
+    /// its log lines.
+    pub fn start_logging(data_dir: &Path, extra: &[&str], level: &str) -> Self {
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_on(data_dir, "127.0.0.1:0", extra, level.to_string())
+    }
+
+    fn start_on(data_dir: &Path, listen: &str, extra: Vec<String>, log_level: String) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("dev")
             .args(["--listen", listen, "--admin-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(&extra)
-            .env("RUST_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("RUST_LOG", &log_level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting the sluice binary");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let panic_line = Arc::new(Mutex::new(None));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (seen, lines) = (panic_line.clone(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // eprintln goes through the test harness's capture, unlike inherited stderr.
+                eprintln!("{line}");
+                if is_panic_line(&line) {
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(line.clone());
+                }
+                lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -69,6 +113,32 @@ impl BrokerProcess {
             admin: admin.expect("admin address in the ready line"),
             data_dir: data_dir.to_path_buf(),
             extra,
+            panic_line,
+            log,
+            log_level,
+        }
+    }
+
+    /// The broker's stderr lines so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A field of the broker's `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let pid = self.child.as_ref().expect("a running broker").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+    }
+
+    /// Fails the test if the broker reported a panic so far.
+    pub fn assert_no_panic(&self) {
+        if let Some(line) = self.panic_line.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            panic!("the broker panicked: {line}");
         }
     }
 
@@ -85,6 +155,9 @@ impl BrokerProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
+                // Let the reader thread drain the last lines before judging them.
+                std::thread::sleep(Duration::from_millis(50));
+                self.assert_no_panic();
                 return status.code();
             }
             if Instant::now() > deadline {
@@ -102,6 +175,9 @@ impl BrokerProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if !std::thread::panicking() {
+            self.assert_no_panic();
+        }
     }
 
     /// Starts again on the same data directory and the same Kafka port (clients reconnect).
@@ -112,7 +188,7 @@ impl BrokerProcess {
         // The old socket may linger briefly; retry binding within a bounded time.
         loop {
             let result = std::panic::catch_unwind(|| {
-                Self::start_on(&self.data_dir, &listen, self.extra.clone())
+                Self::start_on(&self.data_dir, &listen, self.extra.clone(), self.log_level.clone())
             });
             match result {
                 Ok(p) => {
@@ -139,8 +215,15 @@ impl BrokerProcess {
 }
 
 impl Drop for BrokerProcess {
+    /// A test that passed ends with a clean stop: exit status 0 and no panic in the output.
+    /// One that is failing already just kills the broker.
     fn drop(&mut self) {
-        self.kill9();
+        if std::thread::panicking() || self.child.is_none() {
+            self.kill9();
+            return;
+        }
+        let code = self.stop();
+        assert_eq!(code, Some(0), "the broker's exit status on SIGTERM");
     }
 }
 

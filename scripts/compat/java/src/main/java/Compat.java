@@ -44,6 +44,12 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *                                           sends N keyed records with headers; a consumer in
  *                                           assign mode (no group.id) reads them back and
  *                                           checks count, per-partition order and content
+ *   Compat transactions BOOTSTRAP TOPIC refused|supported
+ *                                           a producer with transactional.id: refused, its
+ *                                           initTransactions() must throw
+ *                                           TransactionalIdAuthorizationException (fatal, at
+ *                                           once, not a timeout); supported, it commits one
+ *                                           transaction (validates the step against Kafka)
  * </pre>
  *
  * Progress goes to stderr. On success prints one summary line and exits 0; on any mismatch
@@ -64,7 +70,7 @@ public final class Compat {
 
     public static void main(String[] args) {
         if (args.length < 3) {
-            System.err.println("usage: Compat admin|roundtrip BOOTSTRAP TOPIC [N]");
+            System.err.println("usage: Compat admin|roundtrip|transactions BOOTSTRAP TOPIC [N|refused|supported]");
             System.exit(2);
         }
         String mode = args[0];
@@ -79,6 +85,9 @@ public final class Compat {
                 case "roundtrip":
                     int n = args.length > 3 ? Integer.parseInt(args[3]) : 10_000;
                     summary = roundtrip(bootstrap, topic, n);
+                    break;
+                case "transactions":
+                    summary = transactions(bootstrap, topic, args.length > 3 && args[3].equals("supported"));
                     break;
                 default:
                     System.err.println("unknown mode " + mode);
@@ -247,6 +256,36 @@ public final class Compat {
             }
         }
         return found;
+    }
+
+    static String transactions(String bootstrap, String topic, boolean supported) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            get(admin.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all(), "createTopics");
+        }
+        Properties pp = new Properties();
+        pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        pp.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "sluice-compat-tx");
+        pp.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, Long.toString(TIMEOUT.toMillis()));
+        pp.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, REQUEST_MS);
+        pp.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        pp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(pp)) {
+            progress("initTransactions");
+            try {
+                producer.initTransactions();
+            } catch (org.apache.kafka.common.errors.TransactionalIdAuthorizationException e) {
+                check(!supported, "initTransactions: " + describe(e));
+                return "initTransactions refused at once: " + e.getMessage();
+            } catch (org.apache.kafka.common.errors.TimeoutException e) {
+                throw new CheckFailed("initTransactions: no answer within " + TIMEOUT.toSeconds()
+                    + "s (the broker must refuse at once, not let the client retry)");
+            }
+            check(supported, "initTransactions succeeded, but this broker has no transactions");
+            producer.beginTransaction();
+            get(producer.send(new ProducerRecord<>(topic, "k", "v")), "send");
+            producer.commitTransaction();
+            return "one transaction committed";
+        }
     }
 
     static String roundtrip(String bootstrap, String topic, int n) throws Exception {
