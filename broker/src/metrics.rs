@@ -66,6 +66,8 @@ pub struct Metrics {
     leader_epoch: Family<PartitionLabels, Gauge>,
     producers: Family<PartitionLabels, Gauge>,
     partitions: Gauge,
+    uncleanable_partitions: Gauge,
+    cleaner_failures: Gauge<u64, AtomicU64>,
     raft_term: Gauge,
     raft_leader: Gauge,
     raft_applied: Gauge<u64, AtomicU64>,
@@ -129,6 +131,8 @@ impl Metrics {
             leader_epoch: Family::default(),
             producers: Family::default(),
             partitions: Gauge::default(),
+            uncleanable_partitions: Gauge::default(),
+            cleaner_failures: Gauge::default(),
             raft_term: Gauge::default(),
             raft_leader: Gauge::default(),
             raft_applied: Gauge::default(),
@@ -170,6 +174,16 @@ impl Metrics {
                 m.connections_closed.clone(),
             );
             r.register("panics", "Broker tasks that panicked (a bug), by task", m.panics.clone());
+            r.register(
+                "uncleanable_partitions",
+                "Partitions compaction skips because their batches cannot be read",
+                m.uncleanable_partitions.clone(),
+            );
+            r.register(
+                "cleaner_failures",
+                "Compaction passes that failed since start-up",
+                m.cleaner_failures.clone(),
+            );
             r.register(
                 "log_start_offset",
                 "First offset of the partition log",
@@ -294,6 +308,8 @@ impl Metrics {
             self.high_watermark.get_or_create(&labels).set(hw);
             self.leader_epoch.get_or_create(&labels).set(p.state().leader_epoch as i64);
         }
+        self.uncleanable_partitions.set(replicas.logs().uncleanable_partitions() as i64);
+        self.cleaner_failures.set(replicas.logs().cleaner_failures());
         self.raft_term.set(raft.0 as i64);
         self.raft_leader.set(raft.1.map(|l| l as i64).unwrap_or(-1));
         self.raft_applied.set(raft.2.unwrap_or(0));

@@ -531,3 +531,86 @@ fn a_corrupt_leader_epoch_checkpoint_is_rebuilt_from_the_batches() {
     assert_eq!(log.end_offset_for_epoch(3), (3, 4));
     assert!(std::fs::read_to_string(&path).unwrap().contains("7 4"), "rewritten");
 }
+
+/// A zstd batch of `n` keyed records of 1 KiB of zeros (keys `k0`..`k99`), at `base`.
+fn inflating_batch(base: i64, n: usize) -> Vec<u8> {
+    use sluice_broker::log::batch::{assemble_batch, BatchFields, BatchView, Compression as Codec};
+    let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    let value = vec![0u8; 1024];
+    let records: Vec<common::KeyValue<'_>> =
+        (0..n).map(|i| (Some(keys[i % 100].as_bytes()), Some(&value[..]))).collect();
+    let plain = build_batch(base, T0, &records);
+    let view = BatchView::parse(&plain).unwrap();
+    let payload =
+        sluice_broker::log::compression::compress(Codec::Zstd, view.records_payload()).unwrap();
+    let fields = BatchFields { attributes: Codec::Zstd.id(), ..BatchFields::of(&view) };
+    assemble_batch(&fields, view.records_count(), &payload)
+}
+
+/// A batch that inflates past the old in-memory cap of the cleaner (64 MiB) is compacted by
+/// streaming it, not refused every pass (it used to fail with "decompressed size exceeds").
+#[test]
+fn batches_inflating_past_the_old_cleaner_cap_are_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let topic_config = config(&[("cleanup.policy", "compact"), ("segment.bytes", "1000")]);
+    let (manager, _) =
+        LogManager::open(dir.path(), LogConfig::default(), clock.clone(), |_| topic_config.clone())
+            .unwrap();
+    let log = manager.get_or_create(&TopicPartition::new("t", 0), topic_config.clone()).unwrap();
+    let n = 70_000; // 70,000 records of ~1 KiB: 72 MB of records per batch
+    for _ in 0..2 {
+        let mut batch = inflating_batch(0, n);
+        assert!(batch.len() < 1_000_000, "compressed to {} bytes", batch.len());
+        let mut log = log.lock().unwrap();
+        log.append_as_leader(&mut batch, 0).unwrap();
+        log.roll().unwrap();
+        let leo = log.log_end_offset();
+        log.update_high_watermark(leo);
+    }
+    clock.advance(HOUR);
+    let removed = manager.run_cleaner();
+    assert_eq!(removed, n as u64 + (n as u64 - 100), "the first batch whole, the second to 100");
+    assert_eq!(manager.uncleanable_partitions(), 0);
+    assert_eq!(manager.cleaner_failures(), 0);
+    manager.shutdown().unwrap();
+}
+
+/// A partition whose batches the cleaner cannot read (records that are garbage behind a valid
+/// CRC, written before produce validation existed or by a replica) is marked uncleanable once
+/// and then skipped, not retried every pass.
+#[test]
+fn a_partition_the_cleaner_cannot_read_is_marked_uncleanable_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let topic_config = config(&[("cleanup.policy", "compact"), ("segment.bytes", "1000")]);
+    let (manager, _) =
+        LogManager::open(dir.path(), LogConfig::default(), clock.clone(), |_| topic_config.clone())
+            .unwrap();
+    let log = manager.get_or_create(&TopicPartition::new("t", 0), topic_config.clone()).unwrap();
+    {
+        let mut log = log.lock().unwrap();
+        let mut garbage = build_batch(0, T0, &[(Some(b"k"), Some(&[1u8; 600][..]))]);
+        let end = garbage.len();
+        for b in &mut garbage[61..end] {
+            *b = 0xff;
+        }
+        sluice_broker::log::batch::BatchMut::new(&mut garbage).update_crc();
+        log.append_as_follower(&garbage).unwrap();
+        log.roll().unwrap();
+        let good = build_batch(1, T0, &[(Some(b"k"), Some(b"v"))]);
+        log.append_as_follower(&good).unwrap();
+        log.roll().unwrap();
+        let leo = log.log_end_offset();
+        log.update_high_watermark(leo);
+    }
+    clock.advance(HOUR);
+    for _ in 0..3 {
+        manager.run_cleaner();
+    }
+    assert_eq!(manager.uncleanable_partitions(), 1);
+    assert_eq!(manager.cleaner_failures(), 1, "tried once, then skipped");
+    // Deleting the partition forgets the mark.
+    manager.delete(&TopicPartition::new("t", 0)).unwrap();
+    assert_eq!(manager.uncleanable_partitions(), 0);
+}

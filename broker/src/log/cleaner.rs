@@ -26,21 +26,54 @@
 //! Not yet done: aborted-transaction removal and keeping each producer's last batch (both
 //! arrive with transactions and idempotence).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
+use std::io::Write;
 
-use super::batch::{assemble_batch, BatchFields, BatchIter, BatchView, Compression};
-use super::compression::{compress, decompress};
+use super::batch::{assemble_batch, BatchFields, BatchIter, BatchView};
+use super::compression::{Compressor, RecordsReader};
 use super::partition_log::PartitionLog;
-use super::record::{RecordIter, RecordView};
+use super::record::{RecordInfo, RecordStream, RecordTap, StreamError};
 use super::segment::{segment_paths, LogSegment};
 use super::LogError;
 
-/// Key bytes -> offset of the newest record with that key (Kafka's `OffsetMap`).
+/// Key hash -> offset of the newest record with that key (Kafka's `OffsetMap`, which keys on
+/// an MD5 of the key). Keys are hashed with two independently keyed SipHash instances (128
+/// bits, seeded per map): keys may arrive in pieces from a streaming decompressor, a map entry
+/// costs 24 bytes whatever the key's size, and a client cannot craft keys that collide with
+/// another key (which would drop a live record) without knowing the seeds.
 #[derive(Debug, Default, Clone)]
 pub struct OffsetMap {
-    offsets: HashMap<Vec<u8>, i64>,
+    offsets: HashMap<u128, i64>,
     latest_offset: Option<i64>,
+    seeds: KeySeeds,
+}
+
+/// The two hash keys of an [`OffsetMap`].
+#[derive(Debug, Default, Clone)]
+struct KeySeeds(RandomState, RandomState);
+
+/// A key being hashed as its bytes arrive.
+struct KeyHash(DefaultHasher, DefaultHasher, u64);
+
+impl KeySeeds {
+    fn start(&self) -> KeyHash {
+        KeyHash(self.0.build_hasher(), self.1.build_hasher(), 0)
+    }
+}
+
+impl KeyHash {
+    fn update(&mut self, chunk: &[u8]) {
+        // SipHash consumes a byte stream: chunks hash as their concatenation does.
+        self.0.write(chunk);
+        self.1.write(chunk);
+        self.2 += chunk.len() as u64;
+    }
+    fn finish(mut self) -> u128 {
+        self.0.write_u64(self.2);
+        self.1.write_u64(self.2);
+        (u128::from(self.0.finish()) << 64) | u128::from(self.1.finish())
+    }
 }
 
 impl OffsetMap {
@@ -57,20 +90,26 @@ impl OffsetMap {
         self.offsets.is_empty()
     }
 
+    fn hash(&self, key: &[u8]) -> u128 {
+        let mut h = self.seeds.start();
+        h.update(key);
+        h.finish()
+    }
+
     /// The offset of the newest record seen with `key`.
     pub fn get(&self, key: &[u8]) -> Option<i64> {
-        self.offsets.get(key).copied()
+        self.offsets.get(&self.hash(key)).copied()
     }
 
     /// Records that the record at `offset` has `key`. The map keeps the highest offset per key,
     /// so inserting out of order cannot make an older record look newest.
     pub fn insert(&mut self, key: &[u8], offset: i64) {
-        match self.offsets.get_mut(key) {
-            Some(existing) => *existing = (*existing).max(offset),
-            None => {
-                self.offsets.insert(key.to_vec(), offset);
-            }
-        }
+        self.insert_hash(self.hash(key), offset);
+    }
+
+    fn insert_hash(&mut self, key: u128, offset: i64) {
+        let entry = self.offsets.entry(key).or_insert(offset);
+        *entry = (*entry).max(offset);
         self.latest_offset = Some(self.latest_offset.map_or(offset, |o| o.max(offset)));
     }
 
@@ -108,27 +147,39 @@ impl CleanStats {
     }
 }
 
-/// The decompressed records section of a batch, borrowed when it was not compressed.
-///
-/// A batch with no records and no payload is left alone whatever its codec: Kafka writes such
+/// Streams the records of a batch (decompressing as it goes), handing each to `visit` with
+/// `tap` having seen its bytes. A batch without records is not read at all: Kafka writes such
 /// empty batches (`DefaultRecordBatch.writeEmptyHeader`) with the original attributes, to keep a
-/// producer's last sequence after compaction removed all its records.
-fn records_section<'a>(
-    view: &BatchView<'a>,
+/// producer's last sequence after compaction removed all its records, and their empty payload
+/// is no valid compressed stream.
+fn for_each_record<T: RecordTap>(
+    view: &BatchView<'_>,
     decompress_limit: usize,
-) -> Result<(Compression, Cow<'a, [u8]>), LogError> {
+    tap: &mut T,
+    mut visit: impl FnMut(&mut T, &RecordInfo) -> Result<(), LogError>,
+) -> Result<(), LogError> {
+    if view.records_count() == 0 {
+        return Ok(());
+    }
     let codec = view.compression()?;
-    let raw = view.records_payload();
-    let payload = match codec {
-        Compression::None => Cow::Borrowed(raw),
-        _ if raw.is_empty() && view.records_count() == 0 => Cow::Borrowed(raw),
-        _ => Cow::Owned(decompress(codec, raw, decompress_limit)?),
+    let reader = RecordsReader::new(codec, view.records_payload(), decompress_limit)?;
+    let mut stream = RecordStream::new(reader, view.records_count());
+    let mut info = RecordInfo::default();
+    let corrupt = |e: Box<StreamError>| match *e {
+        StreamError::Source(e) => LogError::Decompression(format!("{codec:?}: {e}")),
+        StreamError::Structure { index, reason } => LogError::CorruptBatch(format!(
+            "record {index} of the batch at offset {}: {reason}",
+            view.base_offset()
+        )),
     };
-    Ok((codec, payload))
+    while stream.next_record(tap, &mut info).map_err(corrupt)? {
+        visit(tap, &info)?;
+    }
+    stream.into_inner().finish()
 }
 
-/// The absolute offset of `record` in the batch `view`.
-fn record_offset(view: &BatchView<'_>, record: &RecordView<'_>) -> Result<i64, LogError> {
+/// The absolute offset of a record of the batch `view`.
+fn record_offset(view: &BatchView<'_>, record: &RecordInfo) -> Result<i64, LogError> {
     view.base_offset().checked_add(i64::from(record.offset_delta)).ok_or_else(|| {
         LogError::CorruptBatch(format!(
             "offset delta {} overflows base offset {}",
@@ -138,29 +189,77 @@ fn record_offset(view: &BatchView<'_>, record: &RecordView<'_>) -> Result<i64, L
     })
 }
 
+/// Hashes each record's key as it streams by.
+struct KeyTap<'a> {
+    seeds: &'a KeySeeds,
+    hash: Option<KeyHash>,
+}
+
+impl RecordTap for KeyTap<'_> {
+    fn begin(&mut self, _index: i32) {
+        self.hash = Some(self.seeds.start());
+    }
+    fn key(&mut self, chunk: &[u8]) {
+        if let Some(h) = self.hash.as_mut() {
+            h.update(chunk);
+        }
+    }
+}
+
+impl KeyTap<'_> {
+    /// The hash of the record just read, if it has a key.
+    fn key_of(&mut self, record: &RecordInfo) -> Option<u128> {
+        let hash = self.hash.take()?;
+        (record.key_len >= 0).then(|| hash.finish())
+    }
+}
+
 /// Adds every keyed record in `batches` (complete v2 batches, back to back, in offset order) to
 /// `map`, so that it ends up holding the newest offset of each key. Control batches (transaction
 /// markers) are skipped. Batches are parsed without a CRC check; compressed records sections are
-/// decompressed up to `decompress_limit` bytes each.
+/// streamed through their decompressor, so memory does not grow with what a batch inflates to
+/// (`decompress_limit` bounds a single snappy block).
 pub fn build_offset_map(
     batches: &[u8],
     map: &mut OffsetMap,
     decompress_limit: usize,
 ) -> Result<(), LogError> {
+    let seeds = map.seeds.clone();
     for item in BatchIter::new(batches, false) {
         let (_, view) = item?;
         if view.is_control() {
             continue;
         }
-        let (_, payload) = records_section(&view, decompress_limit)?;
-        for record in RecordIter::new(&payload, view.records_count()) {
-            let record = record?;
-            if let Some(key) = record.key {
-                map.insert(key, record_offset(&view, &record)?);
+        let mut tap = KeyTap { seeds: &seeds, hash: None };
+        for_each_record(&view, decompress_limit, &mut tap, |tap, record| {
+            if let Some(key) = tap.key_of(record) {
+                map.insert_hash(key, record_offset(&view, record)?);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Copies the bytes of the records marked to keep into the rebuilt batch's records section.
+struct CopyTap<'a> {
+    keep: &'a [bool],
+    current: usize,
+    out: Compressor,
+    failed: Option<std::io::Error>,
+}
+
+impl RecordTap for CopyTap<'_> {
+    fn begin(&mut self, index: i32) {
+        self.current = index as usize;
+    }
+    fn raw(&mut self, chunk: &[u8]) {
+        if self.failed.is_none() && self.keep.get(self.current).copied().unwrap_or(false) {
+            if let Err(e) = self.out.write_all(chunk) {
+                self.failed = Some(e);
             }
         }
     }
-    Ok(())
 }
 
 /// Copies `batches` (complete v2 batches, back to back) to `out`, keeping only the records that
@@ -202,30 +301,38 @@ pub fn filter_batches(
             continue;
         }
 
-        let (codec, payload) = records_section(&view, decompress_limit)?;
-        let mut retained: Vec<&[u8]> = Vec::new();
-        let mut dropped_any = false;
-        for record in RecordIter::new(&payload, view.records_count()) {
-            let record = record?;
-            if should_keep(&view, &record, map, remove_tombstones)? {
-                stats.tombstones_kept += record.is_tombstone() as u64;
-                retained.push(record.raw);
-            } else {
-                dropped_any = true;
-            }
-        }
-        stats.records_kept += retained.len() as u64;
-
-        if !dropped_any {
-            write_verbatim(&view, out, &mut stats);
-        } else if !retained.is_empty() {
-            let kept_count = i32::try_from(retained.len())
-                .map_err(|_| LogError::CorruptBatch("too many records in a batch".into()))?;
-            let records = retained.concat();
-            let records = match codec {
-                Compression::None => records,
-                _ => compress(codec, &records)?,
+        // Pass 1: which records stay. One flag per record (count bytes), not the records.
+        let mut keep: Vec<bool> = Vec::new();
+        let mut tap = KeyTap { seeds: &map.seeds, hash: None };
+        for_each_record(&view, decompress_limit, &mut tap, |tap, record| {
+            let newest = match tap.key_of(record).and_then(|key| map.offsets.get(&key)) {
+                Some(&latest) => latest <= record_offset(&view, record)?,
+                None => true,
             };
+            let tombstone = record.value_len < 0;
+            let kept = newest && !(remove_tombstones && tombstone);
+            stats.tombstones_kept += (kept && tombstone) as u64;
+            keep.push(kept);
+            Ok(())
+        })?;
+        let kept = keep.iter().filter(|&&k| k).count();
+        stats.records_kept += kept as u64;
+
+        if kept == keep.len() {
+            write_verbatim(&view, out, &mut stats);
+        } else if kept > 0 {
+            // Pass 2: stream the batch again, copying the kept records into a compressor of
+            // the batch's own codec.
+            let kept_count = i32::try_from(kept)
+                .map_err(|_| LogError::CorruptBatch("too many records in a batch".into()))?;
+            let codec = view.compression()?;
+            let out_section = Compressor::new(codec, view.records_payload().len())?;
+            let mut copy = CopyTap { keep: &keep, current: 0, out: out_section, failed: None };
+            for_each_record(&view, decompress_limit, &mut copy, |_, _| Ok(()))?;
+            if let Some(e) = copy.failed {
+                return Err(LogError::Decompression(format!("{codec:?}: compression failed: {e}")));
+            }
+            let records = copy.out.finish()?;
             let rebuilt = assemble_batch(&BatchFields::of(&view), kept_count, &records);
             stats.batches_written += 1;
             stats.bytes_written += rebuilt.len() as u64;
@@ -233,20 +340,6 @@ pub fn filter_batches(
         }
     }
     Ok(stats)
-}
-
-/// Whether `record` survives compaction (see [`filter_batches`]).
-fn should_keep(
-    view: &BatchView<'_>,
-    record: &RecordView<'_>,
-    map: &OffsetMap,
-    remove_tombstones: bool,
-) -> Result<bool, LogError> {
-    let newest = match record.key.and_then(|key| map.get(key)) {
-        Some(latest) => latest <= record_offset(view, record)?,
-        None => true,
-    };
-    Ok(newest && !(remove_tombstones && record.is_tombstone()))
 }
 
 fn write_verbatim(view: &BatchView<'_>, out: &mut Vec<u8>, stats: &mut CleanStats) {
@@ -434,7 +527,7 @@ pub struct CleanerState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::{BatchMut, HEADER_SIZE};
+    use crate::log::batch::{BatchMut, Compression, HEADER_SIZE};
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::{
@@ -822,13 +915,40 @@ mod tests {
     }
 
     #[test]
-    fn decompress_limit_is_enforced() {
-        let input = batch(&partition()[0], KpCompression::Zstd);
-        let mut map = OffsetMap::new();
-        let r = build_offset_map(&input, &mut map, 10);
-        assert!(matches!(r, Err(LogError::Decompression(_))), "{r:?}");
-        let r = filter_batches(&input, &map, false, 10, &mut Vec::new());
-        assert!(matches!(r, Err(LogError::Decompression(_))), "{r:?}");
+    fn batches_inflating_past_the_limit_are_streamed_not_refused() {
+        // The limit no longer caps a whole section (the cleaner streams it); it still bounds
+        // one snappy block, the codec's unit of decompression.
+        for (codec, kp_codec) in CODECS {
+            let input = batch(&partition()[0], kp_codec);
+            let mut map = OffsetMap::new();
+            let r = build_offset_map(&input, &mut map, 10);
+            if codec == Compression::Snappy {
+                assert!(matches!(r, Err(LogError::Decompression(_))), "{r:?}");
+                continue;
+            }
+            r.unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            assert!(!map.is_empty());
+            let stats = filter_batches(&input, &map, false, 10, &mut Vec::new()).unwrap();
+            assert_eq!(stats.batches_read, 1, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn keys_hash_the_same_in_pieces_and_whole() {
+        let seeds = KeySeeds::default();
+        let whole = {
+            let mut h = seeds.start();
+            h.update(b"a key that arrives in pieces");
+            h.finish()
+        };
+        let mut pieces = seeds.start();
+        for chunk in [&b"a key th"[..], b"", b"at arrives", b" in pieces"] {
+            pieces.update(chunk);
+        }
+        assert_eq!(pieces.finish(), whole);
+        let mut other = seeds.start();
+        other.update(b"a key that arrives in piece");
+        assert_ne!(other.finish(), whole);
     }
 
     #[test]

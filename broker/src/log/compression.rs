@@ -270,52 +270,163 @@ impl BufRead for SnappyReader<'_> {
 /// In-memory compression only fails on internal codec errors, reported as
 /// [`LogError::Decompression`] (the storage layer's codec error).
 pub fn compress(codec: Compression, input: &[u8]) -> Result<Vec<u8>, LogError> {
-    let fail = |e: &dyn std::fmt::Display| {
-        LogError::Decompression(format!("{codec:?}: compression failed: {e}"))
-    };
-    match codec {
-        Compression::None => Ok(input.to_vec()),
-        Compression::Gzip => {
-            let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(input.len() / 2 + 64),
-                flate2::Compression::default(),
-            );
-            encoder.write_all(input).map_err(|e| fail(&e))?;
-            encoder.finish().map_err(|e| fail(&e))
-        }
-        Compression::Snappy => {
-            let mut out = Vec::with_capacity(
-                XERIAL_HEADER_SIZE + input.len() / 2 + 4 * input.len().div_ceil(XERIAL_BLOCK_SIZE),
-            );
-            out.extend_from_slice(&XERIAL_MAGIC);
-            out.extend_from_slice(&XERIAL_VERSION.to_be_bytes());
-            out.extend_from_slice(&XERIAL_COMPATIBLE_VERSION.to_be_bytes());
-            let mut encoder = snap::raw::Encoder::new();
-            let mut block = vec![0u8; snap::raw::max_compress_len(XERIAL_BLOCK_SIZE)];
-            for chunk in input.chunks(XERIAL_BLOCK_SIZE) {
-                let n = encoder.compress(chunk, &mut block).map_err(|e| fail(&e))?;
-                // n <= max_compress_len(32 KiB), far below i32::MAX.
-                let len = i32::try_from(n).map_err(|e| fail(&e))?;
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&block[..n]);
+    if codec == Compression::None {
+        return Ok(input.to_vec());
+    }
+    let mut c = Compressor::new(codec, input.len() / 2 + 64)?;
+    c.write_all(input).map_err(|e| compression_error(codec, &e))?;
+    c.finish()
+}
+
+fn compression_error(codec: Compression, e: &dyn std::fmt::Display) -> LogError {
+    LogError::Decompression(format!("{codec:?}: compression failed: {e}"))
+}
+
+/// A records section being compressed as it is written (the cleaner copies retained records
+/// into one without holding them uncompressed), in the framing [`compress`] documents.
+pub enum Compressor {
+    None(Vec<u8>),
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Snappy(Box<SnappyWriter>),
+    Lz4(lz4::Encoder<Vec<u8>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl std::fmt::Debug for Compressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Compressor").field(&self.codec()).finish()
+    }
+}
+
+impl Compressor {
+    /// A compressor whose output buffer starts at `capacity` bytes.
+    pub fn new(codec: Compression, capacity: usize) -> Result<Self, LogError> {
+        let out = Vec::with_capacity(capacity);
+        let fail = |e: std::io::Error| compression_error(codec, &e);
+        Ok(match codec {
+            Compression::None => Compressor::None(out),
+            Compression::Gzip => {
+                Compressor::Gzip(flate2::write::GzEncoder::new(out, flate2::Compression::default()))
             }
-            Ok(out)
+            Compression::Snappy => Compressor::Snappy(Box::new(SnappyWriter::new(out))),
+            Compression::Lz4 => Compressor::Lz4(
+                lz4::EncoderBuilder::new()
+                    .block_size(lz4::BlockSize::Max64KB)
+                    .block_mode(lz4::BlockMode::Independent)
+                    .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
+                    .checksum(lz4::ContentChecksum::NoChecksum)
+                    .level(LZ4_LEVEL)
+                    .build(out)
+                    .map_err(fail)?,
+            ),
+            Compression::Zstd => {
+                Compressor::Zstd(zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(fail)?)
+            }
+        })
+    }
+
+    pub fn codec(&self) -> Compression {
+        match self {
+            Compressor::None(_) => Compression::None,
+            Compressor::Gzip(_) => Compression::Gzip,
+            Compressor::Snappy(_) => Compression::Snappy,
+            Compressor::Lz4(_) => Compression::Lz4,
+            Compressor::Zstd(_) => Compression::Zstd,
         }
-        Compression::Lz4 => {
-            let mut encoder = lz4::EncoderBuilder::new()
-                .block_size(lz4::BlockSize::Max64KB)
-                .block_mode(lz4::BlockMode::Independent)
-                .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
-                .checksum(lz4::ContentChecksum::NoChecksum)
-                .level(LZ4_LEVEL)
-                .build(Vec::with_capacity(input.len() / 2 + 64))
-                .map_err(|e| fail(&e))?;
-            encoder.write_all(input).map_err(|e| fail(&e))?;
-            let (out, result) = encoder.finish();
-            result.map_err(|e| fail(&e))?;
-            Ok(out)
+    }
+
+    /// Ends the stream and returns the compressed section.
+    pub fn finish(self) -> Result<Vec<u8>, LogError> {
+        let codec = self.codec();
+        let fail = |e: std::io::Error| compression_error(codec, &e);
+        match self {
+            Compressor::None(out) => Ok(out),
+            Compressor::Gzip(e) => e.finish().map_err(fail),
+            Compressor::Snappy(w) => w.finish().map_err(fail),
+            Compressor::Lz4(e) => {
+                let (out, result) = e.finish();
+                result.map_err(fail)?;
+                Ok(out)
+            }
+            Compressor::Zstd(e) => e.finish().map_err(fail),
         }
-        Compression::Zstd => zstd::bulk::compress(input, ZSTD_LEVEL).map_err(|e| fail(&e)),
+    }
+}
+
+impl Write for Compressor {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Compressor::None(w) => w.write(buf),
+            Compressor::Gzip(w) => w.write(buf),
+            Compressor::Snappy(w) => w.write(buf),
+            Compressor::Lz4(w) => w.write(buf),
+            Compressor::Zstd(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Xerial snappy framing written block by block: input is gathered into 32 KiB blocks, each
+/// compressed and appended with its length.
+pub struct SnappyWriter {
+    out: Vec<u8>,
+    block: Vec<u8>,
+    encoder: snap::raw::Encoder,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for SnappyWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnappyWriter").field("out", &self.out.len()).finish()
+    }
+}
+
+impl SnappyWriter {
+    fn new(mut out: Vec<u8>) -> Self {
+        out.extend_from_slice(&XERIAL_MAGIC);
+        out.extend_from_slice(&XERIAL_VERSION.to_be_bytes());
+        out.extend_from_slice(&XERIAL_COMPATIBLE_VERSION.to_be_bytes());
+        SnappyWriter {
+            out,
+            block: Vec::with_capacity(XERIAL_BLOCK_SIZE),
+            encoder: snap::raw::Encoder::new(),
+            scratch: vec![0u8; snap::raw::max_compress_len(XERIAL_BLOCK_SIZE)],
+        }
+    }
+
+    fn flush_block(&mut self) -> std::io::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let n =
+            self.encoder.compress(&self.block, &mut self.scratch).map_err(std::io::Error::other)?;
+        // n <= max_compress_len(32 KiB), far below i32::MAX.
+        let len = i32::try_from(n).map_err(std::io::Error::other)?;
+        self.out.extend_from_slice(&len.to_be_bytes());
+        self.out.extend_from_slice(&self.scratch[..n]);
+        self.block.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> std::io::Result<Vec<u8>> {
+        self.flush_block()?;
+        Ok(self.out)
+    }
+}
+
+impl Write for SnappyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let take = buf.len().min(XERIAL_BLOCK_SIZE - self.block.len());
+        self.block.extend_from_slice(&buf[..take]);
+        if self.block.len() == XERIAL_BLOCK_SIZE {
+            self.flush_block()?;
+        }
+        Ok(take)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -70,6 +70,20 @@ pub struct LogManager {
     had_clean_shutdown: bool,
     /// Checkpoint values read at start-up, consumed as logs are opened.
     loaded: Mutex<LoadedCheckpoints>,
+    cleaner: Mutex<CleanerHealth>,
+}
+
+/// What the cleaner knows of the partitions it failed on.
+#[derive(Debug, Default)]
+struct CleanerHealth {
+    /// Partitions the cleaner cannot clean (corrupt or unreadable batches), with the reason:
+    /// skipped until the broker restarts, as Kafka's `uncleanable-partitions-count` counts.
+    uncleanable: BTreeMap<TopicPartition, String>,
+    /// Partitions whose last pass failed on an I/O error (a full disk): retried every pass,
+    /// logged once per failing streak.
+    io_failing: std::collections::BTreeSet<TopicPartition>,
+    /// Failed passes since start-up.
+    failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +131,7 @@ impl LogManager {
             logs: Mutex::new(HashMap::new()),
             had_clean_shutdown,
             loaded: Mutex::new(loaded),
+            cleaner: Mutex::new(CleanerHealth::default()),
         };
         let mut reports = Vec::new();
         let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -206,6 +221,11 @@ impl LogManager {
     /// crash mid-delete is finished on the next start rather than reloaded.
     pub fn delete(&self, tp: &TopicPartition) -> Result<bool> {
         let Some(log) = lock(&self.logs).remove(tp) else { return Ok(false) };
+        {
+            let mut health = lock(&self.cleaner);
+            health.uncleanable.remove(tp);
+            health.io_failing.remove(tp);
+        }
         let log = lock(&log);
         let from = log.dir().to_path_buf();
         let to = self.dir.join(format!("{}.{}-delete", tp.dir_name(), self.clock.now_ms()));
@@ -259,16 +279,57 @@ impl LogManager {
             .sum()
     }
 
-    /// One compaction pass over every compacted log; returns the records removed.
+    /// One compaction pass over every compacted log; returns the records removed. A partition
+    /// whose batches the cleaner cannot read is marked uncleanable once (one ERROR line) and
+    /// skipped from then on, instead of failing every pass; an I/O error (a full disk) is
+    /// retried every pass and logged once until a pass succeeds.
     pub fn run_cleaner(&self) -> u64 {
         let mut removed = 0;
         for (tp, log) in self.all() {
-            match lock(&log).compact() {
-                Ok(stats) => removed += stats.records_read - stats.records_kept,
-                Err(e) => tracing::error!(partition = %tp, error = %e, "compaction failed"),
+            if lock(&self.cleaner).uncleanable.contains_key(&tp) {
+                continue;
+            }
+            let result = lock(&log).compact();
+            let mut health = lock(&self.cleaner);
+            match result {
+                Ok(stats) => {
+                    removed += stats.records_read - stats.records_kept;
+                    if health.io_failing.remove(&tp) {
+                        tracing::info!(partition = %tp, "compaction works again");
+                    }
+                }
+                Err(e @ LogError::Io { .. }) => {
+                    health.failures += 1;
+                    if health.io_failing.insert(tp.clone()) {
+                        tracing::error!(
+                            partition = %tp,
+                            error = %e,
+                            "compaction failed on an I/O error; retrying every log.cleaner.backoff.ms"
+                        );
+                    }
+                }
+                Err(e) => {
+                    health.failures += 1;
+                    tracing::error!(
+                        partition = %tp,
+                        error = %e,
+                        "partition marked uncleanable: compaction skips it until the broker restarts"
+                    );
+                    health.uncleanable.insert(tp, e.to_string());
+                }
             }
         }
         removed
+    }
+
+    /// Partitions marked uncleanable (Kafka's `uncleanable-partitions-count`).
+    pub fn uncleanable_partitions(&self) -> usize {
+        lock(&self.cleaner).uncleanable.len()
+    }
+
+    /// Compaction passes that failed since start-up.
+    pub fn cleaner_failures(&self) -> u64 {
+        lock(&self.cleaner).failures
     }
 
     /// Flushes logs whose `flush.ms` has elapsed.

@@ -208,6 +208,8 @@ fn source(e: std::io::Error) -> Failed {
 /// Receives the bytes of each record as the stream reads them, so a caller can hash keys (the
 /// cleaner) or copy records (recompression) without the stream buffering a record whole.
 pub trait RecordTap {
+    /// A new record starts: `index` is its position in the batch.
+    fn begin(&mut self, _index: i32) {}
     /// A chunk of the current record's key (never called for a null key).
     fn key(&mut self, _chunk: &[u8]) {}
     /// A chunk of the current record, length prefix included; all of it, in order.
@@ -259,6 +261,7 @@ impl<R: BufRead> RecordStream<R> {
         // Fast path: the whole record is in the source's buffer (always for a slice, nearly
         // always for a decompressor's 16 KiB buffer and ordinary records), parsed in place.
         let index = self.index;
+        tap.begin(index);
         let buf = self.src.fill_buf().map_err(source)?;
         if let Some(size) = parse_buffered(buf, index, tap, out)? {
             self.src.consume(size);
