@@ -508,3 +508,31 @@ fn transactional_producers_fail_at_once_with_a_fatal_error() {
     let sent = send_all(&plain, "after-tx", &[(0, record)]);
     assert_eq!(sent, vec![(0, 0)]);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Kafka's own sample server.properties (every key and value; only ports and the data path
+/// filled in) starts Sluice: settings Sluice does not act on are accepted and listed once, and
+/// clients reach it through the advertised PLAINTEXT listener.
+#[test]
+fn kafkas_sample_server_properties_starts_sluice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (kafka_port, controller_port) = (free_port(), free_port());
+    let text = include_str!("fixtures/kafka-server.properties")
+        .replace("@KAFKA_PORT@", &kafka_port.to_string())
+        .replace("@CONTROLLER_PORT@", &controller_port.to_string())
+        .replace("@DATA_DIR@", &data.display().to_string());
+    let file = dir.path().join("server.properties");
+    std::fs::write(&file, text).unwrap();
+    let broker = BrokerProcess::start_with_config(&data, &file);
+    assert_eq!(broker.kafka.port(), kafka_port);
+    let bootstrap = format!("localhost:{kafka_port}");
+    create_topic(&bootstrap, "from-sample", 1, &[]);
+    let p = producer(&bootstrap, &[]);
+    let record = Seen { key: Some(b"k".to_vec()), value: Some(b"v".to_vec()), headers: vec![] };
+    assert_eq!(send_all(&p, "from-sample", &[(0, record)]), vec![(0, 0)]);
+    assert!(data.join("from-sample-0").is_dir(), "log.dirs is used");
+}

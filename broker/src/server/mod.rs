@@ -106,6 +106,13 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         bytes_truncated = recovered,
         "opened data directory"
     );
+    if !config.without_effect.is_empty() {
+        let keys: Vec<&str> = config.without_effect.keys().map(String::as_str).collect();
+        tracing::info!(
+            keys = %keys.join(", "),
+            "Kafka settings accepted for compatibility that have no effect in Sluice"
+        );
+    }
     let logs = Arc::new(logs);
 
     let metadata = MetadataNode::start(MetadataConfig {

@@ -55,13 +55,33 @@ impl BrokerProcess {
         Self::start_on(data_dir, "127.0.0.1:0", extra, level.to_string())
     }
 
+    /// `sluice start --config FILE --admin-listen 127.0.0.1:0`: a broker configured by a
+    /// properties file alone (its `log.dirs` should be `data_dir`).
+    pub fn start_with_config(data_dir: &Path, config: &Path) -> Self {
+        let level = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let args = vec![
+            "start".to_string(),
+            "--config".to_string(),
+            config.display().to_string(),
+            "--admin-listen".to_string(),
+            "127.0.0.1:0".to_string(),
+        ];
+        Self::spawn(data_dir, args, Vec::new(), level)
+    }
+
     fn start_on(data_dir: &Path, listen: &str, extra: Vec<String>, log_level: String) -> Self {
+        let mut args: Vec<String> = ["dev", "--listen", listen, "--admin-listen", "127.0.0.1:0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--data-dir".to_string(), data_dir.display().to_string()]);
+        args.extend(extra.iter().cloned());
+        Self::spawn(data_dir, args, extra, log_level)
+    }
+
+    fn spawn(data_dir: &Path, args: Vec<String>, extra: Vec<String>, log_level: String) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("dev")
-            .args(["--listen", listen, "--admin-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(&extra)
+            .args(&args)
             .env("RUST_LOG", &log_level)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

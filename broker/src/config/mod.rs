@@ -13,6 +13,105 @@ use std::time::Duration;
 
 use crate::log::LogConfig;
 
+pub mod catalog;
+
+/// The type of a Kafka config (`ConfigDef.Type`), which decides what values parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Boolean,
+    Int,
+    Short,
+    Long,
+    Double,
+    String,
+    List,
+    Class,
+    Password,
+}
+
+/// Whether a broker config can change at run time (Kafka's `DynamicBrokerConfig`): not at all,
+/// per broker only, or per broker and as a cluster-wide default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dynamic {
+    No,
+    PerBroker,
+    ClusterWide,
+}
+
+/// One broker config Kafka defines.
+#[derive(Clone, Copy, Debug)]
+pub struct BrokerKey {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: Option<&'static str>,
+    pub dynamic: Dynamic,
+    pub internal: bool,
+}
+
+/// One topic config Kafka defines, with its broker-level synonyms.
+#[derive(Clone, Copy, Debug)]
+pub struct TopicKey {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: Option<&'static str>,
+    /// Kafka's description of the valid values (`[0,...]`, `[compact, delete]`, ...).
+    pub validator: &'static str,
+    pub synonyms: &'static [&'static str],
+    pub internal: bool,
+}
+
+/// The broker config Kafka defines under `name`.
+pub fn kafka_broker_key(name: &str) -> Option<&'static BrokerKey> {
+    catalog::BROKER.binary_search_by(|k| k.name.cmp(name)).ok().map(|i| &catalog::BROKER[i])
+}
+
+/// The topic config Kafka defines under `name`.
+pub fn kafka_topic_key(name: &str) -> Option<&'static TopicKey> {
+    catalog::TOPIC.binary_search_by(|k| k.name.cmp(name)).ok().map(|i| &catalog::TOPIC[i])
+}
+
+/// Checks that `value` parses as Kafka parses a config of type `kind`.
+pub fn check_kind(key: &str, kind: Kind, value: &str) -> Result<(), String> {
+    let v = value.trim();
+    let ok = match kind {
+        Kind::Boolean => v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false"),
+        Kind::Int => v.parse::<i32>().is_ok(),
+        Kind::Short => v.parse::<i16>().is_ok(),
+        Kind::Long => v.parse::<i64>().is_ok(),
+        Kind::Double => v.parse::<f64>().is_ok(),
+        Kind::String | Kind::List | Kind::Class | Kind::Password => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid value '{value}' for {key}: expected {kind:?}").to_lowercase())
+    }
+}
+
+/// The known name closest to `name` (edit distance), if one is close enough to be a typo.
+pub fn closest_name<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let max = (name.len() / 4).clamp(2, 6);
+    known.map(|k| (edit_distance(name, k), k)).filter(|(d, _)| *d <= max).min().map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Sluice's own settings, which Kafka does not have.
+const SLUICE_KEYS: &[&str] = &["admin.listener"];
+
 /// A configuration the broker cannot start with.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -69,6 +168,14 @@ pub struct BrokerConfig {
     /// The group coordinator's settings (`offsets.topic.num.partitions`,
     /// `group.initial.rebalance.delay.ms`, `offsets.retention.minutes`, ...).
     pub groups: crate::group::GroupConfig,
+    /// Kafka settings Sluice accepts (so a Kafka `server.properties` starts it) but that change
+    /// nothing here: thread counts, socket buffers, security, transactions, ...
+    pub without_effect: BTreeMap<String, String>,
+    /// `listeners` and `advertised.listeners` as given, resolved once `controller.listener.names`
+    /// is known too (it may come later in a file).
+    listeners_raw: Option<String>,
+    advertised_raw: Option<String>,
+    controller_listener_names: Vec<String>,
 }
 
 impl Default for BrokerConfig {
@@ -94,6 +201,10 @@ impl Default for BrokerConfig {
             producer_id_expiration: Duration::from_millis(86_400_000),
             producer_id_expiration_check: Duration::from_millis(600_000),
             groups: crate::group::GroupConfig::default(),
+            without_effect: BTreeMap::new(),
+            listeners_raw: None,
+            advertised_raw: None,
+            controller_listener_names: Vec::new(),
         }
     }
 }
@@ -106,6 +217,10 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
 }
 
 /// Strips a `PLAINTEXT://` (or any `NAME://`) prefix from a listener.
+fn split_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
 fn listener_addr(value: &str) -> &str {
     let first = value.split(',').next().unwrap_or(value).trim();
     first.split_once("://").map(|(_, a)| a).unwrap_or(first)
@@ -125,8 +240,19 @@ impl BrokerConfig {
         let value = value.trim();
         match key {
             "node.id" | "broker.id" => self.node_id = parse(key, value)?,
-            "listeners" => self.listen = parse(key, listener_addr(value))?,
-            "advertised.listeners" => self.advertised = Some(parse_host_port(key, value)?),
+            "listeners" => {
+                self.listeners_raw = Some(value.to_string());
+                self.resolve_listeners()?;
+            }
+            "advertised.listeners" => {
+                self.advertised_raw = Some(value.to_string());
+                self.resolve_listeners()?;
+            }
+            "controller.listener.names" => {
+                self.controller_listener_names = split_list(value);
+                self.resolve_listeners()?;
+                self.without_effect.insert(key.into(), value.into());
+            }
             "admin.listener" => self.admin_listen = parse(key, value)?,
             "log.dirs" | "log.dir" => {
                 self.data_dir = PathBuf::from(value.split(',').next().unwrap_or(value).trim())
@@ -167,14 +293,71 @@ impl BrokerConfig {
             k if crate::group::GROUP_CONFIG_KEYS.contains(&k) => {
                 self.groups.set(k, value).map_err(ConfigError::Invalid)?
             }
-            // Settings that only select what Sluice does anyway.
-            "process.roles"
-            | "controller.listener.names"
-            | "inter.broker.listener.name"
-            | "listener.security.protocol.map" => {}
-            _ => {
-                self.log_defaults = self.log_defaults.with_broker_overrides([(key, value)])?;
-            }
+            _ => match self.log_defaults.with_broker_overrides([(key, value)]) {
+                Ok(c) => self.log_defaults = c,
+                Err(crate::log::ConfigError::Unknown(_)) => {
+                    self.accept_without_effect(key, value)?
+                }
+                Err(e) => return Err(e.into()),
+            },
+        }
+        Ok(())
+    }
+
+    /// A setting Kafka has and Sluice does not act on: accepted if its value is one Kafka would
+    /// take, and remembered so start-up can say it has no effect. A name Kafka does not know
+    /// either is a typo: refused, naming the closest known key.
+    fn accept_without_effect(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if let Some(k) = kafka_broker_key(key) {
+            check_kind(key, k.kind, value).map_err(ConfigError::Invalid)?;
+        } else if !key.starts_with("listener.name.") {
+            let known = catalog::BROKER.iter().map(|k| k.name).chain(SLUICE_KEYS.iter().copied());
+            return Err(ConfigError::Invalid(match closest_name(key, known) {
+                Some(near) => format!("unknown configuration '{key}' (did you mean '{near}'?)"),
+                None => format!("unknown configuration '{key}': neither Kafka nor Sluice has it"),
+            }));
+        }
+        self.without_effect.insert(key.into(), value.into());
+        Ok(())
+    }
+
+    /// Picks the client listener: the first of `listeners` that is not a controller listener
+    /// (`controller.listener.names`), and its entry in `advertised.listeners` (matched by
+    /// listener name, else the first non-controller entry). `PLAINTEXT://:9092` (no host) binds
+    /// every interface, as in Kafka.
+    fn resolve_listeners(&mut self) -> Result<(), ConfigError> {
+        let controller = &self.controller_listener_names;
+        let pick =
+            |key: &str, raw: &str, want: Option<&str>| -> Result<(String, String), ConfigError> {
+                let entries: Vec<(String, String)> = split_list(raw)
+                    .into_iter()
+                    .map(|e| match e.split_once("://") {
+                        Some((name, addr)) => (name.trim().to_string(), addr.trim().to_string()),
+                        None => ("PLAINTEXT".to_string(), e),
+                    })
+                    .filter(|(name, _)| !controller.iter().any(|c| c == name))
+                    .collect();
+                entries
+                    .iter()
+                    .find(|(name, _)| want.is_none_or(|w| w == name))
+                    .or_else(|| entries.first())
+                    .cloned()
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                        "{key}={raw} has no client listener (all are in controller.listener.names)"
+                    ))
+                    })
+            };
+        let mut name = None;
+        if let Some(raw) = self.listeners_raw.clone() {
+            let (n, addr) = pick("listeners", &raw, None)?;
+            let addr = if addr.starts_with(':') { format!("0.0.0.0{addr}") } else { addr };
+            self.listen = parse("listeners", &addr)?;
+            name = Some(n);
+        }
+        if let Some(raw) = self.advertised_raw.clone() {
+            let (_, addr) = pick("advertised.listeners", &raw, name.as_deref())?;
+            self.advertised = Some(parse_host_port("advertised.listeners", &addr)?);
         }
         Ok(())
     }
@@ -307,6 +490,54 @@ mod tests {
         assert!(e.to_string().contains("node.id"), "{e}");
         assert!(c.apply_properties("no.such.setting=1").is_err());
         assert!(c.apply_properties("num.partitions=0").is_err());
+    }
+
+    #[test]
+    fn every_kafka_broker_config_is_accepted_and_typos_name_the_closest_key() {
+        let mut c = BrokerConfig::default();
+        // Kafka settings without an effect here: accepted, type-checked, remembered.
+        c.apply_properties(
+            "num.network.threads=3\nnum.io.threads=8\nsocket.send.buffer.bytes=102400\n\
+             transaction.state.log.replication.factor=1\nssl.keystore.password=secret\n\
+             listener.name.internal.ssl.keystore.location=/x\n",
+        )
+        .unwrap();
+        assert_eq!(c.without_effect["num.io.threads"], "8");
+        assert_eq!(c.without_effect.len(), 6);
+        let e = c.apply_properties("num.io.threads=many").unwrap_err().to_string();
+        assert!(e.contains("num.io.threads") && e.contains("int"), "{e}");
+        // A typo: refused, with the key it probably meant.
+        let e = c.apply_properties("num.partition=3").unwrap_err().to_string();
+        assert!(e.contains("did you mean 'num.partitions'"), "{e}");
+        let e = c.apply_properties("log.retention.hour=3").unwrap_err().to_string();
+        assert!(e.contains("did you mean 'log.retention.hours'"), "{e}");
+        let e = c.apply_properties("completely.made.up.thing=1").unwrap_err().to_string();
+        assert!(e.contains("neither Kafka nor Sluice"), "{e}");
+        // Every key of Kafka's catalog is accepted with its own default value.
+        for k in catalog::BROKER {
+            if let Some(d) = k.default {
+                let mut c = BrokerConfig::default();
+                if k.name == "log.dir" || k.name == "log.dirs" || k.name.contains("listener") {
+                    continue; // addresses and paths: checked by the tests above
+                }
+                c.set(k.name, d).unwrap_or_else(|e| panic!("{}={d}: {e}", k.name));
+            }
+        }
+    }
+
+    #[test]
+    fn listeners_pick_the_client_listener_by_name() {
+        let mut c = BrokerConfig::default();
+        c.apply_properties(
+            "listeners=CONTROLLER://127.0.0.1:9093,PLAINTEXT://:19092\n\
+             advertised.listeners=CONTROLLER://ctl:9093,PLAINTEXT://broker-0.svc:19092\n\
+             controller.listener.names=CONTROLLER\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:19092".parse().unwrap());
+        assert_eq!(c.advertised, Some(("broker-0.svc".into(), 19092)));
+        let e = c.apply_properties("listeners=CONTROLLER://127.0.0.1:9093").unwrap_err();
+        assert!(e.to_string().contains("no client listener"), "{e}");
     }
 
     #[test]
