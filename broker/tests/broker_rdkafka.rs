@@ -536,3 +536,67 @@ fn kafkas_sample_server_properties_starts_sluice() {
     assert_eq!(send_all(&p, "from-sample", &[(0, record)]), vec![(0, 0)]);
     assert!(data.join("from-sample-0").is_dir(), "log.dirs is used");
 }
+
+/// Every topic config of Kafka 4.4 is accepted at CreateTopics with Kafka's validation and
+/// described with its source; `compression.type` stores batches in its codec (consumers read
+/// them back), and tiered storage is refused with a reason.
+#[test]
+fn every_kafka_topic_config_is_accepted_and_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let bs = broker.bootstrap();
+    let a = admin(&bs);
+    let opts = AdminOptions::new();
+    let configs = [
+        ("compression.type", "lz4"),
+        ("compression.lz4.level", "3"),
+        ("max.compaction.lag.ms", "3600000"),
+        ("segment.jitter.ms", "1000"),
+        ("file.delete.delay.ms", "1000"),
+        ("preallocate", "true"),
+        ("unclean.leader.election.enable", "true"),
+        ("leader.replication.throttled.replicas", "0:1"),
+        ("follower.replication.throttled.replicas", "*"),
+        ("local.retention.ms", "-2"),
+        ("local.retention.bytes", "-2"),
+        ("message.timestamp.before.max.ms", "86400000"),
+        ("message.timestamp.after.max.ms", "7200000"),
+        ("max.decompressed.message.bytes", "10000000"),
+        ("remote.storage.enable", "false"),
+    ];
+    create_topic(&bs, "all-configs", 1, &configs);
+    let described =
+        block_on(a.describe_configs(&[ResourceSpecifier::Topic("all-configs")], &opts)).unwrap();
+    let r = described.into_iter().next().unwrap().unwrap();
+    for (key, value) in configs {
+        let entry = r.get(key).unwrap_or_else(|| panic!("{key} is not described"));
+        assert_eq!(entry.value.as_deref(), Some(value), "{key}");
+        assert!(entry.source == rdkafka::admin::ConfigSource::DynamicTopic, "{key}");
+    }
+    assert!(r.get("remote.log.copy.disable").unwrap().is_default);
+    assert_eq!(r.entries.len(), 37, "every topic config of Kafka 4.4 but the internal one");
+
+    let tiered = block_on(
+        a.create_topics(
+            &[NewTopic::new("tiered", 1, TopicReplication::Fixed(1))
+                .set("remote.storage.enable", "true")],
+            &opts,
+        ),
+    )
+    .unwrap();
+    let (_, code) = tiered[0].as_ref().unwrap_err();
+    assert_eq!(*code, RDKafkaErrorCode::InvalidConfig);
+
+    // Produced uncompressed, stored lz4, consumed as produced.
+    let p = producer(&bs, &[("compression.type", "none")]);
+    let records: Vec<(i32, Seen)> = (0..100)
+        .map(|i| {
+            let v = format!("value-{i}").into_bytes();
+            (0, Seen { key: Some(b"k".to_vec()), value: Some(v), headers: vec![] })
+        })
+        .collect();
+    send_all(&p, "all-configs", &records);
+    let got = consume_to_end(&bs, "all-configs", &[0]);
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[99], b"value-99".to_vec());
+}

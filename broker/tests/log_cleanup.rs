@@ -394,7 +394,7 @@ fn bad_batches_are_rejected_with_typed_errors_and_nothing_is_written() {
         Err(LogError::UnsupportedMagic(1))
     ));
     assert!(matches!(log.append_as_leader(&mut big, 0), Err(LogError::BatchTooLarge { .. })));
-    assert!(matches!(log.append_as_leader(&mut [], 0), Err(LogError::CorruptBatch(_))));
+    assert!(matches!(log.append_as_leader(&mut Vec::new(), 0), Err(LogError::CorruptBatch(_))));
     assert_eq!(log.log_end_offset(), 0);
     assert_eq!(log.size_bytes(), 0);
 }
@@ -613,4 +613,114 @@ fn a_partition_the_cleaner_cannot_read_is_marked_uncleanable_once() {
     // Deleting the partition forgets the mark.
     manager.delete(&TopicPartition::new("t", 0)).unwrap();
     assert_eq!(manager.uncleanable_partitions(), 0);
+}
+
+/// `compression.type` other than `producer` stores every batch in that codec, as Kafka does:
+/// an uncompressed client batch comes back zstd (or lz4, ...), with the same records, offsets
+/// and timestamps, and a batch already in the topic's codec is kept as it came.
+#[test]
+fn compression_type_recompresses_batches_into_the_topics_codec() {
+    for (name, id) in [("gzip", 1), ("snappy", 2), ("lz4", 3), ("zstd", 4), ("uncompressed", 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let mut log = open(dir.path(), config(&[("compression.type", name)]), &clock);
+        let records = [("a", Some("1")), ("b", None), ("c", Some("3"))];
+        let mut plain = client_batch(Compression::None, 0, &records);
+        log.append_as_leader(&mut plain, 0).unwrap();
+        let mut zstd = client_batch(Compression::Zstd, 0, &records);
+        log.append_as_leader(&mut zstd, 0).unwrap();
+        log.update_high_watermark(6);
+        let data = log.read(0, 1 << 20, 6).unwrap();
+        let mut pos = 0;
+        while pos < data.records.len() {
+            let view =
+                sluice_broker::log::batch::BatchView::parse_checked(&data.records[pos..]).unwrap();
+            assert_eq!(view.attributes() & 7, id, "{name}: every batch in the topic's codec");
+            pos += view.size();
+        }
+        let read = read_all(&log);
+        let expected: Vec<(i64, String, Option<String>)> = (0..6)
+            .map(|i| {
+                let (k, v) = records[i % 3];
+                (i as i64, k.to_string(), v.map(str::to_string))
+            })
+            .collect();
+        assert_eq!(read, expected, "{name}");
+    }
+}
+
+/// A recompressed batch larger than `max.message.bytes` is refused (MESSAGE_TOO_LARGE), as
+/// Kafka checks the batch it writes, not the one it received.
+#[test]
+fn recompression_output_is_bounded_by_max_message_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let c = config(&[("compression.type", "uncompressed"), ("max.message.bytes", "20000")]);
+    let mut log = open(dir.path(), c, &clock);
+    let value = "x".repeat(1000);
+    let records: Vec<(&str, Option<&str>)> =
+        (0..100).map(|_| ("k", Some(value.as_str()))).collect();
+    let mut batch = client_batch(Compression::Zstd, 0, &records);
+    assert!(batch.len() < 20_000);
+    let err = log.append_as_leader(&mut batch, 0).unwrap_err();
+    assert!(matches!(err, LogError::BatchTooLarge { .. }), "{err}");
+    assert_eq!(log.log_end_offset(), 0);
+}
+
+/// `max.compaction.lag.ms` makes the cleaner run on dirty data that old even when the dirty
+/// ratio alone would wait (KIP-354).
+#[test]
+fn max_compaction_lag_forces_cleaning_below_the_dirty_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let base = [("cleanup.policy", "compact"), ("segment.bytes", "300")];
+    let lazy = [("min.cleanable.dirty.ratio", "1.0")];
+    let mut log = open(dir.path(), config(&[&base[..], &lazy[..]].concat()), &clock);
+    for i in 0..10 {
+        let mut b = client_batch(Compression::None, 0, &[("k", Some(&format!("v{i}")))]);
+        log.append_as_leader(&mut b, 0).unwrap();
+    }
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+    clock.advance(HOUR);
+    // A first pass cleans everything (all of it is dirty); new dirty data then stays below a
+    // ratio of 1.0, so later passes wait...
+    log.compact().unwrap();
+    for i in 10..12 {
+        let mut b = client_batch(Compression::None, 0, &[("k", Some(&format!("v{i}")))]);
+        log.append_as_leader(&mut b, 0).unwrap();
+    }
+    log.roll().unwrap();
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+    clock.advance(HOUR);
+    assert_eq!(log.compact().unwrap().records_read, 0, "below the ratio: no pass");
+    // ...unless max.compaction.lag.ms says the dirty records have waited long enough.
+    let eager = [("max.compaction.lag.ms", "60000")];
+    log.update_config(config(&[&base[..], &lazy[..], &eager[..]].concat()));
+    assert!(log.compact().unwrap().records_read > 0, "the lag forces a pass");
+    let values: Vec<_> = read_all(&log).into_iter().map(|(_, _, v)| v.unwrap()).collect();
+    assert_eq!(values.last().map(String::as_str), Some("v11"));
+}
+
+/// `segment.jitter.ms` rolls each segment up to that much before `segment.ms`, a different
+/// amount per segment, never more than `segment.ms` itself.
+#[test]
+fn segment_jitter_rolls_segments_early_by_a_per_segment_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log = open(
+        dir.path(),
+        config(&[("segment.ms", "100000"), ("segment.jitter.ms", "90000")]),
+        &clock,
+    );
+    let mut jitters = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        append_n(&mut log, 1, T0);
+        let jitter = log.active_roll_jitter_ms();
+        assert!((0..90_000).contains(&jitter), "{jitter}");
+        jitters.insert(jitter);
+        log.roll().unwrap();
+    }
+    assert!(jitters.len() > 1, "drawn per segment: {jitters:?}");
 }

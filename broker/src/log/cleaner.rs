@@ -439,7 +439,13 @@ pub fn clean_log(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
     let dirty: u64 = dirty_bases.iter().map(size).sum();
     let dirty_enough = dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
     let tombstones_due = state.tombstone_deadline.is_some_and(|t| now > t);
-    if !dirty_enough && !tombstones_due {
+    // max.compaction.lag.ms: dirty data this old is cleaned whatever the ratio (KIP-354).
+    let lag_due = config.max_compaction_lag_ms < i64::MAX
+        && dirty_bases.iter().any(|b| {
+            let first = log.segments()[b].first_timestamp().unwrap_or(i64::MAX);
+            now.saturating_sub(first) >= config.max_compaction_lag_ms
+        });
+    if !dirty_enough && !tombstones_due && !lag_due {
         return Ok(stats);
     }
     let limit = config.decompress_limit();

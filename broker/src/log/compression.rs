@@ -299,14 +299,29 @@ impl std::fmt::Debug for Compressor {
 }
 
 impl Compressor {
-    /// A compressor whose output buffer starts at `capacity` bytes.
+    /// A compressor whose output buffer starts at `capacity` bytes, at the codec's default
+    /// level (Kafka's defaults: gzip 6, lz4 fast mode here, zstd 3).
     pub fn new(codec: Compression, capacity: usize) -> Result<Self, LogError> {
+        Self::with_level(codec, None, capacity)
+    }
+
+    /// Like [`new`](Self::new) at `level` (`compression.<codec>.level`; gzip's -1 is the
+    /// default; snappy has no levels).
+    pub fn with_level(
+        codec: Compression,
+        level: Option<i32>,
+        capacity: usize,
+    ) -> Result<Self, LogError> {
         let out = Vec::with_capacity(capacity);
         let fail = |e: std::io::Error| compression_error(codec, &e);
         Ok(match codec {
             Compression::None => Compressor::None(out),
             Compression::Gzip => {
-                Compressor::Gzip(flate2::write::GzEncoder::new(out, flate2::Compression::default()))
+                let level = match level {
+                    Some(l @ 1..=9) => flate2::Compression::new(l as u32),
+                    _ => flate2::Compression::default(),
+                };
+                Compressor::Gzip(flate2::write::GzEncoder::new(out, level))
             }
             Compression::Snappy => Compressor::Snappy(Box::new(SnappyWriter::new(out))),
             Compression::Lz4 => Compressor::Lz4(
@@ -315,13 +330,14 @@ impl Compressor {
                     .block_mode(lz4::BlockMode::Independent)
                     .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
                     .checksum(lz4::ContentChecksum::NoChecksum)
-                    .level(LZ4_LEVEL)
+                    .level(level.map_or(LZ4_LEVEL, |l| l.max(0) as u32))
                     .build(out)
                     .map_err(fail)?,
             ),
-            Compression::Zstd => {
-                Compressor::Zstd(zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(fail)?)
-            }
+            Compression::Zstd => Compressor::Zstd(
+                zstd::stream::write::Encoder::new(out, level.unwrap_or(ZSTD_LEVEL))
+                    .map_err(fail)?,
+            ),
         })
     }
 
@@ -332,6 +348,17 @@ impl Compressor {
             Compressor::Snappy(_) => Compression::Snappy,
             Compressor::Lz4(_) => Compression::Lz4,
             Compressor::Zstd(_) => Compression::Zstd,
+        }
+    }
+
+    /// Bytes of compressed output so far (the codec may hold more it has not written yet).
+    pub fn output_len(&self) -> usize {
+        match self {
+            Compressor::None(w) => w.len(),
+            Compressor::Gzip(w) => w.get_ref().len(),
+            Compressor::Snappy(w) => w.out.len() + w.block.len(),
+            Compressor::Lz4(w) => w.writer().len(),
+            Compressor::Zstd(w) => w.get_ref().len(),
         }
     }
 

@@ -42,6 +42,53 @@ impl CleanupPolicy {
     }
 }
 
+/// `compression.type` of a topic: keep the producer's codec, or store every batch in one codec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompressionType {
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    fn parse(v: &str) -> Option<Self> {
+        Some(match v.trim().to_ascii_lowercase().as_str() {
+            "producer" => CompressionType::Producer,
+            "uncompressed" | "none" => CompressionType::Uncompressed,
+            "gzip" => CompressionType::Gzip,
+            "snappy" => CompressionType::Snappy,
+            "lz4" => CompressionType::Lz4,
+            "zstd" => CompressionType::Zstd,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressionType::Producer => "producer",
+            CompressionType::Uncompressed => "uncompressed",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+    /// The codec batches are stored in, `None` for `producer` (whatever the batch has).
+    pub fn codec(self) -> Option<super::batch::Compression> {
+        use super::batch::Compression as C;
+        Some(match self {
+            CompressionType::Producer => return None,
+            CompressionType::Uncompressed => C::None,
+            CompressionType::Gzip => C::Gzip,
+            CompressionType::Snappy => C::Snappy,
+            CompressionType::Lz4 => C::Lz4,
+            CompressionType::Zstd => C::Zstd,
+        })
+    }
+}
+
 /// A rejected configuration value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -91,6 +138,29 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `min.insync.replicas`: replicas that must have an acks=all write (1).
     pub min_insync_replicas: i32,
+    /// `compression.type`: `producer` keeps each batch's codec; any other value recompresses
+    /// batches into that codec on produce, as Kafka does.
+    pub compression_type: CompressionType,
+    /// `compression.gzip.level` (-1: the codec's default), `compression.lz4.level` (9),
+    /// `compression.zstd.level` (3): levels used when the broker compresses.
+    pub gzip_level: i32,
+    pub lz4_level: i32,
+    pub zstd_level: i32,
+    /// `max.compaction.lag.ms`: a record may stay uncompacted at most this long; older dirty
+    /// data makes the cleaner run whatever the dirty ratio (i64::MAX: no bound).
+    pub max_compaction_lag_ms: i64,
+    /// `segment.jitter.ms`: each segment rolls up to this much before `segment.ms` (0), so
+    /// partitions created together do not all roll at once.
+    pub segment_jitter_ms: i64,
+    /// `max.decompressed.message.bytes`: the largest record body a compressed batch may hold
+    /// when the broker decompresses it (2147483639).
+    pub max_decompressed_message_bytes: i64,
+    /// Settings stored with their Kafka validation and reported by DescribeConfigs but not
+    /// acted on yet: they belong to replication (`unclean.leader.election.enable`, the
+    /// throttled-replica lists), tiered storage (`local.retention.*`, `remote.*`, refused
+    /// when enabled), the consumer side (`errors.deadletterqueue.group.enable`), or have no
+    /// counterpart in how Sluice writes files (`file.delete.delay.ms`, `preallocate`).
+    pub stored: BTreeMap<&'static str, String>,
 }
 
 impl Default for LogConfig {
@@ -113,17 +183,56 @@ impl Default for LogConfig {
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
             min_insync_replicas: 1,
+            compression_type: CompressionType::Producer,
+            gzip_level: -1,
+            lz4_level: 9,
+            zstd_level: 3,
+            max_compaction_lag_ms: i64::MAX,
+            segment_jitter_ms: 0,
+            max_decompressed_message_bytes: 2_147_483_639,
+            stored: STORED_DEFAULTS.iter().map(|(k, v)| (*k, v.to_string())).collect(),
         }
     }
 }
 
-/// Topic-level config names, their broker-level counterparts and what they hold.
+/// Topic configs Sluice stores but does not act on yet, with Kafka's defaults.
+const STORED_DEFAULTS: &[(&str, &str)] = &[
+    ("errors.deadletterqueue.group.enable", "false"),
+    ("file.delete.delay.ms", "60000"),
+    ("follower.replication.throttled.replicas", ""),
+    ("leader.replication.throttled.replicas", ""),
+    ("local.retention.bytes", "-2"),
+    ("local.retention.ms", "-2"),
+    ("preallocate", "false"),
+    ("remote.copy.lag.bytes", "-1"),
+    ("remote.copy.lag.ms", "0"),
+    ("remote.log.copy.disable", "false"),
+    ("remote.log.delete.on.disable", "false"),
+    ("remote.storage.enable", "false"),
+    ("unclean.leader.election.enable", "false"),
+];
+
+/// Topic-level config names and their broker-level counterparts (Kafka's
+/// `ServerTopicConfigSynonyms`; "" for the topic-only ones). Every topic config of Kafka 4.4
+/// (`config::catalog::TOPIC`) is here but the internal `internal.segment.bytes`.
 pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("cleanup.policy", "log.cleanup.policy"),
+    ("compression.gzip.level", "compression.gzip.level"),
+    ("compression.lz4.level", "compression.lz4.level"),
+    ("compression.type", "compression.type"),
+    ("compression.zstd.level", "compression.zstd.level"),
     ("delete.retention.ms", "log.cleaner.delete.retention.ms"),
+    ("errors.deadletterqueue.group.enable", ""),
+    ("file.delete.delay.ms", "log.segment.delete.delay.ms"),
     ("flush.messages", "log.flush.interval.messages"),
     ("flush.ms", "log.flush.interval.ms"),
+    ("follower.replication.throttled.replicas", ""),
     ("index.interval.bytes", "log.index.interval.bytes"),
+    ("leader.replication.throttled.replicas", ""),
+    ("local.retention.bytes", "log.local.retention.bytes"),
+    ("local.retention.ms", "log.local.retention.ms"),
+    ("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"),
+    ("max.decompressed.message.bytes", "max.decompressed.message.bytes"),
     ("max.message.bytes", "message.max.bytes"),
     ("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms"),
     ("message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms"),
@@ -131,11 +240,19 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio"),
     ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
     ("min.insync.replicas", "min.insync.replicas"),
+    ("preallocate", "log.preallocate"),
+    ("remote.copy.lag.bytes", "log.remote.copy.lag.bytes"),
+    ("remote.copy.lag.ms", "log.remote.copy.lag.ms"),
+    ("remote.log.copy.disable", ""),
+    ("remote.log.delete.on.disable", ""),
+    ("remote.storage.enable", ""),
     ("retention.bytes", "log.retention.bytes"),
     ("retention.ms", "log.retention.ms"),
     ("segment.bytes", "log.segment.bytes"),
     ("segment.index.bytes", "log.index.size.max.bytes"),
+    ("segment.jitter.ms", "log.roll.jitter.ms"),
     ("segment.ms", "log.roll.ms"),
+    ("unclean.leader.election.enable", "unclean.leader.election.enable"),
 ];
 
 fn parse_i64(key: &str, value: &str) -> Result<i64, ConfigError> {
@@ -170,6 +287,47 @@ fn int_at_least(key: &str, value: &str, min: i64) -> Result<i64, ConfigError> {
         });
     }
     Ok(v)
+}
+
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), value: value.into(), reason: reason.into() }
+}
+
+fn int_between(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    let v = at_least(key, value, min)?;
+    if v > max {
+        return Err(invalid(key, value, &format!("must be at most {max}")));
+    }
+    Ok(v)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "expected true or false")),
+    }
+}
+
+/// Kafka's throttled-replica lists: empty, `*`, or `partition:broker` pairs.
+fn check_throttled_replicas(key: &str, value: &str) -> Result<(), ConfigError> {
+    let v = value.trim();
+    if v.is_empty() || v == "*" {
+        return Ok(());
+    }
+    for pair in v.split(',') {
+        let ok = pair.trim().split_once(':').is_some_and(|(p, b)| {
+            p.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok()
+        });
+        if !ok {
+            return Err(invalid(
+                key,
+                value,
+                "expected * or [partitionId]:[brokerId],[partitionId]:[brokerId],...",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `retention.ms`/`retention.bytes` accept -1 (unlimited) or any non-negative value.
@@ -210,10 +368,13 @@ impl LogConfig {
                 "log.roll.hours" => {
                     c.segment_ms = at_least(key, value, 1)?.saturating_mul(3_600_000)
                 }
+                "log.roll.jitter.hours" => {
+                    c.segment_jitter_ms = at_least(key, value, 0)?.saturating_mul(3_600_000)
+                }
                 _ => {
                     let topic_key = TOPIC_CONFIGS
                         .iter()
-                        .find(|(_, b)| *b == key)
+                        .find(|(_, b)| !b.is_empty() && *b == key)
                         .map(|(t, _)| *t)
                         .ok_or_else(|| ConfigError::Unknown(key.into()))?;
                     c.set(topic_key, value)?;
@@ -281,14 +442,89 @@ impl LogConfig {
             "flush.messages" => self.flush_messages = at_least(key, value, 1)?,
             "flush.ms" => self.flush_ms = at_least(key, value, 0)?,
             "min.insync.replicas" => self.min_insync_replicas = int_at_least(key, value, 1)? as i32,
+            "compression.type" => {
+                self.compression_type =
+                    CompressionType::parse(value).ok_or_else(|| ConfigError::Invalid {
+                        key: key.into(),
+                        value: value.into(),
+                        reason: "expected uncompressed, zstd, lz4, snappy, gzip or producer".into(),
+                    })?
+            }
+            "compression.gzip.level" => {
+                let v = int_between(key, value, -1, 9)?;
+                if v == 0 {
+                    return Err(invalid(key, value, "must be -1 or between 1 and 9"));
+                }
+                self.gzip_level = v as i32;
+            }
+            "compression.lz4.level" => self.lz4_level = int_between(key, value, 1, 17)? as i32,
+            "compression.zstd.level" => {
+                self.zstd_level = int_between(key, value, -131_072, 22)? as i32
+            }
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = at_least(key, value, 1)?,
+            "segment.jitter.ms" => self.segment_jitter_ms = at_least(key, value, 0)?,
+            "max.decompressed.message.bytes" => {
+                self.max_decompressed_message_bytes = int_between(key, value, 1, 2_147_483_639)?
+            }
+            "remote.storage.enable" => {
+                if parse_bool(key, value)? {
+                    return Err(invalid(
+                        key,
+                        value,
+                        "tiered storage is not supported by Sluice: topics keep all their data \
+                         on the broker's disks",
+                    ));
+                }
+                self.store(key, "false");
+            }
+            "errors.deadletterqueue.group.enable"
+            | "preallocate"
+            | "remote.log.copy.disable"
+            | "remote.log.delete.on.disable"
+            | "unclean.leader.election.enable" => {
+                let v = parse_bool(key, value)?;
+                self.store(key, &v.to_string());
+            }
+            "file.delete.delay.ms" => {
+                let v = at_least(key, value, 0)?;
+                self.store(key, &v.to_string());
+            }
+            "local.retention.bytes" | "local.retention.ms" => {
+                let v = at_least(key, value, -2)?;
+                self.store(key, &v.to_string());
+            }
+            "remote.copy.lag.bytes" | "remote.copy.lag.ms" => {
+                let v = at_least(key, value, -1)?;
+                self.store(key, &v.to_string());
+            }
+            "follower.replication.throttled.replicas" | "leader.replication.throttled.replicas" => {
+                check_throttled_replicas(key, value)?;
+                self.store(key, value.trim());
+            }
             _ => return Err(ConfigError::Unknown(key.into())),
         }
         Ok(())
     }
 
+    fn store(&mut self, key: &str, value: &str) {
+        if let Some((k, _)) = STORED_DEFAULTS.iter().find(|(k, _)| *k == key) {
+            self.stored.insert(k, value.to_string());
+        }
+    }
+
     /// Every topic-level config with its current value, as DescribeConfigs shows them.
     pub fn to_props(&self) -> BTreeMap<&'static str, String> {
         let mut m = BTreeMap::new();
+        for (k, v) in &self.stored {
+            m.insert(*k, v.clone());
+        }
+        m.insert("compression.type", self.compression_type.name().to_string());
+        m.insert("compression.gzip.level", self.gzip_level.to_string());
+        m.insert("compression.lz4.level", self.lz4_level.to_string());
+        m.insert("compression.zstd.level", self.zstd_level.to_string());
+        m.insert("max.compaction.lag.ms", self.max_compaction_lag_ms.to_string());
+        m.insert("segment.jitter.ms", self.segment_jitter_ms.to_string());
+        m.insert("max.decompressed.message.bytes", self.max_decompressed_message_bytes.to_string());
         m.insert("cleanup.policy", self.cleanup_policy.name().to_string());
         m.insert("delete.retention.ms", self.delete_retention_ms.to_string());
         m.insert("flush.messages", self.flush_messages.to_string());
@@ -354,6 +590,45 @@ mod tests {
         assert_eq!(topic.segment_bytes, 1024);
         assert_eq!(topic.retention_ms, 3_600_000);
         assert_eq!(topic.to_props()["cleanup.policy"], "compact,delete");
+    }
+
+    #[test]
+    fn every_kafka_topic_config_is_known_with_kafkas_default() {
+        let defaults = LogConfig::default();
+        let props = defaults.to_props();
+        for k in crate::config::catalog::TOPIC.iter().filter(|k| !k.internal) {
+            let (_, broker) = TOPIC_CONFIGS
+                .iter()
+                .find(|(t, _)| *t == k.name)
+                .unwrap_or_else(|| panic!("{} is missing from TOPIC_CONFIGS", k.name));
+            assert_eq!(*broker, k.synonyms.first().copied().unwrap_or(""), "{}", k.name);
+            let value = props.get(k.name).unwrap_or_else(|| panic!("{} is not described", k.name));
+            let kafka = k.default.unwrap_or("");
+            // Sluice keeps its small-segment floor and its own flush defaults in the same units.
+            assert_eq!(value, kafka, "default of {}", k.name);
+            defaults.with_overrides([(k.name, kafka)]).unwrap();
+        }
+    }
+
+    #[test]
+    fn new_topic_configs_validate_as_kafka() {
+        let c = LogConfig::default();
+        let ok = |k: &str, v: &str| c.with_overrides([(k, v)]).is_ok();
+        assert!(ok("compression.type", "zstd") && ok("compression.type", "producer"));
+        assert!(!ok("compression.type", "brotli"));
+        assert!(ok("compression.gzip.level", "-1") && ok("compression.gzip.level", "9"));
+        assert!(!ok("compression.gzip.level", "0") && !ok("compression.gzip.level", "10"));
+        assert!(!ok("compression.lz4.level", "18") && !ok("compression.zstd.level", "23"));
+        assert!(!ok("max.compaction.lag.ms", "0") && ok("segment.jitter.ms", "1000"));
+        assert!(ok("leader.replication.throttled.replicas", "0:1,1:2"));
+        assert!(ok("follower.replication.throttled.replicas", "*"));
+        assert!(!ok("leader.replication.throttled.replicas", "0-1"));
+        assert!(ok("local.retention.ms", "-2") && !ok("local.retention.ms", "-3"));
+        assert!(ok("remote.storage.enable", "false"));
+        let e = c.with_overrides([("remote.storage.enable", "true")]).unwrap_err().to_string();
+        assert!(e.contains("tiered storage is not supported"), "{e}");
+        let jitter = c.with_broker_overrides([("log.roll.jitter.hours", "2")]).unwrap();
+        assert_eq!(jitter.segment_jitter_ms, 7_200_000);
     }
 
     #[test]

@@ -239,6 +239,10 @@ impl PartitionLog {
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(LogSegment::size).sum()
     }
+    /// How much before `segment.ms` the active segment rolls (`segment.jitter.ms`).
+    pub fn active_roll_jitter_ms(&self) -> i64 {
+        self.active().roll_jitter_ms()
+    }
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }
@@ -294,14 +298,18 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Validates client batches as Kafka's `LogValidator` does (see [`validator`]), and makes
-    /// each CreateTime batch state its records' largest timestamp. Returns the record count.
-    fn validate_client(&self, records: &mut [u8], origin: AppendOrigin) -> Result<i64> {
+    /// Validates client batches as Kafka's `LogValidator` does (see [`validator`]), makes
+    /// each CreateTime batch state its records' largest timestamp, and rewrites batches into
+    /// the topic's `compression.type` where it names a codec they are not in. Returns the
+    /// record count.
+    fn validate_client(&self, records: &mut Vec<u8>, origin: AppendOrigin) -> Result<i64> {
         if records.is_empty() {
             return Err(LogError::CorruptBatch("the record set holds no batch".into()));
         }
         let rules = validator::Rules::new(&self.config, self.clock.now_ms(), origin);
+        let target = self.config.compression_type.codec();
         let (mut pos, mut count) = (0, 0i64);
+        let mut rewritten: Option<Vec<u8>> = None;
         while pos < records.len() {
             let size = super::batch::batch_size(&records[pos..])?;
             let view = BatchView::parse_client(&records[pos..])?;
@@ -309,13 +317,50 @@ impl PartitionLog {
             let checked = validator::validate_client_batch(&view, &rules, &self.tp)?;
             let stale_max = checked.max_timestamp != view.max_timestamp();
             count += i64::from(view.records_count());
-            if !rules.log_append_time && stale_max {
-                BatchMut::new(&mut records[pos..pos + size])
-                    .set_max_timestamp(checked.max_timestamp);
+            let recompressed = match target {
+                Some(codec) if codec != view.compression()? => Some(validator::recompress(
+                    &view,
+                    codec,
+                    self.compression_level(codec),
+                    self.config.max_message_bytes as usize,
+                    rules.decompress_limit,
+                )?),
+                _ => None,
+            };
+            if let Some(batch) = recompressed {
+                // Everything before this batch was copied as it was; this one is replaced.
+                let out = rewritten.get_or_insert_with(|| records[..pos].to_vec());
+                let start = out.len();
+                out.extend_from_slice(&batch);
+                if !rules.log_append_time && stale_max {
+                    BatchMut::new(&mut out[start..]).set_max_timestamp(checked.max_timestamp);
+                }
+            } else {
+                if !rules.log_append_time && stale_max {
+                    BatchMut::new(&mut records[pos..pos + size])
+                        .set_max_timestamp(checked.max_timestamp);
+                }
+                if let Some(out) = rewritten.as_mut() {
+                    out.extend_from_slice(&records[pos..pos + size]);
+                }
             }
             pos += size;
         }
+        if let Some(out) = rewritten {
+            *records = out;
+        }
         Ok(count)
+    }
+
+    /// `compression.<codec>.level` of this topic, for the codecs that have one.
+    fn compression_level(&self, codec: super::batch::Compression) -> Option<i32> {
+        use super::batch::Compression as C;
+        match codec {
+            C::Gzip => Some(self.config.gzip_level),
+            C::Lz4 => Some(self.config.lz4_level),
+            C::Zstd => Some(self.config.zstd_level),
+            C::None | C::Snappy => None,
+        }
     }
 
     /// Appends batches produced by a client to this log as leader: assigns offsets from the
@@ -323,7 +368,7 @@ impl PartitionLog {
     /// Nothing is written if any batch is invalid.
     pub fn append_as_leader(
         &mut self,
-        records: &mut [u8],
+        records: &mut Vec<u8>,
         leader_epoch: i32,
     ) -> Result<AppendInfo> {
         self.append_as_leader_from(records, leader_epoch, AppendOrigin::Client)
@@ -332,7 +377,7 @@ impl PartitionLog {
     /// [`append_as_leader`](Self::append_as_leader) for a writer other than a client.
     pub fn append_as_leader_from(
         &mut self,
-        records: &mut [u8],
+        records: &mut Vec<u8>,
         leader_epoch: i32,
         origin: AppendOrigin,
     ) -> Result<AppendInfo> {

@@ -234,11 +234,22 @@ pub struct RecordStream<R> {
     src: R,
     count: i32,
     index: i32,
+    max_body: usize,
 }
+
+/// The error a record body above [`RecordStream::with_max_body`] gets.
+pub const BODY_TOO_LARGE: &str = "the record body exceeds max.decompressed.message.bytes";
 
 impl<R: BufRead> RecordStream<R> {
     pub fn new(src: R, count: i32) -> Self {
-        RecordStream { src, count, index: 0 }
+        RecordStream { src, count, index: 0, max_body: i32::MAX as usize }
+    }
+
+    /// Refuses records whose declared body is longer than `max` bytes (Kafka's
+    /// `max.decompressed.message.bytes`, checked before the body is read).
+    pub fn with_max_body(mut self, max: usize) -> Self {
+        self.max_body = max;
+        self
     }
 
     pub fn into_inner(self) -> R {
@@ -263,7 +274,7 @@ impl<R: BufRead> RecordStream<R> {
         let index = self.index;
         tap.begin(index);
         let buf = self.src.fill_buf().map_err(source)?;
-        if let Some(size) = parse_buffered(buf, index, tap, out)? {
+        if let Some(size) = parse_buffered(buf, index, self.max_body, tap, out)? {
             self.src.consume(size);
             self.index += 1;
             return Ok(true);
@@ -293,6 +304,9 @@ impl<R: BufRead> RecordStream<R> {
             .ok()
             .filter(|&l| l <= i32::MAX as usize)
             .ok_or_else(|| r.error("invalid record length"))?;
+        if len > self.max_body {
+            return Err(r.error(BODY_TOO_LARGE));
+        }
         let prefix = usize::MAX - r.left;
         r.left = len;
         read_fields(&mut r, prefix + len, out)?;
@@ -381,6 +395,7 @@ fn read_fields<F: Fields>(r: &mut F, size: usize, out: &mut RecordInfo) -> Resul
 fn parse_buffered<T: RecordTap>(
     buf: &[u8],
     index: i32,
+    max_body: usize,
     tap: &mut T,
     out: &mut RecordInfo,
 ) -> Result<Option<usize>, Failed> {
@@ -394,6 +409,9 @@ fn parse_buffered<T: RecordTap>(
         Some(len) => len,
         None => return Err(prefix.error("invalid record length")),
     };
+    if len > max_body {
+        return Err(prefix.error(BODY_TOO_LARGE));
+    }
     let start = prefix.pos;
     let Some(end) = start.checked_add(len).filter(|&e| e <= buf.len()) else {
         return Ok(None);

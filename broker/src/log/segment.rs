@@ -53,6 +53,8 @@ pub struct LogSegment {
     /// `rollingBasedTimestamp`).
     first_batch_timestamp: Option<i64>,
     created_ms: i64,
+    /// Drawn once per segment from [0, min(`segment.jitter.ms`, `segment.ms`)).
+    roll_jitter_ms: i64,
     dirty: bool,
 }
 
@@ -61,6 +63,19 @@ pub struct LogSegment {
 pub struct Located {
     pub position: u64,
     pub header: BatchHeader,
+}
+
+/// A segment's roll jitter: random in [0, min(`segment.jitter.ms`, `segment.ms`)), as Kafka
+/// draws it, so segments of partitions created together do not all roll at the same moment.
+fn roll_jitter(config: &LogConfig, base_offset: i64) -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bound = config.segment_jitter_ms.min(config.segment_ms);
+    if bound <= 0 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(base_offset);
+    (h.finish() % bound as u64) as i64
 }
 
 impl LogSegment {
@@ -119,8 +134,19 @@ impl LogSegment {
             next_offset: base_offset,
             first_batch_timestamp: None,
             created_ms: now_ms,
+            roll_jitter_ms: roll_jitter(config, base_offset),
             dirty: false,
         }
+    }
+
+    /// The (max) timestamp of the segment's first batch, once it has one.
+    pub fn first_timestamp(&self) -> Option<i64> {
+        self.first_batch_timestamp.filter(|t| *t >= 0)
+    }
+
+    /// How much before `segment.ms` this segment rolls (Kafka's `rollJitterMs`).
+    pub fn roll_jitter_ms(&self) -> i64 {
+        self.roll_jitter_ms
     }
 
     /// Opens an existing segment. With `recover`, every batch is validated and the indexes are
@@ -242,8 +268,14 @@ impl LogSegment {
             Some(t) if t >= 0 && batch_max_ts >= 0 => batch_max_ts - t,
             _ => now_ms - self.created_ms,
         };
+        // A compacted topic with max.compaction.lag.ms rolls its active segment when that old,
+        // so its records become cleanable in time (KIP-354).
+        let compaction_due = config.cleanup_policy.compacts()
+            && config.max_compaction_lag_ms < i64::MAX
+            && waited >= config.max_compaction_lag_ms;
         self.size + batch_size > config.segment_bytes
-            || waited >= config.segment_ms
+            || waited >= config.segment_ms.saturating_sub(self.roll_jitter_ms)
+            || compaction_due
             || self.offset_index.is_full()
             || self.time_index.is_full()
             || last_offset - self.base_offset > u32::MAX as i64

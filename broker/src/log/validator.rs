@@ -14,9 +14,13 @@
 
 use std::io::BufRead;
 
-use super::batch::{BatchView, Compression, TimestampType, NO_TIMESTAMP};
-use super::compression::RecordsReader;
-use super::record::{RecordInfo, RecordStream, StreamError};
+use std::io::Write;
+
+use super::batch::{
+    assemble_batch, BatchFields, BatchView, Compression, TimestampType, HEADER_SIZE, NO_TIMESTAMP,
+};
+use super::compression::{Compressor, RecordsReader};
+use super::record::{RecordInfo, RecordStream, RecordTap, StreamError};
 use super::{LogConfig, LogError, RecordError};
 
 /// Record errors listed for one refused batch; the batch is refused whatever follows, so
@@ -48,6 +52,8 @@ pub struct Rules {
     pub timestamp_after_max_ms: i64,
     /// Bound of one decompressed block where a codec has blocks (snappy).
     pub decompress_limit: usize,
+    /// `max.decompressed.message.bytes`: the largest record body of a compressed batch.
+    pub max_record_body: usize,
 }
 
 impl Rules {
@@ -60,6 +66,8 @@ impl Rules {
             timestamp_before_max_ms: config.timestamp_before_max_ms,
             timestamp_after_max_ms: config.timestamp_after_max_ms,
             decompress_limit: config.decompress_limit(),
+            max_record_body: usize::try_from(config.max_decompressed_message_bytes)
+                .unwrap_or(usize::MAX),
         }
     }
 }
@@ -135,7 +143,7 @@ pub fn validate_client_batch(
     }
     let reader = RecordsReader::new(codec, payload, rules.decompress_limit)
         .map_err(|e| undecodable(codec, &e, partition))?;
-    let mut stream = RecordStream::new(reader, count);
+    let mut stream = RecordStream::new(reader, count).with_max_body(rules.max_record_body);
     let checked = check_records(&mut stream, view, rules, partition)?;
     stream.into_inner().finish().map_err(|e| undecodable(codec, &e, partition))?;
     Ok(checked)
@@ -273,6 +281,67 @@ fn check_records<R: BufRead>(
             }
         }
     })
+}
+
+/// Copies every record's bytes into a compressor, refusing once the output passes a bound.
+struct Recompress {
+    out: Compressor,
+    max: usize,
+    failed: Option<LogError>,
+}
+
+impl RecordTap for Recompress {
+    fn raw(&mut self, chunk: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = self.out.write_all(chunk) {
+            self.failed = Some(LogError::Decompression(format!("compression failed: {e}")));
+        } else if self.out.output_len() > self.max {
+            self.failed =
+                Some(LogError::BatchTooLarge { size: self.out.output_len(), max: self.max });
+        }
+    }
+}
+
+/// A validated client batch rewritten in `target` (the topic's `compression.type`), as Kafka
+/// recompresses: the same records byte for byte (offset and timestamp deltas unchanged), the
+/// same header fields but the codec bits, length, count and CRC. Output larger than
+/// `max_bytes` (`max.message.bytes`) is refused as MESSAGE_TOO_LARGE, without building it whole.
+pub fn recompress(
+    view: &BatchView<'_>,
+    target: Compression,
+    level: Option<i32>,
+    max_bytes: usize,
+    decompress_limit: usize,
+) -> Result<Vec<u8>, LogError> {
+    let codec = view.compression()?;
+    let reader = RecordsReader::new(codec, view.records_payload(), decompress_limit)?;
+    let mut stream = RecordStream::new(reader, view.records_count());
+    let out = Compressor::with_level(target, level, view.size())?;
+    let mut tap = Recompress { out, max: max_bytes.saturating_sub(HEADER_SIZE), failed: None };
+    let mut info = RecordInfo::default();
+    while stream.next_record(&mut tap, &mut info).map_err(|e| match *e {
+        StreamError::Source(e) => LogError::Decompression(format!("{codec:?}: {e}")),
+        StreamError::Structure { reason, .. } => LogError::CorruptBatch(reason.into()),
+    })? {
+        if let Some(e) = tap.failed.take() {
+            return Err(e);
+        }
+    }
+    if let Some(e) = tap.failed.take() {
+        return Err(e);
+    }
+    let records = tap.out.finish()?;
+    let fields = BatchFields {
+        attributes: (view.attributes() & !0x07) | target.id(),
+        ..BatchFields::of(view)
+    };
+    let batch = assemble_batch(&fields, view.records_count(), &records);
+    if batch.len() > max_bytes {
+        return Err(LogError::BatchTooLarge { size: batch.len(), max: max_bytes });
+    }
+    Ok(batch)
 }
 
 #[cfg(test)]
@@ -468,6 +537,24 @@ mod tests {
         assert!(matches!(check(&b, &old), Err(LogError::InvalidTimestamp { .. })));
         let coordinator = Rules { check_timestamps: false, ..old };
         assert!(check(&b, &coordinator).is_ok());
+    }
+
+    #[test]
+    fn max_decompressed_message_bytes_bounds_records_of_compressed_batches() {
+        let big = [record(0, 0, Some(b"k"), &[7u8; 5000]), record(0, 1, Some(b"k"), b"v")].concat();
+        let tight = Rules { max_record_body: 4096, ..rules() };
+        for codec in CODECS {
+            let b = batch_of(&big, 2, codec);
+            let r = check(&b, &tight);
+            if codec == Compression::None {
+                // Kafka applies the limit where it decompresses: uncompressed batches are
+                // bounded by max.message.bytes already.
+                assert!(r.is_ok(), "{r:?}");
+            } else {
+                assert!(matches!(r, Err(LogError::InvalidRecord { .. })), "{codec:?}: {r:?}");
+            }
+            assert!(check(&b, &rules()).is_ok());
+        }
     }
 
     #[test]

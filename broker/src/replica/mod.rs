@@ -227,7 +227,7 @@ impl ReplicaManager {
     pub fn append(
         &self,
         tp: &TopicPartition,
-        records: &mut [u8],
+        records: &mut Vec<u8>,
         acks: i16,
         origin: AppendOrigin,
     ) -> Result<(AppendInfo, i64), ReplicaError> {

@@ -34,28 +34,23 @@ const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
 /// Kafka's ConfigType of each topic config (DescribeConfigs v3+).
+/// DescribeConfigs' `config_type` of a key (Kafka's `ConfigDef.Type` ids), from the catalog of
+/// Kafka's configs: topic keys first, then broker keys.
 fn config_type(key: &str) -> i8 {
-    const BOOLEAN: i8 = 1;
-    const STRING: i8 = 2;
-    const INT: i8 = 3;
-    const LONG: i8 = 5;
-    const DOUBLE: i8 = 6;
-    const LIST: i8 = 7;
-    match key {
-        "cleanup.policy" => LIST,
-        "min.cleanable.dirty.ratio" => DOUBLE,
-        "message.timestamp.type" => STRING,
-        "segment.bytes"
-        | "segment.index.bytes"
-        | "index.interval.bytes"
-        | "max.message.bytes"
-        | "min.insync.replicas"
-        | "num.partitions"
-        | "node.id"
-        | "broker.id" => INT,
-        "auto.create.topics.enable" => BOOLEAN,
-        "listeners" | "log.dirs" => STRING,
-        _ => LONG,
+    use crate::config::{kafka_broker_key, kafka_topic_key, Kind};
+    let kind =
+        kafka_topic_key(key).map(|k| k.kind).or_else(|| kafka_broker_key(key).map(|k| k.kind));
+    match kind {
+        Some(Kind::Boolean) => 1,
+        Some(Kind::String) => 2,
+        Some(Kind::Int) => 3,
+        Some(Kind::Short) => 4,
+        Some(Kind::Long) => 5,
+        Some(Kind::Double) => 6,
+        Some(Kind::List) => 7,
+        Some(Kind::Class) => 8,
+        Some(Kind::Password) => 9,
+        None => 0,
     }
 }
 
@@ -93,10 +88,12 @@ pub fn describe_topic_entries(
             if let Some(v) = overrides.get(*topic_key) {
                 synonyms.push(synonym(topic_key, v, SOURCE_DYNAMIC_TOPIC));
             }
-            if broker_set {
+            if broker_set && !broker_key.is_empty() {
                 synonyms.push(synonym(broker_key, &broker_props[topic_key], SOURCE_STATIC_BROKER));
             }
-            synonyms.push(synonym(broker_key, &kafka_defaults[topic_key], SOURCE_DEFAULT));
+            if !broker_key.is_empty() {
+                synonyms.push(synonym(broker_key, &kafka_defaults[topic_key], SOURCE_DEFAULT));
+            }
         }
         out.push(
             DescribeConfigsResourceResult::default()
