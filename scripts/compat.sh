@@ -107,8 +107,10 @@ trap 'exit 130' INT TERM
 start_sluice() {
   local data_dir="$1" port="$2" log_file="$3"
   # A short initial rebalance delay keeps the group steps quick (Kafka's default is 3 s).
+  # Producers idle for 2 s are forgotten, so the idle-producer step sees an expiry quickly.
   "$SLUICE_BIN" dev --data-dir "$data_dir" --listen "127.0.0.1:$port" \
-    --set group.initial.rebalance.delay.ms=100 >"$log_file" 2>&1 </dev/null &
+    --set group.initial.rebalance.delay.ms=100 --set producer.id.expiration.ms=2000 \
+    --set producer.id.expiration.check.interval.ms=200 >"$log_file" 2>&1 </dev/null &
   BROKER_PID=$!
 }
 
@@ -132,7 +134,9 @@ case "$MODE" in
     log "Sluice up at $BOOTSTRAP (pid $BROKER_PID, log $WORK/sluice.log)"
     ;;
   reference)
-    kafka_start_reference_broker "$WORK/kafka"
+    # As for Sluice: producers idle for 2 s are forgotten (the idle-producer step).
+    KAFKA_REF_EXTRA_PROPERTIES=$'producer.id.expiration.ms=2000\nproducer.id.expiration.check.interval.ms=200' \
+      kafka_start_reference_broker "$WORK/kafka"
     BROKER_PID="$KAFKA_REF_PID"
     BOOTSTRAP="$KAFKA_REF_BOOTSTRAP"
     ;;
@@ -427,6 +431,24 @@ step python-roundtrip python_check roundtrip "$BOOTSTRAP" "$(topic py-data)" 100
 
 step java-admin java_check admin "$BOOTSTRAP" "$(topic java-admin)"
 step java-roundtrip java_check roundtrip "$BOOTSTRAP" "$(topic java-data)" 100000
+# An idempotent producer idle past the broker's producer.id.expiration.ms carries on (Kafka >= 2.5
+# accepts a producer it forgot at its current sequence); on Sluice, Kafka's DumpLogSegments then
+# shows one producer epoch and consecutive sequences: no reset after UNKNOWN_PRODUCER_ID.
+java_idle_producer() {
+  local topic="$1"
+  java_check idle-producer "$BOOTSTRAP" "$topic" 3000 || return 1
+  [[ "$MODE" == sluice ]] || return 0
+  need "$SETUP_CLI"
+  local dump
+  dump="$(KAFKA_RUN_TIMEOUT="$T" kafka_run_class org.apache.kafka.tools.DumpLogSegments \
+    --files "$WORK/sluice-data/$topic-0/00000000000000000000.log")" || fail "DumpLogSegments failed"
+  local epochs seqs
+  epochs="$(grep -o 'producerEpoch: [0-9-]*' <<<"$dump" | sort -u | wc -l)"
+  seqs="$(grep -o 'baseSequence: [0-9-]*' <<<"$dump" | awk '{print $2}' | tr '\n' ' ')"
+  [[ "$epochs" == 1 ]] || fail "producer epoch changed across the expiry: $dump"
+  [[ "$seqs" == "0 1 2 3 4 5 " ]] || fail "sequences $seqs, expected 0 1 2 3 4 5"
+}
+step java-idle-producer java_idle_producer "$(topic java-idle)"
 # Transactions: Kafka commits one; Sluice (no transactions yet) must refuse at once.
 step java-transactions java_check transactions "$BOOTSTRAP" "$(topic java-tx)" \
   "$([[ "$MODE" == reference ]] && echo supported || echo refused)"

@@ -23,7 +23,7 @@ use kafka_protocol::records::{
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, FutureProducer, FutureRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -160,23 +160,23 @@ fn retried_batches_are_written_once_even_across_restarts() {
     assert_eq!(c.produce("idem", &third), (0, 10));
     assert_eq!(high_watermark(&broker, "idem"), 15, "one copy of each batch");
 
-    // Gaps, fenced epochs and unknown producers get Kafka's codes and write nothing.
+    // Gaps and fenced epochs get Kafka's codes and write nothing; an unknown producer is
+    // accepted at any sequence (Kafka >= 2.5).
     assert_eq!(c.produce("idem", &batch(pid, epoch, 20, 1)).0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
     assert_eq!(c.produce("idem", &batch(pid, epoch + 1, 3, 1)).0, 45, "a new epoch starts at 0");
     assert_eq!(c.produce("idem", &batch(pid, epoch + 1, 0, 2)), (0, 15), "KIP-360 epoch bump");
     assert_eq!(c.produce("idem", &batch(pid, epoch, 15, 1)).0, 47, "INVALID_PRODUCER_EPOCH");
-    assert_eq!(c.produce("idem", &batch(pid2, 0, 7, 1)).0, 59, "UNKNOWN_PRODUCER_ID");
-    assert_eq!(high_watermark(&broker, "idem"), 17);
+    assert_eq!(c.produce("idem", &batch(pid2, 0, 7, 1)), (0, 17), "unknown producer, sequence 7");
+    assert_eq!(high_watermark(&broker, "idem"), 18);
     let (_, metrics) = broker.http_get("/metrics");
     assert!(metrics.contains(r#"sluice_duplicate_batches_total{topic="idem"}"#), "{metrics}");
-    assert!(metrics.contains(r#"sluice_producer_ids{topic="idem",partition="0"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"sluice_producer_ids{topic="idem",partition="0"} 2"#), "{metrics}");
 }
 
-/// `producer.id.expiration.ms`: an idle producer is forgotten, then answered
-/// UNKNOWN_PRODUCER_ID with the log start offset (which clients need to tell expiry from loss)
-/// until it starts over at sequence 0; expiry also holds across a restart.
+/// `producer.id.expiration.ms`: an idle producer is forgotten; its next batch is accepted where
+/// its sequence had got to (Kafka >= 2.5, KIP-360), and expiry also holds across a restart.
 #[test]
-fn idle_producers_expire_and_must_start_over() {
+fn idle_producers_expire_and_are_accepted_where_they_left_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = BrokerProcess::start(
         dir.path(),
@@ -196,11 +196,11 @@ fn idle_producers_expire_and_must_start_over() {
     let expired = r#"sluice_producer_ids{topic="expiry",partition="0"} 0"#;
     wait_for_metric(&broker, expired);
 
-    let r = c.produce_full("expiry", &batch(pid, epoch, 3, 1));
-    assert_eq!(r.error_code, 59, "UNKNOWN_PRODUCER_ID");
-    assert_eq!(r.log_start_offset, 0, "the answer carries the log start offset");
-    // What the Java client and librdkafka do next: bump the epoch and start at sequence 0.
-    assert_eq!(c.produce("expiry", &batch(pid, epoch + 1, 0, 2)), (0, 3));
+    // Kafka since 2.5 (KIP-360): a producer the partition no longer knows is accepted at the
+    // sequence it has reached, and its state starts again there.
+    assert_eq!(c.produce("expiry", &batch(pid, epoch, 3, 1)), (0, 3));
+    assert!(broker.http_get("/metrics").1.contains(active), "tracked again");
+    assert_eq!(c.produce("expiry", &batch(pid, epoch, 9, 1)).0, 45, "gaps are still refused");
 
     // A producer snapshot written at shutdown does not bring an expired producer back.
     assert_eq!(broker.stop(), Some(0));
@@ -208,7 +208,8 @@ fn idle_producers_expire_and_must_start_over() {
     broker.restart();
     wait_for_metric(&broker, expired);
     let mut c = Conn::new(&broker);
-    assert_eq!(c.produce("expiry", &batch(pid, epoch + 1, 2, 1)).0, 59);
+    // Had the snapshot brought it back (last sequence 3), sequence 9 would be out of order.
+    assert_eq!(c.produce("expiry", &batch(pid, epoch, 9, 1)), (0, 4));
 }
 
 fn wait_for_metric(broker: &BrokerProcess, line: &str) {
@@ -374,4 +375,76 @@ fn librdkafka_idempotent_producer_writes_100k_records_exactly_once() {
     assert!(acks.lock().unwrap().iter().all(|(_, ok)| *ok));
     let got = consume_all(&broker, "idem-100k", N);
     assert!(got.iter().enumerate().all(|(i, v)| *v == format!("r{i:06}")));
+}
+
+/// Every batch of partition 0 of `topic`: (producer id, epoch, base sequence), read raw.
+fn batch_producers(b: &BrokerProcess, topic: &str) -> Vec<(i64, i16, i32)> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    let mut c = Conn::new(b);
+    let req = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_fetch_offset(0)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
+    let records = r.responses[0].partitions[0].records.clone().unwrap_or_default();
+    sluice_broker::log::batch::BatchIter::new(&records, true)
+        .map(|item| {
+            let (_, v) = item.unwrap();
+            (v.producer_id(), v.producer_epoch(), v.base_sequence())
+        })
+        .collect()
+}
+
+/// librdkafka's idempotent producer, idle past `producer.id.expiration.ms`, carries on with the
+/// same producer id and epoch and the next sequence, as against Kafka >= 2.5. (Answered
+/// UNKNOWN_PRODUCER_ID, as Sluice did before, it bumped its epoch and restarted at 0.)
+#[test]
+fn librdkafka_producer_idle_past_expiry_keeps_its_epoch_and_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(
+        dir.path(),
+        &[
+            "--set",
+            "producer.id.expiration.ms=1000",
+            "--set",
+            "producer.id.expiration.check.interval.ms=100",
+        ],
+    );
+    create_topic(&broker, "idle");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    let send = |i: usize| {
+        let payload = format!("r{i}");
+        let record = FutureRecord::<(), String>::to("idle").partition(0).payload(&payload);
+        futures::executor::block_on(producer.send(record, WAIT)).expect("delivered");
+    };
+    for i in 0..3 {
+        send(i);
+    }
+    wait_for_metric(&broker, r#"sluice_producer_ids{topic="idle",partition="0"} 0"#);
+    for i in 3..6 {
+        send(i);
+    }
+    let batches = batch_producers(&broker, "idle");
+    assert_eq!(batches.len(), 6, "{batches:?}");
+    let (pid, epoch, _) = batches[0];
+    for (i, (p, e, seq)) in batches.iter().enumerate() {
+        assert_eq!((*p, *e, *seq), (pid, epoch, i as i32), "batch {i}: {batches:?}");
+    }
+    assert_eq!(
+        consume_all(&broker, "idle", 6),
+        (0..6).map(|i| format!("r{i}")).collect::<Vec<_>>()
+    );
 }

@@ -42,6 +42,7 @@
 #   org.apache.kafka.tools.TopicCommand               kafka-topics.sh    (kafka-tools)
 #   org.apache.kafka.tools.ConsoleProducer            kafka-console-producer.sh
 #   org.apache.kafka.tools.consumer.ConsoleConsumer   kafka-console-consumer.sh
+#   org.apache.kafka.tools.DumpLogSegments            kafka-dump-log.sh
 
 _KAFKA_DIST_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib/proc.sh

@@ -209,7 +209,6 @@ pub fn log_error_code(e: &LogError) -> i16 {
             SequenceError::InvalidProducerEpoch { .. } => {
                 ResponseError::InvalidProducerEpoch.code()
             }
-            SequenceError::UnknownProducerId { .. } => ResponseError::UnknownProducerId.code(),
         },
         LogError::Io { .. } | LogError::CorruptFile { .. } | LogError::Closed(_) => {
             ResponseError::KafkaStorageError.code()

@@ -75,9 +75,7 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
                     resp.error_code = replica_error_code(&e);
                     resp.error_message = Some(strb(&e.to_string()));
                     resp.record_errors = record_errors(&e);
-                    // Clients act on it: the Java producer, answered UNKNOWN_PRODUCER_ID, tells
-                    // a producer whose state was removed with the log's head (retention) from a
-                    // lost one by comparing its last acknowledged offset with the log start.
+                    // As Kafka does on every partition error.
                     resp.log_start_offset = broker.replicas.log_start_offset(&tp).unwrap_or(-1);
                 }
             }

@@ -69,7 +69,7 @@ pub enum LogError {
     #[error("invalid log configuration: {0}")]
     Config(#[from] ConfigError),
     /// An idempotent producer's batch does not fit its state (Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER,
-    /// INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID).
+    /// INVALID_PRODUCER_EPOCH).
     #[error(transparent)]
     Sequence(#[from] producer_state::SequenceError),
     /// The log directory is already closed or was deleted.

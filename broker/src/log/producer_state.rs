@@ -65,10 +65,6 @@ pub enum SequenceError {
     InvalidProducerEpoch { pid: i64, epoch: i16, current: i16 },
     #[error("out of order sequence for producer {pid}: expected {expected}, got {got}")]
     OutOfOrder { pid: i64, expected: i32, got: i32 },
-    #[error(
-        "producer {pid} is unknown to this partition (expired?) and sent sequence {got}, not 0"
-    )]
-    UnknownProducerId { pid: i64, got: i32 },
 }
 
 /// The outcome of checking a batch.
@@ -138,10 +134,10 @@ impl ProducerStateManager {
         let epoch = view.producer_epoch();
         let first_seq = view.base_sequence();
         let last_seq = increment_sequence(first_seq, view.last_offset_delta());
+        // A producer this partition does not know (new, or its state expired or went with the
+        // log's head) is accepted at any sequence, as Kafka does since 2.5 (KIP-360): the
+        // batch starts its state here.
         let Some(entry) = pending.get(&pid).or_else(|| self.producers.get(&pid)) else {
-            if first_seq != 0 {
-                return Err(SequenceError::UnknownProducerId { pid, got: first_seq });
-            }
             return Ok(Check::Append);
         };
         if epoch < entry.epoch {
@@ -399,9 +395,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = ProducerStateManager::new(dir.path());
         assert_eq!(append(&mut s, &batch(-1, -1, -1, 3, 0)), Ok(Check::NotIdempotent));
+        // Unknown to the partition: accepted at any sequence (Kafka >= 2.5), starting its state.
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let mut fresh = ProducerStateManager::new(fresh_dir.path());
+        assert_eq!(append(&mut fresh, &batch(8, 0, 5, 1, 0)), Ok(Check::Append));
         assert_eq!(
-            append(&mut s, &batch(7, 0, 5, 1, 0)),
-            Err(SequenceError::UnknownProducerId { pid: 7, got: 5 })
+            append(&mut fresh, &batch(8, 0, 9, 1, 1)),
+            Err(SequenceError::OutOfOrder { pid: 8, expected: 6, got: 9 })
         );
         assert_eq!(append(&mut s, &batch(7, 0, 0, 3, 10)), Ok(Check::Append));
         assert_eq!(append(&mut s, &batch(7, 0, 3, 2, 13)), Ok(Check::Append));

@@ -44,6 +44,10 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *                                           sends N keyed records with headers; a consumer in
  *                                           assign mode (no group.id) reads them back and
  *                                           checks count, per-partition order and content
+ *   Compat idle-producer BOOTSTRAP TOPIC IDLE_MS
+ *                                           an idempotent producer sends 3 records, idles
+ *                                           IDLE_MS (past the broker's producer.id.expiration.ms),
+ *                                           sends 3 more; a consumer reads exactly the 6, in order
  *   Compat transactions BOOTSTRAP TOPIC refused|supported
  *                                           a producer with transactional.id: refused, its
  *                                           initTransactions() must throw
@@ -85,6 +89,9 @@ public final class Compat {
                 case "roundtrip":
                     int n = args.length > 3 ? Integer.parseInt(args[3]) : 10_000;
                     summary = roundtrip(bootstrap, topic, n);
+                    break;
+                case "idle-producer":
+                    summary = idleProducer(bootstrap, topic, Long.parseLong(args[3]));
                     break;
                 case "transactions":
                     summary = transactions(bootstrap, topic, args.length > 3 && args[3].equals("supported"));
@@ -256,6 +263,49 @@ public final class Compat {
             }
         }
         return found;
+    }
+
+    static String idleProducer(String bootstrap, String topic, long idleMs) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            get(admin.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all(), "createTopics");
+        }
+        Properties pp = new Properties();
+        pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        pp.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+        pp.put(ProducerConfig.ACKS_CONFIG, "all");
+        pp.put(ProducerConfig.LINGER_MS_CONFIG, "0");
+        pp.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, REQUEST_MS);
+        pp.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        pp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(pp)) {
+            for (int i = 0; i < 3; i++) {
+                get(producer.send(new ProducerRecord<>(topic, 0, "k", "r" + i)), "send r" + i);
+            }
+            progress("idle for " + idleMs + " ms");
+            Thread.sleep(idleMs);
+            for (int i = 3; i < 6; i++) {
+                get(producer.send(new ProducerRecord<>(topic, 0, "k", "r" + i)), "send r" + i);
+            }
+        }
+        Properties cp = new Properties();
+        cp.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        cp.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        cp.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        List<String> got = new ArrayList<>();
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(cp)) {
+            TopicPartition tp = new TopicPartition(topic, 0);
+            consumer.assign(List.of(tp));
+            consumer.seekToBeginning(List.of(tp));
+            long deadline = System.nanoTime() + TIMEOUT.toNanos();
+            while (got.size() < 6 && System.nanoTime() < deadline) {
+                for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
+                    got.add(r.value());
+                }
+            }
+            got.addAll(consumer.poll(Duration.ofMillis(500)).records(tp).stream().map(ConsumerRecord::value).toList());
+        }
+        check(got.equals(List.of("r0", "r1", "r2", "r3", "r4", "r5")), "read back " + got);
+        return "6 records exactly once, in order, across the producer's expiry";
     }
 
     static String transactions(String bootstrap, String topic, boolean supported) throws Exception {
