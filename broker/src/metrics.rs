@@ -50,6 +50,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     pub requests: Family<ApiLabels, Counter>,
     pub request_errors: Family<ApiLabels, Counter>,
+    /// Error codes in responses, by API and Kafka error name (per partition, group, resource).
+    pub error_responses: Family<ApiErrorLabels, Counter>,
     pub request_latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
     pub bytes_in: Family<TopicLabels, Counter>,
     pub bytes_out: Family<TopicLabels, Counter>,
@@ -68,6 +70,9 @@ pub struct Metrics {
     partitions: Gauge,
     uncleanable_partitions: Gauge,
     cleaner_failures: Gauge<u64, AtomicU64>,
+    storage_background_errors: Gauge<u64, AtomicU64>,
+    /// 1 while the metadata quorum's raft core runs, 0 once it stopped on a fatal error.
+    pub raft_alive: Gauge,
     raft_term: Gauge,
     raft_leader: Gauge,
     raft_applied: Gauge<u64, AtomicU64>,
@@ -75,6 +80,13 @@ pub struct Metrics {
     group_members: Family<GroupLabels, Gauge>,
     group_committed: Family<GroupPartitionLabels, Gauge>,
     group_lag: Family<GroupPartitionLabels, Gauge>,
+}
+
+/// Labels of an error-code metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiErrorLabels {
+    pub api: &'static str,
+    pub error: String,
 }
 
 /// Labels of a per-task metric.
@@ -116,6 +128,7 @@ impl Metrics {
             registry: Mutex::new(Registry::with_prefix("sluice")),
             requests: Family::default(),
             request_errors: Family::default(),
+            error_responses: Family::default(),
             request_latency: Family::new_with_constructor(latency_histogram),
             bytes_in: Family::default(),
             bytes_out: Family::default(),
@@ -133,6 +146,8 @@ impl Metrics {
             partitions: Gauge::default(),
             uncleanable_partitions: Gauge::default(),
             cleaner_failures: Gauge::default(),
+            storage_background_errors: Gauge::default(),
+            raft_alive: Gauge::default(),
             raft_term: Gauge::default(),
             raft_leader: Gauge::default(),
             raft_applied: Gauge::default(),
@@ -148,6 +163,12 @@ impl Metrics {
                 "request_errors",
                 "Requests that failed as a whole, by API",
                 m.request_errors.clone(),
+            );
+            r.register(
+                "error_responses",
+                "Error codes answered, by API and Kafka error name (each partition, group or \
+                 resource with an error counts once)",
+                m.error_responses.clone(),
             );
             r.register(
                 "request_latency_seconds",
@@ -175,9 +196,20 @@ impl Metrics {
             );
             r.register("panics", "Broker tasks that panicked (a bug), by task", m.panics.clone());
             r.register(
+                "raft_alive",
+                "1 while the metadata quorum's raft core runs, 0 after a fatal error",
+                m.raft_alive.clone(),
+            );
+            r.register(
                 "uncleanable_partitions",
                 "Partitions compaction skips because their batches cannot be read",
                 m.uncleanable_partitions.clone(),
+            );
+            r.register(
+                "storage_background_errors",
+                "Background flushes, retention passes and checkpoint writes that failed since \
+                 start-up (request-path storage errors: error_responses{error=\"KAFKA_STORAGE_ERROR\"})",
+                m.storage_background_errors.clone(),
             );
             r.register(
                 "cleaner_failures",
@@ -310,6 +342,7 @@ impl Metrics {
         }
         self.uncleanable_partitions.set(replicas.logs().uncleanable_partitions() as i64);
         self.cleaner_failures.set(replicas.logs().cleaner_failures());
+        self.storage_background_errors.set(replicas.logs().background_errors());
         self.raft_term.set(raft.0 as i64);
         self.raft_leader.set(raft.1.map(|l| l as i64).unwrap_or(-1));
         self.raft_applied.set(raft.2.unwrap_or(0));

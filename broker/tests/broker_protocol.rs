@@ -469,6 +469,14 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
     assert_eq!(fetch(&mut c, "plain", 0, 0, 1, 0), (0, 3, good.len()));
     assert_eq!(fetch(&mut c, "keyed", 0, 0, 1, 0), (0, 0, 0));
     metadata_ok(&broker);
+    // Each refusal is counted by API and Kafka error name.
+    let (_, metrics) = broker.http_get("/metrics");
+    for line in [
+        r#"sluice_error_responses_total{api="produce",error="INVALID_RECORD"} 11"#,
+        r#"sluice_error_responses_total{api="produce",error="INVALID_TIMESTAMP"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 }
 
 /// A frame's buffer grows with the bytes that arrive: ten connections that each declare a

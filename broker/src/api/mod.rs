@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod errors;
 pub mod fetch;
 pub mod group;
 pub mod init_producer_id;

@@ -71,6 +71,8 @@ pub struct LogManager {
     /// Checkpoint values read at start-up, consumed as logs are opened.
     loaded: Mutex<LoadedCheckpoints>,
     cleaner: Mutex<CleanerHealth>,
+    /// Background storage operations (flush, retention, checkpoints) that failed.
+    background_errors: std::sync::atomic::AtomicU64,
 }
 
 /// What the cleaner knows of the partitions it failed on.
@@ -132,6 +134,7 @@ impl LogManager {
             had_clean_shutdown,
             loaded: Mutex::new(loaded),
             cleaner: Mutex::new(CleanerHealth::default()),
+            background_errors: std::sync::atomic::AtomicU64::new(0),
         };
         let mut reports = Vec::new();
         let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -265,7 +268,10 @@ impl LogManager {
         for (tp, log) in self.all() {
             match lock(&log).delete_old_segments() {
                 Ok(n) => total += n,
-                Err(e) => tracing::error!(partition = %tp, error = %e, "retention failed"),
+                Err(e) => {
+                    self.count_background_error();
+                    tracing::error!(partition = %tp, error = %e, "retention failed")
+                }
             }
         }
         total
@@ -322,6 +328,15 @@ impl LogManager {
         removed
     }
 
+    fn count_background_error(&self) {
+        self.background_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Background storage operations (flush, retention, checkpoints) that failed.
+    pub fn background_errors(&self) -> u64 {
+        self.background_errors.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Partitions marked uncleanable (Kafka's `uncleanable-partitions-count`).
     pub fn uncleanable_partitions(&self) -> usize {
         lock(&self.cleaner).uncleanable.len()
@@ -336,6 +351,7 @@ impl LogManager {
     pub fn run_flush(&self) {
         for (tp, log) in self.all() {
             if let Err(e) = lock(&log).flush_if_due() {
+                self.count_background_error();
                 tracing::error!(partition = %tp, error = %e, "flush failed");
             }
         }
@@ -397,6 +413,7 @@ impl LogManager {
                     }
                     if now >= next[2] {
                         if let Err(e) = manager.checkpoint() {
+                            manager.count_background_error();
                             tracing::error!(error = %e, "writing checkpoints failed");
                         }
                         next[2] = now + intervals.checkpoint;

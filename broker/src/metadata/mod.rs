@@ -419,6 +419,12 @@ impl MetadataNode {
         (m.current_term, m.current_leader, m.last_applied.map(|id| id.index))
     }
 
+    /// Whether the raft core is running: false once it stopped on a fatal error (a storage
+    /// failure it could not survive), after which no metadata can be written.
+    pub fn raft_alive(&self) -> bool {
+        self.inner.raft.metrics().borrow().running_state.is_ok()
+    }
+
     /// The raft instance, for tests that force snapshots and purges.
     #[cfg(test)]
     pub(crate) fn raft(&self) -> &MetadataRaft {

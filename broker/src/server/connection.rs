@@ -52,6 +52,17 @@ pub enum FrameError {
 }
 
 impl FrameError {
+    /// The API of the request that failed as a whole, where one was identified.
+    fn api(&self) -> Option<ApiKey> {
+        match self {
+            FrameError::UnsupportedVersion(api, _)
+            | FrameError::Malformed(api, _)
+            | FrameError::Encode(api, _) => Some(*api),
+            FrameError::Unanswerable(_) => Some(ApiKey::Produce),
+            _ => None,
+        }
+    }
+
     fn reason(&self) -> &'static str {
         match self {
             FrameError::Size(..) => "frame_size",
@@ -168,6 +179,10 @@ fn close_with(broker: &Broker, peer: SocketAddr, e: &FrameError) {
         .connections_closed
         .get_or_create(&crate::metrics::ReasonLabels { reason: e.reason() })
         .inc();
+    if let Some(api) = e.api() {
+        let labels = crate::metrics::ApiLabels { api: api::name(api) };
+        broker.metrics.request_errors.get_or_create(&labels).inc();
+    }
 }
 
 /// Bytes read from the socket at a time, and the largest frame kept in the shared read buffer;
@@ -332,7 +347,15 @@ async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<BytesMut>,
     let response = api::handle(broker, &header, request).await;
     broker.metrics.observe_request(api::name(api_key), started.elapsed().as_secs_f64());
     match response.map_err(|c| FrameError::Unanswerable(c.0))? {
-        Some(body) => encode_response(api_key, version, correlation_id, &body).map(Some),
+        Some(body) => {
+            let api = api::name(api_key);
+            api::errors::for_each_error(&body, |code| {
+                let labels =
+                    crate::metrics::ApiErrorLabels { api, error: api::errors::error_name(code) };
+                broker.metrics.error_responses.get_or_create(&labels).inc();
+            });
+            encode_response(api_key, version, correlation_id, &body).map(Some)
+        }
         None => Ok(None),
     }
 }

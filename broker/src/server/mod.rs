@@ -48,13 +48,16 @@ impl Broker {
         self.config.node_id
     }
 
-    /// Ready: accepting Kafka connections with a metadata quorum leader.
+    /// Ready: accepting Kafka connections, with a running metadata quorum that has a leader.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && self.metadata.raft_metrics().1.is_some()
+        self.ready.load(Ordering::SeqCst)
+            && self.metadata.raft_alive()
+            && self.metadata.raft_metrics().1.is_some()
     }
 
     pub fn render_metrics(&self) -> String {
         self.metrics.set_groups(&self.groups.snapshots(), &self.replicas);
+        self.metrics.raft_alive.set(i64::from(self.metadata.raft_alive()));
         self.metrics.render(&self.replicas, self.metadata.raft_metrics())
     }
 }
