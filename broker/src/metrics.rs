@@ -73,6 +73,8 @@ pub struct Metrics {
     storage_background_errors: Gauge<u64, AtomicU64>,
     /// 1 while the metadata quorum's raft core runs, 0 once it stopped on a fatal error.
     pub raft_alive: Gauge,
+    /// 1 while a metadata write fails and is retried (a full disk).
+    pub metadata_storage_stalled: Gauge,
     raft_term: Gauge,
     raft_leader: Gauge,
     raft_applied: Gauge<u64, AtomicU64>,
@@ -148,6 +150,7 @@ impl Metrics {
             cleaner_failures: Gauge::default(),
             storage_background_errors: Gauge::default(),
             raft_alive: Gauge::default(),
+            metadata_storage_stalled: Gauge::default(),
             raft_term: Gauge::default(),
             raft_leader: Gauge::default(),
             raft_applied: Gauge::default(),
@@ -199,6 +202,11 @@ impl Metrics {
                 "raft_alive",
                 "1 while the metadata quorum's raft core runs, 0 after a fatal error",
                 m.raft_alive.clone(),
+            );
+            r.register(
+                "metadata_storage_stalled",
+                "1 while a metadata log or snapshot write fails and is retried (a full disk)",
+                m.metadata_storage_stalled.clone(),
             );
             r.register(
                 "uncleanable_partitions",

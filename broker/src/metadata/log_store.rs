@@ -15,6 +15,13 @@
 //! raft core never blocks on fsync: `append` makes the entries readable at once and completes
 //! openraft's `LogFlushed` callback from the writer thread after the fsync.
 //!
+//! I/O errors (a full disk, above all) do not reach openraft, which would stop the raft core for
+//! good: the writer thread retries the failed write with back-off (100 ms doubling to 5 s) until
+//! it succeeds, with [`StorageHealth`] saying the quorum is stalled meanwhile (the broker then
+//! reports not ready); metadata writes wait and complete once space returns. Each failed write
+//! leaves the files as they were (a partial frame is cut off, a temporary file removed), so a
+//! retry starts from the same state. See `docs/storage.md`, "Metadata storage and a full disk".
+//!
 //! At open, frames are read until the first one that is incomplete or fails its CRC; the file
 //! is cut there (a torn tail from a crash during append). A frame with a valid CRC that does
 //! not decode, or an index gap, is real damage and fails the open instead of losing data.
@@ -73,6 +80,8 @@ fn write_cache(cache: &SharedCache) -> RwLockWriteGuard<'_, LogCache> {
 pub(crate) struct LogStore {
     cache: SharedCache,
     writer: mpsc::Sender<WriteOp>,
+    /// The writer gives up retrying once this is dropped (with the store).
+    _owner: Arc<()>,
 }
 
 impl Debug for LogStore {
@@ -115,7 +124,13 @@ enum WriteOp {
 
 impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting a torn tail, and starts the writer thread.
+    #[cfg(test)]
     pub(crate) fn open(dir: &Path) -> io::Result<LogStore> {
+        Self::open_with(dir, Arc::new(StorageHealth::default()))
+    }
+
+    /// [`open`](Self::open), reporting stalls through `health`.
+    pub(crate) fn open_with(dir: &Path, health: Arc<StorageHealth>) -> io::Result<LogStore> {
         fs::create_dir_all(dir)?;
         let state_path = dir.join(STATE_FILE);
         let state: PersistedState = match fs::read(&state_path) {
@@ -152,11 +167,14 @@ impl LogStore {
             file.sync_all()?;
         }
 
+        let owner = Arc::new(());
         let writer = LogWriter {
             dir: dir.to_path_buf(),
             file,
             len: loaded.valid_len,
             offsets: loaded.offsets,
+            health: health.clone(),
+            owner: Arc::downgrade(&owner),
         };
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -166,6 +184,7 @@ impl LogStore {
         Ok(LogStore {
             cache: Arc::new(RwLock::new(LogCache { entries: loaded.entries, state })),
             writer: tx,
+            _owner: owner,
         })
     }
 
@@ -241,6 +260,73 @@ fn encode_frame(entry: &MetadataEntry) -> Result<Vec<u8>, serde_json::Error> {
     Ok(frame)
 }
 
+/// Whether the metadata stores are stuck retrying a failed write, shared by the log writer,
+/// the snapshot store and the broker's health check.
+#[derive(Debug, Default)]
+pub struct StorageHealth {
+    stalled: std::sync::atomic::AtomicBool,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+impl StorageHealth {
+    /// The node is shutting down: failing writes are given up instead of retried.
+    pub fn close(&self) {
+        self.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// True while a metadata write is failing and being retried.
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Runs `op` until it succeeds, sleeping between attempts with `sleep`; gives up (returning
+    /// the error) only once `alive` says nobody waits for the result any more.
+    pub(crate) fn retry<T>(
+        &self,
+        what: &str,
+        mut op: impl FnMut() -> io::Result<T>,
+        alive: impl Fn() -> bool,
+        sleep: impl Fn(std::time::Duration),
+    ) -> io::Result<T> {
+        let mut backoff = RETRY_FIRST;
+        let mut failures = 0u64;
+        loop {
+            match op() {
+                Ok(v) => {
+                    if failures > 0 {
+                        self.stalled.store(false, std::sync::atomic::Ordering::SeqCst);
+                        tracing::info!(what, failures, "metadata write succeeded after retrying");
+                    }
+                    return Ok(v);
+                }
+                Err(e) if !alive() => return Err(e),
+                Err(e) => {
+                    if failures == 0 {
+                        self.stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+                        tracing::error!(
+                            what,
+                            error = %e,
+                            "metadata write failed; retrying until it succeeds (the broker \
+                             reports not ready meanwhile)"
+                        );
+                    }
+                    failures += 1;
+                    sleep(backoff);
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+}
+
+/// Back-off of a failed metadata write: first wait, and the longest.
+pub(crate) const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+pub(crate) const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Owns the files; runs on its own thread and applies writes in order.
 struct LogWriter {
     dir: PathBuf,
@@ -248,27 +334,45 @@ struct LogWriter {
     len: u64,
     /// File offset of each live (not purged) entry.
     offsets: BTreeMap<u64, u64>,
+    health: Arc<StorageHealth>,
+    /// Alive while the store is: a write retried after the store is gone is given up.
+    owner: std::sync::Weak<()>,
 }
 
 impl LogWriter {
     fn run(mut self, rx: mpsc::Receiver<WriteOp>) {
         while let Ok(op) = rx.recv() {
             match op {
-                WriteOp::Append { frames, done } => done.log_io_completed(self.append(frames)),
+                WriteOp::Append { frames, done } => {
+                    let r = self.retrying("append", |w| w.append(&frames));
+                    done.log_io_completed(r)
+                }
                 WriteOp::Truncate { since, done } => {
-                    let _ = done.send(self.truncate(since));
+                    let _ = done.send(self.retrying("truncate", |w| w.truncate(since)));
                 }
                 WriteOp::SaveState { state, purge_upto, done } => {
-                    let _ = done.send(self.save_state(&state, purge_upto));
+                    let r = self.retrying("save state", |w| w.save_state(&state, purge_upto));
+                    let _ = done.send(r);
                 }
             }
         }
     }
 
-    fn append(&mut self, frames: Vec<(u64, Vec<u8>)>) -> io::Result<()> {
+    fn retrying<T>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut(&mut Self) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let health = self.health.clone();
+        let owner = self.owner.clone();
+        let alive = || owner.strong_count() > 0 && !health.closing();
+        health.retry(what, || op(self), alive, std::thread::sleep)
+    }
+
+    fn append(&mut self, frames: &[(u64, Vec<u8>)]) -> io::Result<()> {
         let start = self.len;
         let mut buf = Vec::with_capacity(frames.iter().map(|(_, f)| f.len()).sum());
-        for (index, frame) in &frames {
+        for (index, frame) in frames {
             self.offsets.insert(*index, start + buf.len() as u64);
             buf.extend_from_slice(frame);
         }
@@ -429,6 +533,50 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             cache.state.clone()
         };
         self.save_state(state, Some(log_id.index)).await.map_err(io_to_storage)
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn failed_writes_are_retried_with_back_off_and_report_a_stall() {
+        let health = StorageHealth::default();
+        let attempts = Cell::new(0);
+        let slept = std::cell::RefCell::new(Vec::new());
+        let r = health.retry(
+            "append",
+            || {
+                attempts.set(attempts.get() + 1);
+                assert_eq!(health.stalled(), attempts.get() > 1, "stalled while retrying");
+                if attempts.get() < 8 {
+                    Err(io::Error::from_raw_os_error(28)) // ENOSPC
+                } else {
+                    Ok(42)
+                }
+            },
+            || true,
+            |d| slept.borrow_mut().push(d),
+        );
+        assert_eq!(r.unwrap(), 42);
+        assert!(!health.stalled(), "recovered");
+        let ms: Vec<u128> = slept.borrow().iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, vec![100, 200, 400, 800, 1600, 3200, 5000], "doubling to 5 s");
+    }
+
+    #[test]
+    fn retrying_stops_once_nobody_waits() {
+        let health = StorageHealth::default();
+        health.close();
+        let r: io::Result<()> = health.retry(
+            "append",
+            || Err(io::Error::from_raw_os_error(28)),
+            || !health.closing(),
+            |_| {},
+        );
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(28));
     }
 }
 

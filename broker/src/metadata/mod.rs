@@ -210,6 +210,7 @@ struct NodeInner {
     controller: Controller,
     image_rx: watch::Receiver<Arc<ClusterImage>>,
     broker_epoch: i64,
+    storage: Arc<log_store::StorageHealth>,
 }
 
 /// This broker's member of the metadata quorum, and the controller while it leads.
@@ -250,9 +251,11 @@ impl MetadataNode {
         let dir = cfg.data_dir.join(METADATA_DIR);
         let (image_tx, image_rx) = watch::channel(Arc::new(ClusterImage::default()));
         let open_dir = dir.clone();
+        let storage = Arc::new(log_store::StorageHealth::default());
+        let health = storage.clone();
         let (log_store, state_machine) = tokio::task::spawn_blocking(move || {
-            let log_store = LogStore::open(&open_dir)?;
-            let state_machine = StateMachineStore::open(&open_dir, image_tx)?;
+            let log_store = LogStore::open_with(&open_dir, health.clone())?;
+            let state_machine = StateMachineStore::open(&open_dir, image_tx, health)?;
             Ok::<_, std::io::Error>((log_store, state_machine))
         })
         .await
@@ -287,7 +290,14 @@ impl MetadataNode {
             "metadata quorum ready"
         );
         Ok(MetadataNode {
-            inner: Arc::new(NodeInner { config: cfg, raft, controller, image_rx, broker_epoch }),
+            inner: Arc::new(NodeInner {
+                config: cfg,
+                raft,
+                controller,
+                image_rx,
+                broker_epoch,
+                storage,
+            }),
         })
     }
 
@@ -405,8 +415,15 @@ impl MetadataNode {
         self.inner.controller.allocate_producer_ids(count).await
     }
 
+    /// True while a metadata write fails and is being retried (a full disk): metadata
+    /// changes wait, and the broker reports not ready.
+    pub fn storage_stalled(&self) -> bool {
+        self.inner.storage.stalled()
+    }
+
     /// Stops raft. Later calls fail with `NotController`; the image stays readable.
     pub async fn shutdown(&self) {
+        self.inner.storage.close();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!("metadata raft did not shut down cleanly: {e}");
         }

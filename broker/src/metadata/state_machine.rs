@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
 
 use super::image::{BrokerImage, ClusterImage, TopicImage};
+use super::log_store::StorageHealth;
 use super::types::{
     MetadataEntry, MetadataLogId, MetadataRecord, MetadataResponse, StorageError, TypeConfig,
 };
@@ -58,6 +59,8 @@ struct SnapshotFiles {
     /// Meta of the snapshot in the file; the lock also orders file writes.
     current: Mutex<Option<Meta>>,
     seq: AtomicU64,
+    /// Snapshot writes that fail (a full disk) are retried like the log's, not fatal.
+    health: Arc<StorageHealth>,
 }
 
 impl SnapshotFiles {
@@ -72,11 +75,15 @@ impl SnapshotFiles {
         }
         let path = self.dir.join(SNAPSHOT_FILE);
         let signature = snapshot.meta.signature();
-        tokio::task::spawn_blocking(move || write_file_atomically(&path, &bytes))
-            .await
-            .map_err(io::Error::other)
-            .and_then(|r| r)
-            .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
+        let health = self.health.clone();
+        tokio::task::spawn_blocking(move || {
+            let write = || write_file_atomically(&path, &bytes);
+            health.retry("snapshot", write, || !health.closing(), std::thread::sleep)
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
         *current = Some(snapshot.meta.clone());
         Ok(())
     }
@@ -98,6 +105,7 @@ impl StateMachineStore {
     pub(crate) fn open(
         dir: &Path,
         image_tx: watch::Sender<Arc<ClusterImage>>,
+        health: Arc<StorageHealth>,
     ) -> io::Result<StateMachineStore> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(SNAPSHOT_FILE);
@@ -129,6 +137,7 @@ impl StateMachineStore {
                 dir: dir.to_path_buf(),
                 current: Mutex::new(current),
                 seq: AtomicU64::new(0),
+                health,
             }),
             image_tx,
         })

@@ -24,7 +24,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         let dir = tempfile::tempdir().unwrap();
         let log_store = LogStore::open(dir.path()).unwrap();
         let (tx, _rx) = watch::channel(Arc::new(ClusterImage::default()));
-        let state_machine = StateMachineStore::open(dir.path(), tx).unwrap();
+        let state_machine = StateMachineStore::open(dir.path(), tx, Default::default()).unwrap();
         Ok((dir, log_store, state_machine))
     }
 }

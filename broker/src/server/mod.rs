@@ -52,12 +52,14 @@ impl Broker {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
             && self.metadata.raft_alive()
+            && !self.metadata.storage_stalled()
             && self.metadata.raft_metrics().1.is_some()
     }
 
     pub fn render_metrics(&self) -> String {
         self.metrics.set_groups(&self.groups.snapshots(), &self.replicas);
         self.metrics.raft_alive.set(i64::from(self.metadata.raft_alive()));
+        self.metrics.metadata_storage_stalled.set(i64::from(self.metadata.storage_stalled()));
         self.metrics.render(&self.replicas, self.metadata.raft_metrics())
     }
 }

@@ -69,6 +69,33 @@ impl BrokerProcess {
         Self::spawn(data_dir, args, Vec::new(), level)
     }
 
+    /// `sluice dev` with its data directory on a tmpfs of `size_mib` MiB mounted in a mount
+    /// namespace of its own (`unshare -m`, root only): the machine's mounts are untouched, and
+    /// the test reaches the tmpfs through `/proc/PID/root` (see [`Self::in_broker_ns`]).
+    pub fn start_on_tmpfs(data_dir: &Path, size_mib: u32) -> Self {
+        let level = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let script = r#"mount -t tmpfs -o size="$1"m sluice-test "$2" && exec "$3" dev --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$2""#;
+        let args = vec![
+            "-m".to_string(),
+            "--propagation".to_string(),
+            "private".to_string(),
+            "sh".to_string(),
+            "-c".to_string(),
+            script.to_string(),
+            "sh".to_string(),
+            size_mib.to_string(),
+            data_dir.display().to_string(),
+            env!("CARGO_BIN_EXE_sluice").to_string(),
+        ];
+        Self::spawn_program("unshare", data_dir, args, Vec::new(), level)
+    }
+
+    /// `path` (absolute) as the broker process sees it, through its mount namespace.
+    pub fn in_broker_ns(&self, path: &Path) -> PathBuf {
+        let pid = self.child.as_ref().expect("a running broker").id();
+        Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path))
+    }
+
     fn start_on(data_dir: &Path, listen: &str, extra: Vec<String>, log_level: String) -> Self {
         let mut args: Vec<String> = ["dev", "--listen", listen, "--admin-listen", "127.0.0.1:0"]
             .iter()
@@ -80,7 +107,17 @@ impl BrokerProcess {
     }
 
     fn spawn(data_dir: &Path, args: Vec<String>, extra: Vec<String>, log_level: String) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        Self::spawn_program(env!("CARGO_BIN_EXE_sluice"), data_dir, args, extra, log_level)
+    }
+
+    fn spawn_program(
+        program: &str,
+        data_dir: &Path,
+        args: Vec<String>,
+        extra: Vec<String>,
+        log_level: String,
+    ) -> Self {
+        let mut child = Command::new(program)
             .args(&args)
             .env("RUST_LOG", &log_level)
             .stdout(Stdio::piped())
