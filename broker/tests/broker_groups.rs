@@ -226,7 +226,9 @@ impl Drop for ChildGuard {
 #[test]
 fn a_killed_member_is_evicted_after_its_session_timeout_and_survivors_consume_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
+    // At info level the coordinator logs why each member leaves, which is what is checked
+    // below (rather than how long the eviction took, which depends on the machine).
+    let broker = BrokerProcess::start_logging(dir.path(), BROKER_FLAGS, "info");
     let bs = broker.bootstrap();
     create_topic(&bs, "evict", 6);
     produce(&bs, "evict", 6, 30, "before");
@@ -283,22 +285,70 @@ fn a_killed_member_is_evicted_after_its_session_timeout_and_survivors_consume_th
     assert!(survivors.len() < 6, "the child owns partitions: {survivors:?}");
     assert!(child_commits.keys().all(|p| !survivors.contains(p)));
 
+    // The group's members as the coordinator sees them: the child and the two survivors.
+    let mut raw = Raw::connect(&broker);
+    let mut stable_members = |want: usize, seen: &mut BTreeSet<(i32, i64)>| -> BTreeSet<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            for got in pump(&[&a1, &a2]) {
+                seen.extend(got.iter().map(|g| (g.partition, g.offset)));
+            }
+            let described: kp::DescribeGroupsResponse = raw.call(
+                ApiKey::DescribeGroups,
+                5,
+                &kp::DescribeGroupsRequest::default().with_groups(vec![gid("evict-group")]),
+            );
+            let g = &described.groups[0];
+            let members: BTreeSet<String> =
+                g.members.iter().map(|m| m.member_id.to_string()).collect();
+            if g.group_state.as_str() == "Stable" && members.len() == want {
+                return members;
+            }
+            assert!(Instant::now() < deadline, "never {want} stable members: {g:?}");
+        }
+    };
+    let before = stable_members(3, &mut seen);
+
     guard.0.kill().unwrap(); // SIGKILL: no LeaveGroup.
     guard.0.wait().unwrap();
-    let killed = Instant::now();
-    let evicted = loop {
+    let deadline = Instant::now() + WAIT;
+    loop {
         for got in pump(&[&a1, &a2]) {
             seen.extend(got.iter().map(|g| (g.partition, g.offset)));
         }
         let union: BTreeSet<i32> = assigned(&a1).union(&assigned(&a2)).copied().collect();
         if union.len() == 6 && !assigned(&a1).is_empty() && !assigned(&a2).is_empty() {
-            break killed.elapsed();
+            break;
         }
-        assert!(killed.elapsed() < WAIT, "the dead member was never evicted");
+        assert!(Instant::now() < deadline, "the dead member was never evicted");
+    }
+    // Exactly the dead member was removed, and because its session expired: not when its
+    // connections dropped, nor as a member that failed to rejoin. (When a session expires,
+    // measured on an injected clock, is covered by the coordinator's unit tests.)
+    let after = stable_members(2, &mut seen);
+    assert!(after.is_subset(&before), "the survivors keep their member ids: {before:?} {after:?}");
+    let evicted: Vec<&String> = before.difference(&after).collect();
+    assert_eq!(evicted.len(), 1, "{before:?} -> {after:?}");
+    let member = format!("member={}", evicted[0]);
+    let deadline = Instant::now() + WAIT;
+    let reasons = loop {
+        let reasons: Vec<String> = broker
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.contains(&member) && l.contains("evict-group"))
+            .collect();
+        if reasons.iter().any(|l| l.contains("member session expired; removing it")) {
+            break reasons;
+        }
+        assert!(Instant::now() < deadline, "no session expiry logged for {member}: {reasons:#?}");
+        std::thread::sleep(Duration::from_millis(20));
     };
-    // Evicted by its session timeout (3 s, less up to one heartbeat interval), not before.
-    assert!(evicted >= Duration::from_millis(2500), "evicted after only {evicted:?}");
-    assert!(evicted < Duration::from_secs(15), "evicted only after {evicted:?}");
+    assert!(
+        !reasons
+            .iter()
+            .any(|l| l.contains("member left the group") || l.contains("did not rejoin")),
+        "{reasons:#?}"
+    );
 
     produce(&bs, "evict", 6, 20, "after");
     let deadline = Instant::now() + WAIT;

@@ -337,13 +337,14 @@ pub fn leave_group(broker: &Broker, req: LeaveGroupRequest, version: i16) -> Lea
                 .into_iter()
                 .zip(results)
                 .map(|(m, r)| {
-                    let resp =
-                        MemberResponse::default().with_group_instance_id(m.group_instance_id);
+                    // Kafka echoes the request's member id, "" for a removal by instance id
+                    // (the Java admin client matches results on it).
+                    let resp = MemberResponse::default()
+                        .with_group_instance_id(m.group_instance_id)
+                        .with_member_id(m.member_id);
                     match r {
-                        Ok(id) => resp.with_member_id(strb(&id)),
-                        Err(e) => {
-                            resp.with_member_id(m.member_id).with_error_code(group_error_code(&e))
-                        }
+                        Ok(_) => resp,
+                        Err(e) => resp.with_error_code(group_error_code(&e)),
                     }
                 })
                 .collect();
