@@ -415,6 +415,30 @@ cli_delete() {
   wait_listed no
 }
 
+# kafka-log-dirs --describe: the log directory with the partitions of a topic written above.
+cli_log_dirs() {
+  after cli-console-produce-consume
+  local out
+  out="$(cli org.apache.kafka.tools.LogDirsCommand --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$CLI_ADMIN_CONF" --describe --topic-list "$CLI_TOPIC")" ||
+    fail "kafka-log-dirs --describe: $(why $?)"
+  grep -q "\"partition\":\"$CLI_TOPIC-0\"" <<<"$out" || fail "no $CLI_TOPIC-0 in: $out"
+  grep -Eq '"size":[1-9]' <<<"$out" || fail "no partition size in: $out"
+}
+
+# kafka-transactions describe-producers and list answer (their content is checked by the raw
+# tests in broker_promises.rs: producers here expire after 2 s, before a JVM tool starts).
+cli_transactions() {
+  after cli-topics-create
+  local out
+  out="$(cli org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$CLI_ADMIN_CONF" describe-producers --topic "$CLI_TOPIC" --partition 0)" ||
+    fail "kafka-transactions describe-producers: $(why $?)"
+  grep -q '^ProducerId' <<<"$out" || fail "unexpected describe-producers output: $out"
+  cli org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$CLI_ADMIN_CONF" list >/dev/null || fail "kafka-transactions list: $(why $?)"
+}
+
 # ---------------------------------------------------------------------------------------------
 # The run.
 
@@ -458,6 +482,8 @@ step cli-topics-list cli_list
 step cli-topics-describe cli_describe 1
 step cli-console-produce-consume cli_console_roundtrip
 step cli-topics-alter-partitions cli_alter
+step cli-log-dirs cli_log_dirs
+step cli-transactions cli_transactions
 step cli-topics-delete cli_delete
 
 # Consumer groups: scripts/compat-groups.sh against this same broker; its steps count here.

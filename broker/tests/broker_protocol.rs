@@ -611,3 +611,98 @@ fn client_strings_are_escaped_in_log_lines() {
     assert!(!lines.iter().any(|l| l.starts_with("FORGED")), "a forged line: {lines:#?}");
     assert!(!lines.iter().any(|l| l.contains('\u{1b}') && l.contains("FORGED")), "{lines:#?}");
 }
+
+/// DescribeLogDirs, AlterReplicaLogDirs, DescribeProducers and the transaction APIs answer as
+/// Kafka's do for a broker with one log directory and no transactions.
+#[test]
+fn log_dir_producer_and_transaction_apis_answer_as_kafka() {
+    use kafka_protocol::messages::alter_replica_log_dirs_request::{
+        AlterReplicaLogDir, AlterReplicaLogDirTopic,
+    };
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::*;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    common::create_topic(&broker.bootstrap(), "ld", 2, &[]);
+    let mut c = common::RawConn::connect(&broker);
+    let init: InitProducerIdResponse = c.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1),
+    );
+    let pid = init.producer_id.0;
+    let plain = common::client_batch(&[(None, Some(b"a")), (None, Some(b"b")), (None, Some(b"c"))]);
+    let idempotent = edited(&plain, |b| {
+        b[43..51].copy_from_slice(&pid.to_be_bytes());
+        b[51..53].copy_from_slice(&0i16.to_be_bytes());
+        b[53..57].copy_from_slice(&0i32.to_be_bytes());
+    });
+    assert_eq!(produce_v9(&mut c, "ld", idempotent).error_code, 0);
+
+    let described: DescribeLogDirsResponse =
+        c.call(ApiKey::DescribeLogDirs, 4, &DescribeLogDirsRequest::default().with_topics(None));
+    assert_eq!(described.results.len(), 1);
+    let d = &described.results[0];
+    let canonical = std::fs::canonicalize(dir.path()).unwrap();
+    assert_eq!(d.log_dir.as_str(), canonical.display().to_string());
+    assert!(d.total_bytes > 0 && d.usable_bytes > 0 && d.usable_bytes <= d.total_bytes);
+    let ld = d.topics.iter().find(|t| t.name.as_str() == "ld").expect("topic ld described");
+    let sizes: Vec<(i32, bool)> =
+        ld.partitions.iter().map(|p| (p.partition_index, p.partition_size > 0)).collect();
+    assert_eq!(sizes, vec![(0, true), (1, false)]);
+
+    let mut alter = |path: &str, partition: i32| -> i16 {
+        let r: AlterReplicaLogDirsResponse = c.call(
+            ApiKey::AlterReplicaLogDirs,
+            2,
+            &AlterReplicaLogDirsRequest::default().with_dirs(vec![AlterReplicaLogDir::default()
+                .with_path(StrBytes::from_string(path.into()))
+                .with_topics(vec![AlterReplicaLogDirTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("ld")))
+                    .with_partitions(vec![partition])])]),
+        );
+        r.results[0].partitions[0].error_code
+    };
+    let here = canonical.display().to_string();
+    assert_eq!(alter(&here, 0), 0, "already in that directory");
+    assert_eq!(alter("/nonexistent-log-dir", 0), 57, "LOG_DIR_NOT_FOUND");
+    assert_eq!(alter(&here, 9), 9, "REPLICA_NOT_AVAILABLE");
+
+    let producers: DescribeProducersResponse = c.call(
+        ApiKey::DescribeProducers,
+        0,
+        &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(TopicName(StrBytes::from_static_str("ld")))
+            .with_partition_indexes(vec![0, 7])]),
+    );
+    let parts = &producers.topics[0].partitions;
+    assert_eq!(parts[0].error_code, 0);
+    let p = &parts[0].active_producers;
+    assert_eq!(p.len(), 1);
+    assert_eq!((p[0].producer_id.0, p[0].producer_epoch, p[0].last_sequence), (pid, 0, 2));
+    assert_eq!(parts[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+
+    let txns: DescribeTransactionsResponse = c.call(
+        ApiKey::DescribeTransactions,
+        0,
+        &DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]),
+    );
+    assert_eq!(txns.transaction_states[0].error_code, 105, "TRANSACTIONAL_ID_NOT_FOUND");
+    let listed: ListTransactionsResponse = c.call(
+        ApiKey::ListTransactions,
+        1,
+        &ListTransactionsRequest::default().with_state_filters(vec![
+            StrBytes::from_static_str("Ongoing"),
+            StrBytes::from_static_str("Bogus"),
+        ]),
+    );
+    assert_eq!(listed.error_code, 0);
+    assert!(listed.transaction_states.is_empty());
+    let unknown: Vec<&str> = listed.unknown_state_filters.iter().map(|s| s.as_str()).collect();
+    assert_eq!(unknown, vec!["Bogus"]);
+}

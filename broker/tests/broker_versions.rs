@@ -193,6 +193,34 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                 .with_producer_id((-1).into())
                 .with_producer_epoch(-1),
         ),
+        ApiKey::DescribeLogDirs => {
+            RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None))
+        }
+        ApiKey::AlterReplicaLogDirs => {
+            RequestKind::AlterReplicaLogDirs(AlterReplicaLogDirsRequest::default().with_dirs(vec![
+                alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+                    .with_path(s("/no-such-log-dir"))
+                    .with_topics(vec![
+                        alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                            .with_name(tn(T))
+                            .with_partitions(vec![0]),
+                    ]),
+            ]))
+        }
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(tn(T))
+                    .with_partition_indexes(vec![0]),
+            ]))
+        }
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(s("versions-tx"))]),
+        ),
+        ApiKey::ListTransactions => {
+            RequestKind::ListTransactions(ListTransactionsRequest::default())
+        }
         // Consumer groups. Joins complete at once (the broker runs with no initial rebalance
         // delay); the other membership calls name an unknown member and get Kafka's error.
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(if v >= 4 {
@@ -335,6 +363,20 @@ fn check(key: ApiKey, v: i16, resp: &ResponseKind) {
         }
         ResponseKind::DescribeCluster(r) => assert_eq!(r.error_code, 0, "{ctx}"),
         ResponseKind::InitProducerId(r) => assert_eq!(r.error_code, 0, "{ctx}"),
+        ResponseKind::DescribeLogDirs(r) => {
+            assert_eq!((r.error_code, r.results.len()), (0, 1), "{ctx}");
+            assert!(!r.results[0].topics.is_empty(), "{ctx}: the partitions hosted here");
+        }
+        ResponseKind::AlterReplicaLogDirs(r) => {
+            assert_eq!(r.results[0].partitions[0].error_code, 57, "{ctx}: LOG_DIR_NOT_FOUND")
+        }
+        ResponseKind::DescribeProducers(r) => {
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "{ctx}")
+        }
+        ResponseKind::DescribeTransactions(r) => {
+            assert_eq!(r.transaction_states[0].error_code, 105, "{ctx}: TRANSACTIONAL_ID_NOT_FOUND")
+        }
+        ResponseKind::ListTransactions(r) => assert_eq!(r.error_code, 0, "{ctx}"),
         ResponseKind::FindCoordinator(r) if v >= 4 => {
             assert_eq!(r.coordinators[0].error_code, 0, "{ctx}");
             assert_eq!(r.coordinators[0].node_id.0, 1, "{ctx}");

@@ -44,6 +44,20 @@ pub fn for_each_error(response: &ResponseKind, mut f: impl FnMut(i16)) {
         ResponseKind::DescribeCluster(r) => e(r.error_code),
         ResponseKind::ApiVersions(r) => e(r.error_code),
         ResponseKind::InitProducerId(r) => e(r.error_code),
+        ResponseKind::DescribeLogDirs(r) => {
+            e(r.error_code);
+            r.results.iter().for_each(|d| e(d.error_code));
+        }
+        ResponseKind::AlterReplicaLogDirs(r) => {
+            r.results.iter().flat_map(|t| &t.partitions).for_each(|p| e(p.error_code))
+        }
+        ResponseKind::DescribeProducers(r) => {
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| e(p.error_code))
+        }
+        ResponseKind::DescribeTransactions(r) => {
+            r.transaction_states.iter().for_each(|t| e(t.error_code))
+        }
+        ResponseKind::ListTransactions(r) => e(r.error_code),
         ResponseKind::FindCoordinator(r) => {
             e(r.error_code);
             r.coordinators.iter().for_each(|c| e(c.error_code));

@@ -42,6 +42,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
     // Consumer groups (classic protocol). ConsumerGroupHeartbeat (KIP-848) is deliberately not
     // advertised, so clients use the classic protocol; OffsetCommit v9 and OffsetFetch v9 work
     // for classic groups as well (v10 needs topic ids, beyond the kafka-protocol crate).
@@ -81,6 +86,11 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::InitProducerId => "init_producer_id",
+        ApiKey::DescribeLogDirs => "describe_log_dirs",
+        ApiKey::AlterReplicaLogDirs => "alter_replica_log_dirs",
+        ApiKey::DescribeProducers => "describe_producers",
+        ApiKey::DescribeTransactions => "describe_transactions",
+        ApiKey::ListTransactions => "list_transactions",
         ApiKey::FindCoordinator => "find_coordinator",
         ApiKey::JoinGroup => "join_group",
         ApiKey::SyncGroup => "sync_group",
@@ -152,6 +162,21 @@ pub async fn handle(
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await)
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(admin::log_dirs::describe_log_dirs(broker, r))
+        }
+        RequestKind::AlterReplicaLogDirs(r) => {
+            ResponseKind::AlterReplicaLogDirs(admin::log_dirs::alter_replica_log_dirs(broker, r))
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(admin::transactions::describe_producers(broker, r))
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(admin::transactions::describe_transactions(r))
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(admin::transactions::list_transactions(r))
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(group::find_coordinator(broker, r, v).await)

@@ -873,6 +873,15 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Idempotent producers with state here: (producer id, epoch, last sequence, last
+    /// timestamp), as DescribeProducers reports them.
+    pub fn active_producers(&self) -> Vec<(i64, i16, i32, i64)> {
+        self.producers
+            .producers()
+            .map(|(pid, e)| (pid, e.epoch, e.last_sequence(), e.last_timestamp))
+            .collect()
+    }
+
     /// Idempotent producers known to this partition.
     pub fn producer_count(&self) -> usize {
         self.producers.producer_count()

@@ -46,6 +46,10 @@ pub struct ProducerEntry {
 }
 
 impl ProducerEntry {
+    /// The last sequence written by this producer (-1 before its first batch).
+    pub fn last_sequence(&self) -> i32 {
+        self.last_seq().unwrap_or(-1)
+    }
     fn last_seq(&self) -> Option<i32> {
         self.batches.back().map(|b| b.last_seq)
     }
@@ -116,6 +120,11 @@ impl ProducerStateManager {
     pub fn producer_count(&self) -> usize {
         self.producers.len()
     }
+    /// Every producer with state here, by id.
+    pub fn producers(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(pid, e)| (*pid, e))
+    }
+
     pub fn entry(&self, pid: i64) -> Option<&ProducerEntry> {
         self.producers.get(&pid)
     }

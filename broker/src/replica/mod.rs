@@ -217,6 +217,30 @@ impl ReplicaManager {
         Ok(p)
     }
 
+    /// The idempotent producers of a partition this broker leads: (producer id, epoch, last
+    /// sequence, last timestamp).
+    pub fn active_producers(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Vec<(i64, i16, i32, i64)>, ReplicaError> {
+        let p = self.leader_partition(tp)?;
+        let log = lock(&p.log);
+        Ok(log.active_producers())
+    }
+
+    /// Every partition hosted here with its size on disk and how far its log end is ahead of
+    /// its high watermark (DescribeLogDirs' `offset_lag`).
+    pub fn log_sizes(&self) -> Vec<(TopicPartition, u64, i64)> {
+        self.all()
+            .into_iter()
+            .map(|p| {
+                let log = lock(&p.log);
+                let lag = (log.log_end_offset() - log.high_watermark()).max(0);
+                (p.tp.clone(), log.size_bytes(), lag)
+            })
+            .collect()
+    }
+
     /// The log start offset of a partition hosted here.
     pub fn log_start_offset(&self, tp: &TopicPartition) -> Option<i64> {
         self.get(tp).map(|p| lock(&p.log).log_start_offset())
