@@ -320,6 +320,14 @@ impl Metrics {
     }
 
     /// Renders the Prometheus text exposition, refreshing the per-partition gauges first.
+    /// Drops a deleted topic's series (Kafka removes its topic metrics on deletion too).
+    pub fn forget_topic(&self, topic: &str) {
+        let labels = TopicLabels { topic: topic.to_string() };
+        for family in [&self.bytes_in, &self.bytes_out, &self.messages_in, &self.duplicates] {
+            family.remove(&labels);
+        }
+    }
+
     pub fn render(
         &self,
         replicas: &ReplicaManager,

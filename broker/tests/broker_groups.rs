@@ -707,6 +707,58 @@ fn metrics_show_lag_falling_to_zero_once_the_group_catches_up() {
     }
 }
 
+/// Deleting a topic removes the groups' committed offsets for it, as Kafka does: no lag or
+/// committed-offset series for it, OffsetFetch of all topics no longer lists it (also after a
+/// restart, which replays `__consumer_offsets`), and a group whose only offsets were on it goes.
+#[test]
+fn deleting_a_topic_removes_the_groups_offsets_for_it() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = start_broker(dir.path());
+    let bs = broker.bootstrap();
+    create_topic(&bs, "doomed", 1);
+    create_topic(&bs, "kept", 1);
+    produce(&bs, "doomed", 1, 10, "d");
+    produce(&bs, "kept", 1, 10, "k");
+    for (group, topics) in [("both", &["doomed", "kept"][..]), ("only-doomed", &["doomed"][..])] {
+        let c = group_consumer(&bs, group, &[]);
+        c.subscribe(topics).unwrap();
+        consume_n(&c, 10 * topics.len());
+        c.commit_consumer_state(CommitMode::Sync).unwrap();
+    }
+    let (_, body) = broker.http_get("/metrics");
+    assert!(body.contains(r#"group="both",topic="doomed""#), "{body}");
+
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &bs).create().unwrap();
+    let opts = AdminOptions::new();
+    for r in futures::executor::block_on(admin.delete_topics(&["doomed"], &opts)).unwrap() {
+        r.unwrap();
+    }
+    let check = |broker: &BrokerProcess| {
+        let (_, body) = broker.http_get("/metrics");
+        assert!(!body.contains(r#"topic="doomed""#), "offsets of a deleted topic:\n{body}");
+        assert!(body.contains(r#"group="both",topic="kept""#), "{body}");
+        assert!(
+            !body.contains(r#"group="only-doomed""#),
+            "the group with no offsets left:\n{body}"
+        );
+        let mut raw = Raw::connect(broker);
+        let fetched: kp::OffsetFetchResponse = raw.call(
+            ApiKey::OffsetFetch,
+            7,
+            &kp::OffsetFetchRequest::default().with_group_id(gid("both")).with_topics(None),
+        );
+        let topics: Vec<&str> = fetched.topics.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(topics, vec!["kept"]);
+    };
+    check(&broker);
+    broker.stop();
+    broker.restart();
+    check(&broker);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw protocol: versions and error codes the clients above do not exercise.
 

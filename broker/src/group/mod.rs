@@ -822,6 +822,35 @@ impl GroupCoordinator {
 
     /// One pass of offset retention over every loaded group.
     pub fn expire_offsets(&self, now: Now) {
+        let retention = self.config.offsets_retention_ms;
+        self.remove_offsets_where(now, "expired committed offsets", |group| {
+            group.expire_offsets(now, retention)
+        });
+    }
+
+    /// Removes every group's committed offsets of deleted topics (with tombstones), as Kafka's
+    /// coordinator does when partitions are deleted, so lag and `kafka-consumer-groups
+    /// --describe` show no offsets of topics that are gone; a group left empty with no offsets
+    /// goes too.
+    pub fn on_topics_deleted(&self, topics: &[String]) {
+        let now = Now::system();
+        let topics: std::collections::BTreeSet<String> = topics.iter().cloned().collect();
+        if topics.is_empty() {
+            return;
+        }
+        self.remove_offsets_where(now, "removed offsets of deleted topics", |group| {
+            group.offsets_of_deleted_topics(&topics)
+        });
+    }
+
+    /// For every loaded group: `select` names offsets to remove (with their tombstone records
+    /// and whether the group goes with them); the records are written, then the state changed.
+    fn remove_offsets_where(
+        &self,
+        now: Now,
+        what: &str,
+        mut select: impl FnMut(&Group) -> (Vec<coordinator::Record>, Vec<(String, i32)>, bool),
+    ) {
         let shards: Vec<Arc<Shard>> = {
             let shards = self.shards.read().unwrap_or_else(|e| e.into_inner());
             shards.values().cloned().collect()
@@ -834,16 +863,15 @@ impl GroupCoordinator {
             let mut writer = PartitionWriter { replicas: &self.replicas, tp: shard.tp.clone() };
             let mut dead = Vec::new();
             for group in inner.groups.values_mut() {
-                let (records, expired, gone) =
-                    group.expire_offsets(now, self.config.offsets_retention_ms);
+                let (records, removed, gone) = select(group);
                 if records.is_empty() {
                     continue;
                 }
                 match coordinator::RecordWriter::write(&mut writer, records, now.ms) {
                     Ok(()) => {
-                        group.remove_offsets(&expired);
-                        if !expired.is_empty() {
-                            tracing::info!(group = %group.id(), offsets = expired.len(), "expired committed offsets");
+                        group.remove_offsets(&removed);
+                        if !removed.is_empty() {
+                            tracing::info!(group = %group.id(), offsets = removed.len(), "{what}");
                         }
                         if gone {
                             group.mark_dead(now);
@@ -851,7 +879,7 @@ impl GroupCoordinator {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(group = %group.id(), error = %e, "writing offset expiry failed")
+                        tracing::warn!(group = %group.id(), error = %e, "writing offset removal failed")
                     }
                 }
             }

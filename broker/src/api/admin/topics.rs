@@ -146,6 +146,12 @@ pub async fn delete_topics(
     };
     let results = broker.metadata.delete_topics(refs.clone()).await;
     reconcile(broker);
+    let deleted: Vec<String> =
+        results.iter().filter_map(|r| r.as_ref().ok().map(|(name, _)| name.clone())).collect();
+    broker.groups.on_topics_deleted(&deleted);
+    for topic in &deleted {
+        broker.metrics.forget_topic(topic);
+    }
     let responses = refs
         .into_iter()
         .zip(results)
