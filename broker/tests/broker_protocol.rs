@@ -706,3 +706,45 @@ fn log_dir_producer_and_transaction_apis_answer_as_kafka() {
     let unknown: Vec<&str> = listed.unknown_state_filters.iter().map(|s| s.as_str()).collect();
     assert_eq!(unknown, vec!["Bogus"]);
 }
+
+/// SIGTERM during start-up (after the handlers are installed, while the data directory is
+/// being opened) is kept and honoured once the broker is up: it exits 0 and shut down cleanly,
+/// so the next start needs no recovery.
+#[test]
+fn a_signal_during_start_up_stops_the_broker_cleanly() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Some data, so start-up has logs to open.
+        let broker = BrokerProcess::start(dir.path(), &[]);
+        common::create_topic(&broker.bootstrap(), "early", 4, &[]);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    // The handlers are installed before the data directory is opened.
+    assert!(lines.any(|l| l.contains("opened data directory")), "start-up log");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    std::thread::spawn(move || lines.for_each(drop)); // keep the pipe drained
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM during start-up");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let broker = BrokerProcess::start_logging(dir.path(), &[], "info");
+    let opened = broker.log_lines().into_iter().find(|l| l.contains("opened data directory"));
+    assert!(opened.as_deref().is_some_and(|l| l.contains("clean=true")), "{opened:?}");
+}
