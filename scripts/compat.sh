@@ -426,6 +426,23 @@ cli_log_dirs() {
   grep -Eq '"size":[1-9]' <<<"$out" || fail "no partition size in: $out"
 }
 
+# kafka-configs on brokers: a cluster-wide dynamic default is set and described back, and a
+# setting Kafka does not change at run time is refused.
+cli_broker_configs() {
+  local cc=(org.apache.kafka.tools.ConfigCommand --bootstrap-server "$BOOTSTRAP"
+    --command-config "$CLI_ADMIN_CONF" --entity-type brokers)
+  cli "${cc[@]}" --entity-default --alter --add-config log.cleaner.delete.retention.ms=4321000 ||
+    fail "kafka-configs --alter --entity-default: $(why $?)"
+  local out
+  out="$(cli "${cc[@]}" --entity-default --describe)" || fail "kafka-configs --describe: $(why $?)"
+  grep -q 'log.cleaner.delete.retention.ms=4321000' <<<"$out" || fail "not described: $out"
+  if cli "${cc[@]}" --entity-default --alter --add-config node.id=7 2>/dev/null; then
+    fail "a static broker setting was accepted as dynamic"
+  fi
+  cli "${cc[@]}" --entity-default --alter --delete-config log.cleaner.delete.retention.ms ||
+    fail "kafka-configs --delete-config: $(why $?)"
+}
+
 # kafka-transactions describe-producers and list answer (their content is checked by the raw
 # tests in broker_promises.rs: producers here expire after 2 s, before a JVM tool starts).
 cli_transactions() {
@@ -483,6 +500,7 @@ step cli-topics-describe cli_describe 1
 step cli-console-produce-consume cli_console_roundtrip
 step cli-topics-alter-partitions cli_alter
 step cli-log-dirs cli_log_dirs
+step cli-broker-configs cli_broker_configs
 step cli-transactions cli_transactions
 step cli-topics-delete cli_delete
 

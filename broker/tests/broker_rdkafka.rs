@@ -600,3 +600,82 @@ fn every_kafka_topic_config_is_accepted_and_described() {
     assert_eq!(got.len(), 100);
     assert_eq!(got[99], b"value-99".to_vec());
 }
+
+/// Dynamic broker configs: AlterConfigs on the BROKER resource changes a setting Kafka lets
+/// change at run time, with no restart (a lower `message.max.bytes` refuses a batch at once),
+/// shows it in DescribeConfigs with its source, keeps it across a restart (a metadata record),
+/// and refuses settings that are not dynamic.
+#[test]
+fn dynamic_broker_configs_apply_at_once_and_persist() {
+    use rdkafka::admin::ConfigSource;
+    fn source_name(s: &ConfigSource) -> &'static str {
+        match s {
+            ConfigSource::Default => "default",
+            ConfigSource::DynamicBroker => "dynamic broker",
+            ConfigSource::DynamicDefaultBroker => "dynamic default broker",
+            ConfigSource::DynamicTopic => "dynamic topic",
+            ConfigSource::StaticBroker => "static broker",
+            _ => "other",
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = BrokerProcess::start(dir.path(), &[]);
+    let bs = broker.bootstrap();
+    create_topic(&bs, "dyn", 1, &[]);
+    let opts = AdminOptions::new();
+    let alter = |bs: &str, target: ResourceSpecifier<'_>, key: &str, value: &str| {
+        let a = admin(bs);
+        let r = block_on(a.alter_configs(&[AlterConfig::new(target).set(key, value)], &opts));
+        r.unwrap().remove(0).map(|_| ()).map_err(|(_, code)| code)
+    };
+    let topic_entry = |bs: &str, key: &str| {
+        let a = admin(bs);
+        let r = block_on(a.describe_configs(&[ResourceSpecifier::Topic("dyn")], &opts)).unwrap();
+        let r = r.into_iter().next().unwrap().unwrap();
+        let e = r.get(key).unwrap();
+        (e.value.clone(), source_name(&e.source))
+    };
+    assert_eq!(topic_entry(&bs, "max.message.bytes"), (Some("1048588".into()), "default"));
+
+    alter(&bs, ResourceSpecifier::Broker(1), "message.max.bytes", "2000").unwrap();
+    assert_eq!(topic_entry(&bs, "max.message.bytes"), (Some("2000".into()), "dynamic broker"));
+    let p = producer(&bs, &[("message.max.bytes", "100000"), ("message.timeout.ms", "5000")]);
+    let big = vec![7u8; 3000];
+    let r = block_on(p.send(FutureRecord::<(), Vec<u8>>::to("dyn").payload(&big), WAIT));
+    let (e, _) = r.expect_err("above the new message.max.bytes");
+    assert_eq!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::MessageSizeTooLarge), "{e}");
+
+    // Not dynamic in Kafka either: refused (raw AlterConfigs v2, to read the code itself).
+    {
+        use kafka_protocol::messages::alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey};
+        use kafka_protocol::protocol::StrBytes;
+        let mut c = common::RawConn::connect(&broker);
+        let r: AlterConfigsResponse = c.call(
+            ApiKey::AlterConfigs,
+            2,
+            &AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str("1"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("broker.rack"))
+                    .with_value(Some(StrBytes::from_static_str("r1")))])]),
+        );
+        assert_eq!(r.responses[0].error_code, 42, "INVALID_REQUEST: {r:?}");
+    }
+
+    // A metadata record: still there after a restart.
+    broker.stop();
+    broker.restart();
+    let bs = broker.bootstrap();
+    assert_eq!(topic_entry(&bs, "max.message.bytes"), (Some("2000".into()), "dynamic broker"));
+    let a = admin(&bs);
+    let r = block_on(a.describe_configs(&[ResourceSpecifier::Broker(1)], &opts)).unwrap();
+    let r = r.into_iter().next().unwrap().unwrap();
+    let e = r.get("message.max.bytes").unwrap();
+    assert_eq!((e.value.as_deref(), source_name(&e.source)), (Some("2000"), "dynamic broker"));
+    assert!(!e.is_read_only);
+    assert!(r.get("node.id").unwrap().is_read_only);
+}

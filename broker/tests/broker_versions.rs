@@ -167,7 +167,16 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                         .with_value(Some(s("5000")))]),
                 alter_configs_request::AlterConfigsResource::default()
                     .with_resource_type(4)
-                    .with_resource_name(s("1")),
+                    .with_resource_name(s("1"))
+                    .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                        .with_name(s("log.retention.ms"))
+                        .with_value(Some(s("5000")))]),
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(s(""))
+                    .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                        .with_name(s("node.id"))
+                        .with_value(Some(s("2")))]),
             ]),
         ),
         ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
@@ -356,7 +365,8 @@ fn check(key: ApiKey, v: i16, resp: &ResponseKind) {
         }
         ResponseKind::AlterConfigs(r) => {
             assert_eq!(r.responses[0].error_code, 0, "{ctx}");
-            assert_eq!(r.responses[1].error_code, 42, "{ctx}: broker configs are not dynamic");
+            assert_eq!(r.responses[1].error_code, 0, "{ctx}: a dynamic broker config");
+            assert_eq!(r.responses[2].error_code, 42, "{ctx}: node.id is not dynamic");
         }
         ResponseKind::IncrementalAlterConfigs(r) => {
             assert_eq!(r.responses[0].error_code, 0, "{ctx}")

@@ -270,6 +270,7 @@ pub fn metadata_error_code(e: &MetadataError) -> i16 {
         }
         MetadataError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
         MetadataError::PolicyViolation(_) => ResponseError::PolicyViolation.code(),
+        MetadataError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
         MetadataError::NotController => ResponseError::NotController.code(),
         MetadataError::Timeout => ResponseError::RequestTimedOut.code(),
         MetadataError::Internal(_) => ResponseError::UnknownServerError.code(),

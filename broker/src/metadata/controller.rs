@@ -261,6 +261,18 @@ impl Controller {
         self.commit(vec![record], vec![Ok(())], validate_only).await.remove(0)
     }
 
+    pub(crate) async fn alter_broker_configs(
+        &self,
+        broker: &str,
+        ops: Vec<(String, AlterOp, Option<String>)>,
+        replace: bool,
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        let (_guard, image) = self.begin().await?;
+        let record = plan_broker_configs(&self.cfg, &image, broker, &ops, replace)?;
+        self.commit(vec![record], vec![Ok(())], validate_only).await.remove(0)
+    }
+
     pub(crate) async fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetadataError> {
         let (_guard, image) = self.begin().await?;
         if count <= 0 {
@@ -615,6 +627,25 @@ pub(crate) fn plan_incremental_alter_configs(
     ops: &[(String, AlterOp, Option<String>)],
 ) -> Result<MetadataRecord, MetadataError> {
     let t = image.topic(topic).ok_or_else(|| MetadataError::UnknownTopic(topic.to_owned()))?;
+    let defaults = cfg.defaults.to_props();
+    let configs = apply_ops(
+        t.configs.clone(),
+        ops,
+        |key| defaults.get(key).cloned(),
+        |key| LIST_CONFIGS.contains(&key),
+    )?;
+    validate_configs(&cfg.defaults, &configs)?;
+    Ok(MetadataRecord::ConfigChange { topic: topic.to_owned(), configs })
+}
+
+/// Applies IncrementalAlterConfigs operations to `configs`; `default` gives the current value
+/// a LIST key APPENDs to when it is not set, `is_list` which keys are LISTs.
+fn apply_ops(
+    mut configs: BTreeMap<String, String>,
+    ops: &[(String, AlterOp, Option<String>)],
+    default: impl Fn(&str) -> Option<String>,
+    is_list: impl Fn(&str) -> bool,
+) -> Result<BTreeMap<String, String>, MetadataError> {
     let mut seen = BTreeSet::new();
     for (key, _, _) in ops {
         if !seen.insert(key.as_str()) {
@@ -623,8 +654,6 @@ pub(crate) fn plan_incremental_alter_configs(
             )));
         }
     }
-    let defaults = cfg.defaults.to_props();
-    let mut configs = t.configs.clone();
     for (key, op, value) in ops {
         let require_value = || {
             value.clone().ok_or_else(|| {
@@ -639,18 +668,15 @@ pub(crate) fn plan_incremental_alter_configs(
                 configs.remove(key);
             }
             AlterOp::Append | AlterOp::Subtract => {
-                if !LIST_CONFIGS.contains(&key.as_str()) {
+                if !is_list(key) {
                     let verb = if *op == AlterOp::Append { "APPEND" } else { "SUBTRACT" };
                     return Err(MetadataError::InvalidConfig(format!(
                         "Can't {verb} to key {key} because its type is not LIST."
                     )));
                 }
                 let value = require_value()?;
-                let current = configs
-                    .get(key)
-                    .cloned()
-                    .or_else(|| defaults.get(key.as_str()).cloned())
-                    .unwrap_or_default();
+                let current =
+                    configs.get(key).cloned().or_else(|| default(key)).unwrap_or_default();
                 let mut items: Vec<String> = split_list(&current);
                 for item in split_list(&value) {
                     if *op == AlterOp::Append {
@@ -665,8 +691,74 @@ pub(crate) fn plan_incremental_alter_configs(
             }
         }
     }
-    validate_configs(&cfg.defaults, &configs)?;
-    Ok(MetadataRecord::ConfigChange { topic: topic.to_owned(), configs })
+    Ok(configs)
+}
+
+/// Validates a change of a broker's dynamic configs (`broker`: this node's id, or "" for the
+/// cluster-wide defaults), as Kafka's `DynamicBrokerConfig` does: every key must be one Kafka
+/// lets change at run time, a per-broker-only key cannot be a cluster default, and values must
+/// parse (log settings with the log's own validation).
+pub(crate) fn plan_broker_configs(
+    cfg: &ControllerConfig,
+    image: &ClusterImage,
+    broker: &str,
+    ops: &[(String, AlterOp, Option<String>)],
+    replace: bool,
+) -> Result<MetadataRecord, MetadataError> {
+    use crate::config::{check_kind, kafka_broker_key, Dynamic, Kind};
+    if !broker.is_empty() && broker != cfg.node_id.to_string() {
+        return Err(MetadataError::InvalidRequest(format!(
+            "Unexpected broker id, expected {} or empty string, but received {broker}",
+            cfg.node_id
+        )));
+    }
+    let current = if replace {
+        BTreeMap::new()
+    } else {
+        image.broker_configs.get(broker).cloned().unwrap_or_default()
+    };
+    let configs = apply_ops(
+        current,
+        ops,
+        |_| None,
+        |key| kafka_broker_key(key).is_some_and(|k| k.kind == Kind::List),
+    )?;
+    let mut not_dynamic = Vec::new();
+    let mut per_broker = Vec::new();
+    for (key, value) in &configs {
+        match kafka_broker_key(key) {
+            Some(k) if k.dynamic == Dynamic::No => not_dynamic.push(key.as_str()),
+            Some(k) => {
+                if k.dynamic == Dynamic::PerBroker && broker.is_empty() {
+                    per_broker.push(key.as_str());
+                }
+                check_kind(key, k.kind, value).map_err(MetadataError::InvalidConfig)?;
+            }
+            None => {
+                return Err(MetadataError::InvalidConfig(format!("Unknown broker config '{key}'")))
+            }
+        }
+    }
+    if !not_dynamic.is_empty() {
+        return Err(MetadataError::InvalidRequest(format!(
+            "Cannot update these configs dynamically: {not_dynamic:?}"
+        )));
+    }
+    if !per_broker.is_empty() {
+        return Err(MetadataError::InvalidRequest(format!(
+            "Cannot update these configs at default cluster level, broker id must be specified: \
+             {per_broker:?}"
+        )));
+    }
+    // Log settings get the log's own validation (ranges, enums), as they would in a file.
+    for (key, value) in &configs {
+        if let Err(e @ crate::log::ConfigError::Invalid { .. }) =
+            cfg.defaults.with_broker_overrides([(key.as_str(), value.as_str())])
+        {
+            return Err(MetadataError::InvalidConfig(e.to_string()));
+        }
+    }
+    Ok(MetadataRecord::BrokerConfigChange { broker: broker.to_owned(), configs })
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -926,6 +1018,54 @@ mod tests {
         let id = image.topics["t"].id;
         let (name, got, _) = plan_delete_topic(&image, &TopicRef::Id(id)).unwrap();
         assert_eq!((name.as_str(), got), ("t", id));
+    }
+
+    #[test]
+    fn broker_configs_follow_kafkas_dynamic_rules() {
+        let image = image_with_brokers(&[1]);
+        let set = |k: &str, v: &str| (k.to_string(), AlterOp::Set, Some(v.to_string()));
+        let plan = |broker: &str, ops: &[(String, AlterOp, Option<String>)]| {
+            plan_broker_configs(&cfg(), &image, broker, ops, false)
+        };
+        let r = plan("", &[set("log.retention.ms", "5000"), set("num.io.threads", "16")]).unwrap();
+        let MetadataRecord::BrokerConfigChange { broker, configs } = r else { panic!() };
+        assert_eq!((broker.as_str(), configs.len()), ("", 2));
+        assert!(plan("1", &[set("ssl.keystore.location", "/k")]).is_ok(), "per-broker");
+        let e = plan("", &[set("ssl.keystore.location", "/k")]).unwrap_err();
+        assert!(
+            matches!(&e, MetadataError::InvalidRequest(m) if m.contains("default cluster level"))
+        );
+        let e = plan("1", &[set("node.id", "2")]).unwrap_err();
+        assert!(matches!(&e, MetadataError::InvalidRequest(m) if m.contains("dynamically")));
+        let e = plan("1", &[set("num.io.threads", "many")]).unwrap_err();
+        assert!(matches!(e, MetadataError::InvalidConfig(_)));
+        let e = plan("1", &[set("log.retention.ms", "-7")]).unwrap_err();
+        assert!(matches!(&e, MetadataError::InvalidConfig(m) if m.contains("retention")), "{e}");
+        let e = plan("1", &[set("no.such.key", "1")]).unwrap_err();
+        assert!(matches!(e, MetadataError::InvalidConfig(_)));
+        assert!(matches!(
+            plan("2", &[set("num.io.threads", "4")]),
+            Err(MetadataError::InvalidRequest(_))
+        ));
+        // Incremental: DELETE drops a key set before, SET keeps the others.
+        let mut image = image;
+        image.broker_configs.insert(
+            "1".into(),
+            BTreeMap::from([
+                ("num.io.threads".into(), "4".into()),
+                ("log.retention.ms".into(), "9".into()),
+            ]),
+        );
+        let r = plan_broker_configs(
+            &cfg(),
+            &image,
+            "1",
+            &[("num.io.threads".into(), AlterOp::Delete, None)],
+            false,
+        )
+        .unwrap();
+        let MetadataRecord::BrokerConfigChange { configs, .. } = r else { panic!() };
+        assert_eq!(configs.keys().collect::<Vec<_>>(), vec!["log.retention.ms"]);
     }
 
     #[test]

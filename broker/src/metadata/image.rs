@@ -30,6 +30,9 @@ pub struct ClusterImage {
     pub topic_names_by_id: HashMap<[u8; 16], String>,
     /// First producer id not yet handed out by `AllocateProducerIds`.
     pub next_producer_id: i64,
+    /// Dynamic broker configs: by broker id, and the cluster-wide defaults under "".
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for ClusterImage {
@@ -41,11 +44,35 @@ impl Default for ClusterImage {
             topics: BTreeMap::new(),
             topic_names_by_id: HashMap::new(),
             next_producer_id: 0,
+            broker_configs: BTreeMap::new(),
         }
     }
 }
 
 impl ClusterImage {
+    /// The log defaults of broker `node`: the static ones (`static_defaults`, from its config
+    /// file) under the cluster-wide dynamic defaults, under its own dynamic configs, as Kafka
+    /// orders them. Only the log settings among them (`log.*`, `message.max.bytes`, ...) apply.
+    pub fn effective_log_defaults(&self, static_defaults: &LogConfig, node: i32) -> LogConfig {
+        let mut config = static_defaults.clone();
+        for scope in [String::new(), node.to_string()] {
+            for (key, value) in self.broker_configs.get(&scope).into_iter().flatten() {
+                if let Ok(c) = config.with_broker_overrides([(key.as_str(), value.as_str())]) {
+                    config = c;
+                }
+            }
+        }
+        config
+    }
+
+    /// The dynamic config `key` of broker `node` and where it comes from: its own (`false`) or
+    /// the cluster-wide default (`true`).
+    pub fn dynamic_broker_config(&self, node: i32, key: &str) -> Option<(&str, bool)> {
+        let own = self.broker_configs.get(&node.to_string()).and_then(|c| c.get(key));
+        let default = self.broker_configs.get("").and_then(|c| c.get(key));
+        own.map(|v| (v.as_str(), false)).or(default.map(|v| (v.as_str(), true)))
+    }
+
     /// The topic with this name.
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
         self.topics.get(name)

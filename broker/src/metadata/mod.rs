@@ -193,6 +193,9 @@ pub enum MetadataError {
     /// POLICY_VIOLATION.
     #[error("{0}")]
     PolicyViolation(String),
+    /// INVALID_REQUEST (e.g. a broker config that cannot change at run time).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// NOT_CONTROLLER: this broker does not lead the metadata quorum (or has shut down).
     #[error("This broker is not the active controller.")]
     NotController,
@@ -398,6 +401,19 @@ impl MetadataNode {
         validate_only: bool,
     ) -> Result<(), MetadataError> {
         self.inner.controller.alter_configs(topic, configs, validate_only).await
+    }
+
+    /// AlterConfigs / IncrementalAlterConfigs for a BROKER resource (`broker` is this node's id,
+    /// or "" for the cluster-wide defaults): `ops` applied to its dynamic configs (AlterConfigs
+    /// is a full replacement: `replace`).
+    pub async fn alter_broker_configs(
+        &self,
+        broker: &str,
+        ops: Vec<(String, AlterOp, Option<String>)>,
+        replace: bool,
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        self.inner.controller.alter_broker_configs(broker, ops, replace, validate_only).await
     }
 
     /// IncrementalAlterConfigs for a topic: `(key, op, value)` applied to its overrides.

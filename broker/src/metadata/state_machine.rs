@@ -197,6 +197,13 @@ pub(crate) fn apply_record(image: &mut ClusterImage, record: &MetadataRecord) ->
             }
             None => tracing::warn!("skipping RemoveTopic for an unknown topic id"),
         },
+        MetadataRecord::BrokerConfigChange { broker, configs } => {
+            if configs.is_empty() {
+                image.broker_configs.remove(broker);
+            } else {
+                image.broker_configs.insert(broker.clone(), configs.clone());
+            }
+        }
         MetadataRecord::AllocateProducerIds { broker: _, count } => {
             let first = image.next_producer_id;
             image.next_producer_id = first.saturating_add((*count).max(0));

@@ -72,4 +72,7 @@ pub enum MetadataRecord {
     RemoveTopic { id: [u8; 16] },
     /// Hands `count` producer ids starting at `next_producer_id` to `broker`.
     AllocateProducerIds { broker: i32, count: i64 },
+    /// Replaces the dynamic configs of a broker (`broker` is its id) or the cluster-wide
+    /// dynamic defaults (`broker` is ""), as Kafka's `ConfigRecord` for BROKER resources.
+    BrokerConfigChange { broker: String, configs: BTreeMap<String, String> },
 }

@@ -125,8 +125,10 @@ impl ReplicaManager {
     /// logs of partitions whose topic is gone.
     pub fn reconcile(&self, image: &ClusterImage) -> Result<(), LogError> {
         let mut wanted = HashMap::new();
+        // Dynamic broker configs (cluster-wide, then this broker's) over the static defaults.
+        let defaults = image.effective_log_defaults(&self.defaults, self.node_id);
         for topic in image.topics.values() {
-            let config = topic.log_config(&self.defaults);
+            let config = topic.log_config(&defaults);
             for (&index, p) in &topic.partitions {
                 if !p.replicas.contains(&self.node_id) {
                     continue;
@@ -326,6 +328,7 @@ mod tests {
             topics: BTreeMap::new(),
             topic_names_by_id: HashMap::new(),
             next_producer_id: 0,
+            broker_configs: BTreeMap::new(),
         };
         for (name, id) in topics {
             let p = PartitionImage {

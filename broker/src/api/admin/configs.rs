@@ -1,10 +1,14 @@
 //! DescribeConfigs (1–4), AlterConfigs (0–2) and IncrementalAlterConfigs (0–1).
 //!
-//! Topic configs are described with their source as Kafka reports it: an override set on the
-//! topic (DYNAMIC_TOPIC_CONFIG), a broker-level setting (STATIC_BROKER_CONFIG) or Kafka's
-//! default (DEFAULT_CONFIG), with synonyms when asked. Broker configs are read-only here: they
-//! come from the config file, environment and flags; dynamic broker configs are not supported
-//! and altering them answers INVALID_REQUEST with that reason.
+//! Configs are described with their source as Kafka reports it: an override set on the topic
+//! (DYNAMIC_TOPIC_CONFIG), a dynamic config of this broker (DYNAMIC_BROKER_CONFIG) or of all
+//! brokers (DYNAMIC_DEFAULT_BROKER_CONFIG), the broker's config file, environment and flags
+//! (STATIC_BROKER_CONFIG) or Kafka's default (DEFAULT_CONFIG), with synonyms when asked.
+//!
+//! BROKER resources (this broker's id, or "" for the cluster-wide defaults) take the settings
+//! Kafka lets change at run time (`config::catalog`); they are stored as metadata records and
+//! applied without a restart (the log settings among them reach every partition's log). Others
+//! answer INVALID_REQUEST ("Cannot update these configs dynamically"), as Kafka does.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +34,8 @@ pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
@@ -61,7 +67,10 @@ pub fn describe_topic_entries(
     keys: Option<&[StrBytes]>,
     include_synonyms: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
-    let broker_defaults = &broker.config.log_defaults;
+    let image = broker.metadata.image();
+    let static_props = broker.config.log_defaults.to_props();
+    let broker_defaults =
+        &image.effective_log_defaults(&broker.config.log_defaults, broker.node_id());
     let kafka_defaults = LogConfig::default().to_props();
     let broker_props = broker_defaults.to_props();
     let effective = broker_defaults
@@ -75,11 +84,20 @@ pub fn describe_topic_entries(
                 continue;
             }
         }
-        let broker_set = broker_props.get(topic_key) != kafka_defaults.get(topic_key);
+        let dynamic = (!broker_key.is_empty())
+            .then(|| image.dynamic_broker_config(broker.node_id(), broker_key))
+            .flatten();
+        let static_set = static_props.get(topic_key) != kafka_defaults.get(topic_key);
+        let broker_set = dynamic.is_some() || static_set;
+        let broker_source = match dynamic {
+            Some((_, false)) => SOURCE_DYNAMIC_BROKER,
+            Some((_, true)) => SOURCE_DYNAMIC_DEFAULT_BROKER,
+            None => SOURCE_STATIC_BROKER,
+        };
         let source = if overrides.contains_key(*topic_key) {
             SOURCE_DYNAMIC_TOPIC
         } else if broker_set {
-            SOURCE_STATIC_BROKER
+            broker_source
         } else {
             SOURCE_DEFAULT
         };
@@ -89,7 +107,7 @@ pub fn describe_topic_entries(
                 synonyms.push(synonym(topic_key, v, SOURCE_DYNAMIC_TOPIC));
             }
             if broker_set && !broker_key.is_empty() {
-                synonyms.push(synonym(broker_key, &broker_props[topic_key], SOURCE_STATIC_BROKER));
+                synonyms.push(synonym(broker_key, &broker_props[topic_key], broker_source));
             }
             if !broker_key.is_empty() {
                 synonyms.push(synonym(broker_key, &kafka_defaults[topic_key], SOURCE_DEFAULT));
@@ -150,20 +168,7 @@ pub fn describe_configs(
                             broker.node_id()
                         )));
                     } else {
-                        result.configs = broker
-                            .config
-                            .to_props()
-                            .into_iter()
-                            .filter(|(k, _)| keys.is_none_or(|keys| keys.iter().any(|x| x.as_str() == k)))
-                            .map(|(k, v)| {
-                                DescribeConfigsResourceResult::default()
-                                    .with_name(strb(&k))
-                                    .with_value(Some(strb(&v)))
-                                    .with_read_only(true)
-                                    .with_config_source(SOURCE_STATIC_BROKER)
-                                    .with_config_type(config_type(&k))
-                            })
-                            .collect();
+                        result.configs = describe_broker_entries(broker, &image, name, keys);
                     }
                 }
                 other => {
@@ -177,13 +182,51 @@ pub fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Why a non-topic resource cannot be altered.
-fn unsupported_resource(resource_type: i8) -> (i16, Option<StrBytes>) {
-    let reason = if resource_type == RESOURCE_BROKER {
-        "dynamic broker configs are not supported: set them in the broker's config file".to_string()
-    } else {
-        format!("Unsupported resource type {resource_type}")
+/// The described entries of a BROKER resource: for "" the cluster-wide dynamic defaults set;
+/// for this broker every setting with its effective value and source.
+fn describe_broker_entries(
+    broker: &Broker,
+    image: &crate::metadata::ClusterImage,
+    name: &str,
+    keys: Option<&[StrBytes]>,
+) -> Vec<DescribeConfigsResourceResult> {
+    let wanted = |k: &str| keys.is_none_or(|keys| keys.iter().any(|x| x.as_str() == k));
+    let entry = |k: &str, v: &str, source: i8| {
+        let dynamic = crate::config::kafka_broker_key(k)
+            .is_some_and(|key| key.dynamic != crate::config::Dynamic::No);
+        DescribeConfigsResourceResult::default()
+            .with_name(strb(k))
+            .with_value(Some(strb(v)))
+            .with_read_only(!dynamic)
+            .with_config_source(source)
+            .with_config_type(config_type(k))
     };
+    if name.is_empty() {
+        return image
+            .broker_configs
+            .get("")
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| wanted(k))
+            .map(|(k, v)| entry(k, v, SOURCE_DYNAMIC_DEFAULT_BROKER))
+            .collect();
+    }
+    let mut props = broker.config.to_props();
+    props.extend(broker.config.without_effect.clone());
+    let mut sources: BTreeMap<String, i8> =
+        props.keys().map(|k| (k.clone(), SOURCE_STATIC_BROKER)).collect();
+    for (scope, source) in [("", SOURCE_DYNAMIC_DEFAULT_BROKER), (name, SOURCE_DYNAMIC_BROKER)] {
+        for (k, v) in image.broker_configs.get(scope).into_iter().flatten() {
+            props.insert(k.clone(), v.clone());
+            sources.insert(k.clone(), source);
+        }
+    }
+    props.iter().filter(|(k, _)| wanted(k)).map(|(k, v)| entry(k, v, sources[k])).collect()
+}
+
+/// Why a resource type cannot be altered.
+fn unsupported_resource(resource_type: i8) -> (i16, Option<StrBytes>) {
+    let reason = format!("Unsupported resource type {resource_type}");
     (ResponseError::InvalidRequest.code(), Some(strb(&reason)))
 }
 
@@ -194,21 +237,25 @@ pub async fn alter_configs(broker: &Broker, req: AlterConfigsRequest) -> AlterCo
         let mut resp = AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
-        if r.resource_type != RESOURCE_TOPIC {
-            (resp.error_code, resp.error_message) = unsupported_resource(r.resource_type);
-            responses.push(resp);
-            continue;
-        }
         let configs: BTreeMap<String, String> = r
             .configs
             .iter()
             .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
             .collect();
-        match broker
-            .metadata
-            .alter_configs(r.resource_name.as_str(), configs, req.validate_only)
-            .await
-        {
+        let name = r.resource_name.as_str();
+        let result = match r.resource_type {
+            RESOURCE_TOPIC => broker.metadata.alter_configs(name, configs, req.validate_only).await,
+            RESOURCE_BROKER => {
+                let ops = configs.into_iter().map(|(k, v)| (k, AlterOp::Set, Some(v))).collect();
+                broker.metadata.alter_broker_configs(name, ops, true, req.validate_only).await
+            }
+            other => {
+                (resp.error_code, resp.error_message) = unsupported_resource(other);
+                responses.push(resp);
+                continue;
+            }
+        };
+        match result {
             Ok(()) => changed |= !req.validate_only,
             Err(e) => {
                 resp.error_code = metadata_error_code(&e);
@@ -233,7 +280,7 @@ pub async fn incremental_alter_configs(
         let mut resp = IncrementalResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
-        if r.resource_type != RESOURCE_TOPIC {
+        if r.resource_type != RESOURCE_TOPIC && r.resource_type != RESOURCE_BROKER {
             (resp.error_code, resp.error_message) = unsupported_resource(r.resource_type);
             responses.push(resp);
             continue;
@@ -254,11 +301,13 @@ pub async fn incremental_alter_configs(
             ops.push((c.name.to_string(), op, c.value.as_ref().map(|v| v.to_string())));
         }
         if resp.error_code == 0 {
-            match broker
-                .metadata
-                .incremental_alter_configs(r.resource_name.as_str(), ops, req.validate_only)
-                .await
-            {
+            let name = r.resource_name.as_str();
+            let result = if r.resource_type == RESOURCE_BROKER {
+                broker.metadata.alter_broker_configs(name, ops, false, req.validate_only).await
+            } else {
+                broker.metadata.incremental_alter_configs(name, ops, req.validate_only).await
+            };
+            match result {
                 Ok(()) => changed |= !req.validate_only,
                 Err(e) => {
                     resp.error_code = metadata_error_code(&e);
