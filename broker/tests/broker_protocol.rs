@@ -181,23 +181,27 @@ fn bad_frames_close_only_their_connection() {
     check_good(&mut good);
 
     // KIP-511: an ApiVersions version the broker does not know gets UNSUPPORTED_VERSION in the
-    // v0 layout, with the supported ranges.
+    // v0 layout, with ApiVersions' own range only (as Kafka answers). A newer client sends it in the newest layout it
+    // knows (flexible, header v2), so the request is a v3 one with the version raised.
     let mut s = connect(&broker);
-    let mut f = frame(ApiKey::ApiVersions, 0, 42, &ApiVersionsRequest::default());
+    let newer = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("raw-test"))
+        .with_client_software_version(StrBytes::from_static_str("99"));
+    let mut f = frame(ApiKey::ApiVersions, 3, 42, &newer);
     f[6..8].copy_from_slice(&77i16.to_be_bytes());
     s.write_all(&f).unwrap();
     let mut r = read_frame(&mut s).expect("ApiVersions fallback response");
     assert_eq!(r.get_i32(), 42);
     let v = ApiVersionsResponse::decode(&mut r, 0).unwrap();
     assert_eq!(v.error_code, 35);
-    let produce = v.api_keys.iter().find(|k| k.api_key == 0).unwrap();
-    assert_eq!((produce.min_version, produce.max_version), (3, 12));
-    assert!(
-        v.api_keys.iter().all(|k| k.api_key != ApiKey::ConsumerGroupHeartbeat as i16),
-        "unimplemented APIs are not advertised"
-    );
+    let keys: Vec<(i16, i16)> = v.api_keys.iter().map(|k| (k.api_key, k.min_version)).collect();
+    assert_eq!(keys, vec![(ApiKey::ApiVersions as i16, 0)]);
+    assert!(v.api_keys[0].max_version >= 3);
 
     metadata_ok(&broker);
+    if common::against_kafka() {
+        return;
+    }
     let (_, metrics) = broker.http_get("/metrics");
     assert!(
         metrics.contains("sluice_connections_closed_total{reason=\"frame_size\"}"),
@@ -302,7 +306,11 @@ fn produce_and_fetch_errors_carry_kafkas_codes() {
     two.extend_from_slice(&good);
     assert_eq!(produce_code(&mut c, "errs", 0, Some(two.freeze())), 87, "two batches");
     assert_eq!(produce_code(&mut c, "errs", 0, Some(Bytes::new())), 87, "no batch");
-    assert_eq!(produce_code(&mut c, "errs", 0, None), 87, "null records");
+    if !common::against_kafka() {
+        // Kafka 4.4 throws a NullPointerException here and never answers (seen with the same
+        // bytes); Sluice refuses it like an empty record set.
+        assert_eq!(produce_code(&mut c, "errs", 0, None), 87, "null records");
+    }
     let mut magic1 = good.clone();
     magic1[16] = 1;
     assert_eq!(produce_code(&mut c, "errs", 0, Some(magic1.freeze())), 87, "magic 1");
@@ -396,9 +404,16 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
     assert_eq!(produce_v9(&mut c, "plain", good.clone().freeze()).error_code, 0);
 
     let invalid_record = 87;
-    let cases: Vec<(&str, Bytes)> = vec![
+    // Kafka 4.4 answers an unknown codec with UNKNOWN_SERVER_ERROR (an uncaught exception);
+    // Sluice, on purpose, with INVALID_RECORD (docs/protocol.md, "Batch validation").
+    let unknown_codec = if common::against_kafka() { -1 } else { invalid_record };
+    for (what, batch) in [
         ("codec 7", edited(&good, |b| b[22] |= 0x07)),
         ("codec 5", edited(&good, |b| b[22] = (b[22] & !0x07) | 0x05)),
+    ] {
+        assert_eq!(produce_v9(&mut c, "plain", batch).error_code, unknown_codec, "{what}");
+    }
+    let cases: Vec<(&str, Bytes)> = vec![
         // recordsCount 5 and lastOffsetDelta 4, but three records follow.
         (
             "count above the records",
@@ -469,6 +484,9 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
     assert_eq!(fetch(&mut c, "plain", 0, 0, 1, 0), (0, 3, good.len()));
     assert_eq!(fetch(&mut c, "keyed", 0, 0, 1, 0), (0, 0, 0));
     metadata_ok(&broker);
+    if common::against_kafka() {
+        return;
+    }
     // Each refusal is counted by API and Kafka error name.
     let (_, metrics) = broker.http_get("/metrics");
     for line in [
@@ -484,6 +502,9 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
 /// broker keeps serving. (Before, each declared size was allocated and zero-filled at once.)
 #[test]
 fn declared_frame_sizes_do_not_reserve_memory() {
+    if common::against_kafka() {
+        return; // the broker process's memory: Sluice's own
+    }
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &[]);
     metadata_ok(&broker);
@@ -512,6 +533,11 @@ fn declared_frame_sizes_do_not_reserve_memory() {
 /// served once the frames ahead of it are done.
 #[test]
 fn queued_max_request_bytes_holds_back_reading_until_there_is_room() {
+    if common::against_kafka() {
+        // Kafka's pool is not strict: it lets a request in while any memory is left, so it
+        // overshoots by up to one request; Sluice's holds the bound exactly.
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(
         dir.path(),
@@ -550,6 +576,9 @@ fn queued_max_request_bytes_holds_back_reading_until_there_is_room() {
 /// were suppressed; every closed connection is still counted in the metrics.
 #[test]
 fn malformed_frames_warn_at_a_bounded_rate() {
+    if common::against_kafka() {
+        return; // Sluice's log and metrics
+    }
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start_logging(dir.path(), &[], "warn");
     for _ in 0..50 {
@@ -571,6 +600,9 @@ fn malformed_frames_warn_at_a_bounded_rate() {
 /// terminal escape cannot start a forged line or colour the operator's terminal.
 #[test]
 fn client_strings_are_escaped_in_log_lines() {
+    if common::against_kafka() {
+        return; // Sluice's log
+    }
     use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
     use kafka_protocol::messages::{GroupId, JoinGroupRequest, JoinGroupResponse};
     let dir = tempfile::tempdir().unwrap();
@@ -625,15 +657,24 @@ fn log_dir_producer_and_transaction_apis_answer_as_kafka() {
     let broker = BrokerProcess::start(dir.path(), &[]);
     common::create_topic(&broker.bootstrap(), "ld", 2, &[]);
     let mut c = common::RawConn::connect(&broker);
-    let init: InitProducerIdResponse = c.call(
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(None)
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id((-1).into())
-            .with_producer_epoch(-1),
-    );
+    // Kafka may answer COORDINATOR_LOAD_IN_PROGRESS while its producer-id manager starts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let init = loop {
+        let init: InitProducerIdResponse = c.call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        );
+        if init.error_code == 0 {
+            break init;
+        }
+        assert!(std::time::Instant::now() < deadline, "InitProducerId: {}", init.error_code);
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let pid = init.producer_id.0;
     let plain = common::client_batch(&[(None, Some(b"a")), (None, Some(b"b")), (None, Some(b"c"))]);
     let idempotent = edited(&plain, |b| {
@@ -647,12 +688,13 @@ fn log_dir_producer_and_transaction_apis_answer_as_kafka() {
         c.call(ApiKey::DescribeLogDirs, 4, &DescribeLogDirsRequest::default().with_topics(None));
     assert_eq!(described.results.len(), 1);
     let d = &described.results[0];
-    let canonical = std::fs::canonicalize(dir.path()).unwrap();
+    let canonical = std::fs::canonicalize(broker.log_dir()).unwrap();
     assert_eq!(d.log_dir.as_str(), canonical.display().to_string());
     assert!(d.total_bytes > 0 && d.usable_bytes > 0 && d.usable_bytes <= d.total_bytes);
     let ld = d.topics.iter().find(|t| t.name.as_str() == "ld").expect("topic ld described");
-    let sizes: Vec<(i32, bool)> =
+    let mut sizes: Vec<(i32, bool)> =
         ld.partitions.iter().map(|p| (p.partition_index, p.partition_size > 0)).collect();
+    sizes.sort();
     assert_eq!(sizes, vec![(0, true), (1, false)]);
 
     let mut alter = |path: &str, partition: i32| -> i16 {
@@ -670,7 +712,7 @@ fn log_dir_producer_and_transaction_apis_answer_as_kafka() {
     let here = canonical.display().to_string();
     assert_eq!(alter(&here, 0), 0, "already in that directory");
     assert_eq!(alter("/nonexistent-log-dir", 0), 57, "LOG_DIR_NOT_FOUND");
-    assert_eq!(alter(&here, 9), 9, "REPLICA_NOT_AVAILABLE");
+    assert_eq!(alter(&here, 9), 3, "UNKNOWN_TOPIC_OR_PARTITION");
 
     let producers: DescribeProducersResponse = c.call(
         ApiKey::DescribeProducers,
@@ -686,6 +728,27 @@ fn log_dir_producer_and_transaction_apis_answer_as_kafka() {
     assert_eq!((p[0].producer_id.0, p[0].producer_epoch, p[0].last_sequence), (pid, 0, 2));
     assert_eq!(parts[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
 
+    if common::against_kafka() {
+        // Kafka answers transactional requests at the coordinator only (NOT_COORDINATOR
+        // before); clients look it up first. Sluice has no transaction coordinator (its lookup
+        // fails fast, see transactional_producers_fail_at_once_with_a_fatal_error) and answers
+        // DescribeTransactions anywhere.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let found: FindCoordinatorResponse = c.call(
+                ApiKey::FindCoordinator,
+                4,
+                &FindCoordinatorRequest::default()
+                    .with_key_type(1)
+                    .with_coordinator_keys(vec![StrBytes::from_static_str("tx")]),
+            );
+            if found.coordinators[0].error_code == 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no transaction coordinator");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     let txns: DescribeTransactionsResponse = c.call(
         ApiKey::DescribeTransactions,
         0,
@@ -712,6 +775,9 @@ fn log_dir_producer_and_transaction_apis_answer_as_kafka() {
 /// so the next start needs no recovery.
 #[test]
 fn a_signal_during_start_up_stops_the_broker_cleanly() {
+    if common::against_kafka() {
+        return; // Sluice's process
+    }
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();

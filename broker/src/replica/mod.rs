@@ -260,11 +260,11 @@ impl ReplicaManager {
         let p = self.leader_partition(tp)?;
         let state = p.state();
         let mut log = lock(&p.log);
-        if acks == -1 && (state.isr.len() as i32) < log.config().min_insync_replicas {
-            return Err(ReplicaError::NotEnoughReplicas {
-                isr: state.isr.len(),
-                min: log.config().min_insync_replicas,
-            });
+        // Kafka's effective minimum: min.insync.replicas capped at the replication factor, so a
+        // topic of one replica with min.insync.replicas=2 still takes acks=all.
+        let min_isr = log.config().min_insync_replicas.min(state.replicas.len().max(1) as i32);
+        if acks == -1 && (state.isr.len() as i32) < min_isr {
+            return Err(ReplicaError::NotEnoughReplicas { isr: state.isr.len(), min: min_isr });
         }
         let info = log.append_as_leader_from(records, state.leader_epoch, origin)?;
         if state.isr == [self.node_id] {
@@ -377,5 +377,31 @@ mod tests {
         let kept = rm.get(&TopicPartition::new("kept", 0)).unwrap();
         assert_eq!(kept.log.lock().unwrap().log_end_offset(), 0, "the new topic starts empty");
         assert_eq!(kept.log.lock().unwrap().read_partition_metadata().unwrap(), Some([3; 16]));
+    }
+
+    /// acks=all needs min(min.insync.replicas, replicas) in-sync replicas, as Kafka's
+    /// `effectiveMinIsr`: with two replicas and one in sync, min.insync.replicas=2 refuses it
+    /// (nothing written) and acks=1 goes through; with one replica it is capped at 1.
+    #[test]
+    fn acks_all_needs_the_effective_min_isr() {
+        let dir = tempfile::tempdir().unwrap();
+        let rm = manager(dir.path());
+        let mut img = image(&[("two", [4; 16]), ("one", [5; 16])]);
+        let two = img.topics.get_mut("two").unwrap();
+        two.partitions.get_mut(&0).unwrap().replicas = vec![1, 2];
+        two.configs.insert("min.insync.replicas".into(), "2".into());
+        img.topics.get_mut("one").unwrap().configs.insert("min.insync.replicas".into(), "2".into());
+        rm.reconcile(&img).unwrap();
+        let mut b = build_batch(0, 0, &[(None, Some(b"v"))]);
+        let r = rm.append(&TopicPartition::new("two", 0), &mut b, -1, AppendOrigin::Client);
+        assert!(matches!(r, Err(ReplicaError::NotEnoughReplicas { isr: 1, min: 2 })), "{r:?}");
+        let mut b = build_batch(0, 0, &[(None, Some(b"v"))]);
+        let (info, _) =
+            rm.append(&TopicPartition::new("two", 0), &mut b, 1, AppendOrigin::Client).unwrap();
+        assert_eq!(info.first_offset, 0, "the refused acks=all batch was not written");
+        let mut b = build_batch(0, 0, &[(None, Some(b"v"))]);
+        assert!(rm
+            .append(&TopicPartition::new("one", 0), &mut b, -1, AppendOrigin::Client)
+            .is_ok());
     }
 }

@@ -1,6 +1,11 @@
 //! Test harness: runs the real `sluice` binary on ephemeral loopback ports in a temp directory,
 //! with bounded waits, and stops it (SIGTERM, or SIGKILL to simulate a crash) on request or drop.
 //!
+//! Reference mode: with `SLUICE_TEST_AGAINST=kafka`, [`BrokerProcess::start`] starts Apache
+//! Kafka 4.4 instead (`scripts/lib/kafka-dist.sh`, `--set key=value` flags becoming its
+//! properties), so the raw-protocol tests check their expected values against Kafka itself;
+//! what only Sluice has (its metrics, logs, process) is skipped there through [`against_kafka`].
+//!
 //! The broker's stderr passes through a reader thread that echoes it and watches for panics: a
 //! panic anywhere in the broker (even one a client would just reconnect after) fails the test
 //! when the broker stops, and so does a non-zero exit on a clean stop, which is what dropping a
@@ -15,8 +20,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// True when the tests run against Apache Kafka (`SLUICE_TEST_AGAINST=kafka`).
+pub fn against_kafka() -> bool {
+    std::env::var("SLUICE_TEST_AGAINST").is_ok_and(|v| v == "kafka")
+}
+
+/// A reference Kafka broker started by `scripts/lib/kafka-dist.sh` (not our child process).
+#[derive(Clone, Copy)]
+struct ReferenceKafka {
+    pid: u32,
+}
+
 /// A running broker process.
 pub struct BrokerProcess {
+    reference: Option<ReferenceKafka>,
     pub child: Option<Child>,
     pub kafka: SocketAddr,
     pub admin: SocketAddr,
@@ -39,6 +56,9 @@ fn is_panic_line(line: &str) -> bool {
 impl BrokerProcess {
     /// Starts `sluice dev` with its data in `data_dir` and any extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        if against_kafka() {
+            return Self::start_kafka(data_dir, extra, 0);
+        }
         let level = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into());
         Self::start_on(
             data_dir,
@@ -53,6 +73,54 @@ impl BrokerProcess {
     pub fn start_logging(data_dir: &Path, extra: &[&str], level: &str) -> Self {
         let extra = extra.iter().map(|s| s.to_string()).collect();
         Self::start_on(data_dir, "127.0.0.1:0", extra, level.to_string())
+    }
+
+    /// Apache Kafka on loopback with its data under `data_dir`; `extra` may only hold
+    /// `--set key=value` pairs, which become broker properties.
+    fn start_kafka(data_dir: &Path, extra: &[&str], port: u16) -> Self {
+        let mut props = String::new();
+        let mut args = extra.iter();
+        while let Some(flag) = args.next() {
+            assert_eq!(*flag, "--set", "reference mode takes only --set KEY=VALUE, not {flag}");
+            props.push_str(args.next().expect("--set KEY=VALUE"));
+            props.push('\n');
+        }
+        let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/lib/kafka-dist.sh");
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(r#"source "$1" && kafka_start_reference_broker "$2" "$3" >&2 && echo "$KAFKA_REF_PID $KAFKA_REF_BOOTSTRAP""#)
+            .args(["bash", &lib.display().to_string(), &data_dir.display().to_string()])
+            .arg(port.to_string())
+            .env("KAFKA_REF_EXTRA_PROPERTIES", props)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("running scripts/lib/kafka-dist.sh");
+        assert!(out.status.success(), "the reference Kafka broker did not start");
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let (pid, bootstrap) = line.split_once(' ').expect("pid and bootstrap");
+        BrokerProcess {
+            reference: Some(ReferenceKafka { pid: pid.parse().expect("pid") }),
+            child: None,
+            kafka: bootstrap.parse().expect("bootstrap address"),
+            admin: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            panic_line: Arc::new(Mutex::new(None)),
+            log: Arc::new(Mutex::new(Vec::new())),
+            log_level: String::new(),
+        }
+    }
+
+    /// Signals the reference Kafka broker and waits (bounded) until it is gone.
+    fn stop_kafka(&mut self, signal: &str) {
+        if let Some(r) = self.reference.take() {
+            let _ = Command::new("kill").arg(signal).arg(r.pid.to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Path::new(&format!("/proc/{}", r.pid)).exists() {
+                assert!(Instant::now() < deadline, "Kafka did not exit within 60 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// `sluice start --config FILE --admin-listen 127.0.0.1:0`: a broker configured by a
@@ -165,6 +233,7 @@ impl BrokerProcess {
             }
         }
         BrokerProcess {
+            reference: None,
             child: Some(child),
             kafka: kafka.expect("kafka address in the ready line"),
             admin: admin.expect("admin address in the ready line"),
@@ -199,12 +268,25 @@ impl BrokerProcess {
         }
     }
 
+    /// The broker's log directory (Kafka's reference broker keeps its logs in `data/`).
+    pub fn log_dir(&self) -> PathBuf {
+        if self.reference.is_some() {
+            self.data_dir.join("data")
+        } else {
+            self.data_dir.clone()
+        }
+    }
+
     pub fn bootstrap(&self) -> String {
         self.kafka.to_string()
     }
 
     /// SIGTERM and wait (bounded) for a clean exit; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
+        if self.reference.is_some() {
+            self.stop_kafka("-TERM");
+            return Some(0);
+        }
         let mut child = self.child.take()?;
         let pid = child.id() as i32;
         // SIGTERM through kill(1): no libc dependency for one signal.
@@ -228,6 +310,7 @@ impl BrokerProcess {
 
     /// SIGKILL: a crash.
     pub fn kill9(&mut self) {
+        self.stop_kafka("-KILL");
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -240,6 +323,12 @@ impl BrokerProcess {
     /// Starts again on the same data directory and the same Kafka port (clients reconnect).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the broker first");
+        if against_kafka() {
+            let extra: Vec<String> = self.extra.clone();
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            *self = Self::start_kafka(&self.data_dir, &extra, self.kafka.port());
+            return;
+        }
         let listen = self.kafka.to_string();
         let deadline = Instant::now() + Duration::from_secs(20);
         // The old socket may linger briefly; retry binding within a bounded time.
@@ -261,6 +350,10 @@ impl BrokerProcess {
     /// GET a path on the admin HTTP endpoint; returns (status line, body).
     pub fn http_get(&self, path: &str) -> (String, String) {
         use std::io::{Read, Write};
+        assert!(
+            self.reference.is_none(),
+            "Kafka has no admin HTTP endpoint: guard with against_kafka()"
+        );
         let mut s = std::net::TcpStream::connect(self.admin).expect("connect admin");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
@@ -275,6 +368,10 @@ impl Drop for BrokerProcess {
     /// A test that passed ends with a clean stop: exit status 0 and no panic in the output.
     /// One that is failing already just kills the broker.
     fn drop(&mut self) {
+        if self.reference.is_some() {
+            self.stop_kafka("-TERM");
+            return;
+        }
         if std::thread::panicking() || self.child.is_none() {
             self.kill9();
             return;

@@ -2,7 +2,8 @@
 //! client. Sluice has one log directory (`log.dirs` takes the first entry): it is described
 //! with every partition's size and LEO − HW lag, and its volume's total and usable bytes (v4);
 //! "moving" a replica to the directory it is in succeeds, any other directory is
-//! LOG_DIR_NOT_FOUND, as Kafka answers for a directory it does not have.
+//! LOG_DIR_NOT_FOUND and a partition not hosted here UNKNOWN_TOPIC_OR_PARTITION, as Kafka
+//! answers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,7 +101,8 @@ pub fn alter_replica_log_dirs(
                     let code = if !known {
                         ResponseError::LogDirNotFound.code()
                     } else if !hosted {
-                        ResponseError::ReplicaNotAvailable.code()
+                        // Kafka 4.4 answers this (checked with the same request).
+                        ResponseError::UnknownTopicOrPartition.code()
                     } else {
                         0 // already there
                     };
