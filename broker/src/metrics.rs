@@ -75,6 +75,8 @@ pub struct Metrics {
     pub raft_alive: Gauge,
     /// 1 while a metadata write fails and is retried (a full disk).
     pub metadata_storage_stalled: Gauge,
+    /// 1 while the log directory fails writes (a full disk).
+    pub log_dir_failing: Gauge,
     raft_term: Gauge,
     raft_leader: Gauge,
     raft_applied: Gauge<u64, AtomicU64>,
@@ -151,6 +153,7 @@ impl Metrics {
             storage_background_errors: Gauge::default(),
             raft_alive: Gauge::default(),
             metadata_storage_stalled: Gauge::default(),
+            log_dir_failing: Gauge::default(),
             raft_term: Gauge::default(),
             raft_leader: Gauge::default(),
             raft_applied: Gauge::default(),
@@ -207,6 +210,11 @@ impl Metrics {
                 "metadata_storage_stalled",
                 "1 while a metadata log or snapshot write fails and is retried (a full disk)",
                 m.metadata_storage_stalled.clone(),
+            );
+            r.register(
+                "log_dir_failing",
+                "1 while the log directory fails writes (a full disk); the broker is not ready",
+                m.log_dir_failing.clone(),
             );
             r.register(
                 "uncleanable_partitions",

@@ -73,6 +73,11 @@ pub struct LogManager {
     cleaner: Mutex<CleanerHealth>,
     /// Background storage operations (flush, retention, checkpoints) that failed.
     background_errors: std::sync::atomic::AtomicU64,
+    /// The last I/O error on this directory while it lasts (a full disk): the broker reports
+    /// not ready until an append or a probe write succeeds again.
+    dir_error: Mutex<Option<String>>,
+    /// Whether `dir_error` is set: the append path checks this, not the lock.
+    dir_failing: std::sync::atomic::AtomicBool,
 }
 
 /// What the cleaner knows of the partitions it failed on.
@@ -135,6 +140,8 @@ impl LogManager {
             loaded: Mutex::new(loaded),
             cleaner: Mutex::new(CleanerHealth::default()),
             background_errors: std::sync::atomic::AtomicU64::new(0),
+            dir_error: Mutex::new(None),
+            dir_failing: std::sync::atomic::AtomicBool::new(false),
         };
         let mut reports = Vec::new();
         let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -270,6 +277,7 @@ impl LogManager {
                 Ok(n) => total += n,
                 Err(e) => {
                     self.count_background_error();
+                    self.note_write(Err(&e));
                     tracing::error!(partition = %tp, error = %e, "retention failed")
                 }
             }
@@ -332,6 +340,50 @@ impl LogManager {
         self.background_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Records the outcome of a write to this directory: an I/O error marks it failing (one
+    /// ERROR line when it starts), a success clears that (one INFO line).
+    pub fn note_write(&self, result: Result<(), &LogError>) {
+        use std::sync::atomic::Ordering;
+        if result.is_ok() && !self.dir_failing.load(Ordering::Relaxed) {
+            return; // the hot path: nothing to clear
+        }
+        let mut failing = lock(&self.dir_error);
+        match result {
+            Err(e @ LogError::Io { .. }) => {
+                if failing.is_none() {
+                    tracing::error!(dir = %self.dir.display(), error = %e, "log directory failing; the broker reports not ready until writes succeed again");
+                }
+                *failing = Some(e.to_string());
+                self.dir_failing.store(true, Ordering::Relaxed);
+            }
+            Err(_) => {}
+            Ok(()) => {
+                self.dir_failing.store(false, Ordering::Relaxed);
+                if failing.take().is_some() {
+                    tracing::info!(dir = %self.dir.display(), "log directory writable again");
+                }
+            }
+        }
+    }
+
+    /// The I/O error this directory is failing with, if it is.
+    pub fn dir_failing(&self) -> Option<String> {
+        if !self.dir_failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.dir_error).clone()
+    }
+
+    /// While failing, tries a small durable write (the background thread does, every tick), so
+    /// the directory is known to work again once space returns even if nothing is produced.
+    fn probe_dir(&self) {
+        let path = self.dir.join(".sluice-probe");
+        let result = crate::fsutil::write_file_atomically(&path, b"probe")
+            .and_then(|_| std::fs::remove_file(&path))
+            .map_err(LogError::io(&path));
+        self.note_write(result.as_ref().map(|_| ()));
+    }
+
     /// Background storage operations (flush, retention, checkpoints) that failed.
     pub fn background_errors(&self) -> u64 {
         self.background_errors.load(std::sync::atomic::Ordering::Relaxed)
@@ -352,6 +404,7 @@ impl LogManager {
         for (tp, log) in self.all() {
             if let Err(e) = lock(&log).flush_if_due() {
                 self.count_background_error();
+                self.note_write(Err(&e));
                 tracing::error!(partition = %tp, error = %e, "flush failed");
             }
         }
@@ -403,6 +456,9 @@ impl LogManager {
                         _ => return,
                     }
                     let now = std::time::Instant::now();
+                    if manager.dir_failing().is_some() {
+                        manager.probe_dir();
+                    }
                     if now >= next[0] {
                         manager.run_retention();
                         next[0] = now + intervals.retention_check;
@@ -414,6 +470,7 @@ impl LogManager {
                     if now >= next[2] {
                         if let Err(e) = manager.checkpoint() {
                             manager.count_background_error();
+                            manager.note_write(Err(&e));
                             tracing::error!(error = %e, "writing checkpoints failed");
                         }
                         next[2] = now + intervals.checkpoint;

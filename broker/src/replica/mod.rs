@@ -266,7 +266,9 @@ impl ReplicaManager {
         if acks == -1 && (state.isr.len() as i32) < min_isr {
             return Err(ReplicaError::NotEnoughReplicas { isr: state.isr.len(), min: min_isr });
         }
-        let info = log.append_as_leader_from(records, state.leader_epoch, origin)?;
+        let appended = log.append_as_leader_from(records, state.leader_epoch, origin);
+        self.logs.note_write(appended.as_ref().map(|_| ()));
+        let info = appended?;
         if state.isr == [self.node_id] {
             let leo = log.log_end_offset();
             log.update_high_watermark(leo);

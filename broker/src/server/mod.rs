@@ -53,6 +53,7 @@ impl Broker {
         self.ready.load(Ordering::SeqCst)
             && self.metadata.raft_alive()
             && !self.metadata.storage_stalled()
+            && self.logs.dir_failing().is_none()
             && self.metadata.raft_metrics().1.is_some()
     }
 
@@ -60,6 +61,7 @@ impl Broker {
         self.metrics.set_groups(&self.groups.snapshots(), &self.replicas);
         self.metrics.raft_alive.set(i64::from(self.metadata.raft_alive()));
         self.metrics.metadata_storage_stalled.set(i64::from(self.metadata.storage_stalled()));
+        self.metrics.log_dir_failing.set(i64::from(self.logs.dir_failing().is_some()));
         self.metrics.render(&self.replicas, self.metadata.raft_metrics())
     }
 }
