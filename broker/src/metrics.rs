@@ -60,6 +60,8 @@ pub struct Metrics {
     pub connections: Gauge,
     pub connections_total: Counter,
     pub connections_closed: Family<ReasonLabels, Counter>,
+    /// Bytes of `queued.max.request.bytes` taken by frames being read or handled.
+    pub request_memory_used: Gauge,
     /// Broker tasks that panicked, by task (`connection`, ...): always a bug.
     pub panics: Family<TaskLabels, Counter>,
     log_start: Family<PartitionLabels, Gauge>,
@@ -141,6 +143,7 @@ impl Metrics {
             connections: Gauge::default(),
             connections_total: Counter::default(),
             connections_closed: Family::default(),
+            request_memory_used: Gauge::default(),
             panics: Family::default(),
             log_start: Family::default(),
             log_end: Family::default(),
@@ -199,6 +202,11 @@ impl Metrics {
                 "connections_closed",
                 "Connections closed by the broker, by reason",
                 m.connections_closed.clone(),
+            );
+            r.register(
+                "request_memory_used_bytes",
+                "Bytes of queued.max.request.bytes held by requests being read or handled",
+                m.request_memory_used.clone(),
             );
             r.register("panics", "Broker tasks that panicked (a bug), by task", m.panics.clone());
             r.register(

@@ -45,17 +45,7 @@ impl Conn {
     }
 
     fn init_producer_id(&mut self) -> (i64, i16) {
-        let r: InitProducerIdResponse = self.call(
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id((-1).into())
-                .with_producer_epoch(-1),
-        );
-        assert_eq!(r.error_code, 0);
-        (r.producer_id.0, r.producer_epoch)
+        self.0.init_producer_id()
     }
 
     /// Produces one batch with acks=all; returns (error code, base offset).

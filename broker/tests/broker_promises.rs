@@ -15,13 +15,11 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use common::{BrokerProcess, RawConn};
 use kafka_protocol::messages::{self as kp, ApiKey};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
 /// Bound of every wait for an event.
 const WAIT: Duration = Duration::from_secs(30);
@@ -67,30 +65,7 @@ fn name_of(name: &Option<kp::TopicName>) -> Option<&str> {
 // ---------------------------------------------------------------------------------------------
 // Raw frames, for connections whose answers may not (yet) come.
 
-fn frame<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    kp::RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(s("promises")))
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf.to_vec()
-}
-
-/// Reads one response frame; `Err` on a timeout or a closed connection.
-fn read_frame(s: &mut TcpStream) -> std::io::Result<Bytes> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body)?;
-    Ok(Bytes::from(body))
-}
+use common::{frame, read_frame};
 
 /// Decodes a response frame of `key` at `version`, checking its correlation id.
 fn decode<R: Decodable>(key: ApiKey, version: i16, correlation_id: i32, mut body: Bytes) -> R {
@@ -149,30 +124,9 @@ fn create_topic(
 /// One magic v2 batch, uncompressed, no producer id: `records` are (CreateTime, value) at
 /// offsets 0, 1, ... (the broker assigns the real ones).
 fn batch(records: &[(i64, &[u8])]) -> Bytes {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (timestamp, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            // The encoder starts a new batch wherever sequences do not follow one another.
-            sequence: -1 + i as i32,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            timestamp: *timestamp,
-            key: None,
-            value: Some(Bytes::copy_from_slice(value)),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encoding a record batch");
-    buf.freeze()
+    let stamped: Vec<(common::KeyValue<'_>, i64)> =
+        records.iter().map(|(ts, v)| ((None, Some(*v)), *ts)).collect();
+    common::client_batch_stamped(Compression::None, &stamped).freeze()
 }
 
 /// A batch of `values`, all stamped [`T0`].

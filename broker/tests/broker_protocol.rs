@@ -9,13 +9,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use common::BrokerProcess;
 use kafka_protocol::messages::api_versions_response::ApiVersionsResponse;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, MetadataRequest, MetadataResponse, ResponseHeader,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 fn connect(b: &BrokerProcess) -> TcpStream {
     let s = TcpStream::connect(b.kafka).unwrap();
@@ -23,28 +23,10 @@ fn connect(b: &BrokerProcess) -> TcpStream {
     s
 }
 
-fn frame<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("raw-test")))
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf.to_vec()
-}
+use common::frame;
 
 fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).ok()?;
-    Some(Bytes::from(body))
+    common::read_frame(s).ok()
 }
 
 /// The broker closed the connection: a read returns end of stream (or a reset).
@@ -547,6 +529,11 @@ fn queued_max_request_bytes_holds_back_reading_until_there_is_room() {
     let mut slow = connect(&broker);
     slow.write_all(&90_000i32.to_be_bytes()).unwrap();
     slow.write_all(&[0u8; 100]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !broker.http_get("/metrics").1.contains("sluice_request_memory_used_bytes 90000") {
+        assert!(std::time::Instant::now() < deadline, "the slow frame never took its share");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // ...so a 10,100-byte request on another connection cannot be read yet.
     let body = {
         let mut f = frame(ApiKey::Metadata, 12, 7, &MetadataRequest::default().with_topics(None));
@@ -657,25 +644,8 @@ fn log_dir_producer_and_transaction_apis_answer_as_kafka() {
     let broker = BrokerProcess::start(dir.path(), &[]);
     common::create_topic(&broker.bootstrap(), "ld", 2, &[]);
     let mut c = common::RawConn::connect(&broker);
-    // Kafka may answer COORDINATOR_LOAD_IN_PROGRESS while its producer-id manager starts.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let init = loop {
-        let init: InitProducerIdResponse = c.call(
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id((-1).into())
-                .with_producer_epoch(-1),
-        );
-        if init.error_code == 0 {
-            break init;
-        }
-        assert!(std::time::Instant::now() < deadline, "InitProducerId: {}", init.error_code);
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let pid = init.producer_id.0;
+    let (pid, _) = c.init_producer_id();
+
     let plain = common::client_batch(&[(None, Some(b"a")), (None, Some(b"b")), (None, Some(b"c"))]);
     let idempotent = edited(&plain, |b| {
         b[43..51].copy_from_slice(&pid.to_be_bytes());

@@ -547,17 +547,25 @@ fn inflating_batch(base: i64, n: usize) -> Vec<u8> {
     assemble_batch(&fields, view.records_count(), &payload)
 }
 
+/// A log manager over `dir` with one compacted partition `t-0` of 1000-byte segments.
+fn compacted_manager(
+    dir: &std::path::Path,
+) -> (Arc<ManualClock>, LogManager, sluice_broker::log::manager::SharedLog) {
+    let clock = ManualClock::new(T0);
+    let topic_config = config(&[("cleanup.policy", "compact"), ("segment.bytes", "1000")]);
+    let (manager, _) =
+        LogManager::open(dir, LogConfig::default(), clock.clone(), |_| topic_config.clone())
+            .unwrap();
+    let log = manager.get_or_create(&TopicPartition::new("t", 0), topic_config.clone()).unwrap();
+    (clock, manager, log)
+}
+
 /// A batch that inflates past the old in-memory cap of the cleaner (64 MiB) is compacted by
 /// streaming it, not refused every pass (it used to fail with "decompressed size exceeds").
 #[test]
 fn batches_inflating_past_the_old_cleaner_cap_are_compacted() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let topic_config = config(&[("cleanup.policy", "compact"), ("segment.bytes", "1000")]);
-    let (manager, _) =
-        LogManager::open(dir.path(), LogConfig::default(), clock.clone(), |_| topic_config.clone())
-            .unwrap();
-    let log = manager.get_or_create(&TopicPartition::new("t", 0), topic_config.clone()).unwrap();
+    let (clock, manager, log) = compacted_manager(dir.path());
     let n = 70_000; // 70,000 records of ~1 KiB: 72 MB of records per batch
     for _ in 0..2 {
         let mut batch = inflating_batch(0, n);
@@ -582,12 +590,7 @@ fn batches_inflating_past_the_old_cleaner_cap_are_compacted() {
 #[test]
 fn a_partition_the_cleaner_cannot_read_is_marked_uncleanable_once() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let topic_config = config(&[("cleanup.policy", "compact"), ("segment.bytes", "1000")]);
-    let (manager, _) =
-        LogManager::open(dir.path(), LogConfig::default(), clock.clone(), |_| topic_config.clone())
-            .unwrap();
-    let log = manager.get_or_create(&TopicPartition::new("t", 0), topic_config.clone()).unwrap();
+    let (clock, manager, log) = compacted_manager(dir.path());
     {
         let mut log = log.lock().unwrap();
         let mut garbage = build_batch(0, T0, &[(Some(b"k"), Some(&[1u8; 600][..]))]);

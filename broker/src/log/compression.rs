@@ -150,15 +150,20 @@ impl std::fmt::Debug for RecordsReader<'_> {
 
 impl Read for RecordsReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = {
-            let buf = self.fill_buf()?;
-            let n = buf.len().min(out.len());
-            out[..n].copy_from_slice(&buf[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, out)
     }
+}
+
+/// `Read::read` of a reader that is at heart a `BufRead`: copy what its buffer holds.
+fn read_through_buffer(r: &mut impl BufRead, out: &mut [u8]) -> std::io::Result<usize> {
+    let n = {
+        let buf = r.fill_buf()?;
+        let n = buf.len().min(out.len());
+        out[..n].copy_from_slice(&buf[..n]);
+        n
+    };
+    r.consume(n);
+    Ok(n)
 }
 
 impl BufRead for RecordsReader<'_> {
@@ -242,14 +247,7 @@ impl<'a> SnappyReader<'a> {
 
 impl Read for SnappyReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = {
-            let buf = self.fill_buf()?;
-            let n = buf.len().min(out.len());
-            out[..n].copy_from_slice(&buf[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, out)
     }
 }
 

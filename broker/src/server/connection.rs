@@ -98,6 +98,7 @@ pub async fn serve(
         buf: BytesMut::new(),
         max: broker.config.socket_request_max_bytes,
         pool: request_memory,
+        used: broker.metrics.request_memory_used.clone(),
     };
     let idle = broker.config.connections_max_idle;
     loop {
@@ -199,11 +200,13 @@ struct Frame {
 struct PoolShare {
     pool: Arc<Semaphore>,
     bytes: usize,
+    used: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Drop for PoolShare {
     fn drop(&mut self) {
         self.pool.add_permits(self.bytes);
+        self.used.dec_by(self.bytes as i64);
     }
 }
 
@@ -214,6 +217,8 @@ struct FrameReader {
     buf: BytesMut,
     max: usize,
     pool: Option<Arc<Semaphore>>,
+    /// `sluice_request_memory_used_bytes`.
+    used: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl FrameReader {
@@ -238,7 +243,8 @@ impl FrameReader {
                 // the pool and within u32.
                 let permit = pool.clone().acquire_many_owned(size as u32).await;
                 permit.map_err(|_| std::io::Error::other("request memory pool closed"))?.forget();
-                Some(PoolShare { pool: pool.clone(), bytes: size })
+                self.used.inc_by(size as i64);
+                Some(PoolShare { pool: pool.clone(), bytes: size, used: self.used.clone() })
             }
             None => None,
         };

@@ -462,6 +462,31 @@ impl RawConn {
     }
 }
 
+impl RawConn {
+    /// InitProducerId (v4) for an idempotent producer: (producer id, epoch). Retries while the
+    /// broker is not ready to hand out ids (Kafka answers COORDINATOR_LOAD_IN_PROGRESS at first).
+    pub fn init_producer_id(&mut self) -> (i64, i16) {
+        use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r: InitProducerIdResponse = self.call(
+                ApiKey::InitProducerId,
+                4,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id((-1).into())
+                    .with_producer_epoch(-1),
+            );
+            if r.error_code == 0 {
+                return (r.producer_id.0, r.producer_epoch);
+            }
+            assert!(Instant::now() < deadline, "InitProducerId: error {}", r.error_code);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// Delivery results of an rdkafka `ThreadedProducer`, as (record index, acknowledged).
 pub struct AckLog(pub std::sync::Arc<std::sync::Mutex<Vec<(usize, bool)>>>);
 
@@ -508,11 +533,21 @@ pub fn client_batch_compressed(
     compression: kafka_protocol::records::Compression,
     records: &[KeyValue<'_>],
 ) -> bytes::BytesMut {
+    let stamped: Vec<(KeyValue<'_>, i64)> =
+        records.iter().map(|r| (*r, 1_700_000_000_000)).collect();
+    client_batch_stamped(compression, &stamped)
+}
+
+/// [`client_batch_compressed`] with a timestamp per record.
+pub fn client_batch_stamped(
+    compression: kafka_protocol::records::Compression,
+    records: &[(KeyValue<'_>, i64)],
+) -> bytes::BytesMut {
     use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let records: Vec<Record> = records
         .iter()
         .enumerate()
-        .map(|(i, (k, v))| Record {
+        .map(|(i, ((k, v), timestamp))| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -523,7 +558,7 @@ pub fn client_batch_compressed(
             sequence: -1 + i as i32,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            timestamp: 1_700_000_000_000,
+            timestamp: *timestamp,
             key: k.map(bytes::Bytes::copy_from_slice),
             value: v.map(bytes::Bytes::copy_from_slice),
             headers: Default::default(),
@@ -533,4 +568,40 @@ pub fn client_batch_compressed(
     let options = RecordEncodeOptions { version: 2, compression };
     RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encoding a record batch");
     buf
+}
+
+/// One request frame (size prefix, header v1/v2 as the version needs, body), for tests that
+/// write raw bytes themselves (pipelining, truncation, closed connections).
+pub fn frame<T: kafka_protocol::protocol::Encodable>(
+    key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Vec<u8> {
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let mut buf = bytes::BytesMut::new();
+    buf.extend_from_slice(&[0; 4]);
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("raw-test")))
+        .encode(&mut buf, key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    buf.to_vec()
+}
+
+/// Reads one response frame (without its size prefix); `Err` on a timeout or a closed
+/// connection.
+pub fn read_frame(s: &mut std::net::TcpStream) -> std::io::Result<bytes::Bytes> {
+    use std::io::Read;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body)?;
+    Ok(bytes::Bytes::from(body))
 }
