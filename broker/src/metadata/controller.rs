@@ -705,7 +705,7 @@ pub(crate) fn plan_broker_configs(
     ops: &[(String, AlterOp, Option<String>)],
     replace: bool,
 ) -> Result<MetadataRecord, MetadataError> {
-    use crate::config::{check_kind, kafka_broker_key, Dynamic, Kind};
+    use crate::config::kafka::{check_kind, kafka_broker_key, Dynamic, Kind};
     if !broker.is_empty() && broker != cfg.node_id.to_string() {
         return Err(MetadataError::InvalidRequest(format!(
             "Unexpected broker id, expected {} or empty string, but received {broker}",

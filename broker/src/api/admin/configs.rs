@@ -43,7 +43,7 @@ const SOURCE_DEFAULT: i8 = 5;
 /// DescribeConfigs' `config_type` of a key (Kafka's `ConfigDef.Type` ids), from the catalog of
 /// Kafka's configs: topic keys first, then broker keys.
 fn config_type(key: &str) -> i8 {
-    use crate::config::{kafka_broker_key, kafka_topic_key, Kind};
+    use crate::config::kafka::{kafka_broker_key, kafka_topic_key, Kind};
     let kind =
         kafka_topic_key(key).map(|k| k.kind).or_else(|| kafka_broker_key(key).map(|k| k.kind));
     match kind {
@@ -192,8 +192,8 @@ fn describe_broker_entries(
 ) -> Vec<DescribeConfigsResourceResult> {
     let wanted = |k: &str| keys.is_none_or(|keys| keys.iter().any(|x| x.as_str() == k));
     let entry = |k: &str, v: &str, source: i8| {
-        let dynamic = crate::config::kafka_broker_key(k)
-            .is_some_and(|key| key.dynamic != crate::config::Dynamic::No);
+        let dynamic = crate::config::kafka::kafka_broker_key(k)
+            .is_some_and(|key| key.dynamic != crate::config::kafka::Dynamic::No);
         DescribeConfigsResourceResult::default()
             .with_name(strb(k))
             .with_value(Some(strb(v)))
