@@ -156,21 +156,34 @@ fn produce(
     r.responses.remove(0).partition_responses.remove(0)
 }
 
-/// Produce v9 with acks=1; asserts success and returns the base offset. Retries while the
-/// partition is not led yet (Kafka answers NOT_LEADER_OR_FOLLOWER or UNKNOWN_TOPIC_OR_PARTITION
-/// until a new topic's metadata reaches its broker), as clients do.
-fn produce_ok(c: &mut RawConn, topic: &str, partition: i32, records: Bytes) -> i64 {
+/// [`produce`], retried while the partition is not led yet (Kafka answers
+/// NOT_LEADER_OR_FOLLOWER or UNKNOWN_TOPIC_OR_PARTITION until a new topic's metadata reaches
+/// its broker), as clients do.
+fn produce_retrying(
+    c: &mut RawConn,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    records: Bytes,
+) -> kp::produce_response::PartitionProduceResponse {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let r = produce(c, 9, topic, partition, 1, records.clone());
+        let r = produce(c, version, topic, partition, acks, records.clone());
         let retriable =
             r.error_code == NOT_LEADER_OR_FOLLOWER || r.error_code == UNKNOWN_TOPIC_OR_PARTITION;
         if !retriable || std::time::Instant::now() > deadline {
-            assert_eq!(r.error_code, NONE, "produce to {topic}-{partition}: {:?}", r.error_message);
-            return r.base_offset;
+            return r;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Produce v9 with acks=1; asserts success and returns the base offset.
+fn produce_ok(c: &mut RawConn, topic: &str, partition: i32, records: Bytes) -> i64 {
+    let r = produce_retrying(c, 9, topic, partition, 1, records);
+    assert_eq!(r.error_code, NONE, "produce to {topic}-{partition}: {:?}", r.error_message);
+    r.base_offset
 }
 
 /// FindCoordinator (v0–v3 layout) for `key`, retrying while the coordinator is not available
@@ -860,7 +873,7 @@ fn old_api_versions_succeed_with_the_expected_content() {
     assert_eq!((legacy.error_code, legacy.is_internal, legacy.partitions.len()), (NONE, false, 2));
 
     // Produce v3 (acks=all), twice.
-    let p = produce(&mut c, 3, TOPIC, 0, -1, batch(&[(T0, b"r0"), (T0 + 10, b"r1")]));
+    let p = produce_retrying(&mut c, 3, TOPIC, 0, -1, batch(&[(T0, b"r0"), (T0 + 10, b"r1")]));
     assert_eq!((p.error_code, p.base_offset), (NONE, 0), "{p:?}");
     let p = produce(&mut c, 3, TOPIC, 0, -1, batch(&[(T0 + 20, b"r2"), (T0 + 30, b"r3")]));
     assert_eq!((p.error_code, p.base_offset, p.log_append_time_ms), (NONE, 2, -1), "{p:?}");

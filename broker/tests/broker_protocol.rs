@@ -356,8 +356,17 @@ fn produce_v9(
                 .with_index(0)
                 .with_records(Some(records))]),
     ]);
-    let mut r: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    r.responses.remove(0).partition_responses.remove(0)
+    // Kafka answers NOT_LEADER_OR_FOLLOWER / UNKNOWN_TOPIC_OR_PARTITION for a moment after
+    // CreateTopics, until the topic reaches its broker: retry, as clients do.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut r: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+        let p = r.responses.remove(0).partition_responses.remove(0);
+        if !matches!(p.error_code, 3 | 6) || std::time::Instant::now() > deadline {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `batch` after `edit`, with its CRC made valid again: only the validator can catch it.
