@@ -178,10 +178,14 @@ EOF
   fi
 
   local cluster_id
-  cluster_id="$(KAFKA_TOOL_LOG_LEVEL=ERROR KAFKA_RUN_TIMEOUT=60 kafka_run_class kafka.tools.StorageTool random-uuid)" || {
-    _kafka_log "StorageTool random-uuid failed"
-    return 1
-  }
+  # A restart on the same directory keeps the cluster id it was formatted with.
+  cluster_id="$(sed -n 's/^cluster.id=//p' "$dir/data/meta.properties" 2>/dev/null || true)"
+  if [[ -z "$cluster_id" ]]; then
+    cluster_id="$(KAFKA_TOOL_LOG_LEVEL=ERROR KAFKA_RUN_TIMEOUT=60 kafka_run_class kafka.tools.StorageTool random-uuid)" || {
+      _kafka_log "StorageTool random-uuid failed"
+      return 1
+    }
+  fi
   if ! KAFKA_TOOL_LOG_LEVEL=ERROR KAFKA_RUN_TIMEOUT=60 kafka_run_class kafka.tools.StorageTool \
       format -t "$cluster_id" -c "$conf" --ignore-formatted >"$dir/format.log" 2>&1; then
     _kafka_log "StorageTool format failed:"

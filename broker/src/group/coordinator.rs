@@ -1302,27 +1302,17 @@ impl Group {
 
     /// Forgets offsets whose tombstones were written.
     /// Tombstones for every committed offset of `topics` (deleted topics, as Kafka's
-    /// `onPartitionsDeleted` removes them), the offsets they remove, and whether the group is
-    /// then gone (empty, with no offsets left: its metadata gets a tombstone too).
+    /// coordinator removes them) and the offsets they remove. The group itself stays, as in
+    /// Kafka 4.4 (checked with the same steps): an empty group without offsets goes when
+    /// offset retention says so, not with the topic.
     pub fn offsets_of_deleted_topics(
         &self,
         topics: &BTreeSet<String>,
     ) -> (Vec<Record>, Vec<(String, i32)>, bool) {
         let removed: Vec<(String, i32)> =
             self.offsets.keys().filter(|(t, _)| topics.contains(t)).cloned().collect();
-        let mut records: Vec<Record> =
-            removed.iter().map(|(t, p)| (self.offset_key(t, *p), None)).collect();
-        let gone = !removed.is_empty()
-            && self.state == GroupState::Empty
-            && self.members.is_empty()
-            && removed.len() == self.offsets.len();
-        if gone {
-            records.push((
-                codec::encode_key(&RecordKey::GroupMetadata { group: self.id.clone() }),
-                None,
-            ));
-        }
-        (records, removed, gone)
+        let records = removed.iter().map(|(t, p)| (self.offset_key(t, *p), None)).collect();
+        (records, removed, false)
     }
 
     pub fn remove_offsets(&mut self, expired: &[(String, i32)]) {

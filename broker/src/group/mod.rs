@@ -830,8 +830,7 @@ impl GroupCoordinator {
 
     /// Removes every group's committed offsets of deleted topics (with tombstones), as Kafka's
     /// coordinator does when partitions are deleted, so lag and `kafka-consumer-groups
-    /// --describe` show no offsets of topics that are gone; a group left empty with no offsets
-    /// goes too.
+    /// --describe` show no offsets of topics that are gone. The groups themselves stay.
     pub fn on_topics_deleted(&self, topics: &[String]) {
         let now = Now::system();
         let topics: std::collections::BTreeSet<String> = topics.iter().cloned().collect();
