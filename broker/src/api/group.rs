@@ -270,6 +270,12 @@ pub async fn join_group(
 
 /// SyncGroup (0–5); waits for the leader's assignment.
 pub async fn sync_group(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    // From v5 the protocol type and name are mandatory: without them Kafka answers
+    // INCONSISTENT_GROUP_PROTOCOL before looking at the group (`areMandatoryProtocolTypeAndNamePresent`).
+    if version >= 5 && (req.protocol_type.is_none() || req.protocol_name.is_none()) {
+        return SyncGroupResponse::default()
+            .with_error_code(ResponseError::InconsistentGroupProtocol.code());
+    }
     let domain = SyncRequest {
         group_id: req.group_id.to_string(),
         generation_id: req.generation_id,
