@@ -57,34 +57,24 @@ fn limit_error(codec: Compression, limit: usize) -> LogError {
 /// would be longer than `limit` bytes. `Compression::None` returns a copy of the input (still
 /// subject to `limit`).
 pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<u8>, LogError> {
-    match codec {
-        Compression::None => {
-            if input.len() > limit {
-                return Err(limit_error(codec, limit));
-            }
-            Ok(input.to_vec())
+    if codec == Compression::None {
+        if input.len() > limit {
+            return Err(limit_error(codec, limit));
         }
-        Compression::Gzip => {
-            let mut decoder = flate2::read::GzDecoder::new(input);
-            read_bounded(codec, &mut decoder, input.len(), limit)
-        }
-        Compression::Snappy => decompress_snappy(input, limit),
-        Compression::Lz4 => {
-            let decoder = lz4::Decoder::new(input).map_err(|e| decompression_error(codec, e))?;
-            let mut capped = decoder.take(cap(limit));
-            let out = read_to_end_bounded(codec, &mut capped, input.len(), limit)?;
-            // The frame decoder reports a clean end of input even when the frame was cut short;
-            // `finish` tells whether the end mark was actually reached.
-            let (_, finished) = capped.into_inner().finish();
-            finished.map_err(|_| decompression_error(codec, "truncated LZ4 frame"))?;
-            Ok(out)
-        }
-        Compression::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(input)
-                .map_err(|e| decompression_error(codec, e))?;
-            read_bounded(codec, &mut decoder, input.len(), limit)
-        }
+        return Ok(input.to_vec());
     }
+    // The streaming decoder read to its end, capped one byte past the limit to tell "too long"
+    // from "exactly the limit".
+    let mut reader = RecordsReader::new(codec, input, limit)?;
+    // A guess at the output size that never exceeds the limit: records usually compress 2-4x.
+    let mut out = Vec::with_capacity(input.len().saturating_mul(4).min(limit));
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    (&mut reader).take(cap).read_to_end(&mut out).map_err(|e| decompression_error(codec, e))?;
+    if out.len() > limit {
+        return Err(limit_error(codec, limit));
+    }
+    reader.finish()?;
+    Ok(out)
 }
 
 /// Buffer of a streaming decoder: what [`RecordsReader`] holds of decompressed records.
@@ -212,12 +202,16 @@ impl<'a> SnappyReader<'a> {
         let codec = Compression::Snappy;
         self.block.clear();
         self.block_pos = 0;
-        while self.pos < self.input.len() {
-            if !self.xerial {
+        if !self.xerial {
+            // Raw snappy: the whole section is one block (empty input is not a valid block).
+            if self.pos == 0 {
+                self.pos = self.input.len().max(1);
                 append_raw_snappy(self.input, &mut self.block, self.limit)?;
-                self.pos = self.input.len();
-                return Ok(true);
+                return Ok(!self.block.is_empty());
             }
+            return Ok(false);
+        }
+        while self.pos < self.input.len() {
             let rest = &self.input[self.pos..];
             let word = rest
                 .get(..4)
@@ -453,72 +447,6 @@ impl Write for SnappyWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// `limit + 1` as a reader cap: reading one byte past the limit tells "too long" from "exact".
-fn cap(limit: usize) -> u64 {
-    u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1)
-}
-
-/// Reads `reader` to its end, failing once more than `limit` bytes come out.
-fn read_bounded<R: Read>(
-    codec: Compression,
-    reader: &mut R,
-    input_len: usize,
-    limit: usize,
-) -> Result<Vec<u8>, LogError> {
-    read_to_end_bounded(codec, &mut reader.take(cap(limit)), input_len, limit)
-}
-
-/// Reads an already capped reader to its end and checks the limit.
-fn read_to_end_bounded<R: Read>(
-    codec: Compression,
-    capped: &mut R,
-    input_len: usize,
-    limit: usize,
-) -> Result<Vec<u8>, LogError> {
-    // A guess at the output size that never exceeds the limit: records usually compress 2-4x.
-    let mut out = Vec::with_capacity(input_len.saturating_mul(4).min(limit));
-    capped.read_to_end(&mut out).map_err(|e| decompression_error(codec, e))?;
-    if out.len() > limit {
-        return Err(limit_error(codec, limit));
-    }
-    Ok(out)
-}
-
-/// Snappy in xerial framing when the magic is present, raw snappy otherwise (like xerial's
-/// `SnappyInputStream`, which Kafka's consumer uses).
-fn decompress_snappy(input: &[u8], limit: usize) -> Result<Vec<u8>, LogError> {
-    let codec = Compression::Snappy;
-    if input.len() < XERIAL_HEADER_SIZE || input[..XERIAL_MAGIC.len()] != XERIAL_MAGIC {
-        let mut out = Vec::new();
-        append_raw_snappy(input, &mut out, limit)?;
-        return Ok(out);
-    }
-    let mut out = Vec::new();
-    let mut pos = check_xerial_header(input)?;
-    while pos < input.len() {
-        let word = input
-            .get(pos..pos + 4)
-            .ok_or_else(|| decompression_error(codec, "truncated xerial block length"))?;
-        if word == &XERIAL_MAGIC[..4] {
-            // Concatenated stream: a new header where a block length was expected.
-            pos += check_xerial_header(&input[pos..])?;
-            continue;
-        }
-        let len = i32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        let len = usize::try_from(len).map_err(|_| {
-            decompression_error(codec, format!("negative xerial block length {len}"))
-        })?;
-        pos += 4;
-        let block = pos
-            .checked_add(len)
-            .and_then(|end| input.get(pos..end))
-            .ok_or_else(|| decompression_error(codec, "xerial block overruns the input"))?;
-        pos += len;
-        append_raw_snappy(block, &mut out, limit)?;
-    }
-    Ok(out)
 }
 
 /// Validates a xerial header at the start of `input`, returning its size.

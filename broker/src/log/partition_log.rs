@@ -307,34 +307,28 @@ impl PartitionLog {
             return Err(LogError::CorruptBatch("the record set holds no batch".into()));
         }
         let rules = validator::Rules::new(&self.config, self.clock.now_ms(), origin);
-        let target = self.config.compression_type.codec();
         let (mut pos, mut count) = (0, 0i64);
         let mut rewritten: Option<Vec<u8>> = None;
         while pos < records.len() {
-            let size = super::batch::batch_size(&records[pos..])?;
             let view = BatchView::parse_client(&records[pos..])?;
+            let size = view.size();
             self.check_size(&view)?;
-            let checked = validator::validate_client_batch(&view, &rules, &self.tp)?;
-            let stale_max = checked.max_timestamp != view.max_timestamp();
-            count += i64::from(view.records_count());
-            let recompressed = match target {
-                Some(codec) if codec != view.compression()? => Some(validator::recompress(
-                    &view,
+            let into = match self.config.compression_type.codec() {
+                Some(codec) if codec != view.compression()? => Some(validator::Recompression {
                     codec,
-                    self.compression_level(codec),
-                    self.config.max_message_bytes as usize,
-                    rules.decompress_limit,
-                )?),
+                    level: self.compression_level(codec),
+                    max_bytes: self.config.max_message_bytes as usize,
+                }),
                 _ => None,
             };
+            let (checked, recompressed) =
+                validator::validate_and_recompress(&view, &rules, &self.tp, into.as_ref())?;
+            let stale_max = checked.max_timestamp != view.max_timestamp();
+            count += i64::from(view.records_count());
             if let Some(batch) = recompressed {
-                // Everything before this batch was copied as it was; this one is replaced.
-                let out = rewritten.get_or_insert_with(|| records[..pos].to_vec());
-                let start = out.len();
-                out.extend_from_slice(&batch);
-                if !rules.log_append_time && stale_max {
-                    BatchMut::new(&mut out[start..]).set_max_timestamp(checked.max_timestamp);
-                }
+                // Everything before this batch was copied as it was; this one is replaced
+                // (its header already states the records' max timestamp).
+                rewritten.get_or_insert_with(|| records[..pos].to_vec()).extend_from_slice(&batch);
             } else {
                 if !rules.log_append_time && stale_max {
                     BatchMut::new(&mut records[pos..pos + size])

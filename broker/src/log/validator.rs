@@ -89,6 +89,29 @@ pub fn validate_client_batch(
     rules: &Rules,
     partition: &dyn std::fmt::Display,
 ) -> Result<Checked, LogError> {
+    validate_and_recompress(view, rules, partition, None).map(|(checked, _)| checked)
+}
+
+/// The topic's `compression.type` when it names a codec: batches are rewritten into it.
+#[derive(Clone, Copy, Debug)]
+pub struct Recompression {
+    pub codec: Compression,
+    /// `compression.<codec>.level`, for the codecs that have one.
+    pub level: Option<i32>,
+    /// `max.message.bytes`: the rewritten batch must fit it (else MESSAGE_TOO_LARGE).
+    pub max_bytes: usize,
+}
+
+/// [`validate_client_batch`], and with `into` the batch rewritten in that codec in the same
+/// pass over its records, as Kafka recompresses: the same records byte for byte (offset and
+/// timestamp deltas unchanged), the same header fields but the codec bits, length, count, max
+/// timestamp and CRC. The output is refused as it grows past `max_bytes`, not built whole.
+pub fn validate_and_recompress(
+    view: &BatchView<'_>,
+    rules: &Rules,
+    partition: &dyn std::fmt::Display,
+    into: Option<&Recompression>,
+) -> Result<(Checked, Option<Vec<u8>>), LogError> {
     let count = view.records_count();
     if view.base_offset() != 0 {
         return Err(invalid(format!(
@@ -136,15 +159,49 @@ pub fn validate_client_batch(
             view.attributes() & 0x07
         ))
     })?;
+    let Some(into) = into else {
+        return read_records(view, codec, rules, partition, &mut ()).map(|c| (c, None));
+    };
+    let out = Compressor::with_level(into.codec, into.level, view.size())?;
+    let max = into.max_bytes.saturating_sub(HEADER_SIZE);
+    let mut tap = Recompress { out, max, failed: None };
+    let checked = read_records(view, codec, rules, partition, &mut tap)?;
+    if let Some(e) = tap.failed {
+        return Err(e);
+    }
+    let records = tap.out.finish()?;
+    let mut fields = BatchFields {
+        attributes: (view.attributes() & !0x07) | into.codec.id(),
+        ..BatchFields::of(view)
+    };
+    if !rules.log_append_time {
+        fields.max_timestamp = checked.max_timestamp;
+    }
+    let batch = assemble_batch(&fields, count, &records);
+    if batch.len() > into.max_bytes {
+        return Err(LogError::BatchTooLarge { size: batch.len(), max: into.max_bytes });
+    }
+    Ok((checked, Some(batch)))
+}
+
+/// Reads every record of the batch once, checking it, with `tap` seeing its bytes.
+fn read_records<T: RecordTap>(
+    view: &BatchView<'_>,
+    codec: Compression,
+    rules: &Rules,
+    partition: &dyn std::fmt::Display,
+    tap: &mut T,
+) -> Result<Checked, LogError> {
+    let count = view.records_count();
     let payload = view.records_payload();
     if codec == Compression::None {
         // A slice is its own buffered reader: records are checked where they lie.
-        return check_records(&mut RecordStream::new(payload, count), view, rules, partition);
+        return check_records(&mut RecordStream::new(payload, count), view, rules, partition, tap);
     }
     let reader = RecordsReader::new(codec, payload, rules.decompress_limit)
         .map_err(|e| undecodable(codec, &e, partition))?;
     let mut stream = RecordStream::new(reader, count).with_max_body(rules.max_record_body);
-    let checked = check_records(&mut stream, view, rules, partition)?;
+    let checked = check_records(&mut stream, view, rules, partition, tap)?;
     stream.into_inner().finish().map_err(|e| undecodable(codec, &e, partition))?;
     Ok(checked)
 }
@@ -168,11 +225,12 @@ enum Kind {
     Timestamp,
 }
 
-fn check_records<R: BufRead>(
+fn check_records<R: BufRead, T: RecordTap>(
     stream: &mut RecordStream<R>,
     view: &BatchView<'_>,
     rules: &Rules,
     partition: &dyn std::fmt::Display,
+    tap: &mut T,
 ) -> Result<Checked, LogError> {
     let base_ts = view.base_timestamp();
     let append_time_from_client = view.timestamp_type() == TimestampType::LogAppendTime;
@@ -186,7 +244,7 @@ fn check_records<R: BufRead>(
     let mut index = 0i32;
     let mut record = RecordInfo::default();
     loop {
-        match stream.next_record(&mut (), &mut record) {
+        match stream.next_record(tap, &mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => match *e {
@@ -302,46 +360,6 @@ impl RecordTap for Recompress {
                 Some(LogError::BatchTooLarge { size: self.out.output_len(), max: self.max });
         }
     }
-}
-
-/// A validated client batch rewritten in `target` (the topic's `compression.type`), as Kafka
-/// recompresses: the same records byte for byte (offset and timestamp deltas unchanged), the
-/// same header fields but the codec bits, length, count and CRC. Output larger than
-/// `max_bytes` (`max.message.bytes`) is refused as MESSAGE_TOO_LARGE, without building it whole.
-pub fn recompress(
-    view: &BatchView<'_>,
-    target: Compression,
-    level: Option<i32>,
-    max_bytes: usize,
-    decompress_limit: usize,
-) -> Result<Vec<u8>, LogError> {
-    let codec = view.compression()?;
-    let reader = RecordsReader::new(codec, view.records_payload(), decompress_limit)?;
-    let mut stream = RecordStream::new(reader, view.records_count());
-    let out = Compressor::with_level(target, level, view.size())?;
-    let mut tap = Recompress { out, max: max_bytes.saturating_sub(HEADER_SIZE), failed: None };
-    let mut info = RecordInfo::default();
-    while stream.next_record(&mut tap, &mut info).map_err(|e| match *e {
-        StreamError::Source(e) => LogError::Decompression(format!("{codec:?}: {e}")),
-        StreamError::Structure { reason, .. } => LogError::CorruptBatch(reason.into()),
-    })? {
-        if let Some(e) = tap.failed.take() {
-            return Err(e);
-        }
-    }
-    if let Some(e) = tap.failed.take() {
-        return Err(e);
-    }
-    let records = tap.out.finish()?;
-    let fields = BatchFields {
-        attributes: (view.attributes() & !0x07) | target.id(),
-        ..BatchFields::of(view)
-    };
-    let batch = assemble_batch(&fields, view.records_count(), &records);
-    if batch.len() > max_bytes {
-        return Err(LogError::BatchTooLarge { size: batch.len(), max: max_bytes });
-    }
-    Ok(batch)
 }
 
 #[cfg(test)]
