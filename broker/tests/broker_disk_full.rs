@@ -72,7 +72,7 @@ fn metadata_writes_resume_after_a_full_disk_is_freed() {
     // Produce fails alone, with KAFKA_STORAGE_ERROR, and marks the log directory failing.
     let mut c = common::RawConn::connect(&broker);
     let batch = common::client_batch(&[(None, Some(&[5u8; 100_000][..]))]).freeze();
-    assert_eq!(produce(&mut c, "before", batch.clone()), 56, "KAFKA_STORAGE_ERROR");
+    assert_eq!(c.produce("before", batch.clone()).error_code, 56, "KAFKA_STORAGE_ERROR");
     let (_, metrics) = broker.http_get("/metrics");
     assert!(metrics.contains("sluice_log_dir_failing 1"), "{metrics}");
 
@@ -80,7 +80,7 @@ fn metadata_writes_resume_after_a_full_disk_is_freed() {
     drop(f);
     std::fs::remove_file(&filler).unwrap();
     wait_until("ready again once space returns", || ready(&broker));
-    assert_eq!(produce(&mut c, "before", batch), 0, "produce works again");
+    assert_eq!(c.produce("before", batch).error_code, 0, "produce works again");
     create(&bs, "after", WAIT).expect("a topic after space returned");
     let opts = AdminOptions::new().operation_timeout(Some(WAIT));
     let deleted = block_on(admin(&bs).delete_topics(&["before"], &opts)).unwrap();
@@ -91,20 +91,4 @@ fn metadata_writes_resume_after_a_full_disk_is_freed() {
     assert!(metrics.contains("sluice_raft_alive 1"), "{metrics}");
     assert!(metrics.contains("sluice_metadata_storage_stalled 0"), "{metrics}");
     assert!(metrics.contains("sluice_log_dir_failing 0"), "{metrics}");
-}
-
-/// Produce (v9, acks=1) one batch to partition 0 of `topic`; returns its error code.
-fn produce(c: &mut common::RawConn, topic: &str, records: bytes::Bytes) -> i16 {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-    use kafka_protocol::protocol::StrBytes;
-    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))]),
-    ]);
-    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    r.responses[0].partition_responses[0].error_code
 }

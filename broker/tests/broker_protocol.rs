@@ -341,34 +341,6 @@ fn produce_and_fetch_errors_carry_kafkas_codes() {
     assert_eq!(fetch(&mut c, "errs", 0, 4, 0, 60_000), (0, 4, 0));
 }
 
-/// Produce (v9, acks=1) one batch to partition 0; returns the partition's response.
-fn produce_v9(
-    c: &mut common::RawConn,
-    topic: &str,
-    records: Bytes,
-) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
-    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))]),
-    ]);
-    // Kafka answers NOT_LEADER_OR_FOLLOWER / UNKNOWN_TOPIC_OR_PARTITION for a moment after
-    // CreateTopics, until the topic reaches its broker: retry, as clients do.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut r: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-        let p = r.responses.remove(0).partition_responses.remove(0);
-        if !matches!(p.error_code, 3 | 6) || std::time::Instant::now() > deadline {
-            return p;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// `batch` after `edit`, with its CRC made valid again: only the validator can catch it.
 fn edited(batch: &BytesMut, edit: impl FnOnce(&mut Vec<u8>)) -> Bytes {
     let mut b = batch.to_vec();
@@ -392,7 +364,7 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
         (Some(b"b"), Some(b"2")),
         (Some(b"c"), Some(b"3")),
     ]);
-    assert_eq!(produce_v9(&mut c, "plain", good.clone().freeze()).error_code, 0);
+    assert_eq!(c.produce("plain", good.clone().freeze()).error_code, 0);
 
     let invalid_record = 87;
     // Kafka 4.4 answers an unknown codec with UNKNOWN_SERVER_ERROR (an uncaught exception);
@@ -402,7 +374,7 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
         ("codec 7", edited(&good, |b| b[22] |= 0x07)),
         ("codec 5", edited(&good, |b| b[22] = (b[22] & !0x07) | 0x05)),
     ] {
-        assert_eq!(produce_v9(&mut c, "plain", batch).error_code, unknown_codec, "{what}");
+        assert_eq!(c.produce("plain", batch).error_code, unknown_codec, "{what}");
     }
     let cases: Vec<(&str, Bytes)> = vec![
         // recordsCount 5 and lastOffsetDelta 4, but three records follow.
@@ -437,7 +409,7 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
         ("truncated batch", good.clone().freeze().slice(..good.len() - 3)),
     ];
     for (what, batch) in cases {
-        let r = produce_v9(&mut c, "plain", batch);
+        let r = c.produce("plain", batch);
         assert_eq!(r.error_code, invalid_record, "{what}: {r:?}");
         assert!(r.record_errors.is_empty(), "{what}: batch-level, as Kafka");
     }
@@ -445,7 +417,7 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
     // A record without a key on a compacted topic: INVALID_RECORD naming record 1.
     let null_key =
         common::client_batch(&[(Some(b"a"), Some(b"1")), (None, Some(b"2")), (Some(b"c"), None)]);
-    let r = produce_v9(&mut c, "keyed", null_key.freeze());
+    let r = c.produce("keyed", null_key.freeze());
     assert_eq!(r.error_code, invalid_record, "{r:?}");
     assert_eq!(r.record_errors.len(), 1, "{r:?}");
     assert_eq!(r.record_errors[0].batch_index, 1);
@@ -455,7 +427,7 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
         kafka_protocol::records::Compression::Zstd,
         &[(None, Some(b"1")), (Some(b"b"), Some(b"2"))],
     );
-    let r = produce_v9(&mut c, "keyed", compressed.freeze());
+    let r = c.produce("keyed", compressed.freeze());
     assert_eq!((r.error_code, r.record_errors.len()), (invalid_record, 1), "zstd: {r:?}");
 
     // Two days ahead of the broker's clock (message.timestamp.after.max.ms is one hour):
@@ -468,7 +440,7 @@ fn batches_kafka_refuses_are_refused_with_record_errors() {
         b[27..35].copy_from_slice(&ts.to_be_bytes());
         b[35..43].copy_from_slice(&ts.to_be_bytes());
     });
-    let r = produce_v9(&mut c, "plain", future);
+    let r = c.produce("plain", future);
     assert_eq!((r.error_code, r.record_errors.len()), (32, 3), "{r:?}");
 
     // Only the first good batch is in either log.
@@ -661,7 +633,7 @@ fn log_dir_producer_and_transaction_apis_answer_as_kafka() {
         b[51..53].copy_from_slice(&0i16.to_be_bytes());
         b[53..57].copy_from_slice(&0i32.to_be_bytes());
     });
-    assert_eq!(produce_v9(&mut c, "ld", idempotent).error_code, 0);
+    assert_eq!(c.produce("ld", idempotent).error_code, 0);
 
     let described: DescribeLogDirsResponse =
         c.call(ApiKey::DescribeLogDirs, 4, &DescribeLogDirsRequest::default().with_topics(None));
