@@ -275,13 +275,7 @@ step groups-delete groups_delete
 
 # A broker this script started must stop cleanly and must not have panicked.
 if [[ -n "$SLUICE_DATA" && -n "$BROKER_PID" ]]; then
-  if stop_checked "$BROKER_PID" "$WORK/sluice.log"; then
-    PASSED=$((PASSED + 1))
-    echo "ok broker-clean-exit"
-  else
-    FAILED=$((FAILED + 1))
-    echo "FAIL broker-clean-exit: $STOP_REASON"
-  fi
+  clean_exit_step "$BROKER_PID" "$WORK/sluice.log"
   BROKER_PID=""
 fi
 

@@ -532,13 +532,7 @@ fi
 # The broker must stop cleanly (exit 0 on SIGTERM) and must not have panicked, even where a
 # client reconnected and the steps passed.
 if [[ "$MODE" == sluice ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
-  if stop_checked "$BROKER_PID" "$WORK/sluice.log"; then
-    PASSED=$((PASSED + 1))
-    echo "ok broker-clean-exit"
-  else
-    FAILED=$((FAILED + 1))
-    echo "FAIL broker-clean-exit: $STOP_REASON"
-  fi
+  clean_exit_step "$BROKER_PID" "$WORK/sluice.log"
   BROKER_PID=""
 fi
 

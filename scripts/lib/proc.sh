@@ -9,6 +9,9 @@
 #   stop_checked PID LOG         stop_process, then fail (with the reason in STOP_REASON)
 #                                unless the process exited 0 on TERM and LOG holds no panic
 #                                line; call it in this shell, not in $(...), so it can wait
+#   clean_exit_step PID LOG      stop_checked as a harness step: prints `ok broker-clean-exit`
+#                                or `FAIL broker-clean-exit: REASON` and counts it in the
+#                                caller's PASSED / FAILED
 #   free_port                    print a TCP port that is free on 127.0.0.1 right now
 #   wait_port HOST PORT SECS [PID]
 #                                wait until HOST:PORT accepts a TCP connection; fails early if
@@ -85,4 +88,14 @@ status_mib() {
 
 machine_busy_seconds() {
   awk -v t="$_PROC_CLK_TCK" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4) / t }' /proc/stat
+}
+
+clean_exit_step() {
+  if stop_checked "$1" "$2"; then
+    PASSED=$((PASSED + 1))
+    echo "ok broker-clean-exit"
+  else
+    FAILED=$((FAILED + 1))
+    echo "FAIL broker-clean-exit: $STOP_REASON"
+  fi
 }
