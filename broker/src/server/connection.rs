@@ -122,6 +122,9 @@ pub async fn serve(
             },
         };
         let Frame { body, pooled } = frame;
+        // Boxed: the request-handling future is the largest state of this task, and inline it
+        // would be held by every idle connection; boxed, it exists only while a request runs
+        // (one allocation per request, next to the frame's own).
         match PEER.scope(peer, Box::pin(handle_frame(broker, body))).await {
             Ok(Some(response)) => {
                 if let Err(e) = wr.write_all(&response).await {
