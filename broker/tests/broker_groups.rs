@@ -749,12 +749,20 @@ fn deleting_a_topic_removes_the_groups_offsets_for_it() {
             assert!(body.contains(r#"group="both",topic="kept""#), "{body}");
         }
         let mut raw = Raw::connect(broker);
-        let listed: kp::ListGroupsResponse =
-            raw.call(ApiKey::ListGroups, 4, &kp::ListGroupsRequest::default());
-        let groups: Vec<&str> = listed.groups.iter().map(|g| g.group_id.as_str()).collect();
-        assert!(groups.contains(&"only-doomed"), "groups stay: {groups:?}");
-        // Kafka removes them once the deletion reaches its coordinator: wait (bounded).
+        // After a restart the coordinator may still be loading its groups: wait (bounded).
         let deadline = Instant::now() + WAIT;
+        loop {
+            let listed: kp::ListGroupsResponse =
+                raw.call(ApiKey::ListGroups, 4, &kp::ListGroupsRequest::default());
+            let groups: Vec<String> =
+                listed.groups.iter().map(|g| g.group_id.to_string()).collect();
+            if groups.iter().any(|g| g == "only-doomed") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "groups stay: {groups:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Kafka removes the offsets once the deletion reaches its coordinator: wait (bounded).
         for (group, expected) in [("both", vec!["kept"]), ("only-doomed", vec![])] {
             loop {
                 let fetched: kp::OffsetFetchResponse = raw.call(
