@@ -31,7 +31,6 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const NOT_COORDINATOR: i16 = 16;
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 const UNKNOWN_TOPIC_ID: i16 = 100;
@@ -135,53 +134,9 @@ fn values(values: &[&[u8]]) -> Bytes {
     batch(&records)
 }
 
-/// Produce of one batch to one partition at `version`; returns the partition's response.
-fn produce(
-    c: &mut RawConn,
-    version: i16,
-    topic: &str,
-    partition: i32,
-    acks: i16,
-    records: Bytes,
-) -> kp::produce_response::PartitionProduceResponse {
-    use kp::produce_request::{PartitionProduceData, TopicProduceData};
-    let req =
-        kp::ProduceRequest::default().with_acks(acks).with_timeout_ms(10_000).with_topic_data(
-            vec![TopicProduceData::default().with_name(tn(topic)).with_partition_data(vec![
-                PartitionProduceData::default().with_index(partition).with_records(Some(records)),
-            ])],
-        );
-    let mut r: kp::ProduceResponse = c.call(ApiKey::Produce, version, &req);
-    assert_eq!(r.responses.len(), 1);
-    r.responses.remove(0).partition_responses.remove(0)
-}
-
-/// [`produce`], retried while the partition is not led yet (Kafka answers
-/// NOT_LEADER_OR_FOLLOWER or UNKNOWN_TOPIC_OR_PARTITION until a new topic's metadata reaches
-/// its broker), as clients do.
-fn produce_retrying(
-    c: &mut RawConn,
-    version: i16,
-    topic: &str,
-    partition: i32,
-    acks: i16,
-    records: Bytes,
-) -> kp::produce_response::PartitionProduceResponse {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = produce(c, version, topic, partition, acks, records.clone());
-        let retriable =
-            r.error_code == NOT_LEADER_OR_FOLLOWER || r.error_code == UNKNOWN_TOPIC_OR_PARTITION;
-        if !retriable || std::time::Instant::now() > deadline {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Produce v9 with acks=1; asserts success and returns the base offset.
 fn produce_ok(c: &mut RawConn, topic: &str, partition: i32, records: Bytes) -> i64 {
-    let r = produce_retrying(c, 9, topic, partition, 1, records);
+    let r = c.produce_with(9, topic, partition, 1, records);
     assert_eq!(r.error_code, NONE, "produce to {topic}-{partition}: {:?}", r.error_message);
     r.base_offset
 }
@@ -420,7 +375,7 @@ fn acks_all_with_min_insync_replicas_above_the_replication_factor_is_written() {
     create_topic(&mut c, "min-isr", 1, &[("min.insync.replicas", "2")]);
     assert_eq!(produce_ok(&mut c, "min-isr", 0, values(&[b"warm-up"])), 0);
 
-    let all = produce(&mut c, 9, "min-isr", 0, -1, values(&[b"all-1", b"all-2"]));
+    let all = c.produce_once(9, "min-isr", 0, -1, values(&[b"all-1", b"all-2"]));
     assert_eq!((all.error_code, all.base_offset), (NONE, 1), "{all:?}");
     let p = fetch_now(&mut c, "min-isr", 0, -1);
     assert_eq!((p.error_code, p.high_watermark), (NONE, 3));
@@ -610,7 +565,7 @@ fn delete_topics_v6_by_topic_id_removes_the_topic_and_an_unknown_id_is_unknown_t
     );
     let names: Vec<&str> = all.topics.iter().filter_map(|t| name_of(&t.name)).collect();
     assert_eq!(names, vec!["kept"], "the other topic stays");
-    let p = produce(&mut c, 9, "doomed", 0, 1, values(&[b"late"]));
+    let p = c.produce_once(9, "doomed", 0, 1, values(&[b"late"]));
     assert_eq!(p.error_code, UNKNOWN_TOPIC_OR_PARTITION);
 
     // The deleted topic's id, and one that never existed.
@@ -873,9 +828,9 @@ fn old_api_versions_succeed_with_the_expected_content() {
     assert_eq!((legacy.error_code, legacy.is_internal, legacy.partitions.len()), (NONE, false, 2));
 
     // Produce v3 (acks=all), twice.
-    let p = produce_retrying(&mut c, 3, TOPIC, 0, -1, batch(&[(T0, b"r0"), (T0 + 10, b"r1")]));
+    let p = c.produce_with(3, TOPIC, 0, -1, batch(&[(T0, b"r0"), (T0 + 10, b"r1")]));
     assert_eq!((p.error_code, p.base_offset), (NONE, 0), "{p:?}");
-    let p = produce(&mut c, 3, TOPIC, 0, -1, batch(&[(T0 + 20, b"r2"), (T0 + 30, b"r3")]));
+    let p = c.produce_once(3, TOPIC, 0, -1, batch(&[(T0 + 20, b"r2"), (T0 + 30, b"r3")]));
     assert_eq!((p.error_code, p.base_offset, p.log_append_time_ms), (NONE, 2, -1), "{p:?}");
 
     // Fetch v4: both batches, their offsets, timestamps and values.

@@ -463,35 +463,61 @@ impl RawConn {
 }
 
 impl RawConn {
-    /// Produce (v9, acks=1) of one batch to partition 0 of `topic`; returns the partition's
-    /// answer. Kafka answers NOT_LEADER_OR_FOLLOWER / UNKNOWN_TOPIC_OR_PARTITION for a moment
-    /// after CreateTopics, until the topic reaches its broker: those are retried (bounded), as
-    /// clients do.
+    /// Produce (v9, acks=1) of one batch to partition 0 of `topic`, retried while the
+    /// partition is not led yet ([`RawConn::produce_with`]).
     pub fn produce(
         &mut self,
         topic: &str,
         records: bytes::Bytes,
     ) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
-        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-        use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-        use kafka_protocol::protocol::StrBytes;
-        let req =
-            ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.into())))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records))]),
-            ]);
+        self.produce_with(9, topic, 0, 1, records)
+    }
+
+    /// Produce of one batch to one partition at `version`; returns the partition's answer.
+    /// Kafka answers NOT_LEADER_OR_FOLLOWER / UNKNOWN_TOPIC_OR_PARTITION for a moment after
+    /// CreateTopics, until the topic reaches its broker: those are retried (bounded), as
+    /// clients do.
+    pub fn produce_with(
+        &mut self,
+        version: i16,
+        topic: &str,
+        partition: i32,
+        acks: i16,
+        records: bytes::Bytes,
+    ) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let mut r: ProduceResponse = self.call(ApiKey::Produce, 9, &req);
-            let p = r.responses.remove(0).partition_responses.remove(0);
+            let p = self.produce_once(version, topic, partition, acks, records.clone());
             if !matches!(p.error_code, 3 | 6) || Instant::now() > deadline {
                 return p;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// [`RawConn::produce_with`] without the retries: the first answer, whatever it is.
+    pub fn produce_once(
+        &mut self,
+        version: i16,
+        topic: &str,
+        partition: i32,
+        acks: i16,
+        records: bytes::Bytes,
+    ) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let req = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records))])]);
+        let mut r: ProduceResponse = self.call(ApiKey::Produce, version, &req);
+        assert_eq!(r.responses.len(), 1);
+        r.responses.remove(0).partition_responses.remove(0)
     }
 
     /// InitProducerId (v4) for an idempotent producer: (producer id, epoch). Retries while the
