@@ -1,7 +1,9 @@
-//! Admin HTTP endpoint: `/metrics` (Prometheus text), `/health/live` and `/health/ready`.
+//! Admin HTTP endpoint: `/metrics` (Prometheus text), `/health/live`, `/health/ready` and
+//! `/debug/metadata` (the applied metadata image as JSON).
 //!
 //! A deliberately small HTTP/1.1 server: one GET per connection, `Connection: close`. Readiness
-//! means the Kafka listener is accepting and the metadata quorum has a leader.
+//! means the Kafka listener is accepting, the metadata quorum has a leader and the controller
+//! has unfenced this broker.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +67,13 @@ async fn handle(mut stream: TcpStream, broker: &Broker) -> std::io::Result<()> {
             } else {
                 ("503 Service Unavailable", "text/plain", "not ready\n".to_string())
             }
+        }
+        // The committed metadata as this node applied it: tests compare nodes with it, and a
+        // person can see what a broker believes.
+        ("GET", "/debug/metadata") => {
+            let image = broker.metadata.image();
+            let body = serde_json::to_string_pretty(&*image).unwrap_or_default();
+            ("200 OK", "application/json", body)
         }
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => ("405 Method Not Allowed", "text/plain", "method not allowed\n".to_string()),

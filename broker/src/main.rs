@@ -1,8 +1,11 @@
 //! The `sluice` binary: thin command-line front end over the `sluice_broker` library.
 //!
 //! `sluice dev` runs a single node with embedded defaults (Kafka on 127.0.0.1:9092, admin HTTP
-//! on 127.0.0.1:9644, data in `./data`); `sluice start --config FILE` runs with a Kafka-style
-//! properties file. Flags and `SLUICE_*` environment variables override both.
+//! on 127.0.0.1:9644, data in `./data`); `sluice dev --nodes 3` runs a local cluster of three
+//! processes (`dev_cluster`); `sluice start --config FILE` runs with a Kafka-style properties
+//! file. Flags and `SLUICE_*` environment variables override both.
+
+mod dev_cluster;
 
 use std::path::PathBuf;
 
@@ -26,8 +29,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs a single-node broker with development defaults.
-    Dev(BrokerArgs),
+    /// Runs a single-node broker with development defaults, or with `--nodes N` a local cluster
+    /// of N broker processes.
+    Dev(DevArgs),
     /// Runs a broker from a config file, environment and flags.
     Start(BrokerArgs),
     /// Prints the record batches of `.log` segment files (like Kafka's kafka-dump-log), checking
@@ -37,6 +41,16 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+}
+
+#[derive(Args, Debug)]
+struct DevArgs {
+    /// Number of nodes (1, 3 or 5): each a separate process, all voters of one quorum, data
+    /// under `<data-dir>/node-<id>`, ports counting up from `--listen` and `--admin-listen`.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    #[command(flatten)]
+    broker: BrokerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -99,7 +113,7 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off")),
         )
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, not in files and log collectors.
@@ -107,7 +121,13 @@ fn main() -> Result<()> {
         .fmt_fields(sluice_broker::logging::escaped_fields())
         .init();
     match Cli::parse().command {
-        Command::Dev(args) | Command::Start(args) => {
+        Command::Dev(DevArgs { nodes, broker }) if nodes != 1 => {
+            let config = broker.into_config()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let stop = runtime.block_on(async { stop_signal() })?;
+            dev_cluster::run(&config, nodes, &runtime, stop)
+        }
+        Command::Dev(DevArgs { broker: args, .. }) | Command::Start(args) => {
             let config = args.into_config()?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {

@@ -606,8 +606,14 @@ fn client_strings_are_escaped_in_log_lines() {
         assert!(std::time::Instant::now() < deadline, "JoinGroup: error {}", joined.error_code);
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The log reaches the test through a pipe and a reader thread: wait for the line.
+    let escaped = r"evil\nFORGED ERROR line\u{1b}[31m";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !broker.log_lines().iter().any(|l| l.contains(escaped)) {
+        assert!(std::time::Instant::now() < deadline, "{:#?}", broker.log_lines());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let lines = broker.log_lines();
-    assert!(lines.iter().any(|l| l.contains(r"evil\nFORGED ERROR line\u{1b}[31m")), "{lines:#?}");
     assert!(!lines.iter().any(|l| l.starts_with("FORGED")), "a forged line: {lines:#?}");
     assert!(!lines.iter().any(|l| l.contains('\u{1b}') && l.contains("FORGED")), "{lines:#?}");
 }

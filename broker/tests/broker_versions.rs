@@ -201,6 +201,23 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(
             DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
         ),
+        ApiKey::DescribeQuorum => {
+            RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(tn("__cluster_metadata"))
+                    .with_partitions(vec![
+                        describe_quorum_request::PartitionData::default().with_partition_index(0),
+                    ]),
+            ]))
+        }
+        // The only replica already leads: a preferred election is not needed.
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(
+            ElectLeadersRequest::default().with_timeout_ms(10_000).with_topic_partitions(Some(
+                vec![elect_leaders_request::TopicPartitions::default()
+                    .with_topic(tn(T))
+                    .with_partitions(vec![0])],
+            )),
+        ),
         ApiKey::InitProducerId => RequestKind::InitProducerId(
             InitProducerIdRequest::default()
                 .with_transactional_id(None)
@@ -378,6 +395,17 @@ fn check(key: ApiKey, v: i16, resp: &ResponseKind) {
             assert_eq!(r.responses[0].error_code, 0, "{ctx}")
         }
         ResponseKind::DescribeCluster(r) => assert_eq!(r.error_code, 0, "{ctx}"),
+        ResponseKind::DescribeQuorum(r) => {
+            assert_eq!(r.error_code, 0, "{ctx}");
+            let p = &r.topics[0].partitions[0];
+            assert_eq!((p.error_code, p.current_voters.len()), (0, 1), "{ctx}");
+            assert!(p.high_watermark > 0 && p.leader_epoch > 0, "{ctx}: {p:?}");
+        }
+        ResponseKind::ElectLeaders(r) => {
+            assert_eq!(r.error_code, 0, "{ctx}");
+            let p = &r.replica_election_results[0].partition_result[0];
+            assert_eq!(p.error_code, 84, "{ctx}: ELECTION_NOT_NEEDED");
+        }
         ResponseKind::InitProducerId(r) => assert_eq!(r.error_code, 0, "{ctx}"),
         ResponseKind::DescribeLogDirs(r) => {
             assert_eq!((r.error_code, r.results.len()), (0, 1), "{ctx}");

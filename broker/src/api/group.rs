@@ -144,8 +144,9 @@ async fn find_one(
     broker.groups.ensure_offsets_topic().await.map_err(fail)?;
     let node = broker.groups.coordinator_for(key).map_err(fail)?;
     let image = broker.metadata.image();
-    match image.brokers.get(&node).filter(|b| !b.fenced) {
-        Some(b) => Ok((node, b.host.clone(), b.port as i32)),
+    let listener = crate::server::connection::current_listener();
+    match image.brokers.get(&node).filter(|b| !b.fenced).and_then(|b| b.endpoint(&listener)) {
+        Some((host, port)) => Ok((node, host.to_string(), port as i32)),
         None => Err(fail(GroupError::CoordinatorNotAvailable)),
     }
 }

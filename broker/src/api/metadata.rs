@@ -82,9 +82,6 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
                 }
             }
             image = broker.metadata.image();
-            if let Err(e) = broker.replicas.reconcile(&image) {
-                tracing::error!(error = %e, "creating partitions for auto-created topics failed");
-            }
         }
         for t in wanted {
             let found = match &t.name {
@@ -117,8 +114,9 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
             }
         }
     }
+    let listener = crate::server::connection::current_listener();
     MetadataResponse::default()
-        .with_brokers(brokers(&image))
+        .with_brokers(brokers(&image, &listener))
         .with_cluster_id(Some(strb(&image.cluster_id)))
         .with_controller_id(BrokerId(image.controller_id))
         .with_topics(topics)
@@ -130,18 +128,20 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
         })
 }
 
-/// The unfenced brokers as Metadata lists them.
-pub fn brokers(image: &ClusterImage) -> Vec<MetadataResponseBroker> {
+/// The unfenced brokers as Metadata lists them, with their endpoints on `listener` (the one
+/// the client connected to); a broker without that listener is left out, as Kafka does.
+pub fn brokers(image: &ClusterImage, listener: &str) -> Vec<MetadataResponseBroker> {
     image
-        .brokers
-        .values()
-        .filter(|b| !b.fenced)
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(strb(&b.host))
-                .with_port(b.port as i32)
-                .with_rack(b.rack.as_deref().map(strb))
+        .unfenced_brokers()
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(strb(host))
+                    .with_port(port as i32)
+                    .with_rack(b.rack.as_deref().map(strb)),
+            )
         })
         .collect()
 }
@@ -151,8 +151,10 @@ fn topic_entry(t: &TopicImage, error: Option<i16>, include_ops: bool) -> Metadat
         .partitions
         .iter()
         .map(|(&index, p)| {
+            // A partition without a leader is LEADER_NOT_AVAILABLE (retriable), as in Kafka.
+            let error = if p.leader < 0 { ResponseError::LeaderNotAvailable.code() } else { 0 };
             MetadataResponsePartition::default()
-                .with_error_code(0)
+                .with_error_code(error)
                 .with_partition_index(index)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(p.leader_epoch)

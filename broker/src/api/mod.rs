@@ -41,6 +41,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::AlterReplicaLogDirs, 1, 2),
@@ -85,6 +87,8 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "create_partitions",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::DescribeQuorum => "describe_quorum",
+        ApiKey::ElectLeaders => "elect_leaders",
         ApiKey::InitProducerId => "init_producer_id",
         ApiKey::DescribeLogDirs => "describe_log_dirs",
         ApiKey::AlterReplicaLogDirs => "alter_replica_log_dirs",
@@ -159,6 +163,12 @@ pub async fn handle(
         ),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::cluster::describe_cluster(broker, r))
+        }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(admin::quorum::describe_quorum(broker, r).await)
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(admin::quorum::elect_leaders(broker, r, v).await)
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await)
@@ -272,6 +282,17 @@ pub fn metadata_error_code(e: &MetadataError) -> i16 {
         MetadataError::PolicyViolation(_) => ResponseError::PolicyViolation.code(),
         MetadataError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
         MetadataError::NotController => ResponseError::NotController.code(),
+        MetadataError::DuplicateBrokerRegistration(_) => {
+            ResponseError::DuplicateBrokerRegistration.code()
+        }
+        MetadataError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch.code(),
+        MetadataError::ElectionNotNeeded => ResponseError::ElectionNotNeeded.code(),
+        MetadataError::PreferredLeaderNotAvailable(_) => {
+            ResponseError::PreferredLeaderNotAvailable.code()
+        }
+        MetadataError::EligibleLeadersNotAvailable(_) => {
+            ResponseError::EligibleLeadersNotAvailable.code()
+        }
         MetadataError::Timeout => ResponseError::RequestTimedOut.code(),
         MetadataError::Internal(_) => ResponseError::UnknownServerError.code(),
     }

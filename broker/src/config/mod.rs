@@ -15,8 +15,10 @@ use crate::log::LogConfig;
 
 pub mod catalog;
 pub mod kafka;
+pub mod listeners;
 
 use kafka::{check_kind, closest_name, kafka_broker_key};
+pub use listeners::{Listener, ListenerConfig, Roles, Voter};
 
 /// Sluice's own settings, which Kafka does not have.
 const SLUICE_KEYS: &[&str] = &["admin.listener"];
@@ -37,16 +39,14 @@ pub enum ConfigError {
 pub struct BrokerConfig {
     /// `node.id`.
     pub node_id: i32,
-    /// `listeners`: the Kafka listener (`127.0.0.1:9092`; port 0 picks a free port).
-    pub listen: SocketAddr,
-    /// `advertised.listeners`: host and port given to clients; defaults to the bound address.
-    pub advertised: Option<(String, u16)>,
+    /// `process.roles`, `listeners`, `advertised.listeners`, `controller.listener.names`,
+    /// `inter.broker.listener.name`, `listener.security.protocol.map`,
+    /// `controller.quorum.voters`.
+    pub net: ListenerConfig,
     /// Admin HTTP listener for `/metrics` and health (`127.0.0.1:9644`).
     pub admin_listen: SocketAddr,
     /// `log.dirs` (one directory).
     pub data_dir: PathBuf,
-    /// `controller.quorum.voters` as `id@host:port` entries (empty: this node alone).
-    pub quorum_voters: Vec<String>,
     /// Broker-wide log defaults (`log.segment.bytes`, `log.retention.ms`, ...).
     pub log_defaults: LogConfig,
     /// `num.partitions` (1).
@@ -77,25 +77,26 @@ pub struct BrokerConfig {
     /// The group coordinator's settings (`offsets.topic.num.partitions`,
     /// `group.initial.rebalance.delay.ms`, `offsets.retention.minutes`, ...).
     pub groups: crate::group::GroupConfig,
+    /// `broker.heartbeat.interval.ms` (2 s).
+    pub broker_heartbeat_interval: Duration,
+    /// `broker.session.timeout.ms` (9 s): a broker not heard from for this long is fenced.
+    pub broker_session_timeout: Duration,
+    /// `auto.leader.rebalance.enable` (true).
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds` (300 s).
+    pub leader_imbalance_check_interval: Duration,
     /// Kafka settings Sluice accepts (so a Kafka `server.properties` starts it) but that change
     /// nothing here: thread counts, socket buffers, security, transactions, ...
     pub without_effect: BTreeMap<String, String>,
-    /// `listeners` and `advertised.listeners` as given, resolved once `controller.listener.names`
-    /// is known too (it may come later in a file).
-    listeners_raw: Option<String>,
-    advertised_raw: Option<String>,
-    controller_listener_names: Vec<String>,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             node_id: 1,
-            listen: "127.0.0.1:9092".parse().expect("valid address"),
-            advertised: None,
+            net: ListenerConfig::default(),
             admin_listen: "127.0.0.1:9644".parse().expect("valid address"),
             data_dir: PathBuf::from("data"),
-            quorum_voters: Vec::new(),
             log_defaults: LogConfig::default(),
             num_partitions: 1,
             default_replication_factor: 1,
@@ -110,11 +111,19 @@ impl Default for BrokerConfig {
             producer_id_expiration: Duration::from_millis(86_400_000),
             producer_id_expiration_check: Duration::from_millis(600_000),
             groups: crate::group::GroupConfig::default(),
+            broker_heartbeat_interval: Duration::from_millis(2000),
+            broker_session_timeout: Duration::from_millis(9000),
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval: Duration::from_secs(300),
             without_effect: BTreeMap::new(),
-            listeners_raw: None,
-            advertised_raw: None,
-            controller_listener_names: Vec::new(),
         }
+    }
+}
+
+fn positive_millis(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    match parse::<u64>(key, value)? {
+        0 => Err(ConfigError::Invalid(format!("{key} must be at least 1"))),
+        ms => Ok(Duration::from_millis(ms)),
     }
 }
 
@@ -125,55 +134,47 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
         .map_err(|_| ConfigError::Invalid(format!("invalid value '{value}' for {key}")))
 }
 
-/// Strips a `PLAINTEXT://` (or any `NAME://`) prefix from a listener.
-fn split_list(value: &str) -> Vec<String> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
-}
-
-fn listener_addr(value: &str) -> &str {
-    let first = value.split(',').next().unwrap_or(value).trim();
-    first.split_once("://").map(|(_, a)| a).unwrap_or(first)
-}
-
-fn parse_host_port(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
-    let addr = listener_addr(value);
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| ConfigError::Invalid(format!("{key} must be host:port, got '{value}'")))?;
-    Ok((host.trim_matches(['[', ']']).to_string(), parse(key, port)?))
-}
-
 impl BrokerConfig {
     /// Applies one Kafka-named property.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let value = value.trim();
         match key {
             "node.id" | "broker.id" => self.node_id = parse(key, value)?,
-            "listeners" => {
-                self.listeners_raw = Some(value.to_string());
-                self.resolve_listeners()?;
-            }
-            "advertised.listeners" => {
-                self.advertised_raw = Some(value.to_string());
-                self.resolve_listeners()?;
-            }
+            "listeners" => self.net.listeners = listeners::parse_listeners(key, value)?,
+            "advertised.listeners" => self.net.advertised = listeners::parse_listeners(key, value)?,
             "controller.listener.names" => {
-                self.controller_listener_names = split_list(value);
-                self.resolve_listeners()?;
-                self.without_effect.insert(key.into(), value.into());
+                self.net.controller_names = value
+                    .split(',')
+                    .map(|s| s.trim().to_ascii_uppercase())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
+            "inter.broker.listener.name" => {
+                self.net.inter_broker_name = Some(value.to_ascii_uppercase())
+            }
+            "listener.security.protocol.map" => {
+                self.net.protocol_map = Some(listeners::parse_protocol_map(value)?)
+            }
+            "process.roles" => self.net.roles = listeners::parse_roles(value)?,
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval = positive_millis(key, value)?
+            }
+            "broker.session.timeout.ms" => {
+                self.broker_session_timeout = positive_millis(key, value)?
+            }
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance = parse(key, value)?,
+            "leader.imbalance.check.interval.seconds" => {
+                let secs: u64 = parse(key, value)?;
+                if secs == 0 {
+                    return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
+                }
+                self.leader_imbalance_check_interval = Duration::from_secs(secs)
             }
             "admin.listener" => self.admin_listen = parse(key, value)?,
             "log.dirs" | "log.dir" => {
                 self.data_dir = PathBuf::from(value.split(',').next().unwrap_or(value).trim())
             }
-            "controller.quorum.voters" => {
-                self.quorum_voters = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            }
+            "controller.quorum.voters" => self.net.voters = listeners::parse_voters(value)?,
             "num.partitions" => {
                 self.num_partitions = parse(key, value)?;
                 if self.num_partitions < 1 {
@@ -230,49 +231,7 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// Picks the client listener: the first of `listeners` that is not a controller listener
-    /// (`controller.listener.names`), and its entry in `advertised.listeners` (matched by
-    /// listener name, else the first non-controller entry). `PLAINTEXT://:9092` (no host) binds
-    /// every interface, as in Kafka.
-    fn resolve_listeners(&mut self) -> Result<(), ConfigError> {
-        let controller = &self.controller_listener_names;
-        let pick =
-            |key: &str, raw: &str, want: Option<&str>| -> Result<(String, String), ConfigError> {
-                let entries: Vec<(String, String)> = split_list(raw)
-                    .into_iter()
-                    .map(|e| match e.split_once("://") {
-                        Some((name, addr)) => (name.trim().to_string(), addr.trim().to_string()),
-                        None => ("PLAINTEXT".to_string(), e),
-                    })
-                    .filter(|(name, _)| !controller.iter().any(|c| c == name))
-                    .collect();
-                entries
-                    .iter()
-                    .find(|(name, _)| want.is_none_or(|w| w == name))
-                    .or_else(|| entries.first())
-                    .cloned()
-                    .ok_or_else(|| {
-                        ConfigError::Invalid(format!(
-                        "{key}={raw} has no client listener (all are in controller.listener.names)"
-                    ))
-                    })
-            };
-        let mut name = None;
-        if let Some(raw) = self.listeners_raw.clone() {
-            let (n, addr) = pick("listeners", &raw, None)?;
-            let addr = if addr.starts_with(':') { format!("0.0.0.0{addr}") } else { addr };
-            self.listen = parse("listeners", &addr)?;
-            name = Some(n);
-        }
-        if let Some(raw) = self.advertised_raw.clone() {
-            let (_, addr) = pick("advertised.listeners", &raw, name.as_deref())?;
-            self.advertised = Some(parse_host_port("advertised.listeners", &addr)?);
-        }
-        Ok(())
-    }
-
-    /// Checks what single settings cannot: the quorum is this node alone until the metadata
-    /// quorum grows voters, so a voter list naming other nodes is refused rather than ignored.
+    /// Checks what single settings cannot, naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         // As Kafka: a request must fit in the pool, or it could never be read.
         if self.queued_max_request_bytes > 0
@@ -283,29 +242,29 @@ impl BrokerConfig {
                 self.queued_max_request_bytes, self.socket_request_max_bytes
             )));
         }
-        const KEY: &str = "controller.quorum.voters";
-        let voter = match self.quorum_voters.as_slice() {
-            [] => return Ok(()),
-            [voter] => voter,
-            _ => return Err(self.not_one_voter()),
-        };
-        let (id, endpoint) = voter.split_once('@').ok_or_else(|| {
-            ConfigError::Invalid(format!("{KEY} entries are id@host:port, got '{voter}'"))
-        })?;
-        parse_host_port(KEY, endpoint)?;
-        if parse::<i32>(KEY, id)? != self.node_id {
-            return Err(self.not_one_voter());
+        if self.node_id < 0 {
+            return Err(ConfigError::Invalid(format!(
+                "node.id must be at least 0, not {}",
+                self.node_id
+            )));
+        }
+        if self.broker_heartbeat_interval >= self.broker_session_timeout {
+            return Err(ConfigError::Invalid(format!(
+                "broker.heartbeat.interval.ms ({} ms) must be less than broker.session.timeout.ms \
+                 ({} ms)",
+                self.broker_heartbeat_interval.as_millis(),
+                self.broker_session_timeout.as_millis()
+            )));
+        }
+        self.net.validate(self.node_id)?;
+        if !self.net.is_single_node(self.node_id) && self.cluster_id.is_none() {
+            return Err(ConfigError::Invalid(
+                "cluster.id must be set when controller.quorum.voters names several nodes: every \
+                 node of the cluster carries the same id"
+                    .into(),
+            ));
         }
         Ok(())
-    }
-
-    fn not_one_voter(&self) -> ConfigError {
-        ConfigError::Invalid(format!(
-            "controller.quorum.voters={}: this build runs a one-voter quorum, whose only voter \
-             is this node (node.id={}); multi-node quorums are not supported yet",
-            self.quorum_voters.join(","),
-            self.node_id
-        ))
     }
 
     /// Applies `key=value` lines of a properties file (`#` and `!` start comments).
@@ -335,7 +294,12 @@ impl BrokerConfig {
         let mut m = BTreeMap::new();
         m.insert("node.id".into(), self.node_id.to_string());
         m.insert("broker.id".into(), self.node_id.to_string());
-        m.insert("listeners".into(), format!("PLAINTEXT://{}", self.listen));
+        let listeners = self
+            .net
+            .listeners
+            .iter()
+            .map(|l| format!("{}://{}", l.name, listeners::join_host_port(&l.host, l.port)));
+        m.insert("listeners".into(), listeners.collect::<Vec<_>>().join(","));
         m.insert("log.dirs".into(), self.data_dir.display().to_string());
         m.insert("num.partitions".into(), self.num_partitions.to_string());
         m.insert("default.replication.factor".into(), self.default_replication_factor.to_string());
@@ -384,8 +348,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.node_id, 3);
-        assert_eq!(c.listen.port(), 19092);
-        assert_eq!(c.advertised, Some(("broker-3.svc".into(), 19092)));
+        let client = c.net.client_listeners().next().unwrap();
+        assert_eq!((client.host.as_str(), client.port), ("0.0.0.0", 19092));
+        assert_eq!(c.net.advertised_for(client, 19092), ("broker-3.svc".into(), 19092));
         assert_eq!(c.log_defaults.retention_ms, 7_200_000);
         assert_eq!(c.log_defaults.segment_bytes, 1_048_576);
         assert_eq!(c.num_partitions, 4);
@@ -435,31 +400,23 @@ mod tests {
     }
 
     #[test]
-    fn listeners_pick_the_client_listener_by_name() {
+    fn a_cluster_node_needs_a_cluster_id_and_a_session_longer_than_its_heartbeat() {
         let mut c = BrokerConfig::default();
         c.apply_properties(
-            "listeners=CONTROLLER://127.0.0.1:9093,PLAINTEXT://:19092\n\
-             advertised.listeners=CONTROLLER://ctl:9093,PLAINTEXT://broker-0.svc:19092\n\
-             controller.listener.names=CONTROLLER\n",
+            "node.id=2\nlisteners=PLAINTEXT://:19092,CONTROLLER://:19093\n\
+             controller.listener.names=CONTROLLER\n\
+             controller.quorum.voters=1@a:19093,2@b:19093,3@c:19093\n",
         )
         .unwrap();
-        assert_eq!(c.listen, "0.0.0.0:19092".parse().unwrap());
-        assert_eq!(c.advertised, Some(("broker-0.svc".into(), 19092)));
-        let e = c.apply_properties("listeners=CONTROLLER://127.0.0.1:9093").unwrap_err();
-        assert!(e.to_string().contains("no client listener"), "{e}");
-    }
-
-    #[test]
-    fn quorum_voters_other_than_this_node_are_refused() {
-        let mut c = BrokerConfig::default();
-        c.apply_properties("node.id=1\ncontroller.quorum.voters=1@localhost:9093").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("cluster.id must be set"), "{e}");
+        c.apply_properties("cluster.id=MkU3OEVBNTcwNTJENDM2Qk\nbroker.heartbeat.interval.ms=9000")
+            .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("broker.session.timeout.ms"), "{e}");
+        c.apply_properties("broker.heartbeat.interval.ms=2000").unwrap();
         c.validate().unwrap();
-        c.apply_properties("controller.quorum.voters=1@a:9093,2@b:9093,3@c:9093").unwrap();
-        let e = c.validate().unwrap_err();
-        assert!(e.to_string().contains("one-voter"), "{e}");
-        c.apply_properties("controller.quorum.voters=2@b:9093").unwrap();
-        assert!(c.validate().is_err());
-        c.apply_properties("controller.quorum.voters=b:9093").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("id@host:port"));
+        assert_eq!(c.net.controller_listener().unwrap().port, 19093);
+        assert!(c.to_props()["listeners"].contains("CONTROLLER://:19093"));
     }
 }

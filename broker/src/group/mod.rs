@@ -582,14 +582,8 @@ impl GroupCoordinator {
                 None => return Err(GroupError::CoordinatorNotAvailable),
             }
         }
-        // Apply the new image here rather than waiting for the background reconciler, so the
-        // client that triggered the creation finds a working coordinator at once.
-        let image = self.metadata.image();
-        if let Err(e) = self.replicas.reconcile(&image) {
-            tracing::warn!(error = %e, "hosting {OFFSETS_TOPIC} partitions failed");
-            return Err(GroupError::CoordinatorNotAvailable);
-        }
-        self.sync_partitions(&image);
+        // The creation returned once this broker's metadata publisher applied it: the
+        // partitions it leads are hosted and their groups loading.
         Ok(())
     }
 
@@ -1082,6 +1076,9 @@ mod tests {
         replicas.reconcile(&metadata.image()).unwrap();
         let groups = GroupCoordinator::new(config(), 1, replicas.clone(), metadata.clone());
         groups.ensure_offsets_topic().await.unwrap();
+        // What the broker's metadata publisher does with the new image.
+        replicas.reconcile(&metadata.image()).unwrap();
+        groups.sync_partitions(&metadata.image());
         assert!(groups.wait_loaded(Duration::from_secs(10)).await);
         Node { groups, replicas, metadata }
     }

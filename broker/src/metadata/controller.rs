@@ -17,15 +17,21 @@
 //! of them leads. Leaders are thereby spread round-robin over brokers and across topics, and
 //! replicas of a partition land on different racks where there are enough racks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::ServerState;
 use tokio::sync::{watch, Mutex, MutexGuard};
 
-use super::image::{uuid_to_string, ClusterImage, PartitionImage, TopicImage};
+use super::calls::{QuorumState, ReplicaState};
+use super::elections::{
+    plan_fence, plan_preferred, plan_rebalance, plan_unclean, plan_unfence, Preferred,
+};
+use super::image::{uuid_to_string, ClusterImage, Endpoint, PartitionImage, TopicImage};
 use super::state_machine::apply_record;
 use super::types::{MetadataRaft, MetadataRecord, MetadataRequest, MetadataResponse};
 use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, TopicRef};
@@ -48,6 +54,28 @@ pub(crate) struct ControllerConfig {
     pub(crate) defaults: LogConfig,
     pub(crate) num_partitions: i32,
     pub(crate) default_replication_factor: i16,
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
+    pub(crate) session_timeout: Duration,
+    /// `auto.leader.rebalance.enable` and `leader.imbalance.check.interval.seconds`.
+    pub(crate) rebalance_interval: Option<Duration>,
+    /// The voters' controller endpoints, for DescribeQuorum.
+    pub(crate) voters: Vec<(i32, String, u16)>,
+}
+
+/// What the active controller knows of a broker beyond the image: when it last heard from it.
+/// Kept in memory only; a new controller gives every broker a fresh session, as Kafka's does.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    last_seen: Instant,
+    shutting_down: bool,
+}
+
+/// What the leader saw of a voter's replication, for DescribeQuorum.
+#[derive(Debug, Clone, Copy, Default)]
+struct VoterProgress {
+    matched: Option<u64>,
+    last_progress: Option<Instant>,
+    last_caught_up: Option<Instant>,
 }
 
 /// Serializes controller decisions and proposes them to raft.
@@ -56,6 +84,8 @@ pub(crate) struct Controller {
     raft: MetadataRaft,
     image_rx: watch::Receiver<Arc<ClusterImage>>,
     lock: Mutex<()>,
+    sessions: std::sync::Mutex<HashMap<i32, Session>>,
+    progress: std::sync::Mutex<HashMap<u64, VoterProgress>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -70,19 +100,33 @@ impl Controller {
         raft: MetadataRaft,
         image_rx: watch::Receiver<Arc<ClusterImage>>,
     ) -> Controller {
-        Controller { cfg, raft, image_rx, lock: Mutex::new(()) }
+        Controller {
+            cfg,
+            raft,
+            image_rx,
+            lock: Mutex::new(()),
+            sessions: std::sync::Mutex::new(HashMap::new()),
+            progress: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The last metadata log index this node applied.
+    pub(crate) fn applied_index(&self) -> u64 {
+        self.image_rx.borrow().applied_index
+    }
+
+    fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.cfg.node_id as u64)
     }
 
     /// Takes the decision lock after checking that this node leads the quorum; returns the
     /// image to decide on.
     async fn begin(&self) -> Result<(MutexGuard<'_, ()>, Arc<ClusterImage>), MetadataError> {
         let guard = self.lock.lock().await;
-        {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow();
-            if m.state != ServerState::Leader || m.current_leader != Some(self.cfg.node_id as u64) {
-                return Err(MetadataError::NotController);
-            }
+        if !self.is_leader() {
+            return Err(MetadataError::NotController);
         }
         let image = self.image_rx.borrow().clone();
         Ok((guard, image))
@@ -146,22 +190,297 @@ impl Controller {
         Ok(cluster_id)
     }
 
-    /// Registers this broker with a new epoch and unfences it; returns the epoch.
+    /// Registers broker `id` (fenced) under a new epoch. A retry (same incarnation) answers
+    /// the epoch it got; another incarnation of a broker whose session is still alive is a
+    /// duplicate node id and refused. A broker that comes back while still leading partitions
+    /// (it crashed before its session expired) is fenced first, so its leaderships move on or
+    /// end, and its return elects it under a new leader epoch.
     pub(crate) async fn register_broker(
         &self,
+        id: i32,
+        incarnation: [u8; 16],
         host: &str,
         port: u16,
+        listeners: Vec<Endpoint>,
         rack: Option<String>,
     ) -> Result<i64, MetadataError> {
         let (_guard, image) = self.begin().await?;
-        let id = self.cfg.node_id;
-        let epoch = image.brokers.get(&id).map_or(0, |b| b.epoch + 1);
-        let records = vec![
-            MetadataRecord::RegisterBroker { id, epoch, host: host.to_owned(), port, rack },
-            MetadataRecord::UnfenceBroker { id, epoch },
-        ];
+        let mut records = Vec::new();
+        let epoch = match image.brokers.get(&id) {
+            Some(b) if b.incarnation == incarnation => return Ok(b.epoch),
+            Some(b) => {
+                let alive = self.session(id).is_some_and(|s| {
+                    !s.shutting_down && s.last_seen.elapsed() < self.cfg.session_timeout
+                });
+                if alive && !b.fenced {
+                    return Err(MetadataError::DuplicateBrokerRegistration(format!(
+                        "Another broker is registered with node id {id} and is still alive \
+                         (heard from within broker.session.timeout.ms = {} ms); two nodes may \
+                         share a node.id",
+                        self.cfg.session_timeout.as_millis()
+                    )));
+                }
+                if !b.fenced {
+                    records.extend(plan_fence(&image, id, b.epoch));
+                }
+                b.epoch + 1
+            }
+            None => 0,
+        };
+        records.push(MetadataRecord::RegisterBroker {
+            id,
+            epoch,
+            host: host.to_owned(),
+            port,
+            rack,
+            incarnation,
+            listeners,
+        });
         self.propose(records).await?;
+        self.touch(id, false);
         Ok(epoch)
+    }
+
+    fn session(&self, id: i32) -> Option<Session> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
+    }
+
+    fn touch(&self, id: i32, shutting_down: bool) {
+        let session = Session { last_seen: Instant::now(), shutting_down };
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id, session);
+    }
+
+    /// A broker's heartbeat: keeps its session, unfences it once it has applied its own
+    /// registration, or (`shutdown`) fences it so that its leaderships move away before it
+    /// exits. Answers `(fenced, shutdown_ready)`.
+    pub(crate) async fn heartbeat(
+        &self,
+        id: i32,
+        epoch: i64,
+        applied: u64,
+        shutdown: bool,
+    ) -> Result<(bool, bool), MetadataError> {
+        let (_guard, image) = self.begin().await?;
+        let broker = match image.brokers.get(&id) {
+            Some(b) if b.epoch == epoch => b,
+            Some(b) => {
+                return Err(MetadataError::StaleBrokerEpoch(format!(
+                    "Broker {id} sent a heartbeat with epoch {epoch}, but its current epoch is {}",
+                    b.epoch
+                )))
+            }
+            None => {
+                return Err(MetadataError::StaleBrokerEpoch(format!(
+                    "Broker {id} is not registered"
+                )))
+            }
+        };
+        let was_shutting_down = self.session(id).is_some_and(|s| s.shutting_down);
+        self.touch(id, shutdown || was_shutting_down);
+        if shutdown || was_shutting_down {
+            if !broker.fenced {
+                self.propose(plan_fence(&image, id, epoch)).await?;
+                tracing::info!(
+                    broker = id,
+                    "controlled shutdown: broker fenced, leaderships moved"
+                );
+            }
+            return Ok((true, true));
+        }
+        if broker.fenced && applied >= broker.registered_at {
+            self.propose(plan_unfence(&image, id, epoch)).await?;
+            tracing::info!(broker = id, epoch, "broker unfenced");
+            return Ok((false, false));
+        }
+        Ok((broker.fenced, false))
+    }
+
+    /// Fences every unfenced broker whose session expired. Called periodically on every node;
+    /// does nothing unless this node leads. On becoming leader, every broker gets a fresh
+    /// session first.
+    pub(crate) async fn check_sessions(&self, leader_since: &mut Option<u64>) {
+        let term = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.state == ServerState::Leader).then_some(m.current_term)
+        };
+        if term.is_none() || *leader_since != term {
+            *leader_since = term;
+            if term.is_some() {
+                let image = self.image_rx.borrow().clone();
+                let now = Instant::now();
+                let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                for &id in image.brokers.keys() {
+                    sessions.insert(id, Session { last_seen: now, shutting_down: false });
+                }
+            }
+            return;
+        }
+        self.track_progress();
+        let expired: Vec<i32> = {
+            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let image = self.image_rx.borrow();
+            image
+                .unfenced_brokers()
+                .filter(|b| {
+                    sessions
+                        .get(&b.id)
+                        .is_none_or(|s| s.last_seen.elapsed() >= self.cfg.session_timeout)
+                })
+                .map(|b| b.id)
+                .collect()
+        };
+        for id in expired {
+            let Ok((_guard, image)) = self.begin().await else { return };
+            let Some(b) = image.brokers.get(&id).filter(|b| !b.fenced) else { continue };
+            let records = plan_fence(&image, id, b.epoch);
+            match self.propose(records).await {
+                Ok(_) => tracing::warn!(
+                    broker = id,
+                    timeout_ms = self.cfg.session_timeout.as_millis() as u64,
+                    "broker session expired: fenced, its leaderships moved"
+                ),
+                Err(e) => {
+                    tracing::warn!(broker = id, error = %e, "fencing an expired broker failed")
+                }
+            }
+        }
+    }
+
+    /// Preferred-leader elections for every partition that needs one (the auto-rebalance).
+    pub(crate) async fn rebalance(&self) {
+        let Ok((_guard, image)) = self.begin().await else { return };
+        let records = plan_rebalance(&image);
+        if records.is_empty() {
+            return;
+        }
+        let n = records.len();
+        match self.propose(records).await {
+            Ok(_) => tracing::info!(partitions = n, "preferred leaders restored"),
+            Err(e) => tracing::warn!(error = %e, "preferred leader election failed"),
+        }
+    }
+
+    /// ElectLeaders: one result per requested partition; with `partitions` `None`, one per
+    /// partition that got a new leader.
+    pub(crate) async fn elect_leaders(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+        unclean: bool,
+    ) -> Result<Vec<((String, i32), Result<(), MetadataError>)>, MetadataError> {
+        let (_guard, image) = self.begin().await?;
+        let plan = |topic: &str, p: i32| {
+            if unclean {
+                plan_unclean(&image, topic, p)
+            } else {
+                plan_preferred(&image, topic, p)
+            }
+        };
+        let all = partitions.is_none();
+        let wanted = partitions.unwrap_or_else(|| {
+            image
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.keys().map(|&p| (t.name.clone(), p)))
+                .collect()
+        });
+        let mut records = Vec::new();
+        let mut results = Vec::new();
+        for (topic, p) in wanted {
+            let result = match plan(&topic, p) {
+                None => Err(MetadataError::UnknownTopic(topic.clone())),
+                Some(Preferred::NotNeeded) => Err(MetadataError::ElectionNotNeeded),
+                Some(Preferred::NotAvailable) if unclean => {
+                    Err(MetadataError::EligibleLeadersNotAvailable(format!(
+                        "No replica of {topic}-{p} is alive to lead it"
+                    )))
+                }
+                Some(Preferred::NotAvailable) => Err(MetadataError::PreferredLeaderNotAvailable(
+                    format!("The preferred leader of {topic}-{p} is not in sync or not available"),
+                )),
+                Some(Preferred::Elected(r)) => {
+                    records.push(r);
+                    Ok(())
+                }
+            };
+            if !all || result.is_ok() {
+                results.push(((topic, p), result));
+            }
+        }
+        let (names, results): (Vec<_>, Vec<_>) = results.into_iter().unzip();
+        let results = self.commit(records, results, false).await;
+        Ok(names.into_iter().zip(results).collect())
+    }
+
+    /// Records how far each voter has replicated, for DescribeQuorum's timestamps.
+    fn track_progress(&self) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let Some(replication) = m.replication.as_ref() else { return };
+        let last = m.last_log_index;
+        let now = Instant::now();
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, matched) in replication.iter() {
+            let matched = matched.map(|l| l.index);
+            let p = progress.entry(*id).or_default();
+            if matched != p.matched {
+                p.matched = matched;
+                p.last_progress = Some(now);
+            }
+            if matched.is_some() && matched == last {
+                p.last_caught_up = Some(now);
+                p.last_progress = Some(now);
+            }
+        }
+    }
+
+    /// DescribeQuorum, from the leader's view of replication.
+    pub(crate) fn describe_quorum(&self) -> Result<QuorumState, MetadataError> {
+        if !self.is_leader() {
+            return Err(MetadataError::NotController);
+        }
+        self.track_progress();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let me = self.cfg.node_id as u64;
+        let leo = |index: Option<u64>| index.map_or(-1, |i| i as i64 + 1);
+        let ago = |t: Option<Instant>| t.map_or(-1, |t| t.elapsed().as_millis() as i64);
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let mut voters: Vec<ReplicaState> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| {
+                if id == me {
+                    return ReplicaState {
+                        id: id as i32,
+                        log_end_offset: leo(m.last_log_index),
+                        last_fetch_ms_ago: 0,
+                        last_caught_up_ms_ago: 0,
+                    };
+                }
+                let p = progress.get(&id).copied().unwrap_or_default();
+                ReplicaState {
+                    id: id as i32,
+                    log_end_offset: leo(p.matched),
+                    last_fetch_ms_ago: ago(p.last_progress),
+                    last_caught_up_ms_ago: ago(p.last_caught_up),
+                }
+            })
+            .collect();
+        voters.sort_by_key(|v| v.id);
+        Ok(QuorumState {
+            leader_id: self.cfg.node_id,
+            leader_epoch: i32::try_from(m.current_term).unwrap_or(i32::MAX),
+            high_watermark: leo(m.last_applied.map(|l| l.index)),
+            voters,
+            voter_endpoints: self.cfg.voters.clone(),
+        })
+    }
+
+    /// How often `rebalance` should run, if at all.
+    pub(crate) fn rebalance_interval(&self) -> Option<Duration> {
+        self.cfg.rebalance_interval
     }
 
     pub(crate) async fn create_topics(
@@ -273,7 +592,11 @@ impl Controller {
         self.commit(vec![record], vec![Ok(())], validate_only).await.remove(0)
     }
 
-    pub(crate) async fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetadataError> {
+    pub(crate) async fn allocate_producer_ids(
+        &self,
+        broker: i32,
+        count: i64,
+    ) -> Result<i64, MetadataError> {
         let (_guard, image) = self.begin().await?;
         if count <= 0 {
             return Err(MetadataError::Internal(format!(
@@ -283,7 +606,7 @@ impl Controller {
         if image.next_producer_id.checked_add(count).is_none() {
             return Err(MetadataError::Internal("producer ids are exhausted".into()));
         }
-        let record = MetadataRecord::AllocateProducerIds { broker: self.cfg.node_id, count };
+        let record = MetadataRecord::AllocateProducerIds { broker, count };
         let response = self.propose(vec![record]).await?;
         response.first_producer_id.ok_or_else(|| {
             MetadataError::Internal("producer id allocation returned no block".into())
@@ -706,10 +1029,13 @@ pub(crate) fn plan_broker_configs(
     replace: bool,
 ) -> Result<MetadataRecord, MetadataError> {
     use crate::config::kafka::{check_kind, kafka_broker_key, Dynamic, Kind};
-    if !broker.is_empty() && broker != cfg.node_id.to_string() {
+    // The receiving broker checked that the resource names itself; here it must at least name
+    // a registered broker.
+    let registered = broker.parse::<i32>().is_ok_and(|id| image.brokers.contains_key(&id));
+    if !broker.is_empty() && !registered {
         return Err(MetadataError::InvalidRequest(format!(
-            "Unexpected broker id, expected {} or empty string, but received {broker}",
-            cfg.node_id
+            "Unexpected broker id, expected a registered broker id or empty string, but received \
+             {broker}"
         )));
     }
     let current = if replace {
@@ -776,6 +1102,9 @@ mod tests {
             defaults: LogConfig::default(),
             num_partitions: 1,
             default_replication_factor: 1,
+            session_timeout: Duration::from_secs(9),
+            rebalance_interval: None,
+            voters: Vec::new(),
         }
     }
 
@@ -792,6 +1121,9 @@ mod tests {
                     port: 9092,
                     rack: Some(format!("r{}", id % 2)),
                     fenced: id == 9,
+                    incarnation: [0; 16],
+                    listeners: Vec::new(),
+                    registered_at: 0,
                 },
             );
         }

@@ -33,6 +33,9 @@ pub struct ClusterImage {
     /// Dynamic broker configs: by broker id, and the cluster-wide defaults under "".
     #[serde(default)]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Index of the last metadata log entry applied to this image (0 before any).
+    #[serde(default)]
+    pub applied_index: u64,
 }
 
 impl Default for ClusterImage {
@@ -45,6 +48,7 @@ impl Default for ClusterImage {
             topic_names_by_id: HashMap::new(),
             next_producer_id: 0,
             broker_configs: BTreeMap::new(),
+            applied_index: 0,
         }
     }
 }
@@ -95,21 +99,51 @@ impl ClusterImage {
     }
 }
 
+/// One advertised listener of a broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Listener name (`PLAINTEXT`, `INTERNAL`, ...).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
 /// One registered broker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerImage {
     /// `node.id`.
     pub id: i32,
-    /// Incarnation number: a new, larger one each time the broker registers (each start).
+    /// Broker epoch: a new, larger one each time the broker registers (each start).
     pub epoch: i64,
-    /// Advertised host of the Kafka listener.
+    /// Advertised host of the inter-broker listener.
     pub host: String,
-    /// Advertised port of the Kafka listener.
+    /// Advertised port of the inter-broker listener.
     pub port: u16,
     /// `broker.rack`, used for rack-aware replica placement.
     pub rack: Option<String>,
     /// A fenced broker leads no partition and is not counted for replica placement.
     pub fenced: bool,
+    /// Random per process start; a registration that repeats it is a retry.
+    #[serde(default)]
+    pub incarnation: [u8; 16],
+    /// Advertised endpoint of every client listener.
+    #[serde(default)]
+    pub listeners: Vec<Endpoint>,
+    /// Metadata log index of the registration: the broker is caught up (may be unfenced)
+    /// once it has applied this far.
+    #[serde(default)]
+    pub registered_at: u64,
+}
+
+impl BrokerImage {
+    /// The advertised endpoint of listener `name`. A registration without listeners (written
+    /// before they were recorded) serves every listener at its one address.
+    pub fn endpoint(&self, name: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners.iter().find(|e| e.name == name).map(|e| (e.host.as_str(), e.port))
+    }
 }
 
 /// One topic.

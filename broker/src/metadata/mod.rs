@@ -28,26 +28,39 @@
 //! until this node leads and has applied its log, sets the cluster id on the first start, then
 //! registers this broker under a new epoch and unfences it.
 
+pub mod calls;
 mod controller;
+mod elections;
 pub mod image;
 mod log_store;
+mod meta_properties;
 mod network;
 mod state_machine;
 pub mod types;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+use crate::config::listeners::join_host_port;
+use crate::config::Voter;
 use crate::log::LogConfig;
+pub use calls::{ControllerCall, ControllerReply, QuorumState, ReplicaState};
 use controller::{Controller, ControllerConfig};
-pub use image::{BrokerImage, ClusterImage, PartitionImage, TopicImage};
+pub use image::{BrokerImage, ClusterImage, Endpoint, PartitionImage, TopicImage};
 use log_store::LogStore;
-use network::Network;
+use network::client::{ControllerClient, Network, RoundTripError};
+use network::server::ServerContext;
+use network::Hello;
 use state_machine::StateMachineStore;
 use types::MetadataRaft;
 
@@ -56,8 +69,18 @@ pub const METADATA_DIR: &str = "__cluster_metadata";
 /// Openraft takes a snapshot after this many entries since the last one, and keeps this many
 /// entries before the snapshot for followers that lag a little.
 pub const SNAPSHOT_EVERY_LOGS: u64 = 1000;
-/// How long `start` waits for this node to lead the quorum and apply its log.
+/// How long a single node's `start` waits for it to lead the quorum and be unfenced.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a controller call retries while no controller answers.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a caller waits to apply the metadata a controller's answer reflects.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+/// A leader that has not heard from a majority for this long is treated as having none.
+const QUORUM_LOST_MS: u64 = 3000;
+/// How long a controlled shutdown waits for any reachable controller.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(4);
+/// How often the active controller looks for expired broker sessions.
+const SESSION_CHECK: Duration = Duration::from_millis(250);
 
 /// Settings of the metadata layer, taken from the broker config.
 #[derive(Debug, Clone)]
@@ -69,10 +92,20 @@ pub struct MetadataConfig {
     /// `cluster.id`; generated (22 characters of base64url from 16 random bytes, like Kafka)
     /// if absent at the first start. A different id than the stored one fails `start`.
     pub cluster_id: Option<String>,
-    /// Advertised host of the Kafka listener.
+    /// Advertised host of the inter-broker listener.
     pub host: String,
-    /// Advertised port of the Kafka listener.
+    /// Advertised port of the inter-broker listener.
     pub port: u16,
+    /// Advertised endpoints of every client listener.
+    pub listeners: Vec<Endpoint>,
+    /// `controller.quorum.voters`; empty for a single node that is its own quorum.
+    pub voters: Vec<Voter>,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval: Duration,
+    /// `broker.session.timeout.ms`.
+    pub session_timeout: Duration,
+    /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`.
+    pub rebalance_interval: Option<Duration>,
     /// `broker.rack`.
     pub rack: Option<String>,
     /// Broker log defaults; topic overrides are validated against them.
@@ -93,6 +126,11 @@ impl MetadataConfig {
             cluster_id: None,
             host: "127.0.0.1".into(),
             port: 9092,
+            listeners: Vec::new(),
+            voters: Vec::new(),
+            heartbeat_interval: Duration::from_millis(2000),
+            session_timeout: Duration::from_millis(9000),
+            rebalance_interval: Some(Duration::from_secs(300)),
             rack: None,
             defaults: LogConfig::default(),
             num_partitions: 1,
@@ -122,7 +160,7 @@ impl MetadataConfig {
 }
 
 /// A topic to create (CreateTopics).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewTopic {
     /// Topic name.
     pub name: String,
@@ -137,7 +175,7 @@ pub struct NewTopic {
 }
 
 /// A topic named by name or by id (DeleteTopics v6+ accepts either).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TopicRef {
     /// By name.
     Name(String),
@@ -150,7 +188,7 @@ pub enum TopicRef {
 pub type PartitionIncrease = (String, i32, Option<Vec<Vec<i32>>>);
 
 /// IncrementalAlterConfigs operation types, in Kafka's order (0..=3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AlterOp {
     /// 0: set the value.
     Set,
@@ -164,7 +202,7 @@ pub enum AlterOp {
 
 /// Why a metadata operation failed. Messages are meant for the user; the protocol layer maps
 /// each variant to a Kafka error code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum MetadataError {
     /// TOPIC_ALREADY_EXISTS; holds the topic name.
     #[error("Topic '{0}' already exists.")]
@@ -199,6 +237,21 @@ pub enum MetadataError {
     /// NOT_CONTROLLER: this broker does not lead the metadata quorum (or has shut down).
     #[error("This broker is not the active controller.")]
     NotController,
+    /// DUPLICATE_BROKER_REGISTRATION: another live process registered this node id.
+    #[error("{0}")]
+    DuplicateBrokerRegistration(String),
+    /// STALE_BROKER_EPOCH: a heartbeat from an older registration.
+    #[error("{0}")]
+    StaleBrokerEpoch(String),
+    /// ELECTION_NOT_NEEDED: the preferred replica already leads.
+    #[error("Leader election not needed for topic partition.")]
+    ElectionNotNeeded,
+    /// PREFERRED_LEADER_NOT_AVAILABLE.
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE (unclean election with no live replica).
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
     /// REQUEST_TIMED_OUT: the proposal was not committed in time; it may still commit.
     #[error("The metadata quorum did not commit the change in time.")]
     Timeout,
@@ -210,10 +263,21 @@ pub enum MetadataError {
 struct NodeInner {
     config: MetadataConfig,
     raft: MetadataRaft,
-    controller: Controller,
+    controller: Arc<Controller>,
+    client: ControllerClient,
+    /// Controller endpoint of each voter by node id.
+    voters: BTreeMap<u64, String>,
     image_rx: watch::Receiver<Arc<ClusterImage>>,
-    broker_epoch: i64,
+    broker_epoch: AtomicI64,
+    /// Whether the controller has fenced this broker, as the last heartbeat answered.
+    fenced: watch::Sender<bool>,
+    /// The last image index the broker's metadata publisher applied to partitions and groups;
+    /// `None` until a publisher runs.
+    published: watch::Sender<Option<u64>>,
     storage: Arc<log_store::StorageHealth>,
+    stopping: AtomicBool,
+    shutdown: watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// This broker's member of the metadata quorum, and the controller while it leads.
@@ -227,7 +291,7 @@ impl std::fmt::Debug for MetadataNode {
         let (term, leader, applied) = self.raft_metrics();
         f.debug_struct("MetadataNode")
             .field("node_id", &self.inner.config.node_id)
-            .field("broker_epoch", &self.inner.broker_epoch)
+            .field("broker_epoch", &self.broker_epoch())
             .field("term", &term)
             .field("leader", &leader)
             .field("last_applied", &applied)
@@ -235,23 +299,48 @@ impl std::fmt::Debug for MetadataNode {
     }
 }
 
-fn raft_config() -> Result<Config, MetadataError> {
-    let config = Config {
+fn raft_config(single: bool) -> Result<Config, MetadataError> {
+    let mut config = Config {
         cluster_name: "sluice-metadata".into(),
         snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_LOGS),
         max_in_snapshot_log_to_keep: SNAPSHOT_EVERY_LOGS,
         ..Default::default()
     };
+    if !single {
+        // Kafka's controller.quorum.election.timeout.ms (1 s): a busy machine does not start
+        // elections while the leader is merely slow, and a dead leader is replaced within 2 s.
+        config.heartbeat_interval = 100;
+        config.election_timeout_min = 1000;
+        config.election_timeout_max = 2000;
+    }
     config.validate().map_err(|e| MetadataError::Internal(format!("raft config: {e}")))
 }
 
+/// `controller.quorum.voters` in one canonical form, compared between nodes.
+fn canonical_voters(voters: &BTreeMap<u64, String>) -> String {
+    voters.iter().map(|(id, addr)| format!("{id}@{addr}")).collect::<Vec<_>>().join(",")
+}
+
 impl MetadataNode {
-    /// Opens the metadata stores, initializes the one-voter quorum on the first start, waits
-    /// (at most 30 s) until this node leads and has applied its log, sets the cluster id on the
-    /// first start, and registers and unfences this broker with a new broker epoch.
+    /// [`MetadataNode::start_with_listener`] for a single node, which needs no listener.
     pub async fn start(cfg: MetadataConfig) -> Result<Self, MetadataError> {
+        Self::start_with_listener(cfg, None).await
+    }
+
+    /// Opens the metadata stores, serves the controller listener (when this node is one of
+    /// several voters), forms or joins the quorum, makes sure the cluster id is set, registers
+    /// this broker under a new epoch and waits until the controller unfences it. A single node
+    /// waits at most 30 s for that; a cluster node waits as long as it takes for a quorum of
+    /// voters to come up, saying so in the log.
+    pub async fn start_with_listener(
+        cfg: MetadataConfig,
+        controller_listener: Option<TcpListener>,
+    ) -> Result<Self, MetadataError> {
         cfg.validate()?;
+        let single = cfg.voters.is_empty();
         let dir = cfg.data_dir.join(METADATA_DIR);
+        let stored_cluster_id =
+            meta_properties::check(&cfg.data_dir, cfg.node_id, cfg.cluster_id.as_deref())?;
         let (image_tx, image_rx) = watch::channel(Arc::new(ClusterImage::default()));
         let open_dir = dir.clone();
         let storage = Arc::new(log_store::StorageHealth::default());
@@ -268,82 +357,397 @@ impl MetadataNode {
         })?;
 
         let node_id = cfg.node_id as u64;
-        let raft = Raft::new(node_id, Arc::new(raft_config()?), Network, log_store, state_machine)
-            .await
-            .map_err(|e| MetadataError::Internal(format!("cannot start metadata raft: {e}")))?;
+        let voters: BTreeMap<u64, String> = if single {
+            BTreeMap::from([(node_id, join_host_port(&cfg.host, cfg.port))])
+        } else {
+            cfg.voters.iter().map(|v| (v.id as u64, v.addr())).collect()
+        };
+        let incarnation = *uuid::Uuid::new_v4().as_bytes();
+        let hello = Arc::new(Hello {
+            cluster_id: cfg.cluster_id.clone().or(stored_cluster_id).unwrap_or_default(),
+            node_id: cfg.node_id,
+            voters: canonical_voters(&voters),
+            incarnation,
+        });
+        let network = Network::new(hello.clone());
+        let raft =
+            Raft::new(node_id, Arc::new(raft_config(single)?), network, log_store, state_machine)
+                .await
+                .map_err(|e| MetadataError::Internal(format!("cannot start metadata raft: {e}")))?;
         let controller_cfg = ControllerConfig {
             node_id: cfg.node_id,
             defaults: cfg.defaults.clone(),
             num_partitions: cfg.num_partitions,
             default_replication_factor: cfg.default_replication_factor,
+            session_timeout: cfg.session_timeout,
+            rebalance_interval: cfg.rebalance_interval,
+            voters: cfg.voters.iter().map(|v| (v.id, v.host.clone(), v.port)).collect(),
         };
-        let controller = Controller::new(controller_cfg, raft.clone(), image_rx.clone());
-
-        let broker_epoch = match Self::bootstrap(&cfg, &raft, &controller).await {
-            Ok(epoch) => epoch,
-            Err(e) => {
-                let _ = raft.shutdown().await;
-                return Err(e);
-            }
-        };
-        tracing::info!(
-            node_id = cfg.node_id,
-            broker_epoch,
-            cluster_id = %image_rx.borrow().cluster_id,
-            "metadata quorum ready"
-        );
-        Ok(MetadataNode {
+        let controller = Arc::new(Controller::new(controller_cfg, raft.clone(), image_rx.clone()));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let node = MetadataNode {
             inner: Arc::new(NodeInner {
                 config: cfg,
                 raft,
-                controller,
+                controller: controller.clone(),
+                client: ControllerClient::new(hello.clone()),
+                voters,
                 image_rx,
-                broker_epoch,
+                broker_epoch: AtomicI64::new(-1),
+                fenced: watch::channel(true).0,
+                published: watch::channel(None).0,
                 storage,
+                stopping: AtomicBool::new(false),
+                shutdown,
+                tasks: std::sync::Mutex::new(Vec::new()),
             }),
-        })
+        };
+        if let Some(listener) = controller_listener {
+            let ctx = Arc::new(ServerContext {
+                hello: (*hello).clone(),
+                raft: node.inner.raft.clone(),
+                controller,
+                peers: Default::default(),
+            });
+            node.spawn(network::server::serve(listener, ctx, shutdown_rx.clone()));
+        }
+        match node.bootstrap().await {
+            Ok(()) => {}
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e);
+            }
+        }
+        tracing::info!(
+            node_id = node.node_id(),
+            broker_epoch = node.broker_epoch(),
+            cluster_id = %node.image().cluster_id,
+            "metadata quorum ready"
+        );
+        Ok(node)
     }
 
-    async fn bootstrap(
-        cfg: &MetadataConfig,
-        raft: &MetadataRaft,
-        controller: &Controller,
-    ) -> Result<i64, MetadataError> {
-        let node_id = cfg.node_id as u64;
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
+    }
+
+    async fn bootstrap(&self) -> Result<(), MetadataError> {
+        let cfg = &self.inner.config;
+        let raft = &self.inner.raft;
         let stopped = |e: openraft::error::Fatal<u64>| MetadataError::Internal(e.to_string());
+        let configured: BTreeSet<u64> = self.inner.voters.keys().copied().collect();
         if raft.is_initialized().await.map_err(stopped)? {
-            let voters = raft
+            let stored = raft
                 .with_raft_state(|st| {
-                    st.membership_state.effective().voter_ids().collect::<Vec<_>>()
+                    st.membership_state.effective().voter_ids().collect::<BTreeSet<_>>()
                 })
                 .await
                 .map_err(stopped)?;
-            if !voters.contains(&node_id) {
+            if stored != configured {
                 return Err(MetadataError::InvalidConfig(format!(
-                    "the metadata log in {} belongs to a quorum of node(s) {voters:?}, which does \
-                     not include node.id {node_id}",
+                    "the metadata log in {} belongs to a quorum of node(s) {stored:?}, but \
+                     controller.quorum.voters (or a single node without it) gives {configured:?}; \
+                     the voter set cannot change",
                     cfg.data_dir.join(METADATA_DIR).display()
                 )));
             }
         } else {
-            let addr = format!("{}:{}", cfg.host, cfg.port);
-            raft.initialize(BTreeMap::from([(node_id, BasicNode { addr })]))
-                .await
-                .map_err(|e| MetadataError::Internal(format!("cannot initialize quorum: {e}")))?;
+            let members: BTreeMap<u64, BasicNode> = self
+                .inner
+                .voters
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            // Every voter initializes with the same voter set; openraft makes that safe, and
+            // the hello check keeps voters with another set out.
+            match raft.initialize(members).await {
+                Ok(()) => {}
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => {
+                    return Err(MetadataError::Internal(format!("cannot initialize quorum: {e}")))
+                }
+            }
         }
-        raft.wait(Some(START_TIMEOUT))
-            .metrics(
-                |m| {
-                    m.state == ServerState::Leader
-                        && m.last_log_index.is_some()
-                        && m.last_applied.map(|id| id.index) == m.last_log_index
+        self.wait_for_leader().await?;
+        let cluster_id = match self
+            .call(ControllerCall::EnsureClusterId { wanted: cfg.cluster_id.clone() })
+            .await?
+        {
+            ControllerReply::ClusterId(id) => id,
+            other => return Err(unexpected(other)),
+        };
+        meta_properties::write(&cfg.data_dir, cfg.node_id, &cluster_id)?;
+        let incarnation = self.inner.client.incarnation();
+        let register = ControllerCall::RegisterBroker {
+            id: cfg.node_id,
+            incarnation,
+            host: cfg.host.clone(),
+            port: cfg.port,
+            listeners: cfg.listeners.clone(),
+            rack: cfg.rack.clone(),
+        };
+        let mut logged = false;
+        let epoch = loop {
+            match self.call(register.clone()).await {
+                Ok(ControllerReply::Registered { epoch }) => break epoch,
+                Ok(other) => return Err(unexpected(other)),
+                Err(MetadataError::DuplicateBrokerRegistration(why)) if !self.stopping() => {
+                    if !logged {
+                        tracing::warn!(
+                            "registration refused, retrying until the old session expires: {why}"
+                        );
+                        logged = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.inner.broker_epoch.store(epoch, Ordering::SeqCst);
+        self.spawn(self.clone().heartbeat_loop());
+        self.spawn(self.clone().controller_loop());
+        let mut fenced = self.inner.fenced.subscribe();
+        let unfenced = fenced.wait_for(|f| !*f);
+        if self.is_single_node() {
+            tokio::time::timeout(START_TIMEOUT, unfenced)
+                .await
+                .map_err(|_| MetadataError::Timeout)?
+        } else {
+            unfenced.await
+        }
+        .map_err(|_| MetadataError::Internal("the heartbeat task stopped".into()))?;
+        Ok(())
+    }
+
+    fn is_single_node(&self) -> bool {
+        self.inner.config.voters.is_empty()
+    }
+
+    fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the quorum has a leader and this node applied what it had committed.
+    async fn wait_for_leader(&self) -> Result<(), MetadataError> {
+        let raft = &self.inner.raft;
+        let has_leader = |m: &openraft::RaftMetrics<u64, BasicNode>| m.current_leader.is_some();
+        if self.is_single_node() {
+            raft.wait(Some(START_TIMEOUT))
+                .metrics(
+                    |m| {
+                        m.state == ServerState::Leader
+                            && m.last_log_index.is_some()
+                            && m.last_applied.map(|id| id.index) == m.last_log_index
+                    },
+                    "lead the metadata quorum and apply its log",
+                )
+                .await
+                .map_err(|_| MetadataError::Timeout)?;
+            return Ok(());
+        }
+        let mut waited = Duration::ZERO;
+        const STEP: Duration = Duration::from_secs(10);
+        loop {
+            match raft.wait(Some(STEP)).metrics(has_leader, "a metadata quorum leader").await {
+                Ok(_) => return Ok(()),
+                Err(openraft::metrics::WaitError::Timeout(..)) => {
+                    waited += STEP;
+                    tracing::info!(
+                        waited_s = waited.as_secs(),
+                        voters = %canonical_voters(&self.inner.voters),
+                        "waiting for a majority of the controller.quorum.voters to elect a leader"
+                    );
+                }
+                Err(e) => return Err(MetadataError::Internal(e.to_string())),
+            }
+        }
+    }
+
+    /// Runs `call` on the active controller, wherever it is, and waits until this node has
+    /// applied the metadata the answer reflects (so a topic created through this broker is in
+    /// its own image when the call returns). Retries while there is no reachable controller,
+    /// for at most [`CALL_TIMEOUT`].
+    pub async fn call(&self, call: ControllerCall) -> Result<ControllerReply, MetadataError> {
+        self.call_within(call, CALL_TIMEOUT, CALL_TIMEOUT).await
+    }
+
+    /// [`MetadataNode::call`] within `timeout`, giving up sooner when no controller could be
+    /// reached for `patience`.
+    async fn call_within(
+        &self,
+        call: ControllerCall,
+        timeout: Duration,
+        patience: Duration,
+    ) -> Result<ControllerReply, MetadataError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut unreachable_since = None;
+        let me = self.node_id() as u64;
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if self.stopping() {
+                return Err(MetadataError::NotController);
+            }
+            let (leader, lost_quorum) = {
+                let m = metrics.borrow_and_update();
+                // A leader that has not heard from a majority for a while (the others are
+                // down) cannot commit anything: do not wait on it.
+                let lost = !self.is_single_node()
+                    && m.state == ServerState::Leader
+                    && m.millis_since_quorum_ack.is_none_or(|ms| ms > QUORUM_LOST_MS);
+                (m.current_leader, lost)
+            };
+            let attempt = match leader {
+                Some(id) if id == me && lost_quorum => Err(MetadataError::NotController),
+                Some(id) if id == me => self.inner.controller.handle(call.clone()).await,
+                Some(id) => match self.inner.voters.get(&id) {
+                    Some(addr) => {
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        match self
+                            .inner
+                            .client
+                            .call(addr, call.clone(), left.max(Duration::from_millis(100)))
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(e @ RoundTripError::NotSent { .. }) => {
+                                tracing::debug!(error = %e, "controller call not sent");
+                                Err(MetadataError::NotController)
+                            }
+                            Err(e @ RoundTripError::Lost { .. }) => {
+                                tracing::warn!(error = %e, "controller call lost");
+                                return Err(MetadataError::Timeout);
+                            }
+                        }
+                    }
+                    None => Err(MetadataError::NotController),
                 },
-                "lead the metadata quorum and apply its log",
-            )
-            .await
-            .map_err(|_| MetadataError::Timeout)?;
-        controller.ensure_cluster_id(cfg.cluster_id.as_deref()).await?;
-        controller.register_broker(&cfg.host, cfg.port, cfg.rack.clone()).await
+                None => Err(MetadataError::NotController),
+            };
+            match attempt {
+                Ok((reply, index)) => {
+                    self.wait_published(index).await;
+                    return Ok(reply);
+                }
+                Err(MetadataError::NotController) if tokio::time::Instant::now() < deadline => {
+                    let since = *unreachable_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= patience {
+                        return Err(MetadataError::Timeout);
+                    }
+                    // Wait for a leader change, or retry soon (the leader may be restarting).
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
+                }
+                Err(MetadataError::NotController) => return Err(MetadataError::Timeout),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits (at most [`APPLY_WAIT`]) until this broker has applied the metadata log up to
+    /// `index`: to its partitions and groups once a publisher runs, else to its image.
+    async fn wait_published(&self, index: u64) {
+        let wait = async {
+            if self.inner.published.borrow().is_some() {
+                let mut published = self.inner.published.subscribe();
+                let _ = published.wait_for(|p| p.is_some_and(|p| p >= index)).await;
+            } else {
+                let mut images = self.inner.image_rx.clone();
+                let _ = images.wait_for(|i| i.applied_index >= index).await;
+            }
+        };
+        let _ = tokio::time::timeout(APPLY_WAIT, wait).await;
+    }
+
+    /// The broker's metadata publisher applied the image up to `index`.
+    pub fn mark_published(&self, index: u64) {
+        self.inner.published.send_replace(Some(index));
+    }
+
+    /// Tells the controller every `broker.heartbeat.interval.ms` that this broker is alive and
+    /// how far it applied the metadata log; learns whether it is fenced.
+    async fn heartbeat_loop(self) {
+        let interval = self.inner.config.heartbeat_interval;
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut failing = false;
+        loop {
+            let call = ControllerCall::Heartbeat {
+                id: self.node_id(),
+                epoch: self.broker_epoch(),
+                applied: self.image().applied_index,
+                shutdown: false,
+            };
+            match self.call_within(call, interval, interval).await {
+                Ok(ControllerReply::Heartbeat { fenced, .. }) => {
+                    failing = false;
+                    self.inner.fenced.send_if_modified(|f| std::mem::replace(f, fenced) != fenced);
+                }
+                Ok(other) => tracing::warn!("unexpected heartbeat answer {other:?}"),
+                Err(e) if !failing && !self.stopping() => {
+                    failing = true;
+                    tracing::warn!(error = %e, "heartbeat to the controller failed; retrying");
+                }
+                Err(_) => {}
+            }
+            // The first heartbeats come quickly so that start-up does not wait an interval.
+            let pause =
+                if *self.inner.fenced.borrow() { Duration::from_millis(50) } else { interval };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// On the active controller: fences brokers whose session expired, and restores preferred
+    /// leaders every `leader.imbalance.check.interval.seconds` when enabled.
+    async fn controller_loop(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let controller = &self.inner.controller;
+        let mut leader_since = None;
+        let rebalance = controller.rebalance_interval();
+        let mut next_rebalance = rebalance.map(|i| tokio::time::Instant::now() + i);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(SESSION_CHECK) => {}
+            }
+            controller.check_sessions(&mut leader_since).await;
+            if let (Some(at), Some(every)) = (next_rebalance, rebalance) {
+                if tokio::time::Instant::now() >= at {
+                    controller.rebalance().await;
+                    next_rebalance = Some(at + every);
+                }
+            }
+        }
+    }
+
+    /// Controlled shutdown: asks the controller to fence this broker, which moves its
+    /// leaderships to other in-sync replicas (or leaves them leaderless), and waits until it
+    /// has and this node applied the change. Bounded by `timeout`.
+    pub async fn controlled_shutdown(&self, timeout: Duration) -> bool {
+        let call = ControllerCall::Heartbeat {
+            id: self.node_id(),
+            epoch: self.broker_epoch(),
+            applied: self.image().applied_index,
+            shutdown: true,
+        };
+        // Without a reachable controller for a few seconds (the rest of the cluster is down)
+        // there is nobody to move leaderships to: stop anyway.
+        match self.call_within(call, timeout, SHUTDOWN_PATIENCE).await {
+            Ok(ControllerReply::Heartbeat { shutdown_ready: true, .. }) => {
+                self.inner.fenced.send_replace(true);
+                true
+            }
+            Ok(other) => {
+                tracing::warn!("unexpected controlled shutdown answer {other:?}");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "controlled shutdown failed; stopping anyway");
+                false
+            }
+        }
     }
 
     /// The latest applied image.
@@ -363,7 +767,13 @@ impl MetadataNode {
 
     /// The epoch this broker registered with at this start.
     pub fn broker_epoch(&self) -> i64 {
-        self.inner.broker_epoch
+        self.inner.broker_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether the controller has fenced this broker (it is not caught up, or its session
+    /// expired, or it is shutting down).
+    pub fn is_fenced(&self) -> bool {
+        *self.inner.fenced.borrow()
     }
 
     /// CreateTopics: one result per requested topic, in request order. Topics of one request
@@ -373,7 +783,12 @@ impl MetadataNode {
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Vec<Result<TopicImage, MetadataError>> {
-        self.inner.controller.create_topics(topics, validate_only).await
+        let n = topics.len();
+        match self.call(ControllerCall::CreateTopics { topics, validate_only }).await {
+            Ok(ControllerReply::Topics(r)) if r.len() == n => r,
+            Ok(other) => vec![Err(unexpected(other)); n],
+            Err(e) => vec![Err(e); n],
+        }
     }
 
     /// DeleteTopics: the name and id of each deleted topic, in request order.
@@ -381,7 +796,12 @@ impl MetadataNode {
         &self,
         topics: Vec<TopicRef>,
     ) -> Vec<Result<(String, [u8; 16]), MetadataError>> {
-        self.inner.controller.delete_topics(topics).await
+        let n = topics.len();
+        match self.call(ControllerCall::DeleteTopics { topics }).await {
+            Ok(ControllerReply::Deleted(r)) if r.len() == n => r,
+            Ok(other) => vec![Err(unexpected(other)); n],
+            Err(e) => vec![Err(e); n],
+        }
     }
 
     /// CreatePartitions: `(topic, new total count, assignments of the new partitions)`.
@@ -390,7 +810,23 @@ impl MetadataNode {
         requests: Vec<PartitionIncrease>,
         validate_only: bool,
     ) -> Vec<Result<(), MetadataError>> {
-        self.inner.controller.create_partitions(requests, validate_only).await
+        let n = requests.len();
+        self.each(ControllerCall::CreatePartitions { requests, validate_only }, n).await
+    }
+
+    async fn each(&self, call: ControllerCall, n: usize) -> Vec<Result<(), MetadataError>> {
+        match self.call(call).await {
+            Ok(ControllerReply::Each(r)) if r.len() == n => r,
+            Ok(other) => vec![Err(unexpected(other)); n],
+            Err(e) => vec![Err(e); n],
+        }
+    }
+
+    async fn done(&self, call: ControllerCall) -> Result<(), MetadataError> {
+        match self.call(call).await? {
+            ControllerReply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// AlterConfigs for a topic: `configs` replaces all of its overrides.
@@ -400,7 +836,8 @@ impl MetadataNode {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), MetadataError> {
-        self.inner.controller.alter_configs(topic, configs, validate_only).await
+        self.done(ControllerCall::AlterConfigs { topic: topic.into(), configs, validate_only })
+            .await
     }
 
     /// AlterConfigs / IncrementalAlterConfigs for a BROKER resource (`broker` is this node's id,
@@ -413,7 +850,19 @@ impl MetadataNode {
         replace: bool,
         validate_only: bool,
     ) -> Result<(), MetadataError> {
-        self.inner.controller.alter_broker_configs(broker, ops, replace, validate_only).await
+        if !broker.is_empty() && broker != self.node_id().to_string() {
+            return Err(MetadataError::InvalidRequest(format!(
+                "Unexpected broker id, expected {} or empty string, but received {broker}",
+                self.node_id()
+            )));
+        }
+        let call = ControllerCall::AlterBrokerConfigs {
+            broker: broker.into(),
+            ops,
+            replace,
+            validate_only,
+        };
+        self.done(call).await
     }
 
     /// IncrementalAlterConfigs for a topic: `(key, op, value)` applied to its overrides.
@@ -423,12 +872,38 @@ impl MetadataNode {
         ops: Vec<(String, AlterOp, Option<String>)>,
         validate_only: bool,
     ) -> Result<(), MetadataError> {
-        self.inner.controller.incremental_alter_configs(topic, ops, validate_only).await
+        let call =
+            ControllerCall::IncrementalAlterConfigs { topic: topic.into(), ops, validate_only };
+        self.done(call).await
     }
 
     /// Reserves `count` producer ids for this broker; returns the first.
     pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetadataError> {
-        self.inner.controller.allocate_producer_ids(count).await
+        let call = ControllerCall::AllocateProducerIds { broker: self.node_id(), count };
+        match self.call(call).await? {
+            ControllerReply::ProducerIds { first } => Ok(first),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// ElectLeaders for the given partitions, or every one that needs it (`None`).
+    pub async fn elect_leaders(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+        unclean: bool,
+    ) -> Result<Vec<((String, i32), Result<(), MetadataError>)>, MetadataError> {
+        match self.call(ControllerCall::ElectLeaders { partitions, unclean }).await? {
+            ControllerReply::Elections(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// DescribeQuorum, answered by the active controller.
+    pub async fn describe_quorum(&self) -> Result<QuorumState, MetadataError> {
+        match self.call(ControllerCall::DescribeQuorum).await? {
+            ControllerReply::Quorum(q) => Ok(q),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// True while a metadata write fails and is being retried (a full disk): metadata
@@ -437,8 +912,17 @@ impl MetadataNode {
         self.inner.storage.stalled()
     }
 
-    /// Stops raft. Later calls fail with `NotController`; the image stays readable.
+    /// Stops raft and the quorum's tasks. Later calls fail with `NotController`; the image
+    /// stays readable.
     pub async fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.shutdown.send_replace(true);
+        let tasks: Vec<_> =
+            self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
         self.inner.storage.close();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!("metadata raft did not shut down cleanly: {e}");
@@ -463,6 +947,10 @@ impl MetadataNode {
     pub(crate) fn raft(&self) -> &MetadataRaft {
         &self.inner.raft
     }
+}
+
+fn unexpected(reply: ControllerReply) -> MetadataError {
+    MetadataError::Internal(format!("unexpected controller answer {reply:?}"))
 }
 
 #[cfg(test)]

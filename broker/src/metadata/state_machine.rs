@@ -148,7 +148,7 @@ impl StateMachineStore {
 pub(crate) fn apply_record(image: &mut ClusterImage, record: &MetadataRecord) -> Option<i64> {
     match record {
         MetadataRecord::SetClusterId { cluster_id } => image.cluster_id = cluster_id.clone(),
-        MetadataRecord::RegisterBroker { id, epoch, host, port, rack } => {
+        MetadataRecord::RegisterBroker { id, epoch, host, port, rack, incarnation, listeners } => {
             let broker = BrokerImage {
                 id: *id,
                 epoch: *epoch,
@@ -156,6 +156,9 @@ pub(crate) fn apply_record(image: &mut ClusterImage, record: &MetadataRecord) ->
                 port: *port,
                 rack: rack.clone(),
                 fenced: true,
+                incarnation: *incarnation,
+                listeners: listeners.clone(),
+                registered_at: image.applied_index,
             };
             image.brokers.insert(*id, broker);
         }
@@ -185,6 +188,15 @@ pub(crate) fn apply_record(image: &mut ClusterImage, record: &MetadataRecord) ->
             match topic {
                 Some(t) => t.partitions.extend(partitions.iter().map(|(i, p)| (*i, p.clone()))),
                 None => tracing::warn!("skipping CreatePartitions for an unknown topic id"),
+            }
+        }
+        MetadataRecord::PartitionChange { topic_id, partition, state } => {
+            let topic = image.topic_names_by_id.get(topic_id).and_then(|n| image.topics.get_mut(n));
+            match topic.and_then(|t| t.partitions.get_mut(partition)) {
+                Some(p) => *p = state.clone(),
+                None => {
+                    tracing::warn!(partition, "skipping PartitionChange for an unknown partition")
+                }
             }
         }
         MetadataRecord::ConfigChange { topic, configs } => match image.topics.get_mut(topic) {
@@ -258,6 +270,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut responses = Vec::new();
         for entry in entries {
             self.last_applied = Some(entry.log_id);
+            image.applied_index = entry.log_id.index;
             // The leader that appended an entry is the active controller as of that entry; the
             // blank entry each new leader commits makes this track leadership changes.
             image.controller_id = i32::try_from(entry.log_id.leader_id.node_id).unwrap_or(-1);
@@ -311,7 +324,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.files.store(&stored, bytes).await?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
-        self.image = Arc::new(stored.image);
+        let mut image = stored.image;
+        image.applied_index = meta.last_log_id.map_or(0, |id| id.index);
+        self.image = Arc::new(image);
         self.image_tx.send_replace(self.image.clone());
         Ok(())
     }
@@ -357,6 +372,8 @@ mod tests {
                 host: "h".into(),
                 port: 9092,
                 rack: None,
+                incarnation: [0; 16],
+                listeners: Vec::new(),
             },
             MetadataRecord::UnfenceBroker { id: 1, epoch: 2 },
         ];

@@ -9,7 +9,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use super::image::PartitionImage;
+use super::image::{Endpoint, PartitionImage};
 
 openraft::declare_raft_types!(
     /// Raft types of the metadata quorum. Raft node ids are broker ids (`node.id`).
@@ -51,8 +51,20 @@ pub struct MetadataResponse {
 pub enum MetadataRecord {
     /// Sets `cluster.id`; written once, at the first start of the cluster.
     SetClusterId { cluster_id: String },
-    /// A broker (re)registers with a new epoch; it starts fenced.
-    RegisterBroker { id: i32, epoch: i64, host: String, port: u16, rack: Option<String> },
+    /// A broker (re)registers with a new epoch; it starts fenced. `host` and `port` are its
+    /// inter-broker endpoint, `listeners` every client listener's advertised endpoint, and
+    /// `incarnation` is random per process start (a retried registration keeps its epoch).
+    RegisterBroker {
+        id: i32,
+        epoch: i64,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+        #[serde(default)]
+        incarnation: [u8; 16],
+        #[serde(default)]
+        listeners: Vec<Endpoint>,
+    },
     /// The broker with this epoch may lead partitions.
     UnfenceBroker { id: i32, epoch: i64 },
     /// The broker with this epoch may no longer lead partitions.
@@ -70,6 +82,8 @@ pub enum MetadataRecord {
     ConfigChange { topic: String, configs: BTreeMap<String, String> },
     /// Deletes a topic.
     RemoveTopic { id: [u8; 16] },
+    /// Replaces a partition's leadership and replica state (leader elections, fencing).
+    PartitionChange { topic_id: [u8; 16], partition: i32, state: PartitionImage },
     /// Hands `count` producer ids starting at `next_producer_id` to `broker`.
     AllocateProducerIds { broker: i32, count: i64 },
     /// Replaces the dynamic configs of a broker (`broker` is its id) or the cluster-wide

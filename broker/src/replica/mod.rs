@@ -80,6 +80,9 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     defaults: LogConfig,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Partition count of every topic in the cluster, hosted here or not: a request for a
+    /// partition another broker hosts is NOT_LEADER_OR_FOLLOWER, not UNKNOWN_TOPIC_OR_PARTITION.
+    cluster_partitions: RwLock<HashMap<String, usize>>,
     changed: watch::Sender<u64>,
 }
 
@@ -90,6 +93,7 @@ impl ReplicaManager {
             logs,
             defaults,
             partitions: RwLock::new(HashMap::new()),
+            cluster_partitions: RwLock::new(HashMap::new()),
             changed: watch::channel(0).0,
         }
     }
@@ -125,6 +129,8 @@ impl ReplicaManager {
     /// logs of partitions whose topic is gone.
     pub fn reconcile(&self, image: &ClusterImage) -> Result<(), LogError> {
         let mut wanted = HashMap::new();
+        *self.cluster_partitions.write().unwrap_or_else(|e| e.into_inner()) =
+            image.topics.values().map(|t| (t.name.clone(), t.partitions.len())).collect();
         // Dynamic broker configs (cluster-wide, then this broker's) over the static defaults.
         let defaults = image.effective_log_defaults(&self.defaults, self.node_id);
         for topic in image.topics.values() {
@@ -212,7 +218,16 @@ impl ReplicaManager {
     }
 
     fn leader_partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>, ReplicaError> {
-        let p = self.get(tp).ok_or(ReplicaError::UnknownTopicOrPartition)?;
+        let Some(p) = self.get(tp) else {
+            let known = self.cluster_partitions.read().unwrap_or_else(|e| e.into_inner());
+            let exists =
+                known.get(&tp.topic).is_some_and(|&n| (0..n as i32).contains(&tp.partition));
+            return Err(if exists {
+                ReplicaError::NotLeader
+            } else {
+                ReplicaError::UnknownTopicOrPartition
+            });
+        };
         if lock(&p.state).leader != self.node_id {
             return Err(ReplicaError::NotLeader);
         }
@@ -331,6 +346,7 @@ mod tests {
             topic_names_by_id: HashMap::new(),
             next_producer_id: 0,
             broker_configs: BTreeMap::new(),
+            applied_index: 0,
         };
         for (name, id) in topics {
             let p = PartitionImage {

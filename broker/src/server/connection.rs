@@ -81,6 +81,14 @@ tokio::task_local! {
     /// The client address of the request being handled: JoinGroup records it as the member's
     /// host (DescribeGroups shows it), without threading it through every handler.
     pub static PEER: SocketAddr;
+    /// The name of the listener the request came in on: Metadata, FindCoordinator and
+    /// DescribeCluster answer with the endpoints of that listener, as Kafka does.
+    static LISTENER: Arc<str>;
+}
+
+/// The listener of the request being handled (`PLAINTEXT` outside a connection, in tests).
+pub fn current_listener() -> Arc<str> {
+    LISTENER.try_with(Arc::clone).unwrap_or_else(|_| Arc::from("PLAINTEXT"))
 }
 
 /// Serves one connection until the client closes it, it errs, idles out, or shutdown.
@@ -88,6 +96,7 @@ tokio::task_local! {
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<str>,
     broker: &Broker,
     request_memory: Option<Arc<Semaphore>>,
     mut shutdown: watch::Receiver<bool>,
@@ -125,7 +134,8 @@ pub async fn serve(
         // Boxed: the request-handling future is the largest state of this task, and inline it
         // would be held by every idle connection; boxed, it exists only while a request runs
         // (one allocation per request, next to the frame's own).
-        match PEER.scope(peer, Box::pin(handle_frame(broker, body))).await {
+        let request = PEER.scope(peer, Box::pin(handle_frame(broker, body)));
+        match LISTENER.scope(listener.clone(), request).await {
             Ok(Some(response)) => {
                 if let Err(e) = wr.write_all(&response).await {
                     tracing::debug!(%peer, error = %e, "write failed");

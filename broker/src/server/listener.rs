@@ -14,7 +14,12 @@ use super::{connection, Broker};
 use crate::metrics::TaskLabels;
 
 /// Accepts until shutdown, then waits for open connections to finish their current request.
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    listener: TcpListener,
+    name: Arc<str>,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
     let request_memory = (broker.config.queued_max_request_bytes > 0).then(|| {
         let bytes = usize::try_from(broker.config.queued_max_request_bytes).unwrap_or(usize::MAX);
@@ -41,10 +46,11 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
                 let request_memory = request_memory.clone();
+                let name = name.clone();
                 connections.spawn(async move {
                     // Counted down on drop, so a panicking connection is not left counted.
                     let _open = OpenConnection::new(&broker, permit);
-                    connection::serve(stream, peer, &broker, request_memory, shutdown).await;
+                    connection::serve(stream, peer, name, &broker, request_memory, shutdown).await;
                 });
             }
             Err(e) => {

@@ -8,6 +8,7 @@
 
 pub mod connection;
 pub mod listener;
+mod publisher;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,16 +23,17 @@ use tokio::task::JoinHandle;
 use crate::config::BrokerConfig;
 use crate::log::manager::{BackgroundHandle, LogManager, ManagerIntervals};
 use crate::log::SystemClock;
-use crate::metadata::{MetadataConfig, MetadataNode};
+use crate::metadata::{Endpoint, MetadataConfig, MetadataNode};
 use crate::metrics::Metrics;
 use crate::replica::ReplicaManager;
+
+/// How long a stopping broker waits for the controller to move its leaderships away.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Shared state of a running broker.
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
-    /// Host and port this broker gives to clients.
-    pub advertised: (String, u16),
     pub logs: Arc<LogManager>,
     pub replicas: Arc<ReplicaManager>,
     pub metadata: MetadataNode,
@@ -55,6 +57,7 @@ impl Broker {
             && !self.metadata.storage_stalled()
             && self.logs.dir_failing().is_none()
             && self.metadata.raft_metrics().1.is_some()
+            && !self.metadata.is_fenced()
     }
 
     pub fn render_metrics(&self) -> String {
@@ -69,7 +72,12 @@ impl Broker {
 /// A started broker: its addresses and the means to stop it.
 #[derive(Debug)]
 pub struct RunningBroker {
+    /// The first client listener's bound address.
     pub kafka_addr: SocketAddr,
+    /// Every client listener: name and bound address.
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// The controller listener's bound address, when this node serves one.
+    pub controller_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
@@ -79,21 +87,51 @@ pub struct RunningBroker {
 
 /// Starts a broker: opens the data directory, the metadata quorum and both listeners.
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
+    let never = std::future::pending::<()>();
+    let started = start_unless_stopped(config, std::pin::pin!(never)).await?;
+    Ok(started.expect("start-up is not stopped without a stop signal"))
+}
+
+/// [`start`], except that `stop` resolving while the node waits for its metadata quorum (a
+/// cluster node waits as long as it takes) ends start-up: the logs are closed cleanly and the
+/// answer is `None`.
+pub async fn start_unless_stopped(
+    config: BrokerConfig,
+    mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> anyhow::Result<Option<RunningBroker>> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let kafka_listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding the Kafka listener {}", config.listen))?;
-    let kafka_addr = kafka_listener.local_addr()?;
+    let mut client_listeners = Vec::new();
+    for spec in config.net.client_listeners() {
+        let listener = TcpListener::bind(spec.bind_addr())
+            .await
+            .with_context(|| format!("binding listener {} on {}", spec.name, spec.bind_addr()))?;
+        let bound = listener.local_addr()?;
+        let (host, port) = config.net.advertised_for(spec, bound.port());
+        let endpoint = Endpoint { name: spec.name.clone(), host, port };
+        client_listeners.push((listener, bound, endpoint));
+    }
+    let controller_listener = match config.net.controller_listener() {
+        Some(spec) => Some(TcpListener::bind(spec.bind_addr()).await.with_context(|| {
+            format!("binding the controller listener {} on {}", spec.name, spec.bind_addr())
+        })?),
+        None => None,
+    };
+    let controller_addr = controller_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener {}", config.admin_listen))?;
     let admin_addr = admin_listener.local_addr()?;
-    let advertised = config
-        .advertised
-        .clone()
-        .unwrap_or_else(|| (kafka_addr.ip().to_string(), kafka_addr.port()));
+    let endpoints: Vec<Endpoint> = client_listeners.iter().map(|(_, _, e)| e.clone()).collect();
+    let inter_broker = config
+        .net
+        .inter_broker_listener()
+        .and_then(|name| endpoints.iter().find(|e| e.name == name))
+        .or(endpoints.first())
+        .cloned()
+        .context("no client listener to register")?;
+    let kafka_addr = client_listeners[0].1;
 
     let defaults = config.log_defaults.clone();
     let data_dir = config.data_dir.clone();
@@ -122,29 +160,44 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     }
     let logs = Arc::new(logs);
 
-    let metadata = MetadataNode::start(MetadataConfig {
+    let metadata_config = MetadataConfig {
         node_id: config.node_id,
         data_dir: config.data_dir.clone(),
         cluster_id: config.cluster_id.clone(),
-        host: advertised.0.clone(),
-        port: advertised.1,
+        host: inter_broker.host.clone(),
+        port: inter_broker.port,
+        listeners: endpoints,
+        voters: config.net.voters.clone(),
+        heartbeat_interval: config.broker_heartbeat_interval,
+        session_timeout: config.broker_session_timeout,
+        rebalance_interval: config
+            .auto_leader_rebalance
+            .then_some(config.leader_imbalance_check_interval),
         rack: config.rack.clone(),
         defaults: defaults.clone(),
         num_partitions: config.num_partitions,
         default_replication_factor: config.default_replication_factor,
-    })
-    .await
-    .context("starting the metadata quorum")?;
+    };
+    let metadata = tokio::select! {
+        m = MetadataNode::start_with_listener(metadata_config, controller_listener) => {
+            m.context("starting the metadata quorum")?
+        }
+        _ = stop.as_mut() => {
+            tracing::info!("stopped while starting");
+            tokio::task::spawn_blocking(move || logs.shutdown()).await??;
+            return Ok(None);
+        }
+    };
 
     let replicas = Arc::new(ReplicaManager::new(config.node_id, logs.clone(), defaults));
-    replicas.reconcile(&metadata.image()).context("loading partitions from metadata")?;
     let groups = crate::group::GroupCoordinator::new(
         config.groups.clone(),
         config.node_id,
         replicas.clone(),
         metadata.clone(),
     );
-    groups.sync_partitions(&metadata.image());
+    publisher::publish(&metadata.image(), &metadata, &replicas, &groups)
+        .context("loading partitions from metadata")?;
     if !groups.wait_loaded(Duration::from_secs(60)).await {
         tracing::warn!("group coordinator partitions still loading after 60 s");
     }
@@ -157,7 +210,6 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     });
     let broker = Arc::new(Broker {
         config,
-        advertised,
         logs,
         replicas,
         metadata,
@@ -167,42 +219,34 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         ready: AtomicBool::new(false),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let tasks = vec![
-        tokio::spawn(reconcile_on_change(broker.clone(), shutdown_rx.clone())),
+    let mut tasks = vec![
+        tokio::spawn(publisher::run(broker.clone(), shutdown_rx.clone())),
         broker.groups.start(shutdown_rx.clone()),
         tokio::spawn(crate::http::serve(admin_listener, broker.clone(), shutdown_rx.clone())),
-        tokio::spawn(listener::run(kafka_listener, broker.clone(), shutdown_rx)),
     ];
+    let mut listeners = Vec::new();
+    for (listener, bound, endpoint) in client_listeners {
+        listeners.push((endpoint.name.clone(), bound));
+        let name: Arc<str> = endpoint.name.into();
+        tasks.push(tokio::spawn(listener::run(
+            listener,
+            name,
+            broker.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
     broker.ready.store(true, Ordering::SeqCst);
     tracing::info!(%kafka_addr, %admin_addr, node_id = broker.node_id(), "broker started");
-    Ok(RunningBroker {
+    Ok(Some(RunningBroker {
         kafka_addr,
+        listeners,
+        controller_addr,
         admin_addr,
         broker,
         shutdown,
         tasks,
         background: Some(background),
-    })
-}
-
-/// Applies every new metadata image to the hosted partitions.
-async fn reconcile_on_change(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let mut images = broker.metadata.subscribe();
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            changed = images.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let image = images.borrow_and_update().clone();
-                if let Err(e) = broker.replicas.reconcile(&image) {
-                    tracing::error!(error = %e, "applying metadata to partitions failed");
-                }
-                broker.groups.sync_partitions(&image);
-            }
-        }
-    }
+    }))
 }
 
 impl RunningBroker {
@@ -211,6 +255,11 @@ impl RunningBroker {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         self.broker.ready.store(false, Ordering::SeqCst);
+        // Controlled shutdown: the controller moves this broker's leaderships away first, and
+        // the publisher applies that, so clients move on before the listeners close.
+        if self.broker.metadata.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT).await {
+            tracing::info!("controlled shutdown: leaderships moved");
+        }
         let _ = self.shutdown.send(true);
         // Parked JoinGroup/SyncGroup requests end now, so connections can finish.
         self.broker.groups.shutdown();
@@ -235,9 +284,20 @@ pub async fn run(
     config: BrokerConfig,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let running = start(config).await?;
+    let mut stop = std::pin::pin!(stop);
+    let Some(running) = start_unless_stopped(config, stop.as_mut()).await? else {
+        return Ok(());
+    };
     // Machine-readable line for scripts and tests that start the binary on port 0.
-    println!("sluice ready kafka={} admin={}", running.kafka_addr, running.admin_addr);
+    let mut line =
+        format!("sluice ready kafka={} admin={}", running.kafka_addr, running.admin_addr);
+    if let Some(addr) = running.controller_addr {
+        line.push_str(&format!(" controller={addr}"));
+    }
+    for (name, addr) in &running.listeners {
+        line.push_str(&format!(" listener.{name}={addr}"));
+    }
+    println!("{line}");
     stop.await;
     running.shutdown().await
 }

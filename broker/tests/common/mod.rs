@@ -13,6 +13,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,22 @@ pub struct BrokerProcess {
     /// Every line the broker wrote to stderr so far.
     log: Arc<Mutex<Vec<String>>>,
     /// `RUST_LOG` of the broker (the test's `SLUICE_TEST_LOG`, default `warn`).
+    log_level: String,
+    /// The controller listener, when the node serves one.
+    pub controller: Option<SocketAddr>,
+    /// The full command line of a cluster node (`start --config FILE`), which `restart` reruns.
+    relaunch: Option<Vec<String>>,
+}
+
+/// A broker process started but not yet ready: cluster nodes are all launched before any of
+/// them can become ready (each needs a quorum of the others).
+pub struct Launch {
+    child: Child,
+    ready: mpsc::Receiver<String>,
+    data_dir: PathBuf,
+    extra: Vec<String>,
+    panic_line: Arc<Mutex<Option<String>>>,
+    log: Arc<Mutex<Vec<String>>>,
     log_level: String,
 }
 
@@ -108,7 +126,15 @@ impl BrokerProcess {
             panic_line: Arc::new(Mutex::new(None)),
             log: Arc::new(Mutex::new(Vec::new())),
             log_level: String::new(),
+            controller: None,
+            relaunch: None,
         }
+    }
+
+    /// Marks a cluster node: `restart` reruns `args` (its `start --config FILE`).
+    pub fn relaunch_with(mut self, args: Vec<String>) -> Self {
+        self.relaunch = Some(args);
+        self
     }
 
     /// Signals the reference Kafka broker and waits (bounded) until it is gone.
@@ -185,6 +211,17 @@ impl BrokerProcess {
         extra: Vec<String>,
         log_level: String,
     ) -> Self {
+        Self::launch(program, data_dir, args, extra, log_level).ready()
+    }
+
+    /// Starts the binary with `args`; [`Launch::ready`] waits for its ready line.
+    pub fn launch(
+        program: &str,
+        data_dir: &Path,
+        args: Vec<String>,
+        extra: Vec<String>,
+        log_level: String,
+    ) -> Launch {
         let mut child = Command::new(program)
             .args(&args)
             .env("RUST_LOG", &log_level)
@@ -215,28 +252,9 @@ impl BrokerProcess {
                 }
             }
         });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("broker did not become ready within 60 s");
-            }
-        };
-        let mut kafka = None;
-        let mut admin = None;
-        for part in line.split_whitespace() {
-            if let Some(a) = part.strip_prefix("kafka=") {
-                kafka = a.parse().ok();
-            } else if let Some(a) = part.strip_prefix("admin=") {
-                admin = a.parse().ok();
-            }
-        }
-        BrokerProcess {
-            reference: None,
-            child: Some(child),
-            kafka: kafka.expect("kafka address in the ready line"),
-            admin: admin.expect("admin address in the ready line"),
+        Launch {
+            child,
+            ready: rx,
             data_dir: data_dir.to_path_buf(),
             extra,
             panic_line,
@@ -331,10 +349,26 @@ impl BrokerProcess {
         }
         let listen = self.kafka.to_string();
         let deadline = Instant::now() + Duration::from_secs(20);
+        let relaunch = self.relaunch.clone();
         // The old socket may linger briefly; retry binding within a bounded time.
         loop {
-            let result = std::panic::catch_unwind(|| {
-                Self::start_on(&self.data_dir, &listen, self.extra.clone(), self.log_level.clone())
+            let result = std::panic::catch_unwind(|| match &relaunch {
+                Some(args) => {
+                    let mut p = Self::spawn(
+                        &self.data_dir,
+                        args.clone(),
+                        self.extra.clone(),
+                        self.log_level.clone(),
+                    );
+                    p.relaunch = relaunch.clone();
+                    p
+                }
+                None => Self::start_on(
+                    &self.data_dir,
+                    &listen,
+                    self.extra.clone(),
+                    self.log_level.clone(),
+                ),
             });
             match result {
                 Ok(p) => {
@@ -361,6 +395,53 @@ impl BrokerProcess {
         s.read_to_string(&mut out).unwrap();
         let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
         (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    }
+}
+
+impl Launch {
+    /// Waits (at most 60 s) for the ready line.
+    pub fn ready(self) -> BrokerProcess {
+        self.try_ready().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits (at most 60 s) for the ready line; an early exit or the timeout is an error
+    /// (with the process gone and its last log lines).
+    pub fn try_ready(mut self) -> Result<BrokerProcess, String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let line = loop {
+            match self.ready.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => break l,
+                Err(_) => {
+                    let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+                    if exited || Instant::now() > deadline {
+                        let _ = self.child.kill();
+                        let _ = self.child.wait();
+                        std::thread::sleep(Duration::from_millis(50));
+                        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+                        let tail = log[log.len().saturating_sub(5)..].join("\n");
+                        let why =
+                            if exited { "exited" } else { "did not become ready within 60 s" };
+                        return Err(format!("broker {why}; last log lines:\n{tail}"));
+                    }
+                }
+            }
+        };
+        let addr = |key: &str| -> Option<SocketAddr> {
+            line.split_whitespace().find_map(|p| p.strip_prefix(key)?.parse().ok())
+        };
+        Ok(BrokerProcess {
+            reference: None,
+            child: Some(self.child),
+            kafka: addr("kafka=").expect("kafka address in the ready line"),
+            admin: addr("admin=").expect("admin address in the ready line"),
+            controller: addr("controller="),
+            data_dir: self.data_dir,
+            extra: self.extra,
+            panic_line: self.panic_line,
+            log: self.log,
+            log_level: self.log_level,
+            relaunch: None,
+        })
     }
 }
 

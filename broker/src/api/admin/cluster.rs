@@ -20,17 +20,19 @@ pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> Describ
             .with_cluster_id(strb(&image.cluster_id))
             .with_controller_id(BrokerId(-1));
     }
+    let listener = crate::server::connection::current_listener();
     let brokers = image
-        .brokers
-        .values()
-        .filter(|b| !b.fenced)
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.id))
-                .with_host(strb(&b.host))
-                .with_port(b.port as i32)
-                .with_rack(b.rack.as_deref().map(strb))
-                .with_is_fenced(b.fenced)
+        .unfenced_brokers()
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(&listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(strb(host))
+                    .with_port(port as i32)
+                    .with_rack(b.rack.as_deref().map(strb))
+                    .with_is_fenced(b.fenced),
+            )
         })
         .collect();
     DescribeClusterResponse::default()

@@ -232,7 +232,6 @@ fn unsupported_resource(resource_type: i8) -> (i16, Option<StrBytes>) {
 
 pub async fn alter_configs(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::new();
-    let mut changed = false;
     for r in req.resources {
         let mut resp = AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
@@ -255,17 +254,11 @@ pub async fn alter_configs(broker: &Broker, req: AlterConfigsRequest) -> AlterCo
                 continue;
             }
         };
-        match result {
-            Ok(()) => changed |= !req.validate_only,
-            Err(e) => {
-                resp.error_code = metadata_error_code(&e);
-                resp.error_message = metadata_error_message(&e);
-            }
+        if let Err(e) = result {
+            resp.error_code = metadata_error_code(&e);
+            resp.error_message = metadata_error_message(&e);
         }
         responses.push(resp);
-    }
-    if changed {
-        let _ = broker.replicas.reconcile(&broker.metadata.image());
     }
     AlterConfigsResponse::default().with_responses(responses)
 }
@@ -275,7 +268,6 @@ pub async fn incremental_alter_configs(
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::new();
-    let mut changed = false;
     for r in req.resources {
         let mut resp = IncrementalResourceResponse::default()
             .with_resource_type(r.resource_type)
@@ -307,18 +299,12 @@ pub async fn incremental_alter_configs(
             } else {
                 broker.metadata.incremental_alter_configs(name, ops, req.validate_only).await
             };
-            match result {
-                Ok(()) => changed |= !req.validate_only,
-                Err(e) => {
-                    resp.error_code = metadata_error_code(&e);
-                    resp.error_message = metadata_error_message(&e);
-                }
+            if let Err(e) = result {
+                resp.error_code = metadata_error_code(&e);
+                resp.error_message = metadata_error_message(&e);
             }
         }
         responses.push(resp);
-    }
-    if changed {
-        let _ = broker.replicas.reconcile(&broker.metadata.image());
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

@@ -18,12 +18,6 @@ use crate::api::{metadata_error_code, metadata_error_message, strb, topic_name, 
 use crate::metadata::{NewTopic, TopicRef};
 use crate::server::Broker;
 
-fn reconcile(broker: &Broker) {
-    if let Err(e) = broker.replicas.reconcile(&broker.metadata.image()) {
-        tracing::error!(error = %e, "applying topic changes to local partitions failed");
-    }
-}
-
 pub async fn create_topics(
     broker: &Broker,
     req: CreateTopicsRequest,
@@ -89,9 +83,6 @@ pub async fn create_topics(
         positions.push(i);
     }
     let created = broker.metadata.create_topics(to_create, req.validate_only).await;
-    if !req.validate_only {
-        reconcile(broker);
-    }
     for (i, r) in positions.into_iter().zip(created) {
         let t = &req.topics[i];
         results[i] = Some(match r {
@@ -145,7 +136,6 @@ pub async fn delete_topics(
         req.topic_names.iter().map(|n| TopicRef::Name(n.to_string())).collect()
     };
     let results = broker.metadata.delete_topics(refs.clone()).await;
-    reconcile(broker);
     let deleted: Vec<String> =
         results.iter().filter_map(|r| r.as_ref().ok().map(|(name, _)| name.clone())).collect();
     broker.groups.on_topics_deleted(&deleted);
@@ -191,9 +181,6 @@ pub async fn create_partitions(
             })
             .collect();
     let results = broker.metadata.create_partitions(requests, req.validate_only).await;
-    if !req.validate_only {
-        reconcile(broker);
-    }
     let results = req
         .topics
         .iter()

@@ -1,0 +1,209 @@
+//! `sluice dev --nodes N`: an N-node cluster on loopback from one command, for trying failover
+//! on a laptop. Each node is a separate `sluice start --config FILE` process (so one can be
+//! killed and restarted by hand), with its properties file and data under one directory:
+//! `<data>/node-<id>.properties` and `<data>/node-<id>/`. Node `i` listens for clients on
+//! `base + i - 1` (9092, 9093, ... by default), for the quorum on `base + 100 + i - 1`, and for
+//! admin HTTP on `admin base + i - 1`; base port 0 picks free ports. Their log lines are
+//! prefixed with `[node i]`. Ctrl-C (or SIGTERM) stops every node cleanly; a node that dies is
+//! reported with the command that restarts it.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sluice_broker::config::BrokerConfig;
+
+/// How long a stopping cluster waits for its nodes before killing them.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Node {
+    id: usize,
+    config_file: PathBuf,
+    child: Option<Child>,
+}
+
+fn port_or_free(base: u16, offset: u16) -> Result<u16> {
+    if base == 0 {
+        Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    } else {
+        base.checked_add(offset).context("port out of range")
+    }
+}
+
+/// The cluster id kept in `<data>/cluster.id`, generated on the first run.
+fn cluster_id(dir: &Path) -> Result<String> {
+    let path = dir.join("cluster.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_string());
+    }
+    let id = sluice_broker::metadata::image::uuid_to_string(uuid::Uuid::new_v4().as_bytes());
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+/// Runs the cluster until `stop` (SIGINT or SIGTERM, installed on `runtime`) resolves.
+pub fn run(
+    config: &BrokerConfig,
+    nodes: usize,
+    runtime: &tokio::runtime::Runtime,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    if !(1..=9).contains(&nodes) || nodes % 2 == 0 {
+        bail!("--nodes must be 1, 3, 5, 7 or 9 (an odd number of voters), not {nodes}");
+    }
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let listener = config.net.client_listeners().next().context("no client listener")?;
+    let host = if listener.host.is_empty() { "127.0.0.1" } else { listener.host.as_str() };
+    let (base, admin_base) = (listener.port, config.admin_listen.port());
+    let admin_host = config.admin_listen.ip();
+    let cluster_id = cluster_id(dir)?;
+    let mut ports = Vec::new();
+    for i in 0..nodes as u16 {
+        ports.push((
+            port_or_free(base, i)?,
+            port_or_free(if base == 0 { 0 } else { base + 100 }, i)?,
+            port_or_free(admin_base, i)?,
+        ));
+    }
+    let voters: Vec<String> =
+        ports.iter().enumerate().map(|(i, p)| format!("{}@{host}:{}", i + 1, p.1)).collect();
+    let exe = std::env::current_exe().context("locating the sluice binary")?;
+    let (ready_tx, ready_rx) = mpsc::channel::<(usize, String)>();
+    let mut running = Vec::new();
+    for (i, (kafka, controller, admin)) in ports.iter().enumerate() {
+        let id = i + 1;
+        let data = dir.join(format!("node-{id}"));
+        let config_file = dir.join(format!("node-{id}.properties"));
+        let props = format!(
+            "# Written by `sluice dev --nodes {nodes}`.\nnode.id={id}\n\
+             process.roles=broker,controller\n\
+             listeners=PLAINTEXT://{host}:{kafka},CONTROLLER://{host}:{controller}\n\
+             controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
+             cluster.id={cluster_id}\nlog.dirs={}\nadmin.listener={}\n",
+            voters.join(","),
+            data.display(),
+            SocketAddr::new(admin_host, *admin)
+        );
+        std::fs::write(&config_file, props)
+            .with_context(|| format!("writing {}", config_file.display()))?;
+        let child = spawn(&exe, id, &config_file, ready_tx.clone())?;
+        running.push(Node { id, config_file, child: Some(child) });
+    }
+    drop(ready_tx);
+    let bootstrap: Vec<String> = ports.iter().map(|p| format!("{host}:{}", p.0)).collect();
+    for (i, (kafka, controller, admin)) in ports.iter().enumerate() {
+        let pid = running[i].child.as_ref().map_or(0, Child::id);
+        println!(
+            "node {}: kafka {host}:{kafka}  controller {host}:{controller}  admin {}  pid {pid}",
+            i + 1,
+            SocketAddr::new(admin_host, *admin)
+        );
+    }
+    println!("data under {}, cluster.id {cluster_id}", dir.display());
+
+    let mut stop = std::pin::pin!(stop);
+    let mut ready = 0;
+    let mut announced = false;
+    loop {
+        while let Ok((_, _line)) = ready_rx.try_recv() {
+            ready += 1;
+        }
+        if ready == nodes && !announced {
+            announced = true;
+            println!("sluice cluster ready bootstrap={}", bootstrap.join(","));
+        }
+        for node in &mut running {
+            if let Some(child) = node.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    eprintln!(
+                        "node {} exited ({status}); restart it with: {} start --config {}",
+                        node.id,
+                        exe.display(),
+                        node.config_file.display()
+                    );
+                    node.child = None;
+                }
+            }
+        }
+        if running.iter().all(|n| n.child.is_none()) {
+            bail!("every node has exited");
+        }
+        let stopped = runtime.block_on(async {
+            tokio::select! {
+                _ = &mut stop => true,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => false,
+            }
+        });
+        if stopped {
+            break;
+        }
+    }
+    stop_all(&mut running);
+    Ok(())
+}
+
+fn spawn(
+    exe: &Path,
+    id: usize,
+    config: &Path,
+    ready: mpsc::Sender<(usize, String)>,
+) -> Result<Child> {
+    let mut child = Command::new(exe)
+        .args(["start", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting node {id}"))?;
+    let stdout = child.stdout.take().context("piped stdout")?;
+    let stderr = child.stderr.take().context("piped stderr")?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("sluice ready ") {
+                let _ = ready.send((id, line));
+            } else {
+                println!("[node {id}] {line}");
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[node {id}] {line}");
+        }
+    });
+    Ok(child)
+}
+
+/// SIGTERM to every node (each does a controlled shutdown), then waits; SIGKILL after
+/// [`STOP_TIMEOUT`].
+fn stop_all(nodes: &mut [Node]) {
+    for node in nodes.iter() {
+        if let Some(child) = &node.child {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    for node in nodes.iter_mut() {
+        let Some(mut child) = node.child.take() else { continue };
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    eprintln!("node {} did not stop in {STOP_TIMEOUT:?}; killing it", node.id);
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    println!("cluster stopped");
+}

@@ -1,0 +1,336 @@
+//! Leader elections and broker fencing: pure decisions, image in, records out.
+//!
+//! Kafka's rules (ReplicationControlManager, PartitionChangeBuilder), reduced to what Sluice
+//! needs:
+//! - A leader comes from the ISR, in replica order (the preferred replica first), and must be
+//!   an unfenced broker. Only when no ISR member can lead and the topic has
+//!   `unclean.leader.election.enable=true` may an out-of-sync replica lead, with an ISR of itself.
+//! - Fencing a broker (session expired, controlled shutdown) moves leadership of its partitions
+//!   to another ISR member, or leaves them leaderless (-1) when there is none. It also leaves
+//!   the ISR of partitions where others remain; the last ISR member stays, so that it can lead
+//!   again when it returns (Kafka keeps it too, and never elects from an empty ISR).
+//! - Unfencing elects a leader for every leaderless partition the broker can lead.
+//! - Preferred-leader election (ElectLeaders, the periodic auto-rebalance) hands leadership back
+//!   to the first replica when it is unfenced and in the ISR.
+//!
+//! Every leader change bumps the leader epoch; every change bumps the partition epoch.
+
+use super::image::{ClusterImage, PartitionImage};
+use super::state_machine::apply_record;
+use super::types::MetadataRecord;
+
+/// Whether an out-of-sync replica may lead `topic`: its own override, else the cluster-wide
+/// dynamic default, else Kafka's default (false).
+fn unclean_allowed(image: &ClusterImage, topic: &str) -> bool {
+    const KEY: &str = "unclean.leader.election.enable";
+    let own = image.topic(topic).and_then(|t| t.configs.get(KEY));
+    let cluster = image.broker_configs.get("").and_then(|c| c.get(KEY));
+    own.or(cluster).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+fn unfenced(image: &ClusterImage, id: i32) -> bool {
+    image.brokers.get(&id).is_some_and(|b| !b.fenced)
+}
+
+/// The leader and ISR a partition gets now, or `None` when no replica may lead.
+pub(crate) fn elect(
+    image: &ClusterImage,
+    p: &PartitionImage,
+    unclean: bool,
+) -> Option<(i32, Vec<i32>)> {
+    let clean = p.replicas.iter().find(|r| p.isr.contains(r) && unfenced(image, **r));
+    if let Some(&leader) = clean {
+        return Some((leader, p.isr.clone()));
+    }
+    if unclean {
+        let leader = *p.replicas.iter().find(|r| unfenced(image, **r))?;
+        return Some((leader, vec![leader]));
+    }
+    None
+}
+
+fn change(
+    image: &ClusterImage,
+    topic: &str,
+    partition: i32,
+    state: PartitionImage,
+) -> MetadataRecord {
+    let topic_id = image.topics[topic].id;
+    MetadataRecord::PartitionChange { topic_id, partition, state }
+}
+
+/// Records that fence broker `id` (at `epoch`) and move its leaderships away.
+pub(crate) fn plan_fence(image: &ClusterImage, id: i32, epoch: i64) -> Vec<MetadataRecord> {
+    let fence = MetadataRecord::FenceBroker { id, epoch };
+    let mut scratch = image.clone();
+    apply_record(&mut scratch, &fence);
+    let mut records = vec![fence];
+    for topic in scratch.topics.values() {
+        for (&index, p) in &topic.partitions {
+            let in_isr = p.isr.contains(&id);
+            if p.leader != id && !(in_isr && p.isr.len() > 1) {
+                continue;
+            }
+            let mut next = p.clone();
+            if in_isr && p.isr.len() > 1 {
+                next.isr.retain(|&r| r != id);
+            }
+            if p.leader == id {
+                let unclean = unclean_allowed(&scratch, &topic.name);
+                match elect(&scratch, &next, unclean) {
+                    Some((leader, isr)) => {
+                        next.leader = leader;
+                        next.isr = isr;
+                    }
+                    None => next.leader = -1,
+                }
+                next.leader_epoch += 1;
+            }
+            next.partition_epoch += 1;
+            records.push(change(&scratch, &topic.name, index, next));
+        }
+    }
+    records
+}
+
+/// Records that unfence broker `id` (at `epoch`) and elect leaders for the leaderless
+/// partitions it can lead.
+pub(crate) fn plan_unfence(image: &ClusterImage, id: i32, epoch: i64) -> Vec<MetadataRecord> {
+    let unfence = MetadataRecord::UnfenceBroker { id, epoch };
+    let mut scratch = image.clone();
+    apply_record(&mut scratch, &unfence);
+    let mut records = vec![unfence];
+    for topic in scratch.topics.values() {
+        for (&index, p) in &topic.partitions {
+            if p.leader >= 0 || !p.replicas.contains(&id) {
+                continue;
+            }
+            if let Some((leader, isr)) = elect(&scratch, p, unclean_allowed(&scratch, &topic.name))
+            {
+                let mut next = p.clone();
+                next.leader = leader;
+                next.isr = isr;
+                next.leader_epoch += 1;
+                next.partition_epoch += 1;
+                records.push(change(&scratch, &topic.name, index, next));
+            }
+        }
+    }
+    records
+}
+
+/// The outcome of a preferred-leader election for one partition (Kafka's ElectLeaders errors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Preferred {
+    /// Leadership moves to the preferred replica.
+    Elected(MetadataRecord),
+    /// The preferred replica already leads (ELECTION_NOT_NEEDED).
+    NotNeeded,
+    /// The preferred replica is fenced or out of sync (PREFERRED_LEADER_NOT_AVAILABLE).
+    NotAvailable,
+}
+
+/// Unclean election for one partition (ElectLeaders UNCLEAN): only a partition without a
+/// leader gets one, possibly out of sync.
+pub(crate) fn plan_unclean(image: &ClusterImage, topic: &str, partition: i32) -> Option<Preferred> {
+    let p = image.topic(topic)?.partitions.get(&partition)?;
+    if p.leader >= 0 {
+        return Some(Preferred::NotNeeded);
+    }
+    Some(match elect(image, p, true) {
+        Some((leader, isr)) => {
+            let mut next = p.clone();
+            next.leader = leader;
+            next.isr = isr;
+            next.leader_epoch += 1;
+            next.partition_epoch += 1;
+            Preferred::Elected(change(image, topic, partition, next))
+        }
+        None => Preferred::NotAvailable,
+    })
+}
+
+/// Preferred-leader election for one partition.
+pub(crate) fn plan_preferred(
+    image: &ClusterImage,
+    topic: &str,
+    partition: i32,
+) -> Option<Preferred> {
+    let p = image.topic(topic)?.partitions.get(&partition)?;
+    let preferred = *p.replicas.first()?;
+    Some(if p.leader == preferred {
+        Preferred::NotNeeded
+    } else if p.isr.contains(&preferred) && unfenced(image, preferred) {
+        let mut next = p.clone();
+        next.leader = preferred;
+        next.leader_epoch += 1;
+        next.partition_epoch += 1;
+        Preferred::Elected(change(image, topic, partition, next))
+    } else {
+        Preferred::NotAvailable
+    })
+}
+
+/// Preferred-leader elections for every partition whose preferred replica could lead but does
+/// not (the periodic auto-rebalance).
+pub(crate) fn plan_rebalance(image: &ClusterImage) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for &index in topic.partitions.keys() {
+            if let Some(Preferred::Elected(r)) = plan_preferred(image, &topic.name, index) {
+                records.push(r);
+            }
+        }
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::metadata::image::{BrokerImage, TopicImage};
+
+    fn image(brokers: &[(i32, bool)], partitions: &[(Vec<i32>, Vec<i32>, i32)]) -> ClusterImage {
+        let mut image = ClusterImage::default();
+        for &(id, fenced) in brokers {
+            let b = BrokerImage {
+                id,
+                epoch: 5,
+                host: "h".into(),
+                port: 1,
+                rack: None,
+                fenced,
+                incarnation: [0; 16],
+                listeners: Vec::new(),
+                registered_at: 0,
+            };
+            image.brokers.insert(id, b);
+        }
+        let partitions = partitions
+            .iter()
+            .enumerate()
+            .map(|(i, (replicas, isr, leader))| {
+                let p = PartitionImage {
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: 3,
+                    partition_epoch: 7,
+                };
+                (i as i32, p)
+            })
+            .collect();
+        let t = TopicImage { name: "t".into(), id: [1; 16], partitions, configs: BTreeMap::new() };
+        image.topic_names_by_id.insert(t.id, "t".into());
+        image.topics.insert("t".into(), t);
+        image
+    }
+
+    fn after(image: &ClusterImage, records: &[MetadataRecord]) -> ClusterImage {
+        let mut image = image.clone();
+        for r in records {
+            apply_record(&mut image, r);
+        }
+        image
+    }
+
+    fn part(image: &ClusterImage, i: i32) -> &PartitionImage {
+        &image.topics["t"].partitions[&i]
+    }
+
+    #[test]
+    fn fencing_the_only_replica_leaves_the_partition_leaderless_with_its_isr() {
+        let img = image(&[(1, false), (2, false)], &[(vec![1], vec![1], 1), (vec![2], vec![2], 2)]);
+        let next = after(&img, &plan_fence(&img, 1, 5));
+        assert!(next.brokers[&1].fenced);
+        let p = part(&next, 0);
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch),
+            (-1, vec![1], 4, 8)
+        );
+        assert_eq!(part(&next, 1), part(&img, 1), "other brokers' partitions untouched");
+
+        // It comes back: unfencing makes it lead again under a new epoch.
+        let back = after(&next, &plan_unfence(&next, 1, 5));
+        let p = part(&back, 0);
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 5, 9));
+    }
+
+    #[test]
+    fn fencing_a_leader_elects_the_next_in_sync_unfenced_replica() {
+        let img = image(
+            &[(1, false), (2, true), (3, false)],
+            &[
+                (vec![1, 2, 3], vec![1, 2, 3], 1),
+                (vec![3, 1], vec![3, 1], 3),
+                (vec![1, 2], vec![1], 1),
+            ],
+        );
+        let next = after(&img, &plan_fence(&img, 1, 5));
+        let p = part(&next, 0);
+        assert_eq!((p.leader, p.isr.clone()), (3, vec![2, 3]), "2 is fenced: skipped");
+        let p = part(&next, 1);
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_epoch),
+            (3, vec![3], 3),
+            "follower leaves ISR"
+        );
+        assert_eq!(part(&next, 2).leader, -1, "2 is out of sync: no unclean election");
+    }
+
+    #[test]
+    fn unclean_election_only_when_the_topic_allows_it() {
+        let mut img = image(&[(1, false), (2, false)], &[(vec![1, 2], vec![1], 1)]);
+        img.topics
+            .get_mut("t")
+            .unwrap()
+            .configs
+            .insert("unclean.leader.election.enable".into(), "true".into());
+        let next = after(&img, &plan_fence(&img, 1, 5));
+        let p = part(&next, 0);
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+    }
+
+    #[test]
+    fn unclean_election_on_request_only_for_leaderless_partitions() {
+        let img = image(
+            &[(1, true), (2, false)],
+            &[(vec![1, 2], vec![1], -1), (vec![2], vec![2], 2), (vec![1], vec![1], -1)],
+        );
+        let Some(Preferred::Elected(r)) = plan_unclean(&img, "t", 0) else { panic!() };
+        let next = after(&img, &[r]);
+        assert_eq!((part(&next, 0).leader, part(&next, 0).isr.clone()), (2, vec![2]));
+        assert_eq!(plan_unclean(&img, "t", 1), Some(Preferred::NotNeeded));
+        assert_eq!(plan_unclean(&img, "t", 2), Some(Preferred::NotAvailable), "1 is fenced");
+    }
+
+    #[test]
+    fn a_stale_epoch_fences_nothing() {
+        let img = image(&[(1, false)], &[(vec![1], vec![1], 1)]);
+        let next = after(&img, &plan_fence(&img, 1, 4));
+        assert!(!next.brokers[&1].fenced);
+    }
+
+    #[test]
+    fn preferred_election_returns_leadership_to_the_first_replica() {
+        let img = image(
+            &[(1, false), (2, false), (3, true)],
+            &[
+                (vec![1, 2], vec![1, 2], 2),
+                (vec![1, 2], vec![2], 2),
+                (vec![3, 1], vec![3, 1], 1),
+                (vec![1], vec![1], 1),
+            ],
+        );
+        assert!(matches!(plan_preferred(&img, "t", 0), Some(Preferred::Elected(_))));
+        assert_eq!(plan_preferred(&img, "t", 1), Some(Preferred::NotAvailable), "out of sync");
+        assert_eq!(plan_preferred(&img, "t", 2), Some(Preferred::NotAvailable), "fenced");
+        assert_eq!(plan_preferred(&img, "t", 3), Some(Preferred::NotNeeded));
+        assert_eq!(plan_preferred(&img, "t", 9), None);
+        let next = after(&img, &plan_rebalance(&img));
+        assert_eq!((part(&next, 0).leader, part(&next, 0).leader_epoch), (1, 4));
+        assert_eq!(part(&next, 1).leader, 2);
+    }
+}

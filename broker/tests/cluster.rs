@@ -1,0 +1,275 @@
+//! Multi-broker clusters of real processes with librdkafka clients: topics created through any
+//! node are seen by all, partitions spread over brokers, the active controller can die under a
+//! producing client, a broker comes back, and SIGTERM is a controlled shutdown.
+//!
+//! Partitions have one replica here (replication is the next step), so a dead broker's
+//! partitions are unavailable until it returns; everything else carries on.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::cluster::{broker, partition, Cluster};
+use common::create_topic;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("message.timeout.ms", "30000")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .create()
+        .expect("producer")
+}
+
+fn send(p: &FutureProducer, topic: &str, partition: i32, value: &str) -> Result<i64, String> {
+    let record = FutureRecord::<(), str>::to(topic).partition(partition).payload(value);
+    futures::executor::block_on(p.send(record, Duration::from_secs(30)))
+        .map(|d| d.offset)
+        .map_err(|(e, _)| e.to_string())
+}
+
+/// Reads partition `p` of `topic` from the start until `n` records came, through `bootstrap`.
+fn read(bootstrap: &str, topic: &str, p: i32, n: usize) -> Vec<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "cluster-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(std::time::Instant::now() < deadline, "read {} of {n} records", out.len());
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    out
+}
+
+fn leaders(image: &serde_json::Value, topic: &str) -> BTreeMap<i32, i64> {
+    image["topics"][topic]["partitions"]
+        .as_object()
+        .expect("partitions")
+        .iter()
+        .map(|(p, v)| (p.parse().unwrap(), v["leader"].as_i64().unwrap()))
+        .collect()
+}
+
+fn controller(image: &serde_json::Value) -> i32 {
+    image["controller_id"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn topics_created_on_any_node_are_seen_by_all_and_leaders_spread_over_brokers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &[]);
+    // Created through node 2 alone, whichever node is the controller.
+    create_topic(&cluster.node(2).bootstrap(), "spread", 6, &[]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let mut per_broker = BTreeMap::<i64, usize>::new();
+    for leader in leaders(&image, "spread").values() {
+        *per_broker.entry(*leader).or_default() += 1;
+    }
+    assert_eq!(per_broker, BTreeMap::from([(1, 2), (2, 2), (3, 2)]), "{image:#}");
+    for id in 1..=3 {
+        assert_eq!(broker(&image, id)["fenced"], false);
+    }
+
+    // Every node's Metadata lists all three brokers and the real leaders.
+    for id in 1..=3 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.node(id).bootstrap())
+            .create()
+            .unwrap();
+        let md = consumer.fetch_metadata(Some("spread"), Duration::from_secs(10)).unwrap();
+        let mut brokers: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
+        brokers.sort();
+        assert_eq!(brokers, vec![1, 2, 3], "metadata from node {id}");
+        for p in md.topics()[0].partitions() {
+            assert_eq!(p.leader() as i64, leaders(&image, "spread")[&p.id()]);
+        }
+    }
+
+    // A client that knows only node 1 writes to every partition and reads it back from node 3.
+    let p = producer(&cluster.node(1).bootstrap());
+    for part in 0..6 {
+        for i in 0..5 {
+            send(&p, "spread", part, &format!("{part}-{i}")).unwrap();
+        }
+    }
+    for part in 0..6 {
+        let want: Vec<String> = (0..5).map(|i| format!("{part}-{i}")).collect();
+        assert_eq!(read(&cluster.node(3).bootstrap(), "spread", part, 5), want);
+    }
+}
+
+#[test]
+fn killing_the_active_controller_elects_another_and_the_producer_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &[]);
+    create_topic(&cluster.bootstrap(), "orders", 3, &[]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let dead = controller(&image);
+    let before = leaders(&image, "orders");
+    let survivors: Vec<i32> =
+        before.iter().filter(|(_, &l)| l != dead as i64).map(|(&p, _)| p).collect();
+    assert_eq!(survivors.len(), 2, "{before:?}");
+    let p = producer(&cluster.bootstrap());
+    for &part in &survivors {
+        send(&p, "orders", part, "before").unwrap();
+    }
+
+    cluster.node_mut(dead).kill9();
+    // Another node takes over the quorum, and the dead broker is fenced when its session
+    // expires: its partition is leaderless (one replica), the others keep their leaders.
+    let images = cluster.wait_for_images(
+        "a new controller and the dead broker fenced",
+        Duration::from_secs(30),
+        |images| {
+            images.values().all(|i| {
+                controller(i) != dead && controller(i) > 0 && broker(i, dead)["fenced"] == true
+            })
+        },
+    );
+    let after = images.values().next().unwrap();
+    let dead_partition = before.iter().find(|(_, &l)| l == dead as i64).map(|(&p, _)| p).unwrap();
+    assert_eq!(partition(after, "orders", dead_partition)["leader"], -1);
+    for &part in &survivors {
+        assert_eq!(leaders(after, "orders")[&part], before[&part]);
+        send(&p, "orders", part, "after").unwrap();
+    }
+
+    // The node comes back: it rejoins the quorum, is unfenced and leads its partition again
+    // under a new leader epoch; every node converges on the same metadata.
+    cluster.node_mut(dead).restart();
+    let image = cluster.wait_converged(Duration::from_secs(30));
+    assert_eq!(broker(&image, dead)["fenced"], false);
+    let back = partition(&image, "orders", dead_partition);
+    assert_eq!(back["leader"], dead);
+    assert!(back["leader_epoch"].as_i64().unwrap() >= 2, "{back}");
+    send(&p, "orders", dead_partition, "back").unwrap();
+    for &part in &survivors {
+        assert_eq!(read(&cluster.bootstrap(), "orders", part, 2), vec!["before", "after"]);
+    }
+}
+
+#[test]
+fn sigterm_is_a_controlled_shutdown_that_moves_leaderships_first() {
+    let dir = tempfile::tempdir().unwrap();
+    // A session far longer than the test: only the controlled shutdown can fence the broker.
+    let mut cluster = Cluster::start(dir.path(), 3, &["broker.session.timeout.ms=600000"]);
+    create_topic(&cluster.bootstrap(), "t", 3, &[]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let (&led, _) = leaders(&image, "t").iter().find(|(_, &l)| l == 3).expect("node 3 leads one");
+    let epoch = partition(&image, "t", led)["leader_epoch"].as_i64().unwrap();
+
+    assert_eq!(cluster.node_mut(3).stop(), Some(0));
+    let images = cluster.wait_for_images("node 3 fenced", Duration::from_secs(20), |images| {
+        images.values().all(|i| broker(i, 3)["fenced"] == true)
+    });
+    for image in images.values() {
+        let p = partition(image, "t", led);
+        assert_eq!((p["leader"].as_i64(), p["leader_epoch"].as_i64()), (Some(-1), Some(epoch + 1)));
+    }
+}
+
+/// Writes `frame` to the controller listener of `node` and reports whether the node closed the
+/// connection (read returns 0 or an error) within 10 s.
+fn closed_after(addr: std::net::SocketAddr, frame: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(frame).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return true,
+            Ok(_) => continue, // an answer (a refused hello), then the close
+        }
+    }
+}
+
+fn json_frame(value: &serde_json::Value) -> Vec<u8> {
+    let body = serde_json::to_vec(value).unwrap();
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend(body);
+    frame
+}
+
+#[test]
+fn bad_controller_listener_input_closes_that_connection_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &[]);
+    let target = cluster.node(1).controller.expect("controller listener");
+    // An oversized frame, a frame that is not JSON, a hello from another cluster, a hello
+    // with another voter list: each connection is closed, with a log line.
+    assert!(closed_after(target, &u32::MAX.to_be_bytes()));
+    assert!(closed_after(target, b"\0\0\0\x05hello"));
+    let hello = |cluster_id: &str, voters: &str| {
+        serde_json::json!({"cluster_id": cluster_id, "node_id": 7, "voters": voters,
+                           "incarnation": vec![0; 16]})
+    };
+    let voters = cluster.image(1); // any image: only to prove the node still answers
+    assert!(closed_after(target, &json_frame(&hello("another-cluster", "1@x:1"))));
+    assert!(closed_after(target, &json_frame(&hello(&cluster.cluster_id, "1@x:1"))));
+    let wait_for_log = |needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !cluster.node(1).log_lines().iter().any(|l| l.contains(needle)) {
+            assert!(std::time::Instant::now() < deadline, "no log line with {needle:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for_log("exceeds the limit");
+    wait_for_log("bad hello");
+    wait_for_log("belongs to cluster 'another-cluster'");
+    wait_for_log("every node must list the same voters");
+    // The quorum and the brokers carry on: a topic is created and every node sees it.
+    assert!(voters["brokers"].as_object().is_some());
+    create_topic(&cluster.node(1).bootstrap(), "still-fine", 3, &[]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    assert_eq!(leaders(&image, "still-fine").len(), 3);
+}
+
+#[test]
+fn five_nodes_survive_two_dead_voters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 5, &[]);
+    create_topic(&cluster.bootstrap(), "five", 10, &[]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let mut per_broker = BTreeMap::<i64, usize>::new();
+    for leader in leaders(&image, "five").values() {
+        *per_broker.entry(*leader).or_default() += 1;
+    }
+    assert_eq!(per_broker.values().copied().collect::<Vec<_>>(), vec![2; 5], "{per_broker:?}");
+    // Two of five voters die, the controller among them: three still form a quorum.
+    let dead = controller(&image);
+    let other = if dead == 1 { 2 } else { 1 };
+    cluster.node_mut(dead).kill9();
+    cluster.node_mut(other).kill9();
+    let fenced = |i: &serde_json::Value, id: i32| broker(i, id)["fenced"] == true;
+    cluster.wait_for_images(
+        "a new controller, the dead fenced",
+        Duration::from_secs(30),
+        |images| {
+            images.values().all(|i| {
+                let c = controller(i);
+                c != dead && c != other && c > 0 && fenced(i, dead) && fenced(i, other)
+            })
+        },
+    );
+    create_topic(&cluster.bootstrap(), "after", 3, &[]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let live: Vec<i64> = leaders(&image, "after").values().copied().collect();
+    assert!(live.iter().all(|l| *l != dead as i64 && *l != other as i64), "{live:?}");
+}

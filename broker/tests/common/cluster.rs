@@ -1,0 +1,171 @@
+//! Multi-broker clusters of real `sluice` processes: N combined nodes (broker and controller)
+//! on loopback, each with its own properties file, data directory and ports, all voters of one
+//! metadata quorum. Node ids are 1..=N.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::BrokerProcess;
+
+/// A port free right now on 127.0.0.1. Voters must know each other's controller ports before
+/// any of them starts, so the ports are chosen up front (the kernel hands out each ephemeral
+/// port once in a while, so a collision with another test is unlikely; a node that fails to
+/// bind fails its test loudly).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running cluster.
+pub struct Cluster {
+    /// Nodes by index; node id = index + 1. A stopped node stays, without a process.
+    pub nodes: Vec<BrokerProcess>,
+    pub dir: PathBuf,
+    pub cluster_id: String,
+}
+
+impl Cluster {
+    /// Starts `n` nodes in `dir` with extra properties (`key=value` lines) on every node, and
+    /// waits until every one is ready (registered and unfenced). The ports are chosen before
+    /// the nodes bind them, so another process may take one in between: a node that cannot
+    /// start makes the whole cluster start again on new ports (three attempts).
+    pub fn start(dir: &Path, n: usize, extra: &[&str]) -> Cluster {
+        let mut failures = Vec::new();
+        for attempt in 0..3 {
+            match Self::try_start(&dir.join(format!("attempt-{attempt}")), n, extra) {
+                Ok(c) => return c,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("the cluster did not start: {failures:#?}");
+    }
+
+    fn try_start(dir: &Path, n: usize, extra: &[&str]) -> Result<Cluster, String> {
+        let kafka: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let controller: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let voters: Vec<String> =
+            (0..n).map(|i| format!("{}@127.0.0.1:{}", i + 1, controller[i])).collect();
+        let cluster_id = "c2x1aWNlLXRlc3QtY2x1cw".to_string();
+        let level = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let mut launches = Vec::new();
+        let mut commands = Vec::new();
+        for i in 0..n {
+            let id = i + 1;
+            let data = dir.join(format!("node-{id}"));
+            std::fs::create_dir_all(&data).unwrap();
+            let mut props = format!(
+                "node.id={id}\nprocess.roles=broker,controller\n\
+                 listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}\n\
+                 controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
+                 cluster.id={cluster_id}\nlog.dirs={}\nadmin.listener=127.0.0.1:0\n",
+                kafka[i],
+                controller[i],
+                voters.join(","),
+                data.display()
+            );
+            for line in extra {
+                props.push_str(line);
+                props.push('\n');
+            }
+            let file = dir.join(format!("node-{id}.properties"));
+            std::fs::write(&file, props).unwrap();
+            let args = vec!["start".to_string(), "--config".into(), file.display().to_string()];
+            launches.push(BrokerProcess::launch(
+                env!("CARGO_BIN_EXE_sluice"),
+                &data,
+                args.clone(),
+                Vec::new(),
+                level.clone(),
+            ));
+            commands.push(args);
+        }
+        let mut nodes = Vec::new();
+        let mut failed = None;
+        for (launch, args) in launches.into_iter().zip(commands) {
+            match launch.try_ready() {
+                Ok(p) => nodes.push(p.relaunch_with(args)),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        match failed {
+            None => Ok(Cluster { nodes, dir: dir.to_path_buf(), cluster_id }),
+            Some(e) => {
+                for mut node in nodes {
+                    node.kill9();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Node `id` (1-based).
+    pub fn node(&self, id: i32) -> &BrokerProcess {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub fn node_mut(&mut self, id: i32) -> &mut BrokerProcess {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    /// Ids of the nodes with a running process.
+    pub fn running(&self) -> Vec<i32> {
+        (1..=self.nodes.len() as i32).filter(|&id| self.node(id).child.is_some()).collect()
+    }
+
+    /// Bootstrap servers: every running node.
+    pub fn bootstrap(&self) -> String {
+        let addrs: Vec<String> =
+            self.running().iter().map(|&id| self.node(id).bootstrap()).collect();
+        addrs.join(",")
+    }
+
+    /// Node `id`'s applied metadata image (`/debug/metadata`).
+    pub fn image(&self, id: i32) -> serde_json::Value {
+        let (status, body) = self.node(id).http_get("/debug/metadata");
+        assert!(status.contains("200"), "{status}");
+        serde_json::from_str(&body).expect("metadata image JSON")
+    }
+
+    /// Waits (at most `timeout`) until `check` holds for the images of every running node;
+    /// panics with `what` and the last images otherwise.
+    pub fn wait_for_images(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&BTreeMap<i32, serde_json::Value>) -> bool,
+    ) -> BTreeMap<i32, serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let images: BTreeMap<i32, serde_json::Value> =
+                self.running().into_iter().map(|id| (id, self.image(id))).collect();
+            if check(&images) {
+                return images;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; images: {images:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every running node applied the same metadata (the same index and image).
+    pub fn wait_converged(&self, timeout: Duration) -> serde_json::Value {
+        let images = self.wait_for_images("the nodes' metadata to converge", timeout, |images| {
+            let mut values = images.values();
+            let first = values.next().expect("a running node");
+            values.all(|v| v == first)
+        });
+        images.into_values().next().unwrap()
+    }
+}
+
+/// `image["brokers"][id]`.
+pub fn broker(image: &serde_json::Value, id: i32) -> &serde_json::Value {
+    &image["brokers"][id.to_string()]
+}
+
+/// `image["topics"][topic]["partitions"][p]`.
+pub fn partition<'a>(image: &'a serde_json::Value, topic: &str, p: i32) -> &'a serde_json::Value {
+    &image["topics"][topic]["partitions"][p.to_string()]
+}
