@@ -49,7 +49,6 @@ RUN_ID="$(date +%H%M%S)-$$"
 BROKER_PID=""
 PASSED=0
 FAILED=0
-declare -A STATUS=()
 
 cleanup() {
   local rc=$?
@@ -90,33 +89,9 @@ kafka_dist_fetch || SETUP_CLI="setup failed (Kafka jars), see $KAFKA_DIST_DIR/mv
 command -v kcat >/dev/null || SETUP_KCAT="kcat not installed (apt-get install kcat)"
 
 # ---------------------------------------------------------------------------------------------
-# Step machinery (as in compat.sh).
-
-fail() {
-  echo "reason: $*"
-  exit 1
-}
-need() { [[ "$1" == ok ]] || fail "$1"; }
-after() { [[ "${STATUS[$1]:-}" == ok ]] || fail "skipped: needs $1, which did not pass"; }
-tmo() { timeout "$T" "$@"; }
-
-step() {
-  local name="$1"
-  shift
-  local out="$WORK/steps/$name.log" started=$SECONDS
-  if ("$@") >"$out" 2>&1; then
-    STATUS[$name]=ok
-    PASSED=$((PASSED + 1))
-    echo "ok $name ($((SECONDS - started))s)"
-  else
-    STATUS[$name]=fail
-    FAILED=$((FAILED + 1))
-    local reason
-    reason="$(grep -E '^reason: ' "$out" | tail -n 1)" || true
-    [[ -n "$reason" ]] || reason="$(tail -n 1 "$out" | cut -c1-240)"
-    echo "FAIL $name: ${reason#reason: } (log: $out)"
-  fi
-}
+# Step machinery: scripts/lib/steps.sh.
+# shellcheck source=scripts/lib/steps.sh
+source "$ROOT/scripts/lib/steps.sh"
 
 cli() {
   need "$SETUP_CLI"

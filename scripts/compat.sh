@@ -13,7 +13,9 @@
 # ConsoleProducer, ConsoleConsumer). The steps here assign partitions and start at explicit
 # offsets; the consumer-group steps (the Java consumer in a group, kafka-consumer-groups
 # --describe with offsets and lag, kcat -G) are scripts/compat-groups.sh, which this script
-# runs last against the same broker (skipped when --only does not match "groups").
+# runs last against the same broker (skipped when --only does not match "groups"); then
+# scripts/compat-cluster.sh runs Kafka's tools against a 3-node Sluice cluster of its own
+# (only when testing Sluice; skipped when --only does not match "cluster").
 #
 # Each step prints `ok NAME` or `FAIL NAME: reason`; the last line is `N passed, M failed`,
 # and the exit status is non-zero if M > 0.
@@ -82,7 +84,6 @@ RUN_ID="$(date +%H%M%S)-$$"
 BROKER_PID=""
 PASSED=0
 FAILED=0
-declare -A STATUS=()
 
 cleanup() {
   local rc=$?
@@ -186,67 +187,9 @@ setup_java || SETUP_JAVA="setup failed (Java client build), see $WORK/setup-java
 kafka_dist_fetch || SETUP_CLI="setup failed (Kafka jars), see $KAFKA_DIST_DIR/mvn.log"
 
 # ---------------------------------------------------------------------------------------------
-# Step machinery. A step runs in a subshell with its output in $WORK/steps/NAME.log; it calls
-# `fail REASON` (which ends the step) on the first problem.
-
-fail() {
-  echo "reason: $*"
-  exit 1
-}
-
-need() { [[ "$1" == ok ]] || fail "$1"; }
-
-# after STEP: this step builds on STEP's result; fail at once (skip) if STEP did not pass.
-after() { [[ "${STATUS[$1]:-}" == ok ]] || fail "skipped: needs $1, which did not pass"; }
-
-# Every client command is bounded: `tmo CMD...`; then `why $?` says how it ended.
-tmo() { timeout "$T" "$@"; }
-why() {
-  case "$1" in
-    124) echo "timed out after ${T}s" ;;
-    *) echo "exit status $1" ;;
-  esac
-}
-# For programs that print their own `FAIL: reason`: only a hard timeout needs saying.
-timed_out() {
-  (($1 != 124)) || fail "$(why "$1")"
-  exit "$1"
-}
-
-step() {
-  local name="$1"
-  shift
-  if [[ -n "$ONLY" && ! "$name" =~ $ONLY ]]; then
-    return 0
-  fi
-  local out="$WORK/steps/$name.log" started=$SECONDS
-  if [[ -n "$BROKER_PID" ]] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
-    echo "reason: skipped: the broker process has exited" >"$out"
-    STATUS[$name]=fail
-    FAILED=$((FAILED + 1))
-    echo "FAIL $name: the broker process has exited (see its log in $WORK)"
-    return 0
-  fi
-  if ("$@") >"$out" 2>&1; then
-    STATUS[$name]=ok
-    PASSED=$((PASSED + 1))
-    echo "ok $name ($((SECONDS - started))s)"
-  else
-    STATUS[$name]=fail
-    FAILED=$((FAILED + 1))
-    local reason hint
-    reason="$(grep -E '^(reason|FAIL): ' "$out" | tail -n 1)" || true
-    if [[ "$reason" == "reason: "* ]]; then
-      # A generic reason from this script: add the tool's last error line, if any.
-      hint="$(grep -v '^reason: ' "$out" | grep -E '^% ERROR|^Error|ERROR|Exception' | tail -n 1 | cut -c1-240)" || true
-      reason="${reason#reason: }${hint:+ -- $hint}"
-    fi
-    reason="${reason#FAIL: }"
-    [[ -n "$reason" ]] || reason="$(tail -n 1 "$out" | cut -c1-240)"
-    [[ -n "$reason" ]] || reason="exited non-zero with no output"
-    echo "FAIL $name: $reason (log: $out)"
-  fi
-}
+# Step machinery: scripts/lib/steps.sh.
+# shellcheck source=scripts/lib/steps.sh
+source "$ROOT/scripts/lib/steps.sh"
 
 # Compare two files exactly; on mismatch show where they first differ.
 same_or_fail() {
@@ -504,24 +447,36 @@ step cli-broker-configs cli_broker_configs
 step cli-transactions cli_transactions
 step cli-topics-delete cli_delete
 
-# Consumer groups: scripts/compat-groups.sh against this same broker; its steps count here.
+# sub_steps NAME SCRIPT [ENV=VALUE...]: runs another step script with ENV, shows its step
+# lines and counts them here; a script that fails without a FAIL line counts as one failure.
+sub_steps() {
+  local name="$1" script="$2" rc=0 ok failed
+  shift 2
+  log "$name steps: scripts/$script"
+  env "$@" COMPAT_TIMEOUT="$T" bash "$ROOT/scripts/$script" \
+    >"$WORK/steps/$name.out" 2>"$WORK/steps/$name.err" || rc=$?
+  grep -E '^(ok|FAIL) ' "$WORK/steps/$name.out" || true
+  ok="$(grep -c '^ok ' "$WORK/steps/$name.out" || true)"
+  failed="$(grep -c '^FAIL ' "$WORK/steps/$name.out" || true)"
+  PASSED=$((PASSED + ok))
+  FAILED=$((FAILED + failed))
+  if ((rc != 0 && failed == 0)); then
+    FAILED=$((FAILED + 1))
+    echo "FAIL $name: scripts/$script exited $rc; see $WORK/steps/$name.err"
+  fi
+}
+
+# Consumer groups: scripts/compat-groups.sh against this same broker.
 if [[ -z "$ONLY" || "groups" =~ $ONLY ]]; then
-  log "consumer-group steps: scripts/compat-groups.sh"
-  groups_rc=0
   groups_data=""
   [[ "$MODE" != sluice ]] || groups_data="$WORK/sluice-data"
-  BOOTSTRAP="$BOOTSTRAP" SLUICE_DATA="$groups_data" COMPAT_TIMEOUT="$T" \
-    bash "$ROOT/scripts/compat-groups.sh" \
-    >"$WORK/steps/groups.out" 2>"$WORK/steps/groups.err" || groups_rc=$?
-  grep -E '^(ok|FAIL) ' "$WORK/steps/groups.out" || true
-  groups_ok="$(grep -c '^ok ' "$WORK/steps/groups.out" || true)"
-  groups_failed="$(grep -c '^FAIL ' "$WORK/steps/groups.out" || true)"
-  PASSED=$((PASSED + groups_ok))
-  FAILED=$((FAILED + groups_failed))
-  if ((groups_rc != 0 && groups_failed == 0)); then
-    FAILED=$((FAILED + 1))
-    echo "FAIL groups: scripts/compat-groups.sh exited $groups_rc; see $WORK/steps/groups.err"
-  fi
+  sub_steps groups compat-groups.sh BOOTSTRAP="$BOOTSTRAP" SLUICE_DATA="$groups_data"
+fi
+
+# A 3-node cluster: scripts/compat-cluster.sh starts its own (`sluice dev --nodes 3`), so only
+# when testing Sluice itself.
+if [[ "$MODE" == sluice ]] && [[ -z "$ONLY" || "cluster" =~ $ONLY ]]; then
+  sub_steps cluster compat-cluster.sh SLUICE_BIN="$SLUICE_BIN"
 fi
 
 if [[ "$MODE" != external ]] && ! kill -0 "$BROKER_PID" 2>/dev/null; then

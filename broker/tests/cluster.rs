@@ -273,3 +273,70 @@ fn five_nodes_survive_two_dead_voters() {
     let live: Vec<i64> = leaders(&image, "after").values().copied().collect();
     assert!(live.iter().all(|l| *l != dead as i64 && *l != other as i64), "{live:?}");
 }
+
+/// KIP-951: Produce (v10+) and Fetch (v16) sent to a broker that does not lead the partition
+/// answer NOT_LEADER_OR_FOLLOWER with the current leader, its epoch and its endpoint, so the
+/// client goes there without asking for metadata first.
+#[test]
+fn a_broker_that_does_not_lead_names_the_leader_and_its_endpoint() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &[]);
+    create_topic(&cluster.bootstrap(), "kip951", 3, &[]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let (&p, _) = leaders(&image, "kip951").iter().find(|(_, &l)| l == 1).expect("1 leads one");
+    let epoch = partition(&image, "kip951", p)["leader_epoch"].as_i64().unwrap() as i32;
+    let mut conn = common::RawConn::connect(cluster.node(2));
+    let produce = |partition: i32| {
+        ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_static_str("kip951")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(
+                        common::client_batch(&[(None, Some(b"v".as_slice()))]).freeze(),
+                    ))]),
+        ])
+    };
+    let r: ProduceResponse = conn.call(ApiKey::Produce, 12, &produce(p));
+    let part = &r.responses[0].partition_responses[0];
+    assert_eq!(part.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!((part.current_leader.leader_id.0, part.current_leader.leader_epoch), (1, epoch));
+    let node1 = cluster.node(1).kafka;
+    assert_eq!(r.node_endpoints.len(), 1);
+    assert_eq!(r.node_endpoints[0].node_id.0, 1);
+    assert_eq!(r.node_endpoints[0].port, node1.port() as i32);
+    // A partition the cluster does not have is unknown, not led elsewhere.
+    let r: ProduceResponse = conn.call(ApiKey::Produce, 12, &produce(99));
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(kafka_protocol::protocol::StrBytes::from_static_str("kip951")))
+            .with_topic_id(image_topic_id(&image, "kip951"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = conn.call(ApiKey::Fetch, 16, &fetch);
+    let part = &r.responses[0].partitions[0];
+    assert_eq!(part.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!((part.current_leader.leader_id.0, part.current_leader.leader_epoch), (1, epoch));
+    assert_eq!(r.node_endpoints.iter().map(|e| e.node_id.0).collect::<Vec<_>>(), vec![1]);
+}
+
+/// The topic id of `topic` in an image (`[u8; 16]` as JSON numbers).
+fn image_topic_id(image: &serde_json::Value, topic: &str) -> uuid::Uuid {
+    let bytes: Vec<u8> = image["topics"][topic]["id"]
+        .as_array()
+        .expect("topic id")
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    uuid::Uuid::from_slice(&bytes).unwrap()
+}

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 
 use super::replica_error_code;
@@ -59,7 +61,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     loop {
         changes.borrow_and_update();
         let (response, total, has_error) =
-            read_once(broker, &req, &names, from_replica, read_committed, max_bytes);
+            read_once(broker, &req, &names, from_replica, read_committed, max_bytes, version);
         // Kafka answers at once when min_bytes is 0 or nothing was asked for.
         if total >= min_bytes || req.topics.is_empty() || has_error || Instant::now() >= deadline {
             for (topic, bytes) in count_bytes(&response, &names) {
@@ -95,9 +97,11 @@ fn read_once(
     from_replica: bool,
     read_committed: bool,
     max_bytes: usize,
+    version: i16,
 ) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut has_error = false;
+    let mut leaders = std::collections::BTreeSet::new();
     let mut topics = Vec::with_capacity(req.topics.len());
     for (topic, name) in req.topics.iter().zip(names) {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -147,6 +151,14 @@ fn read_once(
                     {
                         fill_offsets(broker, &tp, &mut data);
                     }
+                    if let (ReplicaError::NotLeader, true) = (&e, version >= 12) {
+                        if let Some((leader, epoch)) = super::leader_hint(broker, &tp) {
+                            data.current_leader = LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(epoch);
+                            leaders.insert(leader);
+                        }
+                    }
                     data.error_code = replica_error_code(&e);
                     has_error = true;
                 }
@@ -160,8 +172,20 @@ fn read_once(
                 .with_partitions(partitions),
         );
     }
-    let response =
+    let mut response =
         FetchResponse::default().with_error_code(0).with_session_id(0).with_responses(topics);
+    if version >= 16 {
+        response.node_endpoints = super::leader_endpoints(broker, &leaders)
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(super::strb(&host))
+                    .with_port(port)
+                    .with_rack(rack.as_deref().map(super::strb))
+            })
+            .collect();
+    }
     (response, total, has_error)
 }
 

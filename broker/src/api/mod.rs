@@ -226,6 +226,31 @@ pub fn uuid(id: [u8; 16]) -> uuid::Uuid {
     uuid::Uuid::from_bytes(id)
 }
 
+/// KIP-951: the leader and leader epoch of a partition, for a NOT_LEADER_OR_FOLLOWER answer, so
+/// the client can go there without a Metadata round trip. `None` for a partition the cluster
+/// does not have, and for one without a leader.
+pub fn leader_hint(broker: &Broker, tp: &crate::log::TopicPartition) -> Option<(i32, i32)> {
+    let image = broker.metadata.image();
+    let p = image.topic(&tp.topic)?.partitions.get(&tp.partition)?;
+    (p.leader >= 0).then_some((p.leader, p.leader_epoch))
+}
+
+/// KIP-951: `(node id, host, port, rack)` of the given brokers on the client's listener.
+pub fn leader_endpoints(
+    broker: &Broker,
+    ids: &std::collections::BTreeSet<i32>,
+) -> Vec<(i32, String, i32, Option<String>)> {
+    let image = broker.metadata.image();
+    let listener = crate::server::connection::current_listener();
+    ids.iter()
+        .filter_map(|id| {
+            let b = image.brokers.get(id).filter(|b| !b.fenced)?;
+            let (host, port) = b.endpoint(&listener)?;
+            Some((*id, host.to_string(), i32::from(port), b.rack.clone()))
+        })
+        .collect()
+}
+
 /// Kafka error code of a storage error.
 pub fn log_error_code(e: &LogError) -> i16 {
     match e {

@@ -1,12 +1,17 @@
 //! Produce (3–12): record batches are appended as bytes (validated and stamped in place, never
 //! decoded per record). acks=0 gets no response (a failure closes the connection, as in Kafka,
 //! so the client refreshes its metadata), acks=1 and acks=all are answered once the write is in
-//! the log; acks=all also requires the ISR to meet `min.insync.replicas`.
+//! the log; acks=all also requires the ISR to meet `min.insync.replicas`. A partition led by
+//! another broker answers NOT_LEADER_OR_FOLLOWER with that leader and its endpoint (v10+,
+//! KIP-951).
+
+use std::collections::BTreeSet;
 
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
 use super::{replica_error_code, strb};
@@ -22,6 +27,7 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut leaders = BTreeSet::new();
     for topic in req.topic_data {
         let name = topic.name.to_string();
         let labels = TopicLabels { topic: name.clone() };
@@ -72,6 +78,14 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
                 }
                 Err(e) => {
                     tracing::debug!(partition = %tp, error = %e, "produce failed");
+                    if let (ReplicaError::NotLeader, true) = (&e, version >= 10) {
+                        if let Some((leader, epoch)) = super::leader_hint(broker, &tp) {
+                            resp.current_leader = LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(epoch);
+                            leaders.insert(leader);
+                        }
+                    }
                     resp.error_code = replica_error_code(&e);
                     resp.error_message = Some(strb(&e.to_string()));
                     resp.record_errors = record_errors(&e);
@@ -87,7 +101,17 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
                 .with_partition_responses(partitions),
         );
     }
-    ProduceResponse::default().with_responses(responses)
+    let endpoints = super::leader_endpoints(broker, &leaders)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(id))
+                .with_host(strb(&host))
+                .with_port(port)
+                .with_rack(rack.as_deref().map(strb))
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses).with_node_endpoints(endpoints)
 }
 
 /// The refused records of a batch, for Produce v8+ (older versions do not carry them).

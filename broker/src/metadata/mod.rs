@@ -383,6 +383,10 @@ impl MetadataNode {
             rebalance_interval: cfg.rebalance_interval,
             voters: cfg.voters.iter().map(|v| (v.id, v.host.clone(), v.port)).collect(),
         };
+        if let Err(e) = form_quorum(&raft, &voters, &dir).await {
+            let _ = raft.shutdown().await;
+            return Err(e);
+        }
         let controller = Arc::new(Controller::new(controller_cfg, raft.clone(), image_rx.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let node = MetadataNode {
@@ -434,41 +438,6 @@ impl MetadataNode {
 
     async fn bootstrap(&self) -> Result<(), MetadataError> {
         let cfg = &self.inner.config;
-        let raft = &self.inner.raft;
-        let stopped = |e: openraft::error::Fatal<u64>| MetadataError::Internal(e.to_string());
-        let configured: BTreeSet<u64> = self.inner.voters.keys().copied().collect();
-        if raft.is_initialized().await.map_err(stopped)? {
-            let stored = raft
-                .with_raft_state(|st| {
-                    st.membership_state.effective().voter_ids().collect::<BTreeSet<_>>()
-                })
-                .await
-                .map_err(stopped)?;
-            if stored != configured {
-                return Err(MetadataError::InvalidConfig(format!(
-                    "the metadata log in {} belongs to a quorum of node(s) {stored:?}, but \
-                     controller.quorum.voters (or a single node without it) gives {configured:?}; \
-                     the voter set cannot change",
-                    cfg.data_dir.join(METADATA_DIR).display()
-                )));
-            }
-        } else {
-            let members: BTreeMap<u64, BasicNode> = self
-                .inner
-                .voters
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
-                .collect();
-            // Every voter initializes with the same voter set; openraft makes that safe, and
-            // the hello check keeps voters with another set out.
-            match raft.initialize(members).await {
-                Ok(()) => {}
-                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => {
-                    return Err(MetadataError::Internal(format!("cannot initialize quorum: {e}")))
-                }
-            }
-        }
         self.wait_for_leader().await?;
         let cluster_id = match self
             .call(ControllerCall::EnsureClusterId { wanted: cfg.cluster_id.clone() })
@@ -946,6 +915,43 @@ impl MetadataNode {
     #[cfg(test)]
     pub(crate) fn raft(&self) -> &MetadataRaft {
         &self.inner.raft
+    }
+}
+
+/// Checks a stored voter set against the configured one, or (a pristine log) forms the quorum
+/// with the configured voters. Runs before this node serves the controller listener, so that
+/// what it finds is its own state, not what a leader is replicating to it at that moment.
+async fn form_quorum(
+    raft: &MetadataRaft,
+    voters: &BTreeMap<u64, String>,
+    dir: &std::path::Path,
+) -> Result<(), MetadataError> {
+    let stopped = |e: openraft::error::Fatal<u64>| MetadataError::Internal(e.to_string());
+    let configured: BTreeSet<u64> = voters.keys().copied().collect();
+    if raft.is_initialized().await.map_err(stopped)? {
+        let stored = raft
+            .with_raft_state(|st| {
+                st.membership_state.effective().voter_ids().collect::<BTreeSet<_>>()
+            })
+            .await
+            .map_err(stopped)?;
+        if stored != configured {
+            return Err(MetadataError::InvalidConfig(format!(
+                "the metadata log in {} belongs to a quorum of node(s) {stored:?}, but \
+                 controller.quorum.voters (or a single node without it) gives {configured:?}; \
+                 the voter set cannot change",
+                dir.display()
+            )));
+        }
+        return Ok(());
+    }
+    let members: BTreeMap<u64, BasicNode> =
+        voters.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+    // Every voter initializes with the same voter set; openraft makes that safe, and the hello
+    // check keeps voters with another set out.
+    match raft.initialize(members).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(MetadataError::Internal(format!("cannot initialize quorum: {e}"))),
     }
 }
 

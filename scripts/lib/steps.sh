@@ -1,0 +1,74 @@
+# shellcheck shell=bash
+# The step machinery of the compatibility scripts (compat.sh, compat-groups.sh,
+# compat-cluster.sh). Source it after setting WORK (with a steps/ directory), T (seconds each
+# client command may take), and optionally ONLY (a regex of step names to run) and BROKER_PID.
+#
+#   step NAME CMD...     runs CMD in a subshell with its output in $WORK/steps/NAME.log;
+#                        prints `ok NAME (Ns)` or `FAIL NAME: reason (log: ...)` and counts it
+#                        in PASSED / FAILED; STATUS[NAME] is ok or fail
+#   fail REASON          ends the step with REASON
+#   need SETUP           fails the step unless SETUP is "ok" (else it holds why not)
+#   after STEP           fails the step at once unless STEP passed (it builds on STEP)
+#   tmo CMD...           CMD bounded by T seconds; `why $?` says how it ended
+#   timed_out RC         for programs that print their own `FAIL: reason`: only a timeout
+#                        needs saying
+
+PASSED=${PASSED:-0}
+FAILED=${FAILED:-0}
+declare -A STATUS=()
+
+fail() {
+  echo "reason: $*"
+  exit 1
+}
+
+need() { [[ "$1" == ok ]] || fail "$1"; }
+
+after() { [[ "${STATUS[$1]:-}" == ok ]] || fail "skipped: needs $1, which did not pass"; }
+
+tmo() { timeout "$T" "$@"; }
+why() {
+  case "$1" in
+    124) echo "timed out after ${T}s" ;;
+    *) echo "exit status $1" ;;
+  esac
+}
+timed_out() {
+  (($1 != 124)) || fail "$(why "$1")"
+  exit "$1"
+}
+
+step() {
+  local name="$1"
+  shift
+  if [[ -n "${ONLY:-}" && ! "$name" =~ $ONLY ]]; then
+    return 0
+  fi
+  local out="$WORK/steps/$name.log" started=$SECONDS
+  if [[ -n "${BROKER_PID:-}" ]] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
+    echo "reason: skipped: the broker process has exited" >"$out"
+    STATUS[$name]=fail
+    FAILED=$((FAILED + 1))
+    echo "FAIL $name: the broker process has exited (see its log in $WORK)"
+    return 0
+  fi
+  if ("$@") >"$out" 2>&1; then
+    STATUS[$name]=ok
+    PASSED=$((PASSED + 1))
+    echo "ok $name ($((SECONDS - started))s)"
+  else
+    STATUS[$name]=fail
+    FAILED=$((FAILED + 1))
+    local reason hint
+    reason="$(grep -E '^(reason|FAIL): ' "$out" | tail -n 1)" || true
+    if [[ "$reason" == "reason: "* ]]; then
+      # A generic reason from the script: add the tool's last error line, if any.
+      hint="$(grep -v '^reason: ' "$out" | grep -E '^% ERROR|^Error|ERROR|Exception' | tail -n 1 | cut -c1-240)" || true
+      reason="${reason#reason: }${hint:+ -- $hint}"
+    fi
+    reason="${reason#FAIL: }"
+    [[ -n "$reason" ]] || reason="$(tail -n 1 "$out" | cut -c1-240)"
+    [[ -n "$reason" ]] || reason="exited non-zero with no output"
+    echo "FAIL $name: $reason (log: $out)"
+  fi
+}
