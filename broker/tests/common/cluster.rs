@@ -17,6 +17,14 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Where one node listens, and what its command runs under (`ip netns exec NS`, or nothing).
+struct NodeSpec {
+    kafka: String,
+    controller: String,
+    admin: String,
+    wrap: Vec<String>,
+}
+
 /// A running cluster.
 pub struct Cluster {
     /// Nodes by index; node id = index + 1. A stopped node stays, without a process.
@@ -42,27 +50,55 @@ impl Cluster {
     }
 
     fn try_start(dir: &Path, n: usize, extra: &[&str]) -> Result<Cluster, String> {
-        let kafka: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let controller: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let specs = (0..n)
+            .map(|_| NodeSpec {
+                kafka: format!("127.0.0.1:{}", free_port()),
+                controller: format!("127.0.0.1:{}", free_port()),
+                admin: "127.0.0.1:0".into(),
+                wrap: Vec::new(),
+            })
+            .collect();
+        Self::launch(dir, specs, extra)
+    }
+
+    /// Starts `n` nodes, node `id` in network namespace `net.node_ns(id)` at
+    /// `10.213.0.<id>` (fixed ports: each namespace has its own). Clients must run in
+    /// `net.client(...)`.
+    pub fn start_in(net: &super::netns::Net, dir: &Path, n: usize, extra: &[&str]) -> Cluster {
+        let specs = (1..=n)
+            .map(|id| {
+                let ip = super::netns::node_ip(id);
+                NodeSpec {
+                    kafka: format!("{ip}:9092"),
+                    controller: format!("{ip}:9093"),
+                    admin: format!("{ip}:9644"),
+                    wrap: ["ip", "netns", "exec", &net.node_ns(id)].map(String::from).to_vec(),
+                }
+            })
+            .collect();
+        Self::launch(dir, specs, extra).unwrap_or_else(|e| panic!("the cluster did not start: {e}"))
+    }
+
+    fn launch(dir: &Path, specs: Vec<NodeSpec>, extra: &[&str]) -> Result<Cluster, String> {
         let voters: Vec<String> =
-            (0..n).map(|i| format!("{}@127.0.0.1:{}", i + 1, controller[i])).collect();
+            specs.iter().enumerate().map(|(i, s)| format!("{}@{}", i + 1, s.controller)).collect();
         let cluster_id = "c2x1aWNlLXRlc3QtY2x1cw".to_string();
         let level = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into());
         let mut launches = Vec::new();
-        let mut commands = Vec::new();
-        for i in 0..n {
+        for (i, spec) in specs.iter().enumerate() {
             let id = i + 1;
             let data = dir.join(format!("node-{id}"));
             std::fs::create_dir_all(&data).unwrap();
             let mut props = format!(
                 "node.id={id}\nprocess.roles=broker,controller\n\
-                 listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}\n\
+                 listeners=PLAINTEXT://{},CONTROLLER://{}\n\
                  controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
-                 cluster.id={cluster_id}\nlog.dirs={}\nadmin.listener=127.0.0.1:0\n",
-                kafka[i],
-                controller[i],
+                 cluster.id={cluster_id}\nlog.dirs={}\nadmin.listener={}\n",
+                spec.kafka,
+                spec.controller,
                 voters.join(","),
-                data.display()
+                data.display(),
+                spec.admin,
             );
             for line in extra {
                 props.push_str(line);
@@ -70,21 +106,19 @@ impl Cluster {
             }
             let file = dir.join(format!("node-{id}.properties"));
             std::fs::write(&file, props).unwrap();
-            let args = vec!["start".to_string(), "--config".into(), file.display().to_string()];
-            launches.push(BrokerProcess::launch(
-                env!("CARGO_BIN_EXE_sluice"),
-                &data,
-                args.clone(),
-                Vec::new(),
-                level.clone(),
-            ));
-            commands.push(args);
+            let sluice = env!("CARGO_BIN_EXE_sluice").to_string();
+            let mut command = spec.wrap.clone();
+            command.extend([sluice, "start".into(), "--config".into(), file.display().to_string()]);
+            let (program, args) = command.split_first().expect("a command");
+            let launch =
+                BrokerProcess::launch(program, &data, args.to_vec(), Vec::new(), level.clone());
+            launches.push((launch, command.clone()));
         }
         let mut nodes = Vec::new();
         let mut failed = None;
-        for (launch, args) in launches.into_iter().zip(commands) {
+        for (launch, command) in launches {
             match launch.try_ready() {
-                Ok(p) => nodes.push(p.relaunch_with(args)),
+                Ok(p) => nodes.push(p.relaunch_with(command)),
                 Err(e) => failed = failed.or(Some(e)),
             }
         }
@@ -135,10 +169,21 @@ impl Cluster {
         timeout: Duration,
         check: impl Fn(&BTreeMap<i32, serde_json::Value>) -> bool,
     ) -> BTreeMap<i32, serde_json::Value> {
+        self.wait_for_images_on(&self.running(), what, timeout, check)
+    }
+
+    /// [`Cluster::wait_for_images`] on the nodes `ids` only.
+    pub fn wait_for_images_on(
+        &self,
+        ids: &[i32],
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&BTreeMap<i32, serde_json::Value>) -> bool,
+    ) -> BTreeMap<i32, serde_json::Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let images: BTreeMap<i32, serde_json::Value> =
-                self.running().into_iter().map(|id| (id, self.image(id))).collect();
+                ids.iter().map(|&id| (id, self.image(id))).collect();
             if check(&images) {
                 return images;
             }

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -49,7 +50,8 @@ pub struct BrokerProcess {
     log_level: String,
     /// The controller listener, when the node serves one.
     pub controller: Option<SocketAddr>,
-    /// The full command line of a cluster node (`start --config FILE`), which `restart` reruns.
+    /// The full command of a cluster node (program, `start`, `--config`, FILE), which
+    /// `restart` reruns.
     relaunch: Option<Vec<String>>,
 }
 
@@ -131,9 +133,9 @@ impl BrokerProcess {
         }
     }
 
-    /// Marks a cluster node: `restart` reruns `args` (its `start --config FILE`).
-    pub fn relaunch_with(mut self, args: Vec<String>) -> Self {
-        self.relaunch = Some(args);
+    /// Marks a cluster node: `restart` reruns `command` (program and arguments).
+    pub fn relaunch_with(mut self, command: Vec<String>) -> Self {
+        self.relaunch = Some(command);
         self
     }
 
@@ -353,10 +355,12 @@ impl BrokerProcess {
         // The old socket may linger briefly; retry binding within a bounded time.
         loop {
             let result = std::panic::catch_unwind(|| match &relaunch {
-                Some(args) => {
-                    let mut p = Self::spawn(
+                Some(command) => {
+                    let (program, args) = command.split_first().expect("a command");
+                    let mut p = Self::spawn_program(
+                        program,
                         &self.data_dir,
-                        args.clone(),
+                        args.to_vec(),
                         self.extra.clone(),
                         self.log_level.clone(),
                     );
