@@ -130,18 +130,36 @@ fn killing_the_active_controller_elects_another_and_the_producer_carries_on() {
         send(&p, "orders", part, "before").unwrap();
     }
 
-    cluster.node_mut(dead).kill9();
-    // Another node takes over the quorum, and the dead broker is fenced when its session
-    // expires: its partition is leaderless (one replica), the others keep their leaders.
-    let images = cluster.wait_for_images(
-        "a new controller and the dead broker fenced",
-        Duration::from_secs(30),
-        |images| {
-            images.values().all(|i| {
-                controller(i) != dead && controller(i) > 0 && broker(i, dead)["fenced"] == true
-            })
-        },
-    );
+    // A client keeps producing to the live brokers' partitions while the controller dies.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, images) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut sent = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for &part in &survivors {
+                    send(&p, "orders", part, "during").expect("a live broker's partition");
+                    sent += 1;
+                }
+            }
+            sent
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        cluster.node_mut(dead).kill9();
+        // Another node takes over the quorum, and the dead broker is fenced when its session
+        // expires: its partition is leaderless (one replica), the others keep their leaders.
+        let images = cluster.wait_for_images(
+            "a new controller and the dead broker fenced",
+            Duration::from_secs(30),
+            |images| {
+                images.values().all(|i| {
+                    controller(i) != dead && controller(i) > 0 && broker(i, dead)["fenced"] == true
+                })
+            },
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (writer.join().unwrap(), images)
+    });
+    assert!(sent > 2, "the producer carried on through the failover ({sent} sends)");
     let after = images.values().next().unwrap();
     let dead_partition = before.iter().find(|(_, &l)| l == dead as i64).map(|(&p, _)| p).unwrap();
     assert_eq!(partition(after, "orders", dead_partition)["leader"], -1);
@@ -160,7 +178,13 @@ fn killing_the_active_controller_elects_another_and_the_producer_carries_on() {
     assert!(back["leader_epoch"].as_i64().unwrap() >= 2, "{back}");
     send(&p, "orders", dead_partition, "back").unwrap();
     for &part in &survivors {
-        assert_eq!(read(&cluster.bootstrap(), "orders", part, 2), vec!["before", "after"]);
+        let n = 2 + sent / survivors.len();
+        let got = read(&cluster.bootstrap(), "orders", part, n);
+        assert_eq!(
+            (got.first().unwrap().as_str(), got.last().unwrap().as_str()),
+            ("before", "after")
+        );
+        assert!(got[1..n - 1].iter().all(|v| v == "during"), "{got:?}");
     }
 }
 
@@ -339,4 +363,182 @@ fn image_topic_id(image: &serde_json::Value, topic: &str) -> uuid::Uuid {
         .map(|b| b.as_u64().unwrap() as u8)
         .collect();
     uuid::Uuid::from_slice(&bytes).unwrap()
+}
+
+/// Separate roles, as a large Kafka cluster runs them: three controller-only nodes form the
+/// quorum, two broker-only nodes follow the metadata log and serve clients. Partitions go to
+/// brokers only, clients never see the controllers, DescribeQuorum lists the brokers as
+/// observers, and losing the active controller changes nothing for the clients.
+#[test]
+fn controller_only_and_broker_only_nodes_form_one_cluster() {
+    use common::cluster::Role;
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::*;
+    let dir = tempfile::tempdir().unwrap();
+    let roles = [Role::Controller, Role::Controller, Role::Controller, Role::Broker, Role::Broker];
+    let mut cluster = Cluster::start_roles(dir.path(), &roles, &[]);
+    create_topic(&cluster.node(4).bootstrap(), "roles", 4, &[]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let mut per_broker = BTreeMap::<i64, usize>::new();
+    for leader in leaders(&image, "roles").values() {
+        *per_broker.entry(*leader).or_default() += 1;
+    }
+    assert_eq!(per_broker, BTreeMap::from([(4, 2), (5, 2)]), "partitions on brokers only");
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).create().unwrap();
+    let md = consumer.fetch_metadata(Some("roles"), Duration::from_secs(10)).unwrap();
+    let mut brokers: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
+    brokers.sort();
+    assert_eq!(brokers, vec![4, 5], "clients see brokers, not controllers");
+    let p = producer(&cluster.bootstrap());
+    for part in 0..4 {
+        send(&p, "roles", part, "x").unwrap();
+    }
+
+    let mut conn = common::RawConn::connect(cluster.node(5));
+    let quorum_request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(kafka_protocol::protocol::StrBytes::from_static_str(
+            "__cluster_metadata",
+        )))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let quorum = |conn: &mut common::RawConn| -> DescribeQuorumResponse {
+        conn.call(ApiKey::DescribeQuorum, 2, &quorum_request)
+    };
+    let q = quorum(&mut conn);
+    let part = &q.topics[0].partitions[0];
+    let ids = |list: &[describe_quorum_response::ReplicaState]| {
+        let mut v: Vec<i32> = list.iter().map(|r| r.replica_id.0).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&part.current_voters), vec![1, 2, 3]);
+    assert_eq!(ids(&part.observers), vec![4, 5]);
+
+    // The active controller dies; another takes over and the brokers carry on.
+    let dead = controller(&image);
+    assert!((1..=3).contains(&dead), "{dead}");
+    cluster.node_mut(dead).kill9();
+    cluster.wait_for_images_on(&[4, 5], "a new controller", Duration::from_secs(30), |images| {
+        images.values().all(|i| (1..=3).contains(&controller(i)) && controller(i) != dead)
+    });
+    create_topic(&cluster.node(5).bootstrap(), "roles-after", 2, &[]);
+    for part in 0..4 {
+        send(&p, "roles", part, "y").unwrap();
+    }
+    assert_eq!(read(&cluster.bootstrap(), "roles", 3, 2), vec!["x", "y"]);
+}
+
+/// Two client listeners, as a Kubernetes pod has (an internal one and an external one), each
+/// advertising its own address: a client is answered with the endpoints of the listener it
+/// connected to, in Metadata, FindCoordinator and DescribeCluster.
+#[test]
+fn each_client_listener_advertises_its_own_address() {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let dir = tempfile::tempdir().unwrap();
+    let (internal, external) = (common::cluster::free_port(), common::cluster::free_port());
+    let config = dir.path().join("server.properties");
+    std::fs::write(
+        &config,
+        format!(
+            "node.id=1\nlisteners=INTERNAL://127.0.0.1:{internal},EXTERNAL://127.0.0.1:{external}\n\
+             advertised.listeners=INTERNAL://broker-1.internal.example:{internal},\
+             EXTERNAL://203.0.113.7:31001\n\
+             listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT\n\
+             inter.broker.listener.name=INTERNAL\nlog.dirs={}\nadmin.listener=127.0.0.1:0\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let args = vec!["start".to_string(), "--config".into(), config.display().to_string()];
+    let broker = common::BrokerProcess::launch(
+        env!("CARGO_BIN_EXE_sluice"),
+        dir.path(),
+        args,
+        Vec::new(),
+        "warn".into(),
+    )
+    .ready();
+    let cases = [
+        (internal, "broker-1.internal.example", internal as i32),
+        (external, "203.0.113.7", 31001),
+    ];
+    for (port, host, advertised_port) in cases {
+        let mut conn = common::RawConn::connect_to(format!("127.0.0.1:{port}").parse().unwrap());
+        let md: MetadataResponse =
+            conn.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
+        assert_eq!(md.brokers.len(), 1);
+        assert_eq!((md.brokers[0].host.as_str(), md.brokers[0].port), (host, advertised_port));
+        let dc: DescribeClusterResponse =
+            conn.call(ApiKey::DescribeCluster, 1, &DescribeClusterRequest::default());
+        assert_eq!((dc.brokers[0].host.as_str(), dc.brokers[0].port), (host, advertised_port));
+        // The first lookup creates __consumer_offsets; retry until the coordinator is known.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let fc = loop {
+            let fc: FindCoordinatorResponse = conn.call(
+                ApiKey::FindCoordinator,
+                3,
+                &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")),
+            );
+            if fc.error_code == 0 || std::time::Instant::now() > deadline {
+                break fc;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!((fc.error_code, fc.host.as_str(), fc.port), (0, host, advertised_port));
+    }
+    drop(broker);
+}
+
+/// Another process started with a node id the cluster already has: the voters refuse its
+/// connections with a line naming the problem, it says why it cannot join, and the cluster
+/// carries on.
+#[test]
+fn a_second_process_with_a_taken_node_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &[]);
+    let node2 = std::fs::read_to_string(dir.path().join("attempt-0/node-2.properties"))
+        .or_else(|_| std::fs::read_to_string(dir.path().join("attempt-1/node-2.properties")))
+        .expect("node 2's properties");
+    // The same node.id 2 and voter list, its own ports and data directory.
+    let (kafka, controller) = (common::cluster::free_port(), common::cluster::free_port());
+    let impostor_dir = dir.path().join("impostor");
+    let props: String = node2
+        .lines()
+        .map(|l| {
+            if l.starts_with("listeners=") {
+                format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller}"
+                )
+            } else if l.starts_with("log.dirs=") {
+                format!("log.dirs={}", impostor_dir.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = dir.path().join("impostor.properties");
+    std::fs::write(&file, props).unwrap();
+    let launch = common::BrokerProcess::launch(
+        env!("CARGO_BIN_EXE_sluice"),
+        &impostor_dir,
+        vec!["start".into(), "--config".into(), file.display().to_string()],
+        Vec::new(),
+        "warn".into(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = |lines: Vec<String>| lines.iter().any(|l| l.contains("may share node.id 2"));
+    while !refused(cluster.node(1).log_lines()) || !refused(cluster.node(3).log_lines()) {
+        assert!(std::time::Instant::now() < deadline, "the voters did not refuse the impostor");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It never joins: still not ready after the refusals; stop it.
+    match launch.try_ready_within(Duration::from_secs(3)) {
+        Ok(_) => panic!("a second node 2 became ready"),
+        Err(log) => assert!(log.contains("may share node.id 2"), "the impostor says why: {log}"),
+    }
+    create_topic(&cluster.bootstrap(), "after-impostor", 3, &[]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    assert_eq!(leaders(&image, "after-impostor").len(), 3);
 }

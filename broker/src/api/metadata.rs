@@ -118,7 +118,7 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
     MetadataResponse::default()
         .with_brokers(brokers(&image, &listener))
         .with_cluster_id(Some(strb(&image.cluster_id)))
-        .with_controller_id(BrokerId(image.controller_id))
+        .with_controller_id(BrokerId(controller_for_clients(broker, &image, &listener)))
         .with_topics(topics)
         // Asked for in v8–v10 only (later versions use DescribeCluster).
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
@@ -126,6 +126,21 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
         } else {
             AUTHORIZED_OPERATIONS_OMITTED
         })
+}
+
+/// The controller id clients are told: the active controller when it is a broker they can
+/// reach on this listener, else this broker (Kafka tells them a live broker, since KIP-590 every
+/// broker forwards what the controller must do).
+pub fn controller_for_clients(broker: &Broker, image: &ClusterImage, listener: &str) -> i32 {
+    let reachable = image
+        .brokers
+        .get(&image.controller_id)
+        .is_some_and(|b| !b.fenced && b.endpoint(listener).is_some());
+    if reachable {
+        image.controller_id
+    } else {
+        broker.node_id()
+    }
 }
 
 /// The unfenced brokers as Metadata lists them, with their endpoints on `listener` (the one

@@ -7,6 +7,9 @@
 //! with the endpoints of the listener it connected to. `inter.broker.listener.name` picks the
 //! listener other brokers use (replication).
 //!
+//! A node may be a broker, a controller (a voter of the metadata quorum) or both; a broker-only
+//! node reaches the controllers at the addresses in `controller.quorum.voters`.
+//!
 //! Each setting is parsed alone when it is set; [`ListenerConfig::validate`] checks the
 //! combination once every source is applied, naming the key at fault.
 
@@ -373,11 +376,14 @@ impl ListenerConfig {
                  is broker"
             )));
         }
-        if self.roles.broker != self.roles.controller {
-            return Err(invalid(format!(
-                "process.roles={}: this build runs combined nodes (broker,controller) only",
-                if self.roles.broker { "broker" } else { "controller" }
-            )));
+        if !self.roles.broker {
+            if let Some(l) = self.client_listeners().next() {
+                return Err(invalid(format!(
+                    "listeners must only contain controller listeners (controller.listener.names) \
+                     when process.roles is controller, but {} is not one",
+                    l.name
+                )));
+            }
         }
         Ok(())
     }
@@ -456,6 +462,14 @@ mod tests {
             err(&[("listeners", "CONTROLLER://:9093"), CTL, THREE]).contains("no client listener")
         );
         assert!(err(&[("process.roles", "broker")]).contains("is required"));
+        assert!(err(&[("process.roles", "broker"), THREE, CTL]).contains("must include controller"));
+        assert!(err(&[
+            ("process.roles", "controller"),
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            CTL,
+            THREE
+        ])
+        .contains("must only contain controller listeners"));
         assert!(config(&[("controller.quorum.voters", "1@a:1,1@b:1")]).is_err());
         assert!(config(&[("controller.quorum.voters", "a:1")]).is_err());
         assert!(config(&[("process.roles", "router")]).is_err());
@@ -464,6 +478,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("more than once"));
+    }
+
+    #[test]
+    fn broker_only_and_controller_only_nodes() {
+        let voters = ("controller.quorum.voters", "2@a:9093,3@b:9093,4@c:9093");
+        let broker = config(&[("process.roles", "broker"), voters, CTL]).unwrap();
+        assert!(broker.controller_listener().is_none(), "a broker serves no controller listener");
+        assert_eq!(broker.client_listeners().count(), 1);
+        let e = err(&[
+            ("process.roles", "broker"),
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            voters,
+            CTL,
+        ]);
+        assert!(e.contains("must not contain the controller listener"), "{e}");
+        let controller = config(&[
+            ("process.roles", "controller"),
+            ("listeners", "CONTROLLER://:9093"),
+            ("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093"),
+            CTL,
+        ])
+        .unwrap();
+        assert_eq!(controller.controller_listener().unwrap().port, 9093);
+        assert_eq!(controller.client_listeners().count(), 0);
     }
 
     #[test]

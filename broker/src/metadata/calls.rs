@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::controller::Controller;
-use super::image::{Endpoint, TopicImage};
+use super::image::{ClusterImage, Endpoint, TopicImage};
+use super::state_machine::AppliedEntry;
 use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, TopicRef};
 
 /// A request to the active controller.
@@ -75,21 +76,48 @@ pub enum ControllerCall {
         unclean: bool,
     },
     DescribeQuorum,
+    /// A broker-only node fetches the metadata log after index `after`, waiting up to
+    /// `max_wait_ms` for something new. Any voter answers, from what it applied.
+    FetchMetadata {
+        after: u64,
+        max_wait_ms: u64,
+    },
+}
+
+/// What a metadata fetch brings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataDelta {
+    /// The entries after the requested index, in order (possibly none).
+    Entries(Vec<AppliedEntry>),
+    /// The whole image, when the entries are no longer kept.
+    Image(Box<ClusterImage>),
 }
 
 /// The controller's answer to a [`ControllerCall`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerReply {
     ClusterId(String),
-    Registered { epoch: i64 },
-    Heartbeat { fenced: bool, shutdown_ready: bool },
+    Registered {
+        epoch: i64,
+    },
+    Heartbeat {
+        fenced: bool,
+        shutdown_ready: bool,
+    },
     Topics(Vec<Result<TopicImage, MetadataError>>),
     Deleted(Vec<Result<(String, [u8; 16]), MetadataError>>),
     Each(Vec<Result<(), MetadataError>>),
     Elections(Vec<((String, i32), Result<(), MetadataError>)>),
     Done,
-    ProducerIds { first: i64 },
+    ProducerIds {
+        first: i64,
+    },
     Quorum(QuorumState),
+    /// A metadata fetch's answer, with the active controller as the answering voter sees it.
+    Metadata {
+        leader: Option<i32>,
+        delta: MetadataDelta,
+    },
 }
 
 /// One voter's replication state, as DescribeQuorum reports it.
@@ -112,6 +140,8 @@ pub struct QuorumState {
     /// Offset after the last committed entry.
     pub high_watermark: i64,
     pub voters: Vec<ReplicaState>,
+    /// Broker-only nodes, which follow the log without voting.
+    pub observers: Vec<ReplicaState>,
     /// Voters' listener endpoints (`controller.quorum.voters`).
     pub voter_endpoints: Vec<(i32, String, u16)>,
 }
@@ -164,6 +194,10 @@ impl Controller {
                 ControllerReply::Elections(self.elect_leaders(partitions, unclean).await?)
             }
             ControllerCall::DescribeQuorum => ControllerReply::Quorum(self.describe_quorum()?),
+            ControllerCall::FetchMetadata { after, max_wait_ms } => {
+                let (leader, delta) = self.fetch_metadata(after, max_wait_ms).await;
+                ControllerReply::Metadata { leader, delta }
+            }
         };
         Ok((reply, self.applied_index()))
     }

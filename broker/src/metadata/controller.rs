@@ -27,12 +27,13 @@ use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::ServerState;
 use tokio::sync::{watch, Mutex, MutexGuard};
 
-use super::calls::{QuorumState, ReplicaState};
+use super::calls::{MetadataDelta, QuorumState, ReplicaState};
 use super::elections::{
     plan_fence, plan_preferred, plan_rebalance, plan_unclean, plan_unfence, Preferred,
 };
 use super::image::{uuid_to_string, ClusterImage, Endpoint, PartitionImage, TopicImage};
 use super::state_machine::apply_record;
+use super::state_machine::RecentEntries;
 use super::types::{MetadataRaft, MetadataRecord, MetadataRequest, MetadataResponse};
 use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, TopicRef};
 use crate::log::LogConfig;
@@ -68,6 +69,8 @@ pub(crate) struct ControllerConfig {
 struct Session {
     last_seen: Instant,
     shutting_down: bool,
+    /// How far the broker had applied the metadata log at its last heartbeat.
+    applied: u64,
 }
 
 /// What the leader saw of a voter's replication, for DescribeQuorum.
@@ -86,6 +89,8 @@ pub(crate) struct Controller {
     lock: Mutex<()>,
     sessions: std::sync::Mutex<HashMap<i32, Session>>,
     progress: std::sync::Mutex<HashMap<u64, VoterProgress>>,
+    /// The entries this node applied recently, served to broker-only nodes.
+    recent: Arc<std::sync::Mutex<RecentEntries>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -99,6 +104,7 @@ impl Controller {
         cfg: ControllerConfig,
         raft: MetadataRaft,
         image_rx: watch::Receiver<Arc<ClusterImage>>,
+        recent: Arc<std::sync::Mutex<RecentEntries>>,
     ) -> Controller {
         Controller {
             cfg,
@@ -107,6 +113,30 @@ impl Controller {
             lock: Mutex::new(()),
             sessions: std::sync::Mutex::new(HashMap::new()),
             progress: std::sync::Mutex::new(HashMap::new()),
+            recent,
+        }
+    }
+
+    /// A broker-only node's fetch of the metadata log after `after`: waits (at most
+    /// `max_wait_ms`) until this node applied something newer, then answers the entries, or
+    /// the whole image when they are no longer kept. Any voter answers.
+    pub(crate) async fn fetch_metadata(
+        &self,
+        after: u64,
+        max_wait_ms: u64,
+    ) -> (Option<i32>, MetadataDelta) {
+        let mut images = self.image_rx.clone();
+        let newer = images.wait_for(|i| i.applied_index > after);
+        let _ = tokio::time::timeout(Duration::from_millis(max_wait_ms.min(10_000)), newer).await;
+        let leader = self.raft.metrics().borrow().current_leader.map(|l| l as i32);
+        let image = self.image_rx.borrow().clone();
+        if image.applied_index <= after {
+            return (leader, MetadataDelta::Entries(Vec::new()));
+        }
+        let entries = self.recent.lock().unwrap_or_else(|e| e.into_inner()).after(after);
+        match entries {
+            Some(entries) if !entries.is_empty() => (leader, MetadataDelta::Entries(entries)),
+            _ => (leader, MetadataDelta::Image(Box::new((*image).clone()))),
         }
     }
 
@@ -237,7 +267,7 @@ impl Controller {
             listeners,
         });
         self.propose(records).await?;
-        self.touch(id, false);
+        self.touch(id, false, 0);
         Ok(epoch)
     }
 
@@ -245,8 +275,8 @@ impl Controller {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
     }
 
-    fn touch(&self, id: i32, shutting_down: bool) {
-        let session = Session { last_seen: Instant::now(), shutting_down };
+    fn touch(&self, id: i32, shutting_down: bool, applied: u64) {
+        let session = Session { last_seen: Instant::now(), shutting_down, applied };
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id, session);
     }
 
@@ -276,7 +306,7 @@ impl Controller {
             }
         };
         let was_shutting_down = self.session(id).is_some_and(|s| s.shutting_down);
-        self.touch(id, shutdown || was_shutting_down);
+        self.touch(id, shutdown || was_shutting_down, applied);
         if shutdown || was_shutting_down {
             if !broker.fenced {
                 self.propose(plan_fence(&image, id, epoch)).await?;
@@ -311,7 +341,8 @@ impl Controller {
                 let now = Instant::now();
                 let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
                 for &id in image.brokers.keys() {
-                    sessions.insert(id, Session { last_seen: now, shutting_down: false });
+                    let fresh = Session { last_seen: now, shutting_down: false, applied: 0 };
+                    sessions.insert(id, fresh);
                 }
             }
             return;
@@ -469,11 +500,25 @@ impl Controller {
             })
             .collect();
         voters.sort_by_key(|v| v.id);
+        // Broker-only nodes follow the log without voting: observers, as far as their last
+        // heartbeat said they had applied it.
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let observers = sessions
+            .iter()
+            .filter(|(id, _)| !voters.iter().any(|v| v.id == **id))
+            .map(|(&id, s)| ReplicaState {
+                id,
+                log_end_offset: s.applied as i64 + 1,
+                last_fetch_ms_ago: s.last_seen.elapsed().as_millis() as i64,
+                last_caught_up_ms_ago: -1,
+            })
+            .collect();
         Ok(QuorumState {
             leader_id: self.cfg.node_id,
             leader_epoch: i32::try_from(m.current_term).unwrap_or(i32::MAX),
             high_watermark: leo(m.last_applied.map(|l| l.index)),
             voters,
+            observers,
             voter_endpoints: self.cfg.voters.clone(),
         })
     }

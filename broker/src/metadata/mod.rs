@@ -31,6 +31,7 @@
 pub mod calls;
 mod controller;
 mod elections;
+mod follower;
 pub mod image;
 mod log_store;
 mod meta_properties;
@@ -100,6 +101,13 @@ pub struct MetadataConfig {
     pub listeners: Vec<Endpoint>,
     /// `controller.quorum.voters`; empty for a single node that is its own quorum.
     pub voters: Vec<Voter>,
+    /// The advertised port of this node's controller listener, when it serves one.
+    pub controller_port: Option<u16>,
+    /// `process.roles` includes `controller`: this node is a voter. Otherwise it follows the
+    /// metadata log by fetching it from the voters.
+    pub voter: bool,
+    /// `process.roles` includes `broker`: this node registers and heartbeats as a broker.
+    pub broker: bool,
     /// `broker.heartbeat.interval.ms`.
     pub heartbeat_interval: Duration,
     /// `broker.session.timeout.ms`.
@@ -128,6 +136,9 @@ impl MetadataConfig {
             port: 9092,
             listeners: Vec::new(),
             voters: Vec::new(),
+            controller_port: None,
+            voter: true,
+            broker: true,
             heartbeat_interval: Duration::from_millis(2000),
             session_timeout: Duration::from_millis(9000),
             rebalance_interval: Some(Duration::from_secs(300)),
@@ -260,10 +271,18 @@ pub enum MetadataError {
     Internal(String),
 }
 
-struct NodeInner {
-    config: MetadataConfig,
+/// The raft member and controller of a voter.
+struct Quorum {
     raft: MetadataRaft,
     controller: Arc<Controller>,
+}
+
+struct NodeInner {
+    config: MetadataConfig,
+    /// `None` on a broker-only node, which follows the log without voting.
+    quorum: Option<Quorum>,
+    /// The active controller as a broker-only node last heard (-1: unknown).
+    leader_hint: AtomicI64,
     client: ControllerClient,
     /// Controller endpoint of each voter by node id.
     voters: BTreeMap<u64, String>,
@@ -338,24 +357,8 @@ impl MetadataNode {
     ) -> Result<Self, MetadataError> {
         cfg.validate()?;
         let single = cfg.voters.is_empty();
-        let dir = cfg.data_dir.join(METADATA_DIR);
         let stored_cluster_id =
             meta_properties::check(&cfg.data_dir, cfg.node_id, cfg.cluster_id.as_deref())?;
-        let (image_tx, image_rx) = watch::channel(Arc::new(ClusterImage::default()));
-        let open_dir = dir.clone();
-        let storage = Arc::new(log_store::StorageHealth::default());
-        let health = storage.clone();
-        let (log_store, state_machine) = tokio::task::spawn_blocking(move || {
-            let log_store = LogStore::open_with(&open_dir, health.clone())?;
-            let state_machine = StateMachineStore::open(&open_dir, image_tx, health)?;
-            Ok::<_, std::io::Error>((log_store, state_machine))
-        })
-        .await
-        .map_err(|e| MetadataError::Internal(e.to_string()))?
-        .map_err(|e| {
-            MetadataError::Internal(format!("cannot open metadata log in {}: {e}", dir.display()))
-        })?;
-
         let node_id = cfg.node_id as u64;
         let voters: BTreeMap<u64, String> = if single {
             BTreeMap::from([(node_id, join_host_port(&cfg.host, cfg.port))])
@@ -368,52 +371,48 @@ impl MetadataNode {
             node_id: cfg.node_id,
             voters: canonical_voters(&voters),
             incarnation,
+            controller_port: cfg.controller_port,
         });
-        let network = Network::new(hello.clone());
-        let raft =
-            Raft::new(node_id, Arc::new(raft_config(single)?), network, log_store, state_machine)
-                .await
-                .map_err(|e| MetadataError::Internal(format!("cannot start metadata raft: {e}")))?;
-        let controller_cfg = ControllerConfig {
-            node_id: cfg.node_id,
-            defaults: cfg.defaults.clone(),
-            num_partitions: cfg.num_partitions,
-            default_replication_factor: cfg.default_replication_factor,
-            session_timeout: cfg.session_timeout,
-            rebalance_interval: cfg.rebalance_interval,
-            voters: cfg.voters.iter().map(|v| (v.id, v.host.clone(), v.port)).collect(),
+        let (image_tx, image_rx) = watch::channel(Arc::new(ClusterImage::default()));
+        let storage = Arc::new(log_store::StorageHealth::default());
+        let (quorum, follower_tx) = if cfg.voter {
+            let quorum =
+                open_quorum(&cfg, &voters, hello.clone(), image_tx, image_rx.clone(), &storage)
+                    .await?;
+            (Some(quorum), None)
+        } else {
+            (None, Some(image_tx))
         };
-        if let Err(e) = form_quorum(&raft, &voters, &dir).await {
-            let _ = raft.shutdown().await;
-            return Err(e);
-        }
-        let controller = Arc::new(Controller::new(controller_cfg, raft.clone(), image_rx.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let node = MetadataNode {
             inner: Arc::new(NodeInner {
-                config: cfg,
-                raft,
-                controller: controller.clone(),
+                quorum,
+                leader_hint: AtomicI64::new(-1),
                 client: ControllerClient::new(hello.clone()),
                 voters,
                 image_rx,
                 broker_epoch: AtomicI64::new(-1),
-                fenced: watch::channel(true).0,
+                // A node that is not a broker is never fenced: it has nothing to lead.
+                fenced: watch::channel(cfg.broker).0,
                 published: watch::channel(None).0,
                 storage,
                 stopping: AtomicBool::new(false),
                 shutdown,
                 tasks: std::sync::Mutex::new(Vec::new()),
+                config: cfg,
             }),
         };
-        if let Some(listener) = controller_listener {
+        if let (Some(listener), Some(q)) = (controller_listener, &node.inner.quorum) {
             let ctx = Arc::new(ServerContext {
                 hello: (*hello).clone(),
-                raft: node.inner.raft.clone(),
-                controller,
+                raft: q.raft.clone(),
+                controller: q.controller.clone(),
                 peers: Default::default(),
             });
             node.spawn(network::server::serve(listener, ctx, shutdown_rx.clone()));
+        }
+        if let Some(tx) = follower_tx {
+            node.spawn(follower::follow(node.clone(), tx));
         }
         match node.bootstrap().await {
             Ok(()) => {}
@@ -447,6 +446,12 @@ impl MetadataNode {
             other => return Err(unexpected(other)),
         };
         meta_properties::write(&cfg.data_dir, cfg.node_id, &cluster_id)?;
+        if self.inner.quorum.is_some() {
+            self.spawn(self.clone().controller_loop());
+        }
+        if !cfg.broker {
+            return Ok(());
+        }
         let incarnation = self.inner.client.incarnation();
         let register = ControllerCall::RegisterBroker {
             id: cfg.node_id,
@@ -475,7 +480,6 @@ impl MetadataNode {
         };
         self.inner.broker_epoch.store(epoch, Ordering::SeqCst);
         self.spawn(self.clone().heartbeat_loop());
-        self.spawn(self.clone().controller_loop());
         let mut fenced = self.inner.fenced.subscribe();
         let unfenced = fenced.wait_for(|f| !*f);
         if self.is_single_node() {
@@ -497,9 +501,32 @@ impl MetadataNode {
         self.inner.stopping.load(Ordering::SeqCst)
     }
 
-    /// Waits until the quorum has a leader and this node applied what it had committed.
+    /// Waits until the quorum has a leader and this node applied what it had committed (a
+    /// voter), or until this node fetched the metadata log once (a broker-only node).
     async fn wait_for_leader(&self) -> Result<(), MetadataError> {
-        let raft = &self.inner.raft;
+        let Some(quorum) = &self.inner.quorum else {
+            let mut images = self.inner.image_rx.clone();
+            let mut waited = Duration::ZERO;
+            const STEP: Duration = Duration::from_secs(10);
+            loop {
+                let fetched = images.wait_for(|i| i.applied_index > 0);
+                match tokio::time::timeout(STEP, fetched).await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(_)) => {
+                        return Err(MetadataError::Internal("metadata follower stopped".into()))
+                    }
+                    Err(_) => {
+                        waited += STEP;
+                        tracing::info!(
+                            waited_s = waited.as_secs(),
+                            voters = %canonical_voters(&self.inner.voters),
+                            "waiting to fetch the metadata log from the controller.quorum.voters"
+                        );
+                    }
+                }
+            }
+        };
+        let raft = &quorum.raft;
         let has_leader = |m: &openraft::RaftMetrics<u64, BasicNode>| m.current_leader.is_some();
         if self.is_single_node() {
             raft.wait(Some(START_TIMEOUT))
@@ -549,35 +576,58 @@ impl MetadataNode {
         timeout: Duration,
         patience: Duration,
     ) -> Result<ControllerReply, MetadataError> {
+        let (reply, index) = self.send_call(call, timeout, patience).await?;
+        self.wait_published(index).await;
+        Ok(reply)
+    }
+
+    /// Who this node believes leads the quorum, and whether that is itself without a quorum.
+    fn leader(&self) -> (Option<u64>, bool) {
+        let Some(quorum) = &self.inner.quorum else {
+            let hint = self.inner.leader_hint.load(Ordering::SeqCst);
+            return (u64::try_from(hint).ok(), false);
+        };
+        let metrics = quorum.raft.metrics();
+        let m = metrics.borrow();
+        // A leader that has not heard from a majority for a while (the others are down)
+        // cannot commit anything: do not wait on it.
+        let lost = !self.is_single_node()
+            && m.state == ServerState::Leader
+            && m.millis_since_quorum_ack.is_none_or(|ms| ms > QUORUM_LOST_MS);
+        (m.current_leader, lost)
+    }
+
+    /// Sends `call` to the active controller (retrying while there is none) and answers its
+    /// reply and the metadata index it reflects, without waiting to apply it.
+    async fn send_call(
+        &self,
+        call: ControllerCall,
+        timeout: Duration,
+        patience: Duration,
+    ) -> Result<(ControllerReply, u64), MetadataError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut unreachable_since = None;
         let me = self.node_id() as u64;
-        let mut metrics = self.inner.raft.metrics();
+        // A broker-only node that knows no leader asks the voters in turn.
+        let mut next_voter = self.inner.voters.keys().copied().cycle();
         loop {
             if self.stopping() {
                 return Err(MetadataError::NotController);
             }
-            let (leader, lost_quorum) = {
-                let m = metrics.borrow_and_update();
-                // A leader that has not heard from a majority for a while (the others are
-                // down) cannot commit anything: do not wait on it.
-                let lost = !self.is_single_node()
-                    && m.state == ServerState::Leader
-                    && m.millis_since_quorum_ack.is_none_or(|ms| ms > QUORUM_LOST_MS);
-                (m.current_leader, lost)
+            let (leader, lost_quorum) = self.leader();
+            let target = match (leader, &self.inner.quorum) {
+                (Some(id), _) => Some(id),
+                (None, None) => next_voter.next(),
+                (None, Some(_)) => None,
             };
-            let attempt = match leader {
-                Some(id) if id == me && lost_quorum => Err(MetadataError::NotController),
-                Some(id) if id == me => self.inner.controller.handle(call.clone()).await,
-                Some(id) => match self.inner.voters.get(&id) {
+            let attempt = match (target, &self.inner.quorum) {
+                (Some(id), Some(_)) if id == me && lost_quorum => Err(MetadataError::NotController),
+                (Some(id), Some(q)) if id == me => q.controller.handle(call.clone()).await,
+                (Some(id), _) => match self.inner.voters.get(&id) {
                     Some(addr) => {
                         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        match self
-                            .inner
-                            .client
-                            .call(addr, call.clone(), left.max(Duration::from_millis(100)))
-                            .await
-                        {
+                        let ttl = left.max(Duration::from_millis(100));
+                        match self.inner.client.call(addr, call.clone(), ttl).await {
                             Ok(r) => r,
                             Err(e @ RoundTripError::NotSent { .. }) => {
                                 tracing::debug!(error = %e, "controller call not sent");
@@ -591,26 +641,38 @@ impl MetadataNode {
                     }
                     None => Err(MetadataError::NotController),
                 },
-                None => Err(MetadataError::NotController),
+                (None, _) => Err(MetadataError::NotController),
             };
             match attempt {
-                Ok((reply, index)) => {
-                    self.wait_published(index).await;
-                    return Ok(reply);
-                }
+                Ok(answer) => return Ok(answer),
                 Err(MetadataError::NotController) if tokio::time::Instant::now() < deadline => {
+                    if self.inner.quorum.is_none() {
+                        // That voter does not lead: forget the hint and ask the next one.
+                        self.inner.leader_hint.store(-1, Ordering::SeqCst);
+                    }
                     let since = *unreachable_since.get_or_insert_with(tokio::time::Instant::now);
                     if since.elapsed() >= patience {
                         return Err(MetadataError::Timeout);
                     }
                     // Wait for a leader change, or retry soon (the leader may be restarting).
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
+                    match &self.inner.quorum {
+                        Some(q) => {
+                            let mut metrics = q.raft.metrics();
+                            let changed = metrics.changed();
+                            let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
                 }
                 Err(MetadataError::NotController) => return Err(MetadataError::Timeout),
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Records the active controller a voter named in a fetch answer (broker-only nodes).
+    fn note_leader(&self, leader: Option<i32>) {
+        self.inner.leader_hint.store(leader.map_or(-1, i64::from), Ordering::SeqCst);
     }
 
     /// Waits (at most [`APPLY_WAIT`]) until this broker has applied the metadata log up to
@@ -672,7 +734,8 @@ impl MetadataNode {
     /// leaders every `leader.imbalance.check.interval.seconds` when enabled.
     async fn controller_loop(self) {
         let mut shutdown = self.inner.shutdown.subscribe();
-        let controller = &self.inner.controller;
+        let Some(quorum) = &self.inner.quorum else { return };
+        let controller = &quorum.controller;
         let mut leader_since = None;
         let rebalance = controller.rebalance_interval();
         let mut next_rebalance = rebalance.map(|i| tokio::time::Instant::now() + i);
@@ -893,14 +956,21 @@ impl MetadataNode {
             let _ = task.await;
         }
         self.inner.storage.close();
-        if let Err(e) = self.inner.raft.shutdown().await {
-            tracing::warn!("metadata raft did not shut down cleanly: {e}");
+        if let Some(q) = &self.inner.quorum {
+            if let Err(e) = q.raft.shutdown().await {
+                tracing::warn!("metadata raft did not shut down cleanly: {e}");
+            }
         }
     }
 
     /// `(current term, current leader, last applied log index)` for `/metrics`.
+    /// A broker-only node reports term 0, the leader it last heard of and its applied index.
     pub fn raft_metrics(&self) -> (u64, Option<u64>, Option<u64>) {
-        let metrics = self.inner.raft.metrics();
+        let Some(q) = &self.inner.quorum else {
+            let applied = self.image().applied_index;
+            return (0, self.leader().0, (applied > 0).then_some(applied));
+        };
+        let metrics = q.raft.metrics();
         let m = metrics.borrow();
         (m.current_term, m.current_leader, m.last_applied.map(|id| id.index))
     }
@@ -908,14 +978,66 @@ impl MetadataNode {
     /// Whether the raft core is running: false once it stopped on a fatal error (a storage
     /// failure it could not survive), after which no metadata can be written.
     pub fn raft_alive(&self) -> bool {
-        self.inner.raft.metrics().borrow().running_state.is_ok()
+        self.inner.quorum.as_ref().is_none_or(|q| q.raft.metrics().borrow().running_state.is_ok())
     }
 
     /// The raft instance, for tests that force snapshots and purges.
     #[cfg(test)]
     pub(crate) fn raft(&self) -> &MetadataRaft {
-        &self.inner.raft
+        &self.inner.quorum.as_ref().expect("a voter").raft
     }
+}
+
+/// Opens a voter's metadata stores and raft member, checks or forms the voter set, and makes
+/// the controller that runs while this node leads.
+async fn open_quorum(
+    cfg: &MetadataConfig,
+    voters: &BTreeMap<u64, String>,
+    hello: Arc<Hello>,
+    image_tx: watch::Sender<Arc<ClusterImage>>,
+    image_rx: watch::Receiver<Arc<ClusterImage>>,
+    storage: &Arc<log_store::StorageHealth>,
+) -> Result<Quorum, MetadataError> {
+    let dir = cfg.data_dir.join(METADATA_DIR);
+    let open_dir = dir.clone();
+    let health = storage.clone();
+    let (log_store, state_machine) = tokio::task::spawn_blocking(move || {
+        let log_store = LogStore::open_with(&open_dir, health.clone())?;
+        let state_machine = StateMachineStore::open(&open_dir, image_tx, health)?;
+        Ok::<_, std::io::Error>((log_store, state_machine))
+    })
+    .await
+    .map_err(|e| MetadataError::Internal(e.to_string()))?
+    .map_err(|e| {
+        MetadataError::Internal(format!("cannot open metadata log in {}: {e}", dir.display()))
+    })?;
+    let recent = state_machine.recent();
+    let network = Network::new(hello);
+    let single = cfg.voters.is_empty();
+    let raft = Raft::new(
+        cfg.node_id as u64,
+        Arc::new(raft_config(single)?),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| MetadataError::Internal(format!("cannot start metadata raft: {e}")))?;
+    if let Err(e) = form_quorum(&raft, voters, &dir).await {
+        let _ = raft.shutdown().await;
+        return Err(e);
+    }
+    let controller_cfg = ControllerConfig {
+        node_id: cfg.node_id,
+        defaults: cfg.defaults.clone(),
+        num_partitions: cfg.num_partitions,
+        default_replication_factor: cfg.default_replication_factor,
+        session_timeout: cfg.session_timeout,
+        rebalance_interval: cfg.rebalance_interval,
+        voters: cfg.voters.iter().map(|v| (v.id, v.host.clone(), v.port)).collect(),
+    };
+    let controller = Arc::new(Controller::new(controller_cfg, raft.clone(), image_rx, recent));
+    Ok(Quorum { raft, controller })
 }
 
 /// Checks a stored voter set against the configured one, or (a pristine log) forms the quorum

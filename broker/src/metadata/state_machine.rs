@@ -97,9 +97,15 @@ pub(crate) struct StateMachineStore {
     last_membership: Membership,
     files: Arc<SnapshotFiles>,
     image_tx: watch::Sender<Arc<ClusterImage>>,
+    recent: Arc<std::sync::Mutex<RecentEntries>>,
 }
 
 impl StateMachineStore {
+    /// The recently applied entries, shared with the controller that serves them.
+    pub(crate) fn recent(&self) -> Arc<std::sync::Mutex<RecentEntries>> {
+        self.recent.clone()
+    }
+
     /// Opens the state machine in `dir`, starting from the snapshot there if any, and
     /// publishes its image on `image_tx`.
     pub(crate) fn open(
@@ -140,8 +146,64 @@ impl StateMachineStore {
                 health,
             }),
             image_tx,
+            recent: Arc::default(),
         })
     }
+}
+
+/// How many applied entries a voter keeps in memory for broker-only nodes that fetch the
+/// metadata log; one that is further behind gets the whole image instead.
+pub(crate) const RECENT_ENTRIES: usize = 2048;
+
+/// One applied metadata log entry, as broker-only nodes receive it: blank and membership
+/// entries carry no records but keep indexes contiguous.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedEntry {
+    pub index: u64,
+    /// The node that led the quorum when the entry was appended.
+    pub leader: i32,
+    pub records: Vec<MetadataRecord>,
+}
+
+/// The last [`RECENT_ENTRIES`] applied entries, in index order.
+#[derive(Debug, Default)]
+pub(crate) struct RecentEntries {
+    entries: std::collections::VecDeque<AppliedEntry>,
+}
+
+impl RecentEntries {
+    fn push(&mut self, entry: AppliedEntry) {
+        if self.entries.len() == RECENT_ENTRIES {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+    }
+
+    /// The entries after index `after`, or `None` when some of them are no longer kept.
+    pub(crate) fn after(&self, after: u64) -> Option<Vec<AppliedEntry>> {
+        match self.entries.front() {
+            Some(first) if first.index <= after + 1 => {
+                Some(self.entries.iter().filter(|e| e.index > after).cloned().collect())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Applies one entry to `image`: what the state machine and a broker-only node's follower
+/// both do. Returns the first producer id of an `AllocateProducerIds` record.
+pub(crate) fn apply_entry(image: &mut ClusterImage, entry: &AppliedEntry) -> Option<i64> {
+    image.applied_index = entry.index;
+    // The leader that appended an entry is the active controller as of that entry; the blank
+    // entry each new leader commits makes this track leadership changes.
+    image.controller_id = entry.leader;
+    let mut first_producer_id = None;
+    for record in &entry.records {
+        if let Some(first) = apply_record(image, record) {
+            first_producer_id = Some(first);
+        }
+    }
+    first_producer_id
 }
 
 /// Applies one record to `image`; returns the first producer id for `AllocateProducerIds`.
@@ -268,28 +330,27 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut image = (*self.image).clone();
         let mut responses = Vec::new();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         for entry in entries {
             self.last_applied = Some(entry.log_id);
-            image.applied_index = entry.log_id.index;
-            // The leader that appended an entry is the active controller as of that entry; the
-            // blank entry each new leader commits makes this track leadership changes.
-            image.controller_id = i32::try_from(entry.log_id.leader_id.node_id).unwrap_or(-1);
-            let mut response = MetadataResponse::default();
-            match entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(request) => {
-                    for record in &request.records {
-                        if let Some(first) = apply_record(&mut image, record) {
-                            response.first_producer_id = Some(first);
-                        }
-                    }
-                }
+            let records = match entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(request) => request.records,
                 EntryPayload::Membership(m) => {
                     self.last_membership = Membership::new(Some(entry.log_id), m);
+                    Vec::new()
                 }
-            }
-            responses.push(response);
+            };
+            let applied = AppliedEntry {
+                index: entry.log_id.index,
+                leader: i32::try_from(entry.log_id.leader_id.node_id).unwrap_or(-1),
+                records,
+            };
+            let first_producer_id = apply_entry(&mut image, &applied);
+            recent.push(applied);
+            responses.push(MetadataResponse { first_producer_id });
         }
+        drop(recent);
         if !responses.is_empty() {
             self.image = Arc::new(image);
             self.image_tx.send_replace(self.image.clone());
@@ -326,6 +387,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.last_membership = meta.last_membership.clone();
         let mut image = stored.image;
         image.applied_index = meta.last_log_id.map_or(0, |id| id.index);
+        // Entries before the snapshot are not kept: a broker behind it gets the image.
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = RecentEntries::default();
         self.image = Arc::new(image);
         self.image_tx.send_replace(self.image.clone());
         Ok(())

@@ -72,8 +72,8 @@ impl Broker {
 /// A started broker: its addresses and the means to stop it.
 #[derive(Debug)]
 pub struct RunningBroker {
-    /// The first client listener's bound address.
-    pub kafka_addr: SocketAddr,
+    /// The first client listener's bound address (none on a controller-only node).
+    pub kafka_addr: Option<SocketAddr>,
     /// Every client listener: name and bound address.
     pub listeners: Vec<(String, SocketAddr)>,
     /// The controller listener's bound address, when this node serves one.
@@ -124,14 +124,19 @@ pub async fn start_unless_stopped(
         .with_context(|| format!("binding the admin listener {}", config.admin_listen))?;
     let admin_addr = admin_listener.local_addr()?;
     let endpoints: Vec<Endpoint> = client_listeners.iter().map(|(_, _, e)| e.clone()).collect();
+    // A controller-only node registers no endpoint; the controller listener stands in.
     let inter_broker = config
         .net
         .inter_broker_listener()
         .and_then(|name| endpoints.iter().find(|e| e.name == name))
         .or(endpoints.first())
         .cloned()
-        .context("no client listener to register")?;
-    let kafka_addr = client_listeners[0].1;
+        .or_else(|| {
+            let addr = controller_addr?;
+            Some(Endpoint { name: String::new(), host: addr.ip().to_string(), port: addr.port() })
+        })
+        .context("no client listener and no controller listener")?;
+    let kafka_addr = client_listeners.first().map(|(_, addr, _)| *addr);
 
     let defaults = config.log_defaults.clone();
     let data_dir = config.data_dir.clone();
@@ -168,6 +173,13 @@ pub async fn start_unless_stopped(
         port: inter_broker.port,
         listeners: endpoints,
         voters: config.net.voters.clone(),
+        controller_port: config
+            .net
+            .controller_listener()
+            .zip(controller_addr)
+            .map(|(spec, bound)| config.net.advertised_for(spec, bound.port()).1),
+        voter: config.net.roles.controller,
+        broker: config.net.roles.broker,
         heartbeat_interval: config.broker_heartbeat_interval,
         session_timeout: config.broker_session_timeout,
         rebalance_interval: config
@@ -236,7 +248,7 @@ pub async fn start_unless_stopped(
         )));
     }
     broker.ready.store(true, Ordering::SeqCst);
-    tracing::info!(%kafka_addr, %admin_addr, node_id = broker.node_id(), "broker started");
+    tracing::info!(?kafka_addr, %admin_addr, node_id = broker.node_id(), "broker started");
     Ok(Some(RunningBroker {
         kafka_addr,
         listeners,
@@ -289,8 +301,11 @@ pub async fn run(
         return Ok(());
     };
     // Machine-readable line for scripts and tests that start the binary on port 0.
-    let mut line =
-        format!("sluice ready kafka={} admin={}", running.kafka_addr, running.admin_addr);
+    let mut line = String::from("sluice ready");
+    if let Some(addr) = running.kafka_addr {
+        line.push_str(&format!(" kafka={addr}"));
+    }
+    line.push_str(&format!(" admin={}", running.admin_addr));
     if let Some(addr) = running.controller_addr {
         line.push_str(&format!(" controller={addr}"));
     }

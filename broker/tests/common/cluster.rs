@@ -17,12 +17,40 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Where one node listens, and what its command runs under (`ip netns exec NS`, or nothing).
+/// Where one node listens, its `process.roles`, and what its command runs under
+/// (`ip netns exec NS`, or nothing).
 struct NodeSpec {
     kafka: String,
     controller: String,
     admin: String,
     wrap: Vec<String>,
+    role: Role,
+}
+
+/// A node's `process.roles`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Combined,
+    Broker,
+    Controller,
+}
+
+impl Role {
+    fn roles(self) -> &'static str {
+        match self {
+            Role::Combined => "broker,controller",
+            Role::Broker => "broker",
+            Role::Controller => "controller",
+        }
+    }
+
+    fn is_broker(self) -> bool {
+        self != Role::Controller
+    }
+
+    fn is_voter(self) -> bool {
+        self != Role::Broker
+    }
 }
 
 /// A running cluster.
@@ -31,6 +59,7 @@ pub struct Cluster {
     pub nodes: Vec<BrokerProcess>,
     pub dir: PathBuf,
     pub cluster_id: String,
+    roles: Vec<Role>,
 }
 
 impl Cluster {
@@ -50,12 +79,31 @@ impl Cluster {
     }
 
     fn try_start(dir: &Path, n: usize, extra: &[&str]) -> Result<Cluster, String> {
-        let specs = (0..n)
-            .map(|_| NodeSpec {
+        Self::try_start_roles(dir, &vec![Role::Combined; n], extra)
+    }
+
+    /// Starts one node per entry of `roles` on loopback (node ids 1..), the voters among them
+    /// (combined and controller-only nodes) forming the quorum; retries like [`Cluster::start`].
+    pub fn start_roles(dir: &Path, roles: &[Role], extra: &[&str]) -> Cluster {
+        let mut failures = Vec::new();
+        for attempt in 0..3 {
+            match Self::try_start_roles(&dir.join(format!("attempt-{attempt}")), roles, extra) {
+                Ok(c) => return c,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("the cluster did not start: {failures:#?}");
+    }
+
+    fn try_start_roles(dir: &Path, roles: &[Role], extra: &[&str]) -> Result<Cluster, String> {
+        let specs = roles
+            .iter()
+            .map(|&role| NodeSpec {
                 kafka: format!("127.0.0.1:{}", free_port()),
                 controller: format!("127.0.0.1:{}", free_port()),
                 admin: "127.0.0.1:0".into(),
                 wrap: Vec::new(),
+                role,
             })
             .collect();
         Self::launch(dir, specs, extra)
@@ -73,6 +121,7 @@ impl Cluster {
                     controller: format!("{ip}:9093"),
                     admin: format!("{ip}:9644"),
                     wrap: ["ip", "netns", "exec", &net.node_ns(id)].map(String::from).to_vec(),
+                    role: Role::Combined,
                 }
             })
             .collect();
@@ -80,8 +129,12 @@ impl Cluster {
     }
 
     fn launch(dir: &Path, specs: Vec<NodeSpec>, extra: &[&str]) -> Result<Cluster, String> {
-        let voters: Vec<String> =
-            specs.iter().enumerate().map(|(i, s)| format!("{}@{}", i + 1, s.controller)).collect();
+        let voters: Vec<String> = specs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.role.is_voter())
+            .map(|(i, s)| format!("{}@{}", i + 1, s.controller))
+            .collect();
         let cluster_id = "c2x1aWNlLXRlc3QtY2x1cw".to_string();
         let level = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into());
         let mut launches = Vec::new();
@@ -89,13 +142,18 @@ impl Cluster {
             let id = i + 1;
             let data = dir.join(format!("node-{id}"));
             std::fs::create_dir_all(&data).unwrap();
+            let listeners = match spec.role {
+                Role::Combined => {
+                    format!("PLAINTEXT://{},CONTROLLER://{}", spec.kafka, spec.controller)
+                }
+                Role::Broker => format!("PLAINTEXT://{}", spec.kafka),
+                Role::Controller => format!("CONTROLLER://{}", spec.controller),
+            };
             let mut props = format!(
-                "node.id={id}\nprocess.roles=broker,controller\n\
-                 listeners=PLAINTEXT://{},CONTROLLER://{}\n\
+                "node.id={id}\nprocess.roles={}\nlisteners={listeners}\n\
                  controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
                  cluster.id={cluster_id}\nlog.dirs={}\nadmin.listener={}\n",
-                spec.kafka,
-                spec.controller,
+                spec.role.roles(),
                 voters.join(","),
                 data.display(),
                 spec.admin,
@@ -123,7 +181,12 @@ impl Cluster {
             }
         }
         match failed {
-            None => Ok(Cluster { nodes, dir: dir.to_path_buf(), cluster_id }),
+            None => Ok(Cluster {
+                nodes,
+                dir: dir.to_path_buf(),
+                cluster_id,
+                roles: specs.iter().map(|s| s.role).collect(),
+            }),
             Some(e) => {
                 for mut node in nodes {
                     node.kill9();

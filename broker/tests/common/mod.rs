@@ -410,8 +410,13 @@ impl Launch {
 
     /// Waits (at most 60 s) for the ready line; an early exit or the timeout is an error
     /// (with the process gone and its last log lines).
-    pub fn try_ready(mut self) -> Result<BrokerProcess, String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+    pub fn try_ready(self) -> Result<BrokerProcess, String> {
+        self.try_ready_within(Duration::from_secs(60))
+    }
+
+    /// [`Launch::try_ready`] with another bound.
+    pub fn try_ready_within(mut self, timeout: Duration) -> Result<BrokerProcess, String> {
+        let deadline = Instant::now() + timeout;
         let line = loop {
             match self.ready.recv_timeout(Duration::from_millis(100)) {
                 Ok(l) => break l,
@@ -423,8 +428,7 @@ impl Launch {
                         std::thread::sleep(Duration::from_millis(50));
                         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
                         let tail = log[log.len().saturating_sub(5)..].join("\n");
-                        let why =
-                            if exited { "exited" } else { "did not become ready within 60 s" };
+                        let why = if exited { "exited" } else { "did not become ready in time" };
                         return Err(format!("broker {why}; last log lines:\n{tail}"));
                     }
                 }
@@ -436,7 +440,8 @@ impl Launch {
         Ok(BrokerProcess {
             reference: None,
             child: Some(self.child),
-            kafka: addr("kafka=").expect("kafka address in the ready line"),
+            // A controller-only node has no Kafka listener: its admin address stands in.
+            kafka: addr("kafka=").or(addr("admin=")).expect("kafka address in the ready line"),
             admin: addr("admin=").expect("admin address in the ready line"),
             controller: addr("controller="),
             data_dir: self.data_dir,
@@ -475,7 +480,12 @@ pub struct RawConn {
 
 impl RawConn {
     pub fn connect(b: &BrokerProcess) -> Self {
-        let stream = std::net::TcpStream::connect(b.kafka).expect("connect to the broker");
+        Self::connect_to(b.kafka)
+    }
+
+    /// A connection to one listener of a broker.
+    pub fn connect_to(addr: SocketAddr) -> Self {
+        let stream = std::net::TcpStream::connect(addr).expect("connect to the broker");
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         RawConn { stream, next_id: 0 }
     }

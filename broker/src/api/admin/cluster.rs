@@ -38,7 +38,9 @@ pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> Describ
     DescribeClusterResponse::default()
         .with_endpoint_type(1)
         .with_cluster_id(strb(&image.cluster_id))
-        .with_controller_id(BrokerId(image.controller_id))
+        .with_controller_id(BrokerId(crate::api::metadata::controller_for_clients(
+            broker, &image, &listener,
+        )))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             CLUSTER_OPERATIONS

@@ -2,9 +2,9 @@
 //!
 //! DescribeQuorum reports the metadata quorum as its leader sees it: voters with their log end
 //! offsets and when the leader last heard from them and last saw them caught up, the high
-//! watermark, and (v2) the voters' controller endpoints. Any broker answers: it asks the active
-//! controller, as Kafka's brokers forward it (KIP-836). Observers are always empty: every node
-//! is a voter in this build. ElectLeaders runs preferred or unclean elections on the controller.
+//! watermark, and (v2) the voters' controller endpoints; broker-only nodes are observers, with
+//! the offset their last heartbeat reported. Any broker answers: it asks the active controller,
+//! as Kafka's brokers forward it (KIP-836). ElectLeaders runs preferred or unclean elections on the controller.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,24 +51,24 @@ pub async fn describe_quorum(
     };
     let now = now_ms();
     let at = |ago: i64| if ago < 0 { -1 } else { now - ago };
-    let voters = quorum
-        .voters
-        .iter()
-        .map(|v| {
-            ReplicaState::default()
-                .with_replica_id(BrokerId(v.id))
-                .with_log_end_offset(v.log_end_offset)
-                .with_last_fetch_timestamp(at(v.last_fetch_ms_ago))
-                .with_last_caught_up_timestamp(at(v.last_caught_up_ms_ago))
-        })
-        .collect();
+    let replicas = |list: &[crate::metadata::ReplicaState]| -> Vec<ReplicaState> {
+        list.iter()
+            .map(|v| {
+                ReplicaState::default()
+                    .with_replica_id(BrokerId(v.id))
+                    .with_log_end_offset(v.log_end_offset)
+                    .with_last_fetch_timestamp(at(v.last_fetch_ms_ago))
+                    .with_last_caught_up_timestamp(at(v.last_caught_up_ms_ago))
+            })
+            .collect()
+    };
     let partition = PartitionData::default()
         .with_partition_index(0)
         .with_leader_id(BrokerId(quorum.leader_id))
         .with_leader_epoch(quorum.leader_epoch)
         .with_high_watermark(quorum.high_watermark)
-        .with_current_voters(voters)
-        .with_observers(Vec::new());
+        .with_current_voters(replicas(&quorum.voters))
+        .with_observers(replicas(&quorum.observers));
     let nodes = quorum
         .voter_endpoints
         .iter()

@@ -52,6 +52,10 @@ pub(crate) struct Hello {
     pub(crate) voters: String,
     /// Random per process start: two processes with one node id show as two incarnations.
     pub(crate) incarnation: [u8; 16],
+    /// The port a voter serves its controller listener on (advertised); `None` for a node
+    /// that serves none (broker-only).
+    #[serde(default)]
+    pub(crate) controller_port: Option<u16>,
 }
 
 impl Hello {
@@ -69,6 +73,25 @@ impl Hello {
                  list the same voters",
                 peer.node_id, peer.voters, self.voters
             ));
+        }
+        // A voter whose controller listener is not where the voter list says: a second process
+        // with the same node.id, or a wrong voter entry. Only the port can be compared (hosts
+        // may be names, addresses or a wildcard).
+        let entry = format!("{}@", peer.node_id);
+        let listed = self.voters.split(',').find(|v| v.starts_with(&entry));
+        let listed_port: Option<u16> =
+            listed.and_then(|v| v.rsplit_once(':')).and_then(|(_, p)| p.parse().ok());
+        if let (Some(port), Some(listed_port), Some(listed)) =
+            (peer.controller_port, listed_port, listed)
+        {
+            if port != listed_port {
+                return Some(format!(
+                    "node {} serves its controller listener on port {port}, but \
+                     controller.quorum.voters lists {listed}: two nodes may share node.id {}, or \
+                     its voter entry is wrong",
+                    peer.node_id, peer.node_id
+                ));
+            }
         }
         None
     }
@@ -125,4 +148,33 @@ pub(crate) async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> i
     serde_json::from_slice(&body).map_err(|e| {
         io::Error::new(io::ErrorKind::InvalidData, format!("undecodable metadata frame: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(cluster: &str, node: i32, voters: &str, port: Option<u16>) -> Hello {
+        Hello {
+            cluster_id: cluster.into(),
+            node_id: node,
+            voters: voters.into(),
+            incarnation: [0; 16],
+            controller_port: port,
+        }
+    }
+
+    #[test]
+    fn peers_of_another_cluster_voter_set_or_voter_address_are_refused() {
+        let voters = "1@a:9093,2@b:9093,3@c:9093";
+        let me = hello("abc", 1, voters, Some(9093));
+        assert_eq!(me.refuse(&hello("abc", 2, voters, Some(9093))), None);
+        assert_eq!(me.refuse(&hello("abc", 4, voters, None)), None, "a broker-only node");
+        let why = me.refuse(&hello("xyz", 2, voters, Some(9093))).unwrap();
+        assert!(why.contains("'xyz'") && why.contains("'abc'"), "{why}");
+        let why = me.refuse(&hello("abc", 2, "1@a:9093,2@b:9093", Some(9093))).unwrap();
+        assert!(why.contains("same voters"), "{why}");
+        let why = me.refuse(&hello("abc", 2, voters, Some(9999))).unwrap();
+        assert!(why.contains("may share node.id 2") && why.contains("2@b:9093"), "{why}");
+    }
 }
