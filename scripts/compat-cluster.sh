@@ -27,29 +27,20 @@ T="${COMPAT_TIMEOUT:-60}"
 
 log() { printf '[compat-cluster] %s\n' "$*" >&2; }
 
-mkdir -p "$ROOT/target/tmp"
-WORK="$(mktemp -d "$ROOT/target/tmp/compat-cluster.XXXXXX")"
-mkdir -p "$WORK/steps"
+# shellcheck source=scripts/lib/steps.sh
+source "$ROOT/scripts/lib/steps.sh"
+make_work compat-cluster
 CLUSTER_PID=""
 RESTARTED_PID=""
-PASSED=0
-FAILED=0
 
 cleanup() {
   local rc=$?
   [[ -z "$RESTARTED_PID" ]] || stop_process "$RESTARTED_PID"
   [[ -z "$CLUSTER_PID" ]] || stop_process "$CLUSTER_PID" 60
-  if ((FAILED > 0 || rc != 0)) || [[ "${COMPAT_KEEP:-}" == 1 ]]; then
-    log "work directory kept: $WORK"
-  else
-    rm -rf "$WORK"
-  fi
+  settle_work "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# shellcheck source=scripts/lib/steps.sh
-source "$ROOT/scripts/lib/steps.sh"
 
 SETUP_CLI=ok
 kafka_dist_fetch || SETUP_CLI="setup failed (Kafka jars), see $KAFKA_DIST_DIR/mvn.log"
@@ -127,14 +118,15 @@ preferred_election() {
     --election-type preferred --all-topic-partitions || fail "kafka-leader-election: $(why $?)"
 }
 
-# verifiable_produce N: VerifiableProducer with acks=all; every record acknowledged.
+# verifiable_produce BOOTSTRAP TOPIC N: VerifiableProducer with acks=all; every record
+# acknowledged.
 verifiable_produce() {
-  local out="$WORK/produce-$1.txt" rc=0
-  cli org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$BOOTSTRAP" --topic "$TOPIC" \
-    --max-messages "$1" --acks -1 >"$out" 2>&1 || rc=$?
+  local out="$WORK/produce-$2.txt" rc=0
+  cli org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$1" --topic "$2" \
+    --max-messages "$3" --acks -1 >"$out" 2>&1 || rc=$?
   tail -n 1 "$out"
   ((rc == 0)) || fail "VerifiableProducer: $(why $rc)"
-  grep -q "\"name\":\"tool_data\",\"sent\":$1,\"acked\":$1," "$out" || fail "not all $1 records acknowledged"
+  grep -q "\"name\":\"tool_data\",\"sent\":$3,\"acked\":$3," "$out" || fail "not all $3 records acknowledged"
 }
 
 verifiable_consume() {
@@ -187,11 +179,7 @@ controller_failover() {
   # The client carries on through the survivors: a new topic lands on the live nodes.
   topics "$survivors" --create --topic "$TOPIC-after" --partitions 2 --replication-factor 1 ||
     fail "kafka-topics --create after the kill: $(why $?)"
-  local rc=0
-  cli org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$survivors" \
-    --topic "$TOPIC-after" --max-messages 200 --acks -1 >"$WORK/produce-after.txt" 2>&1 || rc=$?
-  tail -n 1 "$WORK/produce-after.txt"
-  grep -q '"sent":200,"acked":200,' "$WORK/produce-after.txt" || fail "producer after the kill: not all acknowledged (rc $rc)"
+  verifiable_produce "$survivors" "$TOPIC-after" 200
   echo "$old" >"$WORK/killed-node"
 }
 
@@ -227,7 +215,7 @@ step quorum-status quorum_status
 step quorum-replication quorum_replication
 step topics-create-describe create_on_one_describe_on_another
 step leader-election-preferred preferred_election
-step verifiable-producer verifiable_produce "$N"
+step verifiable-producer verifiable_produce "$BOOTSTRAP" "$TOPIC" "$N"
 step verifiable-consumer verifiable_consume
 step controller-failover controller_failover
 restart_killed_node

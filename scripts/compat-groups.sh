@@ -42,22 +42,16 @@ fi
 
 log() { printf '[compat-groups] %s\n' "$*" >&2; }
 
-mkdir -p "$ROOT/target/tmp"
-WORK="$(mktemp -d "$ROOT/target/tmp/compat-groups.XXXXXX")"
-mkdir -p "$WORK/steps"
+# shellcheck source=scripts/lib/steps.sh
+source "$ROOT/scripts/lib/steps.sh"
+make_work compat-groups
 RUN_ID="$(date +%H%M%S)-$$"
 BROKER_PID=""
-PASSED=0
-FAILED=0
 
 cleanup() {
   local rc=$?
   [[ -z "$BROKER_PID" ]] || stop_process "$BROKER_PID"
-  if ((FAILED > 0 || rc != 0)) || [[ "${COMPAT_KEEP:-}" == 1 ]]; then
-    log "work directory kept: $WORK"
-  else
-    rm -rf "$WORK"
-  fi
+  settle_work "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -89,9 +83,6 @@ kafka_dist_fetch || SETUP_CLI="setup failed (Kafka jars), see $KAFKA_DIST_DIR/mv
 command -v kcat >/dev/null || SETUP_KCAT="kcat not installed (apt-get install kcat)"
 
 # ---------------------------------------------------------------------------------------------
-# Step machinery: scripts/lib/steps.sh.
-# shellcheck source=scripts/lib/steps.sh
-source "$ROOT/scripts/lib/steps.sh"
 
 cli() {
   need "$SETUP_CLI"

@@ -77,24 +77,16 @@ fi
 
 log() { printf '[compat] %s\n' "$*" >&2; }
 
-mkdir -p "$ROOT/target/tmp"
-WORK="$(mktemp -d "$ROOT/target/tmp/compat.XXXXXX")"
-mkdir -p "$WORK/steps"
+# shellcheck source=scripts/lib/steps.sh
+source "$ROOT/scripts/lib/steps.sh"
+make_work compat
 RUN_ID="$(date +%H%M%S)-$$"
 BROKER_PID=""
-PASSED=0
-FAILED=0
 
 cleanup() {
   local rc=$?
-  if [[ -n "$BROKER_PID" ]]; then
-    stop_process "$BROKER_PID"
-  fi
-  if ((FAILED > 0 || rc != 0)) || [[ "${COMPAT_KEEP:-}" == 1 ]]; then
-    log "work directory kept: $WORK"
-  else
-    rm -rf "$WORK"
-  fi
+  [[ -z "$BROKER_PID" ]] || stop_process "$BROKER_PID"
+  settle_work "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -187,9 +179,6 @@ setup_java || SETUP_JAVA="setup failed (Java client build), see $WORK/setup-java
 kafka_dist_fetch || SETUP_CLI="setup failed (Kafka jars), see $KAFKA_DIST_DIR/mvn.log"
 
 # ---------------------------------------------------------------------------------------------
-# Step machinery: scripts/lib/steps.sh.
-# shellcheck source=scripts/lib/steps.sh
-source "$ROOT/scripts/lib/steps.sh"
 
 # Compare two files exactly; on mismatch show where they first differ.
 same_or_fail() {

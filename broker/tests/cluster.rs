@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::cluster::{broker, partition, Cluster};
+use common::cluster::{broker, controller, leaders, partition, Cluster};
 use common::create_topic;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -55,19 +55,6 @@ fn read(bootstrap: &str, topic: &str, p: i32, n: usize) -> Vec<String> {
         }
     }
     out
-}
-
-fn leaders(image: &serde_json::Value, topic: &str) -> BTreeMap<i32, i64> {
-    image["topics"][topic]["partitions"]
-        .as_object()
-        .expect("partitions")
-        .iter()
-        .map(|(p, v)| (p.parse().unwrap(), v["leader"].as_i64().unwrap()))
-        .collect()
-}
-
-fn controller(image: &serde_json::Value) -> i32 {
-    image["controller_id"].as_i64().unwrap() as i32
 }
 
 #[test]

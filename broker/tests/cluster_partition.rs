@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::cluster::{broker, partition, Cluster};
+use common::cluster::{broker, controller, leaders, partition, Cluster};
 use common::create_topic;
 use common::netns::Net;
 use rdkafka::config::ClientConfig;
@@ -28,15 +27,6 @@ fn send(bootstrap: &str, topic: &str, partition: i32) -> Result<i64, String> {
         .map_err(|(e, _)| e.to_string())
 }
 
-fn leaders(image: &serde_json::Value, topic: &str) -> BTreeMap<i32, i64> {
-    image["topics"][topic]["partitions"]
-        .as_object()
-        .expect("partitions")
-        .iter()
-        .map(|(p, v)| (p.parse().unwrap(), v["leader"].as_i64().unwrap()))
-        .collect()
-}
-
 #[test]
 fn a_partitioned_broker_is_fenced_and_returns_when_the_network_heals() {
     let net = Net::create(3);
@@ -46,7 +36,7 @@ fn a_partitioned_broker_is_fenced_and_returns_when_the_network_heals() {
         create_topic(&cluster.bootstrap(), "netsplit", 3, &[]);
         cluster.wait_converged(Duration::from_secs(20))
     });
-    let victim = image["controller_id"].as_i64().unwrap() as i32;
+    let victim = controller(&image);
     let before = leaders(&image, "netsplit");
     let (&cut_partition, _) = before.iter().find(|(_, &l)| l == victim as i64).unwrap();
     let epoch = partition(&image, "netsplit", cut_partition)["leader_epoch"].as_i64().unwrap();
@@ -60,7 +50,7 @@ fn a_partitioned_broker_is_fenced_and_returns_when_the_network_heals() {
             Duration::from_secs(40),
             |images| {
                 images.values().all(|i| {
-                    let c = i["controller_id"].as_i64().unwrap() as i32;
+                    let c = controller(i);
                     majority.contains(&c) && broker(i, victim)["fenced"] == true
                 })
             },

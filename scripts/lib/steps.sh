@@ -12,6 +12,9 @@
 #   tmo CMD...           CMD bounded by T seconds; `why $?` says how it ended
 #   timed_out RC         for programs that print their own `FAIL: reason`: only a timeout
 #                        needs saying
+#   make_work NAME       creates WORK=target/tmp/NAME.XXXXXX with a steps/ directory (ROOT set)
+#   settle_work RC       at exit: keeps WORK (and says so) after a failure, a non-zero RC or
+#                        with COMPAT_KEEP=1; removes it otherwise
 
 PASSED=${PASSED:-0}
 FAILED=${FAILED:-0}
@@ -70,5 +73,19 @@ step() {
     [[ -n "$reason" ]] || reason="$(tail -n 1 "$out" | cut -c1-240)"
     [[ -n "$reason" ]] || reason="exited non-zero with no output"
     echo "FAIL $name: $reason (log: $out)"
+  fi
+}
+
+make_work() {
+  mkdir -p "$ROOT/target/tmp"
+  WORK="$(mktemp -d "$ROOT/target/tmp/$1.XXXXXX")"
+  mkdir -p "$WORK/steps"
+}
+
+settle_work() {
+  if ((${FAILED:-0} > 0 || $1 != 0)) || [[ "${COMPAT_KEEP:-}" == 1 ]]; then
+    log "work directory kept: $WORK"
+  else
+    rm -rf "$WORK"
   fi
 }

@@ -49,6 +49,17 @@ pub(crate) fn elect(
     None
 }
 
+/// `p` led by `leader` with ISR `isr`: a new leader epoch and partition epoch.
+fn led_by(p: &PartitionImage, leader: i32, isr: Vec<i32>) -> PartitionImage {
+    PartitionImage {
+        leader,
+        isr,
+        leader_epoch: p.leader_epoch + 1,
+        partition_epoch: p.partition_epoch + 1,
+        replicas: p.replicas.clone(),
+    }
+}
+
 fn change(
     image: &ClusterImage,
     topic: &str,
@@ -107,12 +118,7 @@ pub(crate) fn plan_unfence(image: &ClusterImage, id: i32, epoch: i64) -> Vec<Met
             }
             if let Some((leader, isr)) = elect(&scratch, p, unclean_allowed(&scratch, &topic.name))
             {
-                let mut next = p.clone();
-                next.leader = leader;
-                next.isr = isr;
-                next.leader_epoch += 1;
-                next.partition_epoch += 1;
-                records.push(change(&scratch, &topic.name, index, next));
+                records.push(change(&scratch, &topic.name, index, led_by(p, leader, isr)));
             }
         }
     }
@@ -139,12 +145,7 @@ pub(crate) fn plan_unclean(image: &ClusterImage, topic: &str, partition: i32) ->
     }
     Some(match elect(image, p, true) {
         Some((leader, isr)) => {
-            let mut next = p.clone();
-            next.leader = leader;
-            next.isr = isr;
-            next.leader_epoch += 1;
-            next.partition_epoch += 1;
-            Preferred::Elected(change(image, topic, partition, next))
+            Preferred::Elected(change(image, topic, partition, led_by(p, leader, isr)))
         }
         None => Preferred::NotAvailable,
     })
@@ -161,10 +162,7 @@ pub(crate) fn plan_preferred(
     Some(if p.leader == preferred {
         Preferred::NotNeeded
     } else if p.isr.contains(&preferred) && unfenced(image, preferred) {
-        let mut next = p.clone();
-        next.leader = preferred;
-        next.leader_epoch += 1;
-        next.partition_epoch += 1;
+        let next = led_by(p, preferred, p.isr.clone());
         Preferred::Elected(change(image, topic, partition, next))
     } else {
         Preferred::NotAvailable

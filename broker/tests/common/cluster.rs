@@ -277,3 +277,18 @@ pub fn broker(image: &serde_json::Value, id: i32) -> &serde_json::Value {
 pub fn partition<'a>(image: &'a serde_json::Value, topic: &str, p: i32) -> &'a serde_json::Value {
     &image["topics"][topic]["partitions"][p.to_string()]
 }
+
+/// Each partition's leader of `topic` in an image.
+pub fn leaders(image: &serde_json::Value, topic: &str) -> BTreeMap<i32, i64> {
+    image["topics"][topic]["partitions"]
+        .as_object()
+        .expect("partitions")
+        .iter()
+        .map(|(p, v)| (p.parse().unwrap(), v["leader"].as_i64().unwrap()))
+        .collect()
+}
+
+/// The active controller in an image.
+pub fn controller(image: &serde_json::Value) -> i32 {
+    image["controller_id"].as_i64().unwrap() as i32
+}
