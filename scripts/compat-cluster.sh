@@ -97,16 +97,23 @@ quorum_replication() {
   grep -q Follower "$out" || fail "no follower rows"
 }
 
+# describe_until BOOTSTRAP OUT PATTERN COUNT: kafka-topics --describe of TOPIC into OUT, again
+# (for up to 20 s) until PATTERN is on COUNT lines; prints OUT.
+describe_until() {
+  local i
+  for ((i = 0; i < 40; i++)); do
+    topics "$1" --describe --topic "$TOPIC" >"$2" 2>&1 || true
+    [[ "$(grep -c "$3" "$2")" == "$4" ]] && break
+    sleep 0.5
+  done
+  cat "$2"
+}
+
 create_on_one_describe_on_another() {
   topics "${NODE_ADDR[1]}" --create --topic "$TOPIC" --partitions 6 --replication-factor 1 ||
     fail "kafka-topics --create through node 2: $(why $?)"
-  local out="$WORK/describe.txt" i
-  for ((i = 0; i < 20; i++)); do
-    topics "${NODE_ADDR[2]}" --describe --topic "$TOPIC" >"$out" 2>&1 || true
-    [[ "$(grep -c 'Leader: [123]' "$out")" == 6 ]] && break
-    sleep 0.5
-  done
-  cat "$out"
+  local out="$WORK/describe.txt"
+  describe_until "${NODE_ADDR[2]}" "$out" 'Leader: [123]' 6
   grep -q 'PartitionCount: 6' "$out" || fail "describe through node 3: PartitionCount is not 6"
   local leaders
   leaders="$(grep -o 'Leader: [0-9]*' "$out" | sort -u | tr '\n' ' ')"
@@ -168,12 +175,7 @@ controller_failover() {
   # Once its session expires the dead node is fenced and its two partitions are leaderless
   # (one replica each); the other partitions keep their leaders.
   local described="$WORK/describe-after-kill.txt"
-  for ((i = 0; i < 30; i++)); do
-    topics "$survivors" --describe --topic "$TOPIC" >"$described" 2>&1 || true
-    [[ "$(grep -c 'Leader: none' "$described")" == 2 ]] && break
-    sleep 1
-  done
-  cat "$described"
+  describe_until "$survivors" "$described" 'Leader: none' 2
   [[ "$(grep -c 'Leader: none' "$described")" == 2 ]] || fail "the dead node's partitions did not lose their leader"
   [[ "$(grep -c 'Leader: [123]' "$described")" == 4 ]] || fail "the live nodes' partitions lost their leaders"
   # The client carries on through the survivors: a new topic lands on the live nodes.
