@@ -69,7 +69,12 @@ fn a_partitioned_broker_is_fenced_and_returns_when_the_network_heals() {
     });
 
     net.link(victim as usize, true);
-    let image = net.client(|| cluster.wait_converged(Duration::from_secs(60)));
+    let image = net.client(|| {
+        cluster.wait_for_images("the node back and unfenced", Duration::from_secs(60), |images| {
+            images.values().all(|i| broker(i, victim)["fenced"] == false)
+        });
+        cluster.wait_converged(Duration::from_secs(30))
+    });
     assert_eq!(broker(&image, victim)["fenced"], false);
     let p = partition(&image, "netsplit", cut_partition);
     assert_eq!(p["leader"].as_i64(), Some(victim as i64));

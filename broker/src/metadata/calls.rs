@@ -195,7 +195,7 @@ impl Controller {
             }
             ControllerCall::DescribeQuorum => ControllerReply::Quorum(self.describe_quorum()?),
             ControllerCall::FetchMetadata { after, max_wait_ms } => {
-                let (leader, delta) = self.fetch_metadata(after, max_wait_ms).await;
+                let (leader, delta) = self.fetch_metadata(after, max_wait_ms).await?;
                 ControllerReply::Metadata { leader, delta }
             }
         };

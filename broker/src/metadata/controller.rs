@@ -33,11 +33,15 @@ use super::elections::{
 };
 use super::image::{uuid_to_string, ClusterImage, Endpoint, PartitionImage, TopicImage};
 use super::state_machine::apply_record;
-use super::state_machine::RecentEntries;
+use super::state_machine::{AppliedEntry, RecentEntries};
 use super::types::{MetadataRaft, MetadataRecord, MetadataRequest, MetadataResponse};
 use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, TopicRef};
 use crate::log::LogConfig;
 
+/// A leader that has not heard from a majority for this long is treated as having none.
+pub(crate) const QUORUM_LOST_MS: u64 = 3000;
+/// How long confirming leadership with a quorum may take before the call gets NOT_CONTROLLER.
+const LEADER_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a proposal may take to commit before the caller gets `Timeout`.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest number of partitions one request may create in one topic. Kafka bounds the records
@@ -124,20 +128,25 @@ impl Controller {
         &self,
         after: u64,
         max_wait_ms: u64,
-    ) -> (Option<i32>, MetadataDelta) {
+    ) -> Result<(Option<i32>, MetadataDelta), MetadataError> {
+        // Only the leader answers, as in KRaft: a voter cut off from the others would serve
+        // frozen metadata while the rest of the cluster moves on.
+        self.confirm_leader().await?;
         let mut images = self.image_rx.clone();
         let newer = images.wait_for(|i| i.applied_index > after);
         let _ = tokio::time::timeout(Duration::from_millis(max_wait_ms.min(10_000)), newer).await;
         let leader = self.raft.metrics().borrow().current_leader.map(|l| l as i32);
         let image = self.image_rx.borrow().clone();
         if image.applied_index <= after {
-            return (leader, MetadataDelta::Entries(Vec::new()));
+            return Ok((leader, MetadataDelta::Entries(Vec::new())));
         }
         let entries = self.recent.lock().unwrap_or_else(|e| e.into_inner()).after(after);
-        match entries {
-            Some(entries) if !entries.is_empty() => (leader, MetadataDelta::Entries(entries)),
+        Ok(match entries {
+            Some(entries) if !entries.is_empty() => {
+                (leader, MetadataDelta::Entries(bounded(entries)))
+            }
             _ => (leader, MetadataDelta::Image(Box::new((*image).clone()))),
-        }
+        })
     }
 
     /// The last metadata log index this node applied.
@@ -145,19 +154,37 @@ impl Controller {
         self.image_rx.borrow().applied_index
     }
 
-    fn is_leader(&self) -> bool {
+    /// Whether this node leads the quorum and has heard from a majority lately. openraft keeps a
+    /// leader that lost its quorum in the leader state; such a leader can commit nothing and
+    /// must not answer for the cluster (it would, for instance, tell brokers they are unfenced
+    /// while the real leader fences them).
+    pub(crate) fn is_leader(&self) -> bool {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        m.state == ServerState::Leader && m.current_leader == Some(self.cfg.node_id as u64)
+        let several = self.cfg.voters.len() > 1;
+        m.state == ServerState::Leader
+            && m.current_leader == Some(self.cfg.node_id as u64)
+            && (!several || m.millis_since_quorum_ack.is_some_and(|ms| ms <= QUORUM_LOST_MS))
     }
 
-    /// Takes the decision lock after checking that this node leads the quorum; returns the
-    /// image to decide on.
-    async fn begin(&self) -> Result<(MutexGuard<'_, ()>, Arc<ClusterImage>), MetadataError> {
-        let guard = self.lock.lock().await;
+    /// Confirms leadership with a quorum and waits until this node applied everything committed
+    /// before its term began: a new leader must not decide on an image that misses its
+    /// predecessor's last changes.
+    async fn confirm_leader(&self) -> Result<(), MetadataError> {
         if !self.is_leader() {
             return Err(MetadataError::NotController);
         }
+        match tokio::time::timeout(LEADER_CHECK_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(MetadataError::NotController),
+        }
+    }
+
+    /// Takes the decision lock after confirming that this node leads the quorum; returns the
+    /// image to decide on.
+    async fn begin(&self) -> Result<(MutexGuard<'_, ()>, Arc<ClusterImage>), MetadataError> {
+        let guard = self.lock.lock().await;
+        self.confirm_leader().await?;
         let image = self.image_rx.borrow().clone();
         Ok((guard, image))
     }
@@ -290,6 +317,13 @@ impl Controller {
         applied: u64,
         shutdown: bool,
     ) -> Result<(bool, bool), MetadataError> {
+        // The session is refreshed as the heartbeat arrives: one that waits behind a slow
+        // proposal for the decision lock is still a sign of life.
+        let current = self.image_rx.borrow().brokers.get(&id).is_some_and(|b| b.epoch == epoch);
+        if current && self.is_leader() {
+            let was_shutting_down = self.session(id).is_some_and(|s| s.shutting_down);
+            self.touch(id, shutdown || was_shutting_down, applied);
+        }
         let (_guard, image) = self.begin().await?;
         let broker = match image.brokers.get(&id) {
             Some(b) if b.epoch == epoch => b,
@@ -305,9 +339,9 @@ impl Controller {
                 )))
             }
         };
-        let was_shutting_down = self.session(id).is_some_and(|s| s.shutting_down);
-        self.touch(id, shutdown || was_shutting_down, applied);
-        if shutdown || was_shutting_down {
+        let shutting_down = shutdown || self.session(id).is_some_and(|s| s.shutting_down);
+        self.touch(id, shutting_down, applied);
+        if shutting_down {
             if !broker.fenced {
                 self.propose(plan_fence(&image, id, epoch)).await?;
                 tracing::info!(
@@ -349,21 +383,39 @@ impl Controller {
         }
         self.track_progress();
         let expired: Vec<i32> = {
-            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let image = self.image_rx.borrow();
+            // Sessions of brokers that are gone or fenced and silent are of no use.
+            sessions.retain(|id, s| {
+                image
+                    .brokers
+                    .get(id)
+                    .is_some_and(|b| !b.fenced || s.last_seen.elapsed() < self.cfg.session_timeout)
+            });
+            let now = Instant::now();
             image
                 .unfenced_brokers()
                 .filter(|b| {
-                    sessions
-                        .get(&b.id)
-                        .is_none_or(|s| s.last_seen.elapsed() >= self.cfg.session_timeout)
+                    // A broker without a session (registered since this node took over, as
+                    // its image caught up) gets a fresh one.
+                    let s = sessions.entry(b.id).or_insert(Session {
+                        last_seen: now,
+                        shutting_down: false,
+                        applied: 0,
+                    });
+                    s.last_seen.elapsed() >= self.cfg.session_timeout
                 })
                 .map(|b| b.id)
                 .collect()
         };
         for id in expired {
             let Ok((_guard, image)) = self.begin().await else { return };
-            let Some(b) = image.brokers.get(&id).filter(|b| !b.fenced) else { continue };
+            // Heartbeats may have come while this waited for the lock.
+            let still_expired =
+                self.session(id).is_none_or(|s| s.last_seen.elapsed() >= self.cfg.session_timeout);
+            let Some(b) = image.brokers.get(&id).filter(|b| !b.fenced && still_expired) else {
+                continue;
+            };
             let records = plan_fence(&image, id, b.epoch);
             match self.propose(records).await {
                 Ok(_) => tracing::warn!(
@@ -502,10 +554,12 @@ impl Controller {
         voters.sort_by_key(|v| v.id);
         // Broker-only nodes follow the log without voting: observers, as far as their last
         // heartbeat said they had applied it.
+        let image = self.image_rx.borrow().clone();
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let observers = sessions
             .iter()
             .filter(|(id, _)| !voters.iter().any(|v| v.id == **id))
+            .filter(|(id, _)| image.brokers.get(id).is_some_and(|b| !b.fenced))
             .map(|(&id, s)| ReplicaState {
                 id,
                 log_end_offset: s.applied as i64 + 1,
@@ -657,6 +711,24 @@ impl Controller {
             MetadataError::Internal("producer id allocation returned no block".into())
         })
     }
+}
+
+/// Largest answer to one metadata fetch, in serialized bytes (the first entry always goes):
+/// a broker far behind catches up over several fetches, each well under the frame limit.
+const MAX_FETCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// The leading entries of `entries` that fit in [`MAX_FETCH_BYTES`].
+fn bounded(entries: Vec<AppliedEntry>) -> Vec<AppliedEntry> {
+    let mut bytes = 0;
+    let mut out = Vec::new();
+    for entry in entries {
+        bytes += serde_json::to_vec(&entry).map_or(0, |b| b.len());
+        if !out.is_empty() && bytes > MAX_FETCH_BYTES {
+            break;
+        }
+        out.push(entry);
+    }
+    out
 }
 
 fn random_uuid() -> [u8; 16] {

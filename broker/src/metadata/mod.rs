@@ -76,8 +76,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a caller waits to apply the metadata a controller's answer reflects.
 const APPLY_WAIT: Duration = Duration::from_secs(5);
-/// A leader that has not heard from a majority for this long is treated as having none.
-const QUORUM_LOST_MS: u64 = 3000;
 /// How long a controlled shutdown waits for any reachable controller.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(4);
 /// How often the active controller looks for expired broker sessions.
@@ -328,9 +326,14 @@ fn raft_config(single: bool) -> Result<Config, MetadataError> {
     if !single {
         // Kafka's controller.quorum.election.timeout.ms (1 s): a busy machine does not start
         // elections while the leader is merely slow, and a dead leader is replaced within 2 s.
-        config.heartbeat_interval = 100;
+        config.heartbeat_interval = 250;
         config.election_timeout_min = 1000;
         config.election_timeout_max = 2000;
+        // openraft bounds each append-entries call by the heartbeat interval: keep batches
+        // small enough to cross in it, and give snapshots (JSON, 1 MiB chunks) time.
+        config.max_payload_entries = 64;
+        config.install_snapshot_timeout = 10_000;
+        config.snapshot_max_chunk_size = 1024 * 1024;
     }
     config.validate().map_err(|e| MetadataError::Internal(format!("raft config: {e}")))
 }
@@ -414,13 +417,18 @@ impl MetadataNode {
         if let Some(tx) = follower_tx {
             node.spawn(follower::follow(node.clone(), tx));
         }
+        // Start-up may be abandoned (a signal while a cluster node waits for its quorum): then
+        // the tasks and raft stop with it.
+        let mut armed = AbortOnDrop(Some(node.clone()));
         match node.bootstrap().await {
             Ok(()) => {}
             Err(e) => {
+                armed.0 = None;
                 node.shutdown().await;
                 return Err(e);
             }
         }
+        armed.0 = None;
         tracing::info!(
             node_id = node.node_id(),
             broker_epoch = node.broker_epoch(),
@@ -587,14 +595,11 @@ impl MetadataNode {
             let hint = self.inner.leader_hint.load(Ordering::SeqCst);
             return (u64::try_from(hint).ok(), false);
         };
-        let metrics = quorum.raft.metrics();
-        let m = metrics.borrow();
+        let leader = quorum.raft.metrics().borrow().current_leader;
         // A leader that has not heard from a majority for a while (the others are down)
         // cannot commit anything: do not wait on it.
-        let lost = !self.is_single_node()
-            && m.state == ServerState::Leader
-            && m.millis_since_quorum_ack.is_none_or(|ms| ms > QUORUM_LOST_MS);
-        (m.current_leader, lost)
+        let lost = leader == Some(self.node_id() as u64) && !quorum.controller.is_leader();
+        (leader, lost)
     }
 
     /// Sends `call` to the active controller (retrying while there is none) and answers its
@@ -635,6 +640,9 @@ impl MetadataNode {
                             }
                             Err(e @ RoundTripError::Lost { .. }) => {
                                 tracing::warn!(error = %e, "controller call lost");
+                                if self.inner.quorum.is_none() {
+                                    self.inner.leader_hint.store(-1, Ordering::SeqCst);
+                                }
                                 return Err(MetadataError::Timeout);
                             }
                         }
@@ -690,6 +698,13 @@ impl MetadataNode {
         let _ = tokio::time::timeout(APPLY_WAIT, wait).await;
     }
 
+    /// How far this broker has applied the metadata log to its partitions and groups (its
+    /// image, before a publisher runs).
+    fn published_index(&self) -> u64 {
+        let applied = self.image().applied_index;
+        self.inner.published.borrow().map_or(applied, |p| p.min(applied))
+    }
+
     /// The broker's metadata publisher applied the image up to `index`.
     pub fn mark_published(&self, index: u64) {
         self.inner.published.send_replace(Some(index));
@@ -705,10 +720,14 @@ impl MetadataNode {
             let call = ControllerCall::Heartbeat {
                 id: self.node_id(),
                 epoch: self.broker_epoch(),
-                applied: self.image().applied_index,
+                applied: self.published_index(),
                 shutdown: false,
             };
-            match self.call_within(call, interval, interval).await {
+            // Not waiting for the answer's metadata to be published: the heartbeat is what
+            // tells the controller how far that is.
+            let answer = self.send_call(call, interval, interval).await;
+            let ok = answer.is_ok();
+            match answer.map(|(reply, _)| reply) {
                 Ok(ControllerReply::Heartbeat { fenced, .. }) => {
                     failing = false;
                     self.inner.fenced.send_if_modified(|f| std::mem::replace(f, fenced) != fenced);
@@ -720,9 +739,10 @@ impl MetadataNode {
                 }
                 Err(_) => {}
             }
-            // The first heartbeats come quickly so that start-up does not wait an interval.
-            let pause =
-                if *self.inner.fenced.borrow() { Duration::from_millis(50) } else { interval };
+            // While fenced, the next heartbeat comes quickly, so that start-up does not wait an
+            // interval for the unfencing; errors wait a whole one.
+            let quick = ok && *self.inner.fenced.borrow();
+            let pause = if quick { Duration::from_millis(50) } else { interval };
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(pause) => {}
@@ -758,10 +778,13 @@ impl MetadataNode {
     /// leaderships to other in-sync replicas (or leaves them leaderless), and waits until it
     /// has and this node applied the change. Bounded by `timeout`.
     pub async fn controlled_shutdown(&self, timeout: Duration) -> bool {
+        if !self.inner.config.broker || self.broker_epoch() < 0 {
+            return false;
+        }
         let call = ControllerCall::Heartbeat {
             id: self.node_id(),
             epoch: self.broker_epoch(),
-            applied: self.image().applied_index,
+            applied: self.published_index(),
             shutdown: true,
         };
         // Without a reachable controller for a few seconds (the rest of the cluster is down)
@@ -1074,6 +1097,27 @@ async fn form_quorum(
     match raft.initialize(members).await {
         Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
         Err(e) => Err(MetadataError::Internal(format!("cannot initialize quorum: {e}"))),
+    }
+}
+
+/// Stops a node whose start-up future was dropped before it finished.
+struct AbortOnDrop(Option<MetadataNode>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(node) = self.0.take() else { return };
+        node.inner.stopping.store(true, Ordering::SeqCst);
+        node.inner.shutdown.send_replace(true);
+        for task in node.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            task.abort();
+        }
+        if let (Some(q), Ok(runtime)) = (&node.inner.quorum, tokio::runtime::Handle::try_current())
+        {
+            let raft = q.raft.clone();
+            runtime.spawn(async move {
+                let _ = raft.shutdown().await;
+            });
+        }
     }
 }
 

@@ -210,9 +210,6 @@ pub async fn start_unless_stopped(
     );
     publisher::publish(&metadata.image(), &metadata, &replicas, &groups)
         .context("loading partitions from metadata")?;
-    if !groups.wait_loaded(Duration::from_secs(60)).await {
-        tracing::warn!("group coordinator partitions still loading after 60 s");
-    }
 
     let background = logs.start_background(ManagerIntervals {
         retention_check: config.retention_check_interval,
@@ -236,6 +233,11 @@ pub async fn start_unless_stopped(
         broker.groups.start(shutdown_rx.clone()),
         tokio::spawn(crate::http::serve(admin_listener, broker.clone(), shutdown_rx.clone())),
     ];
+    // The publisher runs meanwhile: metadata changes (and heartbeats, which report how far they
+    // are published) do not wait for the groups to load.
+    if !broker.groups.wait_loaded(Duration::from_secs(60)).await {
+        tracing::warn!("group coordinator partitions still loading after 60 s");
+    }
     let mut listeners = Vec::new();
     for (listener, bound, endpoint) in client_listeners {
         listeners.push((endpoint.name.clone(), bound));

@@ -208,12 +208,26 @@ fn remote<E: std::error::Error>(
     openraft::error::RemoteError::new_with_node(target, BasicNode { addr: addr.to_string() }, e)
 }
 
+/// Idle connections kept per controller.
+const POOL_PER_ADDR: usize = 8;
+/// An idle connection older than this is closed rather than reused: the server closes
+/// connections idle for [`super::IDLE_TIMEOUT`], and a request sent on one it just closed would
+/// come back as a lost call.
+const POOL_MAX_IDLE: Duration = Duration::from_secs(60);
+
 /// Controller calls to any controller, over pooled connections (a heartbeat never waits
 /// behind a slow metadata write on the same connection).
 #[derive(Debug)]
 pub(crate) struct ControllerClient {
     hello: Arc<Hello>,
-    idle: Mutex<HashMap<String, Vec<TcpStream>>>,
+    idle: Mutex<HashMap<String, Vec<(TcpStream, std::time::Instant)>>>,
+}
+
+/// Whether a pooled connection is still open: the peer sent nothing since its last answer, so
+/// a read finds nothing waiting unless it closed (EOF) or failed.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 impl ControllerClient {
@@ -233,8 +247,13 @@ impl ControllerClient {
         call: ControllerCall,
         ttl: Duration,
     ) -> Result<Result<(ControllerReply, u64), MetadataError>, RoundTripError> {
-        let pooled =
-            self.idle.lock().unwrap_or_else(|e| e.into_inner()).get_mut(addr).and_then(Vec::pop);
+        let pooled = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let list = idle.entry(addr.to_string()).or_default();
+            // Closed by the peer (a restart) or idle too long: drop them here.
+            list.retain(|(s, since)| since.elapsed() < POOL_MAX_IDLE && still_open(s));
+            list.pop().map(|(s, _)| s)
+        };
         let mut stream = match pooled {
             Some(s) => s,
             None => connect(addr, &self.hello).await?,
@@ -242,12 +261,11 @@ impl ControllerClient {
         let request = Request::Controller(call);
         match exchange(&mut stream, addr, &request, ttl).await? {
             Reply::Controller(r) => {
-                self.idle
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(addr.to_string())
-                    .or_default()
-                    .push(stream);
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                let list = idle.entry(addr.to_string()).or_default();
+                if list.len() < POOL_PER_ADDR {
+                    list.push((stream, std::time::Instant::now()));
+                }
                 Ok(r)
             }
             other => Err(RoundTripError::Lost {

@@ -37,6 +37,10 @@ use super::MetadataError;
 
 /// Largest frame either side accepts (a snapshot chunk or an append of many records).
 pub(crate) const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// Largest hello frame.
+pub(crate) const MAX_HELLO: usize = 64 * 1024;
+/// Connections the controller listener serves at once; more wait to be accepted.
+pub(crate) const MAX_CONNECTIONS: usize = 512;
 /// How long opening a connection (TCP connect and hello) may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A connection that sends nothing for this long is closed by the server. Raft heartbeats keep
@@ -136,11 +140,20 @@ pub(crate) async fn write_frame<T: Serialize>(stream: &mut TcpStream, msg: &T) -
 
 /// Reads one frame; an oversized or undecodable frame is `InvalidData`.
 pub(crate) async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
+    read_frame_within(stream, MAX_FRAME).await
+}
+
+/// [`read_frame`] with a smaller limit: the hello, read before the peer is known, may not make
+/// the server allocate more than [`MAX_HELLO`].
+pub(crate) async fn read_frame_within<T: DeserializeOwned>(
+    stream: &mut TcpStream,
+    max: usize,
+) -> io::Result<T> {
     let len = stream.read_u32().await? as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("a metadata frame of {len} bytes exceeds the limit of {MAX_FRAME}"),
+            format!("a metadata frame of {len} bytes exceeds the limit of {max}"),
         ));
     }
     let mut body = vec![0; len];

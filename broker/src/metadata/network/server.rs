@@ -10,7 +10,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{read_frame, write_frame, Hello, Reply, Request, CONNECT_TIMEOUT, IDLE_TIMEOUT};
+use super::{
+    read_frame, read_frame_within, write_frame, Hello, Reply, Request, CONNECT_TIMEOUT,
+    IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_HELLO,
+};
 use crate::metadata::controller::Controller;
 use crate::metadata::types::MetadataRaft;
 
@@ -61,6 +64,9 @@ impl Drop for PeerConnection<'_> {
                     by_incarnation.remove(&self.incarnation);
                 }
             }
+            if by_incarnation.is_empty() {
+                peers.remove(&self.node);
+            }
         }
     }
 }
@@ -78,7 +84,15 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.changed() => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let accepted = tokio::select! {
             _ = shutdown.changed() => break,
             a = listener.accept() => a,
@@ -87,7 +101,10 @@ pub(crate) async fn serve(
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let ctx = ctx.clone();
-                connections.spawn(async move { connection(stream, peer, &ctx).await });
+                connections.spawn(async move {
+                    let _permit = permit;
+                    connection(stream, peer, &ctx).await
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "controller listener: accept failed");
@@ -100,7 +117,11 @@ pub(crate) async fn serve(
 }
 
 async fn connection(mut stream: TcpStream, peer: SocketAddr, ctx: &ServerContext) {
-    let hello = match tokio::time::timeout(CONNECT_TIMEOUT, read_frame::<Hello>(&mut stream)).await
+    let hello = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        read_frame_within::<Hello>(&mut stream, MAX_HELLO),
+    )
+    .await
     {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
