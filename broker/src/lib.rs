@@ -4,9 +4,11 @@
 //! [`api`] (one module per Kafka API family; the only place that knows wire versions and error
 //! codes), [`replica`] (partitions hosted here), [`metadata`] (the openraft quorum and the
 //! cluster image), [`group`] (the consumer group coordinator), [`log`] (the Kafka-layout storage
-//! engine), with [`config`], [`metrics`], [`http`] (admin endpoint) and [`fsutil`] beside them.
+//! engine), with [`config`], [`metrics`], [`http`] (admin endpoint) and [`fsutil`] beside them;
+//! [`client`] is the Kafka-protocol client brokers use to reach each other (follower fetch).
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod fsutil;
 pub mod group;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
@@ -20,7 +20,7 @@ use kafka_protocol::ResponseError;
 use super::replica_error_code;
 use crate::log::TopicPartition;
 use crate::metrics::TopicLabels;
-use crate::replica::ReplicaError;
+use crate::replica::{FollowerFetch, FollowerRead, ReplicaError};
 use crate::server::Broker;
 
 /// Longest a fetch may wait, whatever the client asks.
@@ -38,7 +38,6 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
             .with_session_id(0);
     }
     let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
-    let from_replica = replica_id >= 0;
     let read_committed = req.isolation_level == 1;
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
@@ -61,7 +60,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     loop {
         changes.borrow_and_update();
         let (response, total, has_error) =
-            read_once(broker, &req, &names, from_replica, read_committed, max_bytes, version);
+            read_once(broker, &req, &names, replica_id, read_committed, max_bytes, version);
         // Kafka answers at once when min_bytes is 0 or nothing was asked for.
         if total >= min_bytes || req.topics.is_empty() || has_error || Instant::now() >= deadline {
             for (topic, bytes) in count_bytes(&response, &names) {
@@ -94,7 +93,7 @@ fn read_once(
     broker: &Broker,
     req: &FetchRequest,
     names: &[Option<String>],
-    from_replica: bool,
+    replica_id: i32,
     read_committed: bool,
     max_bytes: usize,
     version: i16,
@@ -129,14 +128,23 @@ fn read_once(
                 continue;
             }
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-            match broker.replicas.read(
-                &tp,
-                p.fetch_offset,
-                limit,
-                p.current_leader_epoch,
-                from_replica,
-            ) {
-                Ok(read) => {
+            let read = if replica_id >= 0 {
+                let fetch = FollowerFetch {
+                    replica_id,
+                    fetch_offset: p.fetch_offset,
+                    last_fetched_epoch: if version >= 12 { p.last_fetched_epoch } else { -1 },
+                    current_leader_epoch: p.current_leader_epoch,
+                    max_bytes: limit,
+                };
+                broker.replicas.read_for_follower(&tp, fetch)
+            } else {
+                broker
+                    .replicas
+                    .read(&tp, p.fetch_offset, limit, p.current_leader_epoch, false)
+                    .map(FollowerRead::Data)
+            };
+            match read {
+                Ok(FollowerRead::Data(read)) => {
                     data.high_watermark = read.high_watermark;
                     data.last_stable_offset = read.high_watermark;
                     data.log_start_offset = read.log_start_offset;
@@ -145,6 +153,20 @@ fn read_once(
                         total += read.records.len();
                         data.records = Some(Bytes::from(read.records));
                     }
+                }
+                Ok(FollowerRead::Diverging {
+                    epoch,
+                    end_offset,
+                    high_watermark,
+                    log_start_offset,
+                }) => {
+                    // The follower truncates there first; answered at once, like data.
+                    data.diverging_epoch =
+                        EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset);
+                    data.high_watermark = high_watermark;
+                    data.last_stable_offset = high_watermark;
+                    data.log_start_offset = log_start_offset;
+                    has_error = true;
                 }
                 Err(e) => {
                     if matches!(e, ReplicaError::Log(crate::log::LogError::OffsetOutOfRange { .. }))

@@ -366,7 +366,7 @@ pub fn leave_group(broker: &Broker, req: LeaveGroupRequest, version: i16) -> Lea
 
 /// OffsetCommit (2–9): partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION without
 /// reaching the coordinator, as in Kafka.
-pub fn offset_commit(
+pub async fn offset_commit(
     broker: &Broker,
     req: OffsetCommitRequest,
     version: i16,
@@ -409,6 +409,18 @@ pub fn offset_commit(
             group_id_not_found_if_missing: version >= 9,
             offsets,
         })
+    };
+    // The commit is acknowledged once every in-sync replica of the group's __consumer_offsets
+    // partition has it (as Kafka appends offsets with acks=all); until then a coordinator
+    // failover could lose it.
+    let results = match results {
+        Ok(r) if r.iter().any(Result::is_ok) => {
+            match broker.groups.wait_replicated(req.group_id.as_str()).await {
+                Ok(()) => Ok(r),
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
     };
     // A group-level error applies to every partition that went to the coordinator.
     let (group_code, per_partition) = match &results {

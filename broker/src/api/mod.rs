@@ -126,13 +126,13 @@ pub async fn handle(
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v).await),
         RequestKind::Produce(r) if r.acks == 0 => {
-            let resp = produce::handle(broker, r, v);
+            let resp = produce::handle(broker, r, v).await;
             return match produce::first_error(&resp) {
                 Some(e) => Err(CloseConnection(format!("acks=0 produce failed: {e}"))),
                 None => Ok(None),
             };
         }
-        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, r, v)),
+        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, r, v).await),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(offsets::list_offsets(broker, r, v))
@@ -198,7 +198,7 @@ pub async fn handle(
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group::heartbeat(broker, r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group::leave_group(broker, r, v)),
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(group::offset_commit(broker, r, v))
+            ResponseKind::OffsetCommit(group::offset_commit(broker, r, v).await)
         }
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(group::offset_fetch(broker, r, v)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(group::list_groups(broker, r, v)),
@@ -285,6 +285,11 @@ pub fn replica_error_code(e: &ReplicaError) -> i16 {
         ReplicaError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
         ReplicaError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch.code(),
         ReplicaError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
+        ReplicaError::NotEnoughReplicasAfterAppend { .. } => {
+            ResponseError::NotEnoughReplicasAfterAppend.code()
+        }
+        ReplicaError::NotReplica(_) => ResponseError::NotLeaderOrFollower.code(),
+        ReplicaError::Timeout => ResponseError::RequestTimedOut.code(),
         ReplicaError::Log(e) => log_error_code(e),
     }
 }
@@ -315,6 +320,9 @@ pub fn metadata_error_code(e: &MetadataError) -> i16 {
         MetadataError::PreferredLeaderNotAvailable(_) => {
             ResponseError::PreferredLeaderNotAvailable.code()
         }
+        MetadataError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch.code(),
+        MetadataError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion.code(),
+        MetadataError::IneligibleReplica(_) => ResponseError::IneligibleReplica.code(),
         MetadataError::EligibleLeadersNotAvailable(_) => {
             ResponseError::EligibleLeadersNotAvailable.code()
         }

@@ -23,8 +23,12 @@ use crate::replica::ReplicaError;
 use crate::server::Broker;
 
 /// Runs a produce request. With acks=0 the caller sends no response (see [`first_error`]).
-pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
+pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
     let acks = req.acks;
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+    // acks=all: (topic index, partition index, partition, offset the HW must reach).
+    let mut waits = Vec::new();
     let valid_acks = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut leaders = BTreeSet::new();
@@ -75,6 +79,9 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
                     resp.base_offset = info.first_offset;
                     resp.log_append_time_ms = info.log_append_time.unwrap_or(-1);
                     resp.log_start_offset = log_start;
+                    if acks == -1 {
+                        waits.push((responses.len(), partitions.len(), tp, info.last_offset + 1));
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(partition = %tp, error = %e, "produce failed");
@@ -100,6 +107,16 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
                 .with_name(topic.name)
                 .with_partition_responses(partitions),
         );
+    }
+    // acks=all answers once every in-sync replica has the write (the HW passed it), or with
+    // the error that kept it from happening within the request's timeout.
+    for (t, p, tp, offset) in waits {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if let Err(e) = broker.replicas.wait_for_high_watermark(&tp, offset, left).await {
+            let resp = &mut responses[t].partition_responses[p];
+            resp.error_code = replica_error_code(&e);
+            resp.error_message = Some(strb(&e.to_string()));
+        }
     }
     let endpoints = super::leader_endpoints(broker, &leaders)
         .into_iter()

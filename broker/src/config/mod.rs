@@ -77,6 +77,9 @@ pub struct BrokerConfig {
     /// The group coordinator's settings (`offsets.topic.num.partitions`,
     /// `group.initial.rebalance.delay.ms`, `offsets.retention.minutes`, ...).
     pub groups: crate::group::GroupConfig,
+    /// `replica.lag.time.max.ms` (30 s): a follower that has not caught up for this long
+    /// leaves the ISR.
+    pub replica_lag_time_max: Duration,
     /// `broker.heartbeat.interval.ms` (2 s).
     pub broker_heartbeat_interval: Duration,
     /// `broker.session.timeout.ms` (9 s): a broker not heard from for this long is fenced.
@@ -111,6 +114,7 @@ impl Default for BrokerConfig {
             producer_id_expiration: Duration::from_millis(86_400_000),
             producer_id_expiration_check: Duration::from_millis(600_000),
             groups: crate::group::GroupConfig::default(),
+            replica_lag_time_max: Duration::from_millis(30_000),
             broker_heartbeat_interval: Duration::from_millis(2000),
             broker_session_timeout: Duration::from_millis(9000),
             auto_leader_rebalance: true,
@@ -156,6 +160,7 @@ impl BrokerConfig {
                 self.net.protocol_map = Some(listeners::parse_protocol_map(value)?)
             }
             "process.roles" => self.net.roles = listeners::parse_roles(value)?,
+            "replica.lag.time.max.ms" => self.replica_lag_time_max = positive_millis(key, value)?,
             "broker.heartbeat.interval.ms" => {
                 self.broker_heartbeat_interval = positive_millis(key, value)?
             }
@@ -313,6 +318,10 @@ impl BrokerConfig {
         m.insert(
             "log.retention.check.interval.ms".into(),
             self.retention_check_interval.as_millis().to_string(),
+        );
+        m.insert(
+            "replica.lag.time.max.ms".into(),
+            self.replica_lag_time_max.as_millis().to_string(),
         );
         m.insert(
             "producer.id.expiration.ms".into(),

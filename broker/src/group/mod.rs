@@ -45,9 +45,13 @@ use tokio::task::JoinHandle;
 
 use crate::log::TopicPartition;
 use crate::metadata::{ClusterImage, MetadataError, MetadataNode, NewTopic};
-use crate::replica::ReplicaManager;
+use crate::replica::{ReplicaError, ReplicaManager};
 use coordinator::{Group, Now};
 use offsets::PartitionWriter;
+
+/// How long a commit waits for the in-sync replicas of its `__consumer_offsets` partition
+/// (Kafka's `offsets.commit.timeout.ms`, 5 s).
+const REPLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -532,6 +536,31 @@ impl GroupCoordinator {
             .map(|t| t.partitions.len() as i32)
             .filter(|&n| n > 0)
             .unwrap_or(self.config.offsets_topic_num_partitions)
+    }
+
+    /// Waits until every in-sync replica of `group`'s `__consumer_offsets` partition has what
+    /// this coordinator wrote to it so far (the HW reached the LEO), for at most
+    /// [`REPLICATION_WAIT`]. A coordinator that lost the partition meanwhile answers
+    /// NOT_COORDINATOR; followers too slow give COORDINATOR_NOT_AVAILABLE, as Kafka maps a
+    /// failed offsets append.
+    pub async fn wait_replicated(&self, group: &str) -> Result<(), GroupError> {
+        let image = self.metadata.image();
+        let tp = TopicPartition::new(
+            OFFSETS_TOPIC,
+            partition_for(group, self.offsets_partitions(&image)),
+        );
+        let Some(end) = self
+            .replicas
+            .get(&tp)
+            .map(|p| p.log.lock().unwrap_or_else(|e| e.into_inner()).log_end_offset())
+        else {
+            return Err(GroupError::NotCoordinator);
+        };
+        match self.replicas.wait_for_high_watermark(&tp, end, REPLICATION_WAIT).await {
+            Ok(()) => Ok(()),
+            Err(ReplicaError::NotLeader) => Err(GroupError::NotCoordinator),
+            Err(_) => Err(GroupError::CoordinatorNotAvailable),
+        }
     }
 
     /// The broker that coordinates `key` (FindCoordinator), once `__consumer_offsets` exists

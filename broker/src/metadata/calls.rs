@@ -76,6 +76,16 @@ pub enum ControllerCall {
         unclean: bool,
     },
     DescribeQuorum,
+    /// AlterPartition: the leader of a partition asks for a new ISR.
+    AlterPartition {
+        broker: i32,
+        broker_epoch: i64,
+        topic_id: [u8; 16],
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    },
     /// A broker-only node fetches the metadata log after index `after`, waiting up to
     /// `max_wait_ms` for something new. Any voter answers, from what it applied.
     FetchMetadata {
@@ -194,6 +204,19 @@ impl Controller {
                 ControllerReply::Elections(self.elect_leaders(partitions, unclean).await?)
             }
             ControllerCall::DescribeQuorum => ControllerReply::Quorum(self.describe_quorum()?),
+            ControllerCall::AlterPartition {
+                broker,
+                broker_epoch,
+                topic_id,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            } => {
+                let change = (topic_id, partition, leader_epoch, partition_epoch);
+                self.alter_partition(broker, broker_epoch, change, new_isr).await?;
+                ControllerReply::Done
+            }
             ControllerCall::FetchMetadata { after, max_wait_ms } => {
                 let (leader, delta) = self.fetch_metadata(after, max_wait_ms).await?;
                 ControllerReply::Metadata { leader, delta }

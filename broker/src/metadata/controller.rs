@@ -29,7 +29,8 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 
 use super::calls::{MetadataDelta, QuorumState, ReplicaState};
 use super::elections::{
-    plan_fence, plan_preferred, plan_rebalance, plan_unclean, plan_unfence, Preferred,
+    plan_alter_partition, plan_fence, plan_preferred, plan_rebalance, plan_unclean, plan_unfence,
+    Preferred,
 };
 use super::image::{uuid_to_string, ClusterImage, Endpoint, PartitionImage, TopicImage};
 use super::state_machine::apply_record;
@@ -442,6 +443,30 @@ impl Controller {
             Ok(_) => tracing::info!(partitions = n, "preferred leaders restored"),
             Err(e) => tracing::warn!(error = %e, "preferred leader election failed"),
         }
+    }
+
+    /// AlterPartition from the leader of a partition: `(topic id, partition, leader epoch,
+    /// partition epoch)` and the ISR it wants.
+    pub(crate) async fn alter_partition(
+        &self,
+        broker: i32,
+        broker_epoch: i64,
+        (topic_id, partition, leader_epoch, partition_epoch): ([u8; 16], i32, i32, i32),
+        new_isr: Vec<i32>,
+    ) -> Result<(), MetadataError> {
+        let (_guard, image) = self.begin().await?;
+        let record = plan_alter_partition(
+            &image,
+            broker,
+            broker_epoch,
+            topic_id,
+            partition,
+            leader_epoch,
+            partition_epoch,
+            &new_isr,
+        )?;
+        self.propose(vec![record]).await?;
+        Ok(())
     }
 
     /// ElectLeaders: one result per requested partition; with `partitions` `None`, one per

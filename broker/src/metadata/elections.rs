@@ -18,6 +18,7 @@
 use super::image::{ClusterImage, PartitionImage};
 use super::state_machine::apply_record;
 use super::types::MetadataRecord;
+use super::MetadataError;
 
 /// Whether an out-of-sync replica may lead `topic`: its own override, else the cluster-wide
 /// dynamic default, else Kafka's default (false).
@@ -123,6 +124,69 @@ pub(crate) fn plan_unfence(image: &ClusterImage, id: i32, epoch: i64) -> Vec<Met
         }
     }
     records
+}
+
+/// A leader's ISR change (Kafka's AlterPartition, KIP-497/903), checked against the image:
+/// the leader must be the partition's leader at `leader_epoch` with a current broker epoch, the
+/// partition must still be at `partition_epoch` (else the leader decided on an old state), the
+/// new ISR must hold the leader and only replicas, and a member it adds must be an unfenced
+/// broker. The ISR keeps replica order; the partition epoch is bumped.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan_alter_partition(
+    image: &ClusterImage,
+    broker: i32,
+    broker_epoch: i64,
+    topic_id: [u8; 16],
+    partition: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    new_isr: &[i32],
+) -> Result<MetadataRecord, MetadataError> {
+    match image.brokers.get(&broker) {
+        Some(b) if b.epoch == broker_epoch && !b.fenced => {}
+        _ => {
+            return Err(MetadataError::StaleBrokerEpoch(format!(
+                "Broker {broker} at epoch {broker_epoch} is not a live registration"
+            )))
+        }
+    }
+    let topic = image.topic_by_id(&topic_id).ok_or(MetadataError::UnknownTopicId)?;
+    let p = topic
+        .partitions
+        .get(&partition)
+        .ok_or_else(|| MetadataError::UnknownTopic(topic.name.clone()))?;
+    if p.leader != broker || p.leader_epoch != leader_epoch {
+        return Err(MetadataError::FencedLeaderEpoch(format!(
+            "{}-{partition}: broker {broker} at leader epoch {leader_epoch} does not lead it \
+             (leader {} at epoch {})",
+            topic.name, p.leader, p.leader_epoch
+        )));
+    }
+    if p.partition_epoch != partition_epoch {
+        return Err(MetadataError::InvalidUpdateVersion(format!(
+            "{}-{partition} is at partition epoch {}, not {partition_epoch}",
+            topic.name, p.partition_epoch
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if !new_isr.contains(&broker)
+        || new_isr.iter().any(|r| !p.replicas.contains(r) || !seen.insert(*r))
+    {
+        return Err(MetadataError::InvalidRequest(format!(
+            "{}-{partition}: the ISR {new_isr:?} must hold the leader and only replicas {:?}",
+            topic.name, p.replicas
+        )));
+    }
+    if let Some(r) = new_isr.iter().find(|r| !p.isr.contains(r) && !unfenced(image, **r)) {
+        return Err(MetadataError::IneligibleReplica(format!(
+            "{}-{partition}: broker {r} is fenced or shutting down and cannot join the ISR",
+            topic.name
+        )));
+    }
+    let mut next = p.clone();
+    next.isr = p.replicas.iter().copied().filter(|r| new_isr.contains(r)).collect();
+    next.partition_epoch += 1;
+    Ok(change(image, &topic.name, partition, next))
 }
 
 /// The outcome of a preferred-leader election for one partition (Kafka's ElectLeaders errors).
@@ -302,6 +366,25 @@ mod tests {
         assert_eq!((part(&next, 0).leader, part(&next, 0).isr.clone()), (2, vec![2]));
         assert_eq!(plan_unclean(&img, "t", 1), Some(Preferred::NotNeeded));
         assert_eq!(plan_unclean(&img, "t", 2), Some(Preferred::NotAvailable), "1 is fenced");
+    }
+
+    #[test]
+    fn isr_changes_are_checked_against_epochs_and_fencing() {
+        let img = image(&[(1, false), (2, false), (3, true)], &[(vec![1, 2, 3], vec![1], 1)]);
+        let plan = |broker: i32, epoch: i64, le: i32, pe: i32, isr: &[i32]| {
+            plan_alter_partition(&img, broker, epoch, [1; 16], 0, le, pe, isr)
+        };
+        let r = plan(1, 5, 3, 7, &[2, 1]).unwrap();
+        let next = after(&img, &[r]);
+        let p = part(&next, 0);
+        assert_eq!((p.isr.clone(), p.partition_epoch, p.leader_epoch), (vec![1, 2], 8, 3));
+        assert!(matches!(plan(1, 4, 3, 7, &[1, 2]), Err(MetadataError::StaleBrokerEpoch(_))));
+        assert!(matches!(plan(2, 5, 3, 7, &[1, 2]), Err(MetadataError::FencedLeaderEpoch(_))));
+        assert!(matches!(plan(1, 5, 2, 7, &[1, 2]), Err(MetadataError::FencedLeaderEpoch(_))));
+        assert!(matches!(plan(1, 5, 3, 6, &[1, 2]), Err(MetadataError::InvalidUpdateVersion(_))));
+        assert!(matches!(plan(1, 5, 3, 7, &[2]), Err(MetadataError::InvalidRequest(_))));
+        assert!(matches!(plan(1, 5, 3, 7, &[1, 4]), Err(MetadataError::InvalidRequest(_))));
+        assert!(matches!(plan(1, 5, 3, 7, &[1, 3]), Err(MetadataError::IneligibleReplica(_))));
     }
 
     #[test]

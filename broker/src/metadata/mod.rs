@@ -258,6 +258,15 @@ pub enum MetadataError {
     /// PREFERRED_LEADER_NOT_AVAILABLE.
     #[error("{0}")]
     PreferredLeaderNotAvailable(String),
+    /// FENCED_LEADER_EPOCH: an ISR change from a broker that no longer leads at that epoch.
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// INVALID_UPDATE_VERSION: an ISR change decided on an older partition state.
+    #[error("{0}")]
+    InvalidUpdateVersion(String),
+    /// INELIGIBLE_REPLICA: a fenced or shutting-down broker may not join the ISR.
+    #[error("{0}")]
+    IneligibleReplica(String),
     /// ELIGIBLE_LEADERS_NOT_AVAILABLE (unclean election with no live replica).
     #[error("{0}")]
     EligibleLeadersNotAvailable(String),
@@ -949,6 +958,31 @@ impl MetadataNode {
     ) -> Result<Vec<((String, i32), Result<(), MetadataError>)>, MetadataError> {
         match self.call(ControllerCall::ElectLeaders { partitions, unclean }).await? {
             ControllerReply::Elections(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// AlterPartition: this broker, leading a partition, asks for its ISR to become `new_isr`.
+    /// Answers the partition state the controller committed.
+    pub async fn alter_partition(
+        &self,
+        topic_id: [u8; 16],
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    ) -> Result<(), MetadataError> {
+        let call = ControllerCall::AlterPartition {
+            broker: self.node_id(),
+            broker_epoch: self.broker_epoch(),
+            topic_id,
+            partition,
+            leader_epoch,
+            partition_epoch,
+            new_isr,
+        };
+        match self.call(call).await? {
+            ControllerReply::Done => Ok(()),
             other => Err(unexpected(other)),
         }
     }

@@ -1,10 +1,16 @@
-//! Partitions hosted on this broker and the operations on them: append as leader, read for
-//! consumers (bounded by the high watermark) and followers (bounded by the LEO), leader-epoch
-//! fencing, and the signal that wakes long-polling fetches.
+//! Partitions hosted on this broker and the operations on them (Kafka's ReplicaManager and
+//! Partition): append as leader, read for consumers (bounded by the high watermark) and for
+//! followers (bounded by the LEO), leader-epoch fencing, and the signals that wake long-polling
+//! fetches and acks=all produces.
 //!
-//! On a single node every partition's ISR is this broker alone, so the high watermark moves to
-//! the LEO as soon as an append is written; acks=all still checks `min.insync.replicas` against
-//! the ISR size. Replication (followers, ISR changes) grows here later.
+//! Replication (docs/replication.md): a leader learns each follower's LEO from the offset the
+//! follower fetches at, and the high watermark is the lowest LEO over the ISR (its own
+//! included); it only moves forward. A follower whose last fetched epoch ended earlier on the
+//! leader is told where the logs diverge and truncates there (KIP-320/595). Followers append
+//! what they fetch as is ([`fetcher`]) and take the leader's HW, capped at their own LEO. While
+//! the ISR is this broker alone, the HW follows the LEO at once.
+
+pub mod fetcher;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,6 +35,14 @@ pub enum ReplicaError {
     UnknownLeaderEpoch { request: i32, current: i32 },
     #[error("{isr} in-sync replicas are fewer than min.insync.replicas {min}")]
     NotEnoughReplicas { isr: usize, min: i32 },
+    #[error(
+        "the write is in, but {isr} in-sync replicas are fewer than min.insync.replicas {min}"
+    )]
+    NotEnoughReplicasAfterAppend { isr: usize, min: i32 },
+    #[error("broker {0} is not a follower of this partition")]
+    NotReplica(i32),
+    #[error("the in-sync replicas did not all have the write within the request's timeout")]
+    Timeout,
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -40,6 +54,39 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Bumped by the controller on every change of this partition (ISR changes included).
+    pub partition_epoch: i32,
+}
+
+/// An ISR change a leader asks the controller for (AlterPartition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsrChange {
+    pub tp: TopicPartition,
+    pub topic_id: [u8; 16],
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+/// What a leader remembers of its current term.
+#[derive(Clone, Copy, Debug, Default)]
+struct LeaderTerm {
+    /// When this broker became leader in the current epoch (ms since the epoch).
+    since_ms: i64,
+    /// The LEO when it did: a follower must reach it to join the ISR (it has then fetched in
+    /// the current epoch).
+    epoch_start_offset: i64,
+}
+
+/// What a leader knows of one follower.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// The follower's log end offset: the offset of its last fetch.
+    pub log_end_offset: i64,
+    /// When it last fetched (ms since the epoch).
+    pub last_fetch_ms: i64,
+    /// When it last fetched at the leader's LEO (ms since the epoch), -1 if never.
+    pub last_caught_up_ms: i64,
 }
 
 /// A partition this broker holds a replica of.
@@ -49,6 +96,47 @@ pub struct Partition {
     pub topic_id: [u8; 16],
     pub log: SharedLog,
     state: Mutex<PartitionState>,
+    /// As leader: each follower's progress in the current leader epoch.
+    followers: Mutex<HashMap<i32, FollowerProgress>>,
+    /// The high watermark, for acks=all produces waiting on this partition.
+    hw: watch::Sender<i64>,
+    /// As leader: when this term began and at which offset.
+    term: Mutex<LeaderTerm>,
+    /// As leader: the ISR asked of the controller and not yet seen in metadata. Counted in the
+    /// ISR for the high watermark at once ("maximal ISR", KIP-497), so a member being added is
+    /// never left behind the HW.
+    pending_isr: Mutex<Option<Vec<i32>>>,
+}
+
+/// A follower's fetch, as the leader reads it.
+#[derive(Clone, Copy, Debug)]
+pub struct FollowerFetch {
+    pub replica_id: i32,
+    pub fetch_offset: i64,
+    /// The epoch of the follower's last batch (-1: none), for divergence (KIP-320).
+    pub last_fetched_epoch: i32,
+    pub current_leader_epoch: i32,
+    pub max_bytes: usize,
+}
+
+/// What a follower's fetch gets.
+#[derive(Debug)]
+pub enum FollowerRead {
+    Data(FetchData),
+    /// The follower's log diverges from the leader's: it must truncate to the end of this
+    /// epoch `(epoch, end offset)` as the leader has it, then fetch again.
+    Diverging {
+        epoch: i32,
+        end_offset: i64,
+        high_watermark: i64,
+        log_start_offset: i64,
+    },
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,6 +146,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Partition {
     pub fn state(&self) -> PartitionState {
         lock(&self.state).clone()
+    }
+
+    /// Sets the log's high watermark and wakes what waits on it.
+    fn set_high_watermark(&self, log: &mut crate::log::PartitionLog, hw: i64) {
+        let hw = log.update_high_watermark(hw);
+        self.hw.send_if_modified(|current| std::mem::replace(current, hw) != hw);
+    }
+
+    /// Each follower's progress, as this partition's leader knows it.
+    pub fn followers(&self) -> HashMap<i32, FollowerProgress> {
+        lock(&self.followers).clone()
     }
 
     /// Checks a client's view of the leader epoch (-1 = not given), as Kafka's fencing does.
@@ -80,6 +179,8 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     defaults: LogConfig,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Where ISR changes go; none until the broker wires it (unit tests run without).
+    isr_sender: Mutex<Option<tokio::sync::mpsc::UnboundedSender<IsrChange>>>,
     /// Partition count of every topic in the cluster, hosted here or not: a request for a
     /// partition another broker hosts is NOT_LEADER_OR_FOLLOWER, not UNKNOWN_TOPIC_OR_PARTITION.
     cluster_partitions: RwLock<HashMap<String, usize>>,
@@ -93,6 +194,7 @@ impl ReplicaManager {
             logs,
             defaults,
             partitions: RwLock::new(HashMap::new()),
+            isr_sender: Mutex::new(None),
             cluster_partitions: RwLock::new(HashMap::new()),
             changed: watch::channel(0).0,
         }
@@ -145,6 +247,7 @@ impl ReplicaManager {
                     leader_epoch: p.leader_epoch,
                     replicas: p.replicas.clone(),
                     isr: p.isr.clone(),
+                    partition_epoch: p.partition_epoch,
                 };
                 wanted.insert(tp, (topic.id, config.clone(), state));
             }
@@ -176,9 +279,23 @@ impl ReplicaManager {
                     if log.config() != &config {
                         log.update_config(config);
                     }
-                    self.maybe_advance_hw(&mut log, &state);
+                    self.maybe_advance_hw(p, &mut log, &state);
                     drop(log);
-                    *lock(&p.state) = state;
+                    let mut current = lock(&p.state);
+                    if current.leader_epoch != state.leader_epoch || current.leader != state.leader
+                    {
+                        // A new leader epoch: followers start over (Kafka resets their state).
+                        lock(&p.followers).clear();
+                        *lock(&p.term) = LeaderTerm {
+                            since_ms: now_ms(),
+                            epoch_start_offset: lock(&p.log).log_end_offset(),
+                        };
+                    }
+                    if current.partition_epoch != state.partition_epoch {
+                        // The controller decided on the partition: what was asked is answered.
+                        *lock(&p.pending_isr) = None;
+                    }
+                    *current = state;
                 }
                 None => {
                     let mut log = self.logs.get_or_create(&tp, config.clone())?;
@@ -189,15 +306,29 @@ impl ReplicaManager {
                         self.logs.delete(&tp)?;
                         log = self.logs.get_or_create(&tp, config)?;
                     }
-                    {
-                        let mut log = lock(&log);
+                    let hw = {
+                        let log = lock(&log);
                         if stored != Some(topic_id) {
                             log.write_partition_metadata(topic_id)?;
                         }
-                        self.maybe_advance_hw(&mut log, &state);
-                    }
+                        log.high_watermark()
+                    };
                     tracing::info!(partition = %tp, epoch = state.leader_epoch, "hosting partition");
-                    let p = Partition { tp: tp.clone(), topic_id, log, state: Mutex::new(state) };
+                    let leo = lock(&log).log_end_offset();
+                    let p = Partition {
+                        tp: tp.clone(),
+                        topic_id,
+                        log,
+                        state: Mutex::new(state.clone()),
+                        followers: Mutex::new(HashMap::new()),
+                        hw: watch::channel(hw).0,
+                        term: Mutex::new(LeaderTerm {
+                            since_ms: now_ms(),
+                            epoch_start_offset: leo,
+                        }),
+                        pending_isr: Mutex::new(None),
+                    };
+                    self.maybe_advance_hw(&p, &mut lock(&p.log), &state);
                     partitions.insert(tp, Arc::new(p));
                 }
             }
@@ -210,10 +341,15 @@ impl ReplicaManager {
     /// A leader whose ISR is itself alone has every replica's copy of its log: the HW is the
     /// LEO (Kafka's `maybeIncrementLeaderHW` on becoming leader). This is what makes data
     /// written after the last HW checkpoint readable again after a crash.
-    fn maybe_advance_hw(&self, log: &mut crate::log::PartitionLog, state: &PartitionState) {
+    fn maybe_advance_hw(
+        &self,
+        p: &Partition,
+        log: &mut crate::log::PartitionLog,
+        state: &PartitionState,
+    ) {
         if state.leader == self.node_id && state.isr == [self.node_id] {
             let leo = log.log_end_offset();
-            log.update_high_watermark(leo);
+            p.set_high_watermark(log, leo);
         }
     }
 
@@ -286,7 +422,7 @@ impl ReplicaManager {
         let info = appended?;
         if state.isr == [self.node_id] {
             let leo = log.log_end_offset();
-            log.update_high_watermark(leo);
+            p.set_high_watermark(&mut log, leo);
         }
         let log_start = log.log_start_offset();
         drop(log);
@@ -308,6 +444,205 @@ impl ReplicaManager {
         let log = lock(&p.log);
         let bound = if up_to_leo { log.log_end_offset() } else { log.high_watermark() };
         Ok(log.read(offset, max_bytes, bound)?)
+    }
+
+    /// A follower's fetch: records its progress, moves the high watermark to the lowest LEO of
+    /// the ISR, and reads from `fetch_offset` up to the LEO; or, when the follower's last epoch
+    /// ends earlier here than where it fetches, tells it where to truncate.
+    pub fn read_for_follower(
+        &self,
+        tp: &TopicPartition,
+        fetch: FollowerFetch,
+    ) -> Result<FollowerRead, ReplicaError> {
+        let p = self.leader_partition(tp)?;
+        p.check_epoch(fetch.current_leader_epoch)?;
+        let state = p.state();
+        if !state.replicas.contains(&fetch.replica_id) || fetch.replica_id == self.node_id {
+            return Err(ReplicaError::NotReplica(fetch.replica_id));
+        }
+        let mut log = lock(&p.log);
+        if fetch.last_fetched_epoch >= 0 {
+            let (epoch, end_offset) = log.end_offset_for_epoch(fetch.last_fetched_epoch);
+            if epoch != fetch.last_fetched_epoch || end_offset < fetch.fetch_offset {
+                return Ok(FollowerRead::Diverging {
+                    epoch,
+                    end_offset,
+                    high_watermark: log.high_watermark(),
+                    log_start_offset: log.log_start_offset(),
+                });
+            }
+        }
+        let leo = log.log_end_offset();
+        let now = now_ms();
+        let pending = lock(&p.pending_isr).clone();
+        // The maximal ISR: the committed one and any member being added.
+        let mut isr = state.isr.clone();
+        for r in pending.iter().flatten() {
+            if !isr.contains(r) {
+                isr.push(*r);
+            }
+        }
+        let (hw, follower_leo) = {
+            let mut followers = lock(&p.followers);
+            let progress = followers.entry(fetch.replica_id).or_default();
+            progress.log_end_offset = fetch.fetch_offset.min(leo);
+            progress.last_fetch_ms = now;
+            if fetch.fetch_offset >= leo {
+                progress.last_caught_up_ms = now;
+            }
+            let follower_leo = progress.log_end_offset;
+            // The lowest LEO over the ISR; a member not heard from in this epoch holds it back.
+            let hw = isr
+                .iter()
+                .map(|r| {
+                    if *r == self.node_id {
+                        leo
+                    } else {
+                        followers.get(r).map_or(0, |f| f.log_end_offset)
+                    }
+                })
+                .min()
+                .unwrap_or(leo);
+            (hw, follower_leo)
+        };
+        // A follower out of the ISR that reached the HW and the start of this leader epoch
+        // (so it fetched in this epoch) joins it (Kafka's maybeExpandIsr).
+        let epoch_start = lock(&p.term).epoch_start_offset;
+        let hw_now = hw.max(log.high_watermark());
+        if !isr.contains(&fetch.replica_id)
+            && pending.is_none()
+            && follower_leo >= hw_now
+            && follower_leo >= epoch_start
+        {
+            let mut new_isr = state.isr.clone();
+            new_isr.push(fetch.replica_id);
+            self.request_isr_change(&p, &state, new_isr);
+        }
+        let advanced = hw > log.high_watermark();
+        if advanced {
+            p.set_high_watermark(&mut log, hw);
+        }
+        let data = log.read(fetch.fetch_offset, fetch.max_bytes, leo)?;
+        drop(log);
+        if advanced {
+            // Consumers waiting in long-poll fetches can read further.
+            self.notify();
+        }
+        Ok(FollowerRead::Data(data))
+    }
+
+    /// Installs where ISR changes go (the metadata layer's AlterPartition sender).
+    pub fn set_isr_sender(&self, sender: tokio::sync::mpsc::UnboundedSender<IsrChange>) {
+        *lock(&self.isr_sender) = Some(sender);
+    }
+
+    /// Asks the controller for `new_isr`, unless a change is already asked for.
+    fn request_isr_change(&self, p: &Partition, state: &PartitionState, new_isr: Vec<i32>) {
+        let mut pending = lock(&p.pending_isr);
+        if pending.is_some() {
+            return;
+        }
+        let sender = lock(&self.isr_sender).clone();
+        let Some(sender) = sender else { return };
+        let change = IsrChange {
+            tp: p.tp.clone(),
+            topic_id: p.topic_id,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            new_isr: new_isr.clone(),
+        };
+        tracing::info!(partition = %p.tp, from = ?state.isr, to = ?new_isr, "asking for an ISR change");
+        if sender.send(change).is_ok() {
+            *pending = Some(new_isr);
+        }
+    }
+
+    /// The controller refused or did not answer an ISR change: the next check may ask again.
+    pub fn isr_change_failed(&self, tp: &TopicPartition) {
+        if let Some(p) = self.get(tp) {
+            *lock(&p.pending_isr) = None;
+        }
+    }
+
+    /// Shrinks the ISR of every partition led here by the followers that have not caught up
+    /// with the leader's LEO for `lag_time_max_ms` (`replica.lag.time.max.ms`; Kafka's
+    /// maybeShrinkIsr). A follower never heard from in this term counts from its start.
+    pub fn check_isr(&self, lag_time_max_ms: i64) {
+        let now = now_ms();
+        for p in self.all() {
+            let state = p.state();
+            if state.leader != self.node_id || state.isr.len() <= 1 {
+                continue;
+            }
+            let since = lock(&p.term).since_ms;
+            let followers = lock(&p.followers).clone();
+            let leo = lock(&p.log).log_end_offset();
+            let lagging: Vec<i32> = state
+                .isr
+                .iter()
+                .copied()
+                .filter(|r| *r != self.node_id)
+                .filter(|r| {
+                    let f = followers.get(r);
+                    let caught_up = f.map_or(since, |f| f.last_caught_up_ms.max(since));
+                    let at_end = f.is_some_and(|f| f.log_end_offset >= leo);
+                    !at_end && now - caught_up > lag_time_max_ms
+                })
+                .collect();
+            if !lagging.is_empty() {
+                let new_isr = state.isr.iter().copied().filter(|r| !lagging.contains(r)).collect();
+                self.request_isr_change(&p, &state, new_isr);
+            }
+        }
+    }
+
+    /// As a follower: appends batches fetched from the leader and takes its high watermark,
+    /// capped at this log's end. Returns the new LEO.
+    pub fn append_as_follower(
+        &self,
+        tp: &TopicPartition,
+        records: &[u8],
+        leader_hw: i64,
+    ) -> Result<i64, ReplicaError> {
+        let p = self.get(tp).ok_or(ReplicaError::UnknownTopicOrPartition)?;
+        let mut log = lock(&p.log);
+        if !records.is_empty() {
+            let appended = log.append_as_follower(records);
+            self.logs.note_write(appended.as_ref().map(|_| ()));
+            appended?;
+        }
+        let leo = log.log_end_offset();
+        p.set_high_watermark(&mut log, leader_hw.min(leo));
+        Ok(leo)
+    }
+
+    /// Waits until the high watermark of `tp` reaches `offset` (acks=all), for at most
+    /// `timeout`. Errs when this broker stops leading the partition meanwhile, when the wait
+    /// times out, or when the ISR is smaller than `min.insync.replicas` once the write is in
+    /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    pub async fn wait_for_high_watermark(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), ReplicaError> {
+        let p = self.leader_partition(tp)?;
+        let mut hw = p.hw.subscribe();
+        let reached = hw.wait_for(|hw| *hw >= offset);
+        match tokio::time::timeout(timeout, reached).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(ReplicaError::NotLeader),
+            Err(_) => return Err(ReplicaError::Timeout),
+        }
+        let state = p.state();
+        if state.leader != self.node_id {
+            return Err(ReplicaError::NotLeader);
+        }
+        let min = lock(&p.log).config().min_insync_replicas.min(state.replicas.len().max(1) as i32);
+        if (state.isr.len() as i32) < min {
+            return Err(ReplicaError::NotEnoughReplicasAfterAppend { isr: state.isr.len(), min });
+        }
+        Ok(())
     }
 
     /// Runs `f` on the leader's log after checking the client's leader epoch.

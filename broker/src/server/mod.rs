@@ -7,6 +7,7 @@
 //! in hand, then logs are closed cleanly (clean-shutdown marker) and the quorum stops.
 
 pub mod connection;
+mod isr;
 pub mod listener;
 mod publisher;
 
@@ -36,6 +37,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub logs: Arc<LogManager>,
     pub replicas: Arc<ReplicaManager>,
+    /// Follower fetchers, one per leader broker.
+    pub fetchers: Arc<crate::replica::fetcher::FetcherManager>,
     pub metadata: MetadataNode,
     pub metrics: Metrics,
     /// Producer ids for InitProducerId, from blocks allocated through the quorum.
@@ -208,7 +211,9 @@ pub async fn start_unless_stopped(
         replicas.clone(),
         metadata.clone(),
     );
-    publisher::publish(&metadata.image(), &metadata, &replicas, &groups)
+    let fetchers =
+        Arc::new(crate::replica::fetcher::FetcherManager::new(config.node_id, replicas.clone()));
+    publisher::publish(&metadata.image(), &metadata, &replicas, &fetchers, &groups)
         .context("loading partitions from metadata")?;
 
     let background = logs.start_background(ManagerIntervals {
@@ -221,6 +226,7 @@ pub async fn start_unless_stopped(
         config,
         logs,
         replicas,
+        fetchers,
         metadata,
         metrics: Metrics::new(),
         producer_ids: Default::default(),
@@ -228,11 +234,12 @@ pub async fn start_unless_stopped(
         ready: AtomicBool::new(false),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = vec![
+    let mut tasks = isr::start(&broker, &shutdown_rx);
+    tasks.extend([
         tokio::spawn(publisher::run(broker.clone(), shutdown_rx.clone())),
         broker.groups.start(shutdown_rx.clone()),
         tokio::spawn(crate::http::serve(admin_listener, broker.clone(), shutdown_rx.clone())),
-    ];
+    ]);
     // The publisher runs meanwhile: metadata changes (and heartbeats, which report how far they
     // are published) do not wait for the groups to load.
     if !broker.groups.wait_loaded(Duration::from_secs(60)).await {
@@ -277,6 +284,7 @@ impl RunningBroker {
         let _ = self.shutdown.send(true);
         // Parked JoinGroup/SyncGroup requests end now, so connections can finish.
         self.broker.groups.shutdown();
+        self.broker.fetchers.shutdown();
         for task in self.tasks.drain(..) {
             if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
                 tracing::warn!("a server task did not stop within 30 s");

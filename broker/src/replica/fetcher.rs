@@ -1,0 +1,299 @@
+//! Follower fetchers (Kafka's ReplicaFetcherManager and ReplicaFetcherThread): one task per
+//! leader broker fetches every partition this broker follows there, with the Fetch API as a
+//! replica (`replica_id` = this node), the same read path consumers use on the leader.
+//!
+//! Each round sends the partitions' log end offsets and the epoch of their last batch; the
+//! leader long-polls (500 ms) and answers records, its high watermark, or the point where the
+//! logs diverge (KIP-320), where the follower truncates before fetching again: a follower never
+//! truncates blindly to its own high watermark. A partition whose leader refuses the fetch (it
+//! no longer leads, or the epochs differ) waits for the next metadata change, which moves it to
+//! the right fetcher. The metadata publisher starts, changes and stops fetchers ([`update`]).
+//!
+//! [`update`]: FetcherManager::update
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::ReplicaManager;
+use crate::client::KafkaConnection;
+use crate::log::TopicPartition;
+use crate::metadata::ClusterImage;
+
+/// Fetch version used between brokers: names topics, carries the last fetched epoch and
+/// answers diverging epochs.
+const FETCH_VERSION: i16 = 12;
+/// How long the leader may hold a fetch that finds nothing new.
+const MAX_WAIT_MS: i32 = 500;
+/// Bytes per partition and per response.
+const PARTITION_MAX_BYTES: i32 = 1024 * 1024;
+const RESPONSE_MAX_BYTES: i32 = 16 * 1024 * 1024;
+/// Bounds of the pause after a failed round.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The partitions one fetcher follows, with the leader epoch each is expected at.
+type Followed = BTreeMap<TopicPartition, i32>;
+
+struct Fetcher {
+    addr: String,
+    partitions: watch::Sender<Followed>,
+    task: JoinHandle<()>,
+}
+
+/// The fetchers of this broker, by leader id.
+pub struct FetcherManager {
+    node_id: i32,
+    replicas: Arc<ReplicaManager>,
+    fetchers: Mutex<HashMap<i32, Fetcher>>,
+}
+
+impl std::fmt::Debug for FetcherManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let leaders: Vec<i32> = self.lock().keys().copied().collect();
+        f.debug_struct("FetcherManager").field("leaders", &leaders).finish()
+    }
+}
+
+impl FetcherManager {
+    pub fn new(node_id: i32, replicas: Arc<ReplicaManager>) -> FetcherManager {
+        FetcherManager { node_id, replicas, fetchers: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Fetcher>> {
+        self.fetchers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the fetchers follow what `image` says: every hosted partition whose leader is
+    /// another unfenced broker is fetched from it. Called by the metadata publisher after the
+    /// replica manager applied the image.
+    pub fn update(&self, image: &ClusterImage) {
+        let mut wanted: HashMap<i32, (String, Followed)> = HashMap::new();
+        for p in self.replicas.all() {
+            let state = p.state();
+            if state.leader < 0 || state.leader == self.node_id {
+                continue;
+            }
+            let Some(leader) = image.brokers.get(&state.leader).filter(|b| !b.fenced) else {
+                continue;
+            };
+            let addr = crate::config::listeners::join_host_port(&leader.host, leader.port);
+            let entry = wanted.entry(state.leader).or_insert_with(|| (addr, BTreeMap::new()));
+            entry.1.insert(p.tp.clone(), state.leader_epoch);
+        }
+        let mut fetchers = self.lock();
+        fetchers.retain(|leader, f| {
+            let keep = wanted.get(leader).is_some_and(|(addr, _)| *addr == f.addr);
+            if !keep {
+                f.task.abort();
+            }
+            keep
+        });
+        for (leader, (addr, partitions)) in wanted {
+            match fetchers.get(&leader) {
+                Some(f) => {
+                    f.partitions.send_if_modified(|current| {
+                        let changed = *current != partitions;
+                        *current = partitions;
+                        changed
+                    });
+                }
+                None => {
+                    let Ok(runtime) = tokio::runtime::Handle::try_current() else { continue };
+                    let (tx, rx) = watch::channel(partitions);
+                    let task = runtime.spawn(run(
+                        self.node_id,
+                        leader,
+                        addr.clone(),
+                        self.replicas.clone(),
+                        rx,
+                    ));
+                    tracing::info!(leader, %addr, "started a follower fetcher");
+                    fetchers.insert(leader, Fetcher { addr, partitions: tx, task });
+                }
+            }
+        }
+    }
+
+    /// Stops every fetcher.
+    pub fn shutdown(&self) {
+        for (_, f) in self.lock().drain() {
+            f.task.abort();
+        }
+    }
+}
+
+/// One fetcher: fetches `partitions` from `leader` at `addr` until aborted.
+async fn run(
+    node_id: i32,
+    leader: i32,
+    addr: String,
+    replicas: Arc<ReplicaManager>,
+    mut partitions: watch::Receiver<Followed>,
+) {
+    let mut conn: Option<KafkaConnection> = None;
+    let mut backoff = BACKOFF_MIN;
+    // Partitions the leader refused, left out until the partitions change.
+    let mut paused: BTreeSet<TopicPartition> = BTreeSet::new();
+    let mut failing = false;
+    let client_id = format!("sluice-replica-{node_id}");
+    loop {
+        if partitions.has_changed().unwrap_or(false) {
+            paused.clear();
+        }
+        let followed: Followed = partitions.borrow_and_update().clone();
+        let active: Followed =
+            followed.into_iter().filter(|(tp, _)| !paused.contains(tp)).collect();
+        if active.is_empty() {
+            if partitions.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let result = async {
+            if conn.is_none() {
+                conn = Some(
+                    KafkaConnection::connect(&addr, &client_id, Duration::from_secs(5)).await?,
+                );
+            }
+            let request = fetch_request(node_id, &replicas, &active);
+            let timeout = Duration::from_millis(MAX_WAIT_MS as u64) + Duration::from_secs(10);
+            let c = conn.as_mut().expect("connected above");
+            c.call::<_, FetchResponse>(ApiKey::Fetch, FETCH_VERSION, &request, timeout).await
+        }
+        .await;
+        match result {
+            Ok(response) => {
+                if failing {
+                    tracing::info!(leader, %addr, "follower fetcher reconnected");
+                }
+                failing = false;
+                backoff = BACKOFF_MIN;
+                apply_response(&replicas, leader, &response, &mut paused);
+            }
+            Err(e) => {
+                conn = None;
+                if !failing {
+                    tracing::warn!(leader, error = %e, "follower fetch failed; retrying");
+                    failing = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = partitions.changed() => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// A replica fetch of `partitions` at their log end offsets.
+fn fetch_request(node_id: i32, replicas: &ReplicaManager, partitions: &Followed) -> FetchRequest {
+    let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    for (tp, &epoch) in partitions {
+        let Some(p) = replicas.get(tp) else { continue };
+        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        topics.entry(tp.topic.as_str()).or_default().push(
+            FetchPartition::default()
+                .with_partition(tp.partition)
+                .with_current_leader_epoch(epoch)
+                .with_fetch_offset(log.log_end_offset())
+                .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
+                .with_log_start_offset(log.log_start_offset())
+                .with_partition_max_bytes(PARTITION_MAX_BYTES),
+        );
+    }
+    FetchRequest::default()
+        .with_replica_id(BrokerId(node_id))
+        .with_max_wait_ms(MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(RESPONSE_MAX_BYTES)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+}
+
+/// Appends what came, truncates where the leader says the logs diverge, and pauses the
+/// partitions the leader refused.
+fn apply_response(
+    replicas: &ReplicaManager,
+    leader: i32,
+    response: &FetchResponse,
+    paused: &mut BTreeSet<TopicPartition>,
+) {
+    for topic in &response.responses {
+        for data in &topic.partitions {
+            let tp = TopicPartition::new(topic.topic.to_string(), data.partition_index);
+            let outcome = if data.error_code == 0 && data.diverging_epoch.epoch >= 0 {
+                truncate_diverging(
+                    replicas,
+                    &tp,
+                    data.diverging_epoch.epoch,
+                    data.diverging_epoch.end_offset,
+                )
+            } else if data.error_code == 0 {
+                let records = data.records.as_deref().unwrap_or_default();
+                replicas.append_as_follower(&tp, records, data.high_watermark).map(|_| ())
+            } else if data.error_code == ResponseError::OffsetOutOfRange.code() {
+                truncate_out_of_range(replicas, &tp, data.log_start_offset, data.high_watermark)
+            } else {
+                tracing::debug!(partition = %tp, leader, code = data.error_code, "leader refused the fetch");
+                paused.insert(tp);
+                continue;
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(partition = %tp, leader, error = %e, "applying fetched data failed");
+                paused.insert(tp);
+            }
+        }
+    }
+}
+
+/// The leader's log ends epoch `epoch` at `end_offset`: keep what both logs share.
+fn truncate_diverging(
+    replicas: &ReplicaManager,
+    tp: &TopicPartition,
+    epoch: i32,
+    end_offset: i64,
+) -> Result<(), super::ReplicaError> {
+    let p = replicas.get(tp).ok_or(super::ReplicaError::UnknownTopicOrPartition)?;
+    let mut log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, own_end) = log.end_offset_for_epoch(epoch);
+    let target = end_offset.min(own_end);
+    tracing::info!(partition = %tp, epoch, target, leo = log.log_end_offset(), "truncating to where the leader's log diverges");
+    log.truncate_to(target)?;
+    Ok(())
+}
+
+/// The fetch offset is outside the leader's log: below its start (retention or DeleteRecords
+/// moved it) the follower starts over there; above its end, it truncates to the leader's HW.
+fn truncate_out_of_range(
+    replicas: &ReplicaManager,
+    tp: &TopicPartition,
+    leader_log_start: i64,
+    leader_hw: i64,
+) -> Result<(), super::ReplicaError> {
+    let p = replicas.get(tp).ok_or(super::ReplicaError::UnknownTopicOrPartition)?;
+    let mut log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+    if log.log_end_offset() < leader_log_start {
+        log.truncate_fully_and_start_at(leader_log_start)?;
+    } else {
+        log.truncate_to(leader_hw.max(0))?;
+    }
+    Ok(())
+}
