@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Replication under failure: Kafka's own VerifiableProducer (acks=all, idempotent) writes to a
+# 3-broker Sluice cluster (RF 3, min.insync.replicas 2) while a broker is killed and restarted
+# again and again; then VerifiableConsumer reads everything back. Passes when every
+# acknowledged message is read, none twice, and offsets only grow within each partition.
+#
+#   bash scripts/chaos.sh                 20 rounds, SIGKILL of the leader of a partition
+#   bash scripts/chaos.sh --rounds 100    a longer run
+#   ... --signal TERM                     clean bounces (controlled shutdown) instead
+#   ... --victim controller               the active controller instead of a partition leader
+#
+# Each round: pick the victim (the leader of partition ROUND % 3, or the controller, from
+# Kafka's own kafka-topics / kafka-metadata-quorum output), signal it, wait 2 s, start it
+# again, and wait until the cluster has three live brokers again. The producer runs throughout
+# at 300 messages/s. The figures go to stdout (and the work directory is kept on failure).
+#
+# Environment: SLUICE_BIN (default target/debug/sluice), KAFKA_VERSION, CHAOS_KEEP=1 (keep the
+# work directory).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/kafka-dist.sh
+source "$ROOT/scripts/lib/kafka-dist.sh"
+
+SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/sluice}"
+ROUNDS=20
+SIGNAL=KILL
+VICTIM=leader
+while (($#)); do
+  case "$1" in
+    --rounds) ROUNDS="$2"; shift ;;
+    --signal) SIGNAL="$2"; shift ;;
+    --victim) VICTIM="$2"; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf '[chaos %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+mkdir -p "$ROOT/target/tmp"
+WORK="$(mktemp -d "$ROOT/target/tmp/chaos.XXXXXX")"
+declare -A PID=()
+PRODUCER_PID=""
+OK=0
+
+cleanup() {
+  local n
+  [[ -z "$PRODUCER_PID" ]] || stop_process "$PRODUCER_PID" 5
+  for n in "${!PID[@]}"; do stop_process "${PID[$n]}" 30; done
+  if ((OK)) && [[ "${CHAOS_KEEP:-}" != 1 ]]; then rm -rf "$WORK"; else log "work directory kept: $WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+kafka_dist_fetch
+[[ -x "$SLUICE_BIN" ]] || { echo "Sluice binary not found at $SLUICE_BIN" >&2; exit 2; }
+
+# Three nodes on free loopback ports; short sessions so that a killed broker is fenced quickly.
+KAFKA_PORTS=() CONTROLLER_PORTS=()
+for n in 1 2 3; do KAFKA_PORTS+=("$(free_port)"); CONTROLLER_PORTS+=("$(free_port)"); done
+VOTERS="1@127.0.0.1:${CONTROLLER_PORTS[0]},2@127.0.0.1:${CONTROLLER_PORTS[1]},3@127.0.0.1:${CONTROLLER_PORTS[2]}"
+BOOTSTRAP="127.0.0.1:${KAFKA_PORTS[0]},127.0.0.1:${KAFKA_PORTS[1]},127.0.0.1:${KAFKA_PORTS[2]}"
+for n in 1 2 3; do
+  cat >"$WORK/node-$n.properties" <<EOF
+node.id=$n
+process.roles=broker,controller
+listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORTS[$((n - 1))]},CONTROLLER://127.0.0.1:${CONTROLLER_PORTS[$((n - 1))]}
+controller.listener.names=CONTROLLER
+controller.quorum.voters=$VOTERS
+cluster.id=Y2hhb3MtY2x1c3Rlci1pZA
+log.dirs=$WORK/data-$n
+admin.listener=127.0.0.1:0
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=3000
+replica.lag.time.max.ms=10000
+EOF
+done
+
+start_node() {
+  "$SLUICE_BIN" start --config "$WORK/node-$1.properties" >>"$WORK/node-$1.log" 2>&1 </dev/null &
+  PID[$1]=$!
+}
+for n in 1 2 3; do start_node "$n"; done
+for n in 1 2 3; do wait_port 127.0.0.1 "${KAFKA_PORTS[$((n - 1))]}" 60 "${PID[$n]}"; done
+
+cli() { KAFKA_RUN_TIMEOUT=60 kafka_run_class "$@"; }
+topics() { cli org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@"; }
+
+# Wait (up to 60 s) until every partition of the topic has 3 in-sync replicas.
+wait_whole() {
+  local i
+  for ((i = 0; i < 60; i++)); do
+    if topics --describe --topic chaos >"$WORK/describe.txt" 2>/dev/null &&
+      [[ "$(grep -cE 'Isr: [123],[123],[123]' "$WORK/describe.txt")" == 3 ]]; then
+      return 0
+    fi
+    sleep 1
+  done
+  log "the ISR did not become whole within 60 s:"
+  cat "$WORK/describe.txt" >&2
+  return 1
+}
+
+topics --create --topic chaos --partitions 3 --replication-factor 3 --config min.insync.replicas=2 >/dev/null
+wait_whole
+
+printf 'enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=120000\nrequest.timeout.ms=10000\n' \
+  >"$WORK/producer.properties"
+# Java itself in the background (not through kafka_run_class, a shell function), so that
+# PRODUCER_PID is the JVM: SIGTERM makes it flush, report and stop.
+java -cp "$(kafka_classpath)" org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$BOOTSTRAP" \
+  --topic chaos --max-messages -1 --throughput 300 --acks -1 \
+  --command-config "$WORK/producer.properties" >"$WORK/produced.jsonl" 2>"$WORK/producer.err" &
+PRODUCER_PID=$!
+sleep 3
+
+victim_of_round() {
+  if [[ "$VICTIM" == controller ]]; then
+    cli org.apache.kafka.tools.MetadataQuorumCommand --bootstrap-server "$BOOTSTRAP" describe --status 2>/dev/null |
+      sed -n 's/^LeaderId:[[:space:]]*//p'
+  else
+    topics --describe --topic chaos 2>/dev/null |
+      sed -n "s/.*Partition: $(($1 % 3))[[:space:]]*Leader: \([0-9]*\).*/\1/p"
+  fi
+}
+
+started=$SECONDS
+for ((round = 1; round <= ROUNDS; round++)); do
+  victim="$(victim_of_round "$round")"
+  [[ "$victim" =~ ^[123]$ ]] || { log "round $round: no victim found ($victim)"; exit 1; }
+  kill -"$SIGNAL" "${PID[$victim]}"
+  wait "${PID[$victim]}" 2>/dev/null || true
+  log "round $round/$ROUNDS: SIG$SIGNAL to node $victim"
+  sleep 2
+  start_node "$victim"
+  wait_port 127.0.0.1 "${KAFKA_PORTS[$((victim - 1))]}" 60 "${PID[$victim]}"
+  wait_whole
+done
+elapsed=$((SECONDS - started))
+
+sleep 2
+kill -TERM "$PRODUCER_PID"
+wait "$PRODUCER_PID" 2>/dev/null || true
+PRODUCER_PID=""
+acked="$(grep -c '"name":"producer_send_success"' "$WORK/produced.jsonl" || true)"
+failed="$(grep -c '"name":"producer_send_error"' "$WORK/produced.jsonl" || true)"
+log "producer: $acked acknowledged, $failed failed sends, $ROUNDS rounds in ${elapsed}s"
+
+cli org.apache.kafka.tools.VerifiableConsumer --bootstrap-server "$BOOTSTRAP" --topic chaos \
+  --group-id "chaos-check" --group-protocol classic --reset-policy earliest --verbose \
+  --max-messages "$((acked + failed))" >"$WORK/consumed.jsonl" 2>"$WORK/consumer.err" || true
+
+python3 - "$WORK/produced.jsonl" "$WORK/consumed.jsonl" <<'PY'
+import json, sys
+def events(path):
+    for line in open(path):
+        if line.startswith("{"):
+            yield json.loads(line)
+
+acked, consumed, last = set(), [], {}
+for e in events(sys.argv[1]):
+    if e.get("name") == "producer_send_success":
+        acked.add(e["value"])
+problems = []
+for e in events(sys.argv[2]):
+    if e.get("name") != "record_data":
+        continue
+    p, o = e["partition"], e["offset"]
+    if p in last and o <= last[p]:
+        problems.append(f"partition {p}: offset {o} after {last[p]}")
+    last[p] = o
+    consumed.append(e["value"])
+seen = set(consumed)
+missing = acked - seen
+dupes = len(consumed) - len(seen)
+print(f"acknowledged {len(acked)}, consumed {len(consumed)} ({len(seen)} distinct), "
+      f"missing {len(missing)}, duplicates {dupes}, order problems {len(problems)}")
+if missing:
+    print("missing (first 10):", sorted(missing, key=int)[:10])
+for p in problems[:10]:
+    print(p)
+sys.exit(1 if missing or dupes or problems or not acked else 0)
+PY
+OK=1
+log "passed: nothing acknowledged was lost, duplicated or reordered"
