@@ -15,26 +15,6 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-fn create_replicated(
-    bootstrap: &str,
-    name: &str,
-    partitions: i32,
-    rf: i32,
-    configs: &[(&str, &str)],
-) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
-    for (k, v) in configs {
-        topic = topic.set(k, v);
-    }
-    let results =
-        futures::executor::block_on(admin.create_topics(&[topic], &AdminOptions::new())).unwrap();
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
-    }
-}
-
 fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -98,7 +78,7 @@ fn read_all(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {
 fn acknowledged_writes_reach_every_replica_and_survive_the_leader() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), 3, &[]);
-    create_replicated(&cluster.bootstrap(), "rep", 1, 3, &[("min.insync.replicas", "2")]);
+    common::create_topic_rf(&cluster.bootstrap(), "rep", 1, 3, &[("min.insync.replicas", "2")]);
     let image = cluster.wait_converged(Duration::from_secs(20));
     let leader = leaders(&image, "rep")[&0] as i32;
 
@@ -162,7 +142,7 @@ fn a_lagging_follower_leaves_the_isr_and_rejoins_once_caught_up() {
     let dir = tempfile::tempdir().unwrap();
     let extra = ["replica.lag.time.max.ms=1500", "broker.session.timeout.ms=60000"];
     let cluster = Cluster::start(dir.path(), 3, &extra);
-    create_replicated(&cluster.bootstrap(), "lag", 1, 3, &[("min.insync.replicas", "2")]);
+    common::create_topic_rf(&cluster.bootstrap(), "lag", 1, 3, &[("min.insync.replicas", "2")]);
     let image = cluster.wait_converged(Duration::from_secs(20));
     let leader = leaders(&image, "lag")[&0] as i32;
     let follower = (1..=3).find(|&n| n != leader).unwrap();
@@ -258,7 +238,7 @@ fn committed_offsets_survive_the_coordinator() {
     use rdkafka::consumer::CommitMode;
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), 3, &[]);
-    create_replicated(&cluster.bootstrap(), "g", 1, 3, &[]);
+    common::create_topic_rf(&cluster.bootstrap(), "g", 1, 3, &[]);
     let group = "survivor";
     let consumer = |bootstrap: &str| -> BaseConsumer {
         ClientConfig::new()

@@ -2,7 +2,8 @@
 //! for consumers (the last stable offset is the HW: there are no transactions yet) and the LEO
 //! for replicas, within `partition_max_bytes` and the response's `max_bytes` (the first batch
 //! of the response whole even when larger, KIP-74). Long polling: the request waits until
-//! `min_bytes` are available or `max_wait_ms` passes, woken by appends. Topic ids (v13+).
+//! `min_bytes` are available or `max_wait_ms` passes, woken by changes (appends, HW moves,
+//! leadership) of the partitions it reads, not of the whole broker. Topic ids (v13+).
 //!
 //! Fetch sessions (KIP-227) are not created: every response carries session id 0, which tells
 //! clients to keep sending full fetch requests, as a broker whose session cache is full does.
@@ -56,9 +57,20 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
             }
         })
         .collect();
-    let mut changes = broker.replicas.subscribe();
+    // The partitions this fetch reads: it waits on their changes only.
+    let tps: Vec<TopicPartition> = req
+        .topics
+        .iter()
+        .zip(&names)
+        .filter_map(|(t, name)| Some((t, name.as_ref()?)))
+        .flat_map(|(t, name)| {
+            t.partitions.iter().map(|p| TopicPartition::new(name.clone(), p.partition))
+        })
+        .collect();
     loop {
-        changes.borrow_and_update();
+        // Subscribed afresh each round (before reading, so no change is missed): a partition
+        // created or deleted meanwhile is seen.
+        let mut changes = broker.replicas.watch(&tps);
         let (response, total, has_error) =
             read_once(broker, &req, &names, replica_id, read_committed, max_bytes, version);
         // Kafka answers at once when min_bytes is 0 or nothing was asked for.
@@ -68,8 +80,14 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
             }
             return response;
         }
+        if changes.is_empty() {
+            tokio::time::sleep_until(deadline.into()).await;
+            continue;
+        }
+        let any_change =
+            futures::future::select_all(changes.iter_mut().map(|c| Box::pin(c.changed())));
         tokio::select! {
-            _ = changes.changed() => {}
+            _ = any_change => {}
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
     }

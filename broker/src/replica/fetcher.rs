@@ -6,14 +6,14 @@
 //! leader long-polls (500 ms) and answers records, its high watermark, or the point where the
 //! logs diverge (KIP-320), where the follower truncates before fetching again: a follower never
 //! truncates blindly to its own high watermark. A partition whose leader refuses the fetch (it
-//! no longer leads, or the epochs differ) waits for the next metadata change, which moves it to
-//! the right fetcher. The metadata publisher starts, changes and stops fetchers ([`update`]).
+//! no longer leads, or the epochs differ because one of the two has not applied the latest
+//! metadata yet) waits a second, or for the next metadata change, and is fetched again. The metadata publisher starts, changes and stops fetchers ([`update`]).
 //!
 //! [`update`]: FetcherManager::update
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
@@ -35,6 +35,9 @@ const MAX_WAIT_MS: i32 = 500;
 /// Bytes per partition and per response.
 const PARTITION_MAX_BYTES: i32 = 1024 * 1024;
 const RESPONSE_MAX_BYTES: i32 = 16 * 1024 * 1024;
+/// How long a partition the leader refused waits before it is fetched again (Kafka's
+/// `replica.fetch.backoff.ms`).
+const FETCH_BACKOFF: Duration = Duration::from_secs(1);
 /// Bounds of the pause after a failed round.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -140,20 +143,25 @@ async fn run(
 ) {
     let mut conn: Option<KafkaConnection> = None;
     let mut backoff = BACKOFF_MIN;
-    // Partitions the leader refused, left out until the partitions change.
-    let mut paused: BTreeSet<TopicPartition> = BTreeSet::new();
+    // Partitions the leader refused, left out until the partitions change or for
+    // `replica.fetch.backoff.ms` (the leader may just not have applied the same metadata yet).
+    let mut paused: HashMap<TopicPartition, Instant> = HashMap::new();
     let mut failing = false;
     let client_id = format!("sluice-replica-{node_id}");
     loop {
         if partitions.has_changed().unwrap_or(false) {
             paused.clear();
         }
+        let now = Instant::now();
+        paused.retain(|_, until| *until > now);
         let followed: Followed = partitions.borrow_and_update().clone();
         let active: Followed =
-            followed.into_iter().filter(|(tp, _)| !paused.contains(tp)).collect();
+            followed.into_iter().filter(|(tp, _)| !paused.contains_key(tp)).collect();
         if active.is_empty() {
-            if partitions.changed().await.is_err() {
-                return;
+            let resume = paused.values().min().copied();
+            tokio::select! {
+                changed = partitions.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep_until(resume.unwrap_or(now + BACKOFF_MAX).into()) => {}
             }
             continue;
         }
@@ -234,8 +242,9 @@ fn apply_response(
     replicas: &ReplicaManager,
     leader: i32,
     response: &FetchResponse,
-    paused: &mut BTreeSet<TopicPartition>,
+    paused: &mut HashMap<TopicPartition, Instant>,
 ) {
+    let resume = Instant::now() + FETCH_BACKOFF;
     for topic in &response.responses {
         for data in &topic.partitions {
             let tp = TopicPartition::new(topic.topic.to_string(), data.partition_index);
@@ -253,12 +262,12 @@ fn apply_response(
                 truncate_out_of_range(replicas, &tp, data.log_start_offset, data.high_watermark)
             } else {
                 tracing::debug!(partition = %tp, leader, code = data.error_code, "leader refused the fetch");
-                paused.insert(tp);
+                paused.insert(tp, resume);
                 continue;
             };
             if let Err(e) = outcome {
                 tracing::warn!(partition = %tp, leader, error = %e, "applying fetched data failed");
-                paused.insert(tp);
+                paused.insert(tp, resume);
             }
         }
     }

@@ -100,6 +100,9 @@ pub struct Partition {
     followers: Mutex<HashMap<i32, FollowerProgress>>,
     /// The high watermark, for acks=all produces waiting on this partition.
     hw: watch::Sender<i64>,
+    /// Bumped on every append, HW move and leadership change: long-poll fetches of this
+    /// partition wait on it (a delayed fetch keyed by partition, not a broker-wide signal).
+    changed: watch::Sender<u64>,
     /// As leader: when this term began and at which offset.
     term: Mutex<LeaderTerm>,
     /// As leader: the ISR asked of the controller and not yet seen in metadata. Counted in the
@@ -154,6 +157,11 @@ impl Partition {
         self.hw.send_if_modified(|current| std::mem::replace(current, hw) != hw);
     }
 
+    /// Wakes the fetches waiting on this partition.
+    fn touch(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
     /// Each follower's progress, as this partition's leader knows it.
     pub fn followers(&self) -> HashMap<i32, FollowerProgress> {
         lock(&self.followers).clone()
@@ -184,7 +192,6 @@ pub struct ReplicaManager {
     /// Partition count of every topic in the cluster, hosted here or not: a request for a
     /// partition another broker hosts is NOT_LEADER_OR_FOLLOWER, not UNKNOWN_TOPIC_OR_PARTITION.
     cluster_partitions: RwLock<HashMap<String, usize>>,
-    changed: watch::Sender<u64>,
 }
 
 impl ReplicaManager {
@@ -196,7 +203,6 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             isr_sender: Mutex::new(None),
             cluster_partitions: RwLock::new(HashMap::new()),
-            changed: watch::channel(0).0,
         }
     }
 
@@ -204,14 +210,11 @@ impl ReplicaManager {
         &self.logs
     }
 
-    /// A receiver that sees a new value after every append and leadership change: long-polling
-    /// fetches wait on it.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
-    }
-
-    fn notify(&self) {
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    /// Receivers that see a new value after every append, HW move or leadership change of
+    /// the given partitions hosted here: a long-polling fetch waits on those it reads.
+    pub fn watch(&self, tps: &[TopicPartition]) -> Vec<watch::Receiver<u64>> {
+        let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        tps.iter().filter_map(|tp| partitions.get(tp)).map(|p| p.changed.subscribe()).collect()
     }
 
     pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
@@ -322,6 +325,7 @@ impl ReplicaManager {
                         state: Mutex::new(state.clone()),
                         followers: Mutex::new(HashMap::new()),
                         hw: watch::channel(hw).0,
+                        changed: watch::channel(0).0,
                         term: Mutex::new(LeaderTerm {
                             since_ms: now_ms(),
                             epoch_start_offset: leo,
@@ -333,8 +337,11 @@ impl ReplicaManager {
                 }
             }
         }
+        // Leadership may have changed anywhere: waiting fetches look again.
+        for p in partitions.values() {
+            p.touch();
+        }
         drop(partitions);
-        self.notify();
         Ok(())
     }
 
@@ -426,7 +433,7 @@ impl ReplicaManager {
         }
         let log_start = log.log_start_offset();
         drop(log);
-        self.notify();
+        p.touch();
         Ok((info, log_start))
     }
 
@@ -526,7 +533,7 @@ impl ReplicaManager {
         drop(log);
         if advanced {
             // Consumers waiting in long-poll fetches can read further.
-            self.notify();
+            p.touch();
         }
         Ok(FollowerRead::Data(data))
     }
@@ -658,7 +665,7 @@ impl ReplicaManager {
         let mut log = lock(&p.log);
         let out = f(&mut log, &state);
         drop(log);
-        self.notify();
+        p.touch();
         out
     }
 }

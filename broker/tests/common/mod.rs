@@ -654,13 +654,24 @@ impl rdkafka::producer::ProducerContext for AckLog {
 /// Creates a topic through librdkafka's admin client (replication factor 1) and panics on any
 /// error, so a test's set-up fails loudly.
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create_topic_rf(bootstrap, name, partitions, 1, configs)
+}
+
+/// [`create_topic`] with `rf` replicas per partition.
+pub fn create_topic_rf(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    rf: i32,
+    configs: &[(&str, &str)],
+) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
     for (k, v) in configs {
         topic = topic.set(k, v);
     }

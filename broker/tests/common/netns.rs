@@ -36,7 +36,10 @@ impl Net {
             rustix::process::geteuid().is_root(),
             "the network-partition test needs root to create network namespaces"
         );
-        let net = Net { prefix: format!("slt{}", std::process::id()), nodes };
+        // Unique per Net: tests of one binary run in parallel, each with its own namespaces.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let net = Net { prefix: format!("slt{}n{n}", std::process::id()), nodes };
         let br = net.bridge_ns();
         ip(&["netns", "add", &br]);
         ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
@@ -80,15 +83,20 @@ impl Net {
     /// Runs `f` on a thread inside the client namespace (sockets it and the threads it starts
     /// open live there) and returns its result; a panic in `f` fails the caller.
     pub fn client<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/var/run/netns/{}", self.client_ns());
+        self.run_in(&self.client_ns(), f)
+    }
+
+    /// [`Net::client`] in namespace `ns` (a node's own, to reach it while it is cut off).
+    pub fn run_in<T: Send>(&self, ns: &str, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/var/run/netns/{ns}");
         std::thread::scope(|s| {
             s.spawn(|| {
-                let ns = std::fs::File::open(&path).expect("client namespace");
+                let ns = std::fs::File::open(&path).expect("the namespace");
                 rustix::thread::move_into_link_name_space(
                     std::os::fd::AsFd::as_fd(&ns),
                     Some(rustix::thread::LinkNameSpaceType::Network),
                 )
-                .expect("setns into the client namespace");
+                .expect("setns into the namespace");
                 f()
             })
             .join()
