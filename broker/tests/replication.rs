@@ -251,7 +251,13 @@ fn committed_offsets_survive_the_coordinator() {
     let first = consumer(&cluster.bootstrap());
     let mut offsets = TopicPartitionList::new();
     offsets.add_partition_offset("g", 0, Offset::Offset(7)).unwrap();
-    first.commit(&offsets, CommitMode::Sync).expect("commit");
+    // The first commit creates __consumer_offsets, whose partitions load for a moment
+    // (COORDINATOR_LOAD_IN_PROGRESS, retriable): retry as a client would.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while let Err(e) = first.commit(&offsets, CommitMode::Sync) {
+        assert!(std::time::Instant::now() < deadline, "commit: {e}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(first);
 
     // The coordinator is the leader of __consumer_offsets partition abs(hash(group)) % 50.
