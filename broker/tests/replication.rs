@@ -289,3 +289,54 @@ fn committed_offsets_survive_the_coordinator() {
     };
     assert_eq!(committed.find_partition("g", 0).unwrap().offset(), Offset::Offset(7));
 }
+
+/// Bad replica fetches get Kafka's error codes: a broker that is not a replica of the partition
+/// (NOT_LEADER_OR_FOLLOWER), a leader epoch from the future (UNKNOWN_LEADER_EPOCH) or from the
+/// past (FENCED_LEADER_EPOCH); a good one still works.
+#[test]
+fn bad_replica_fetches_get_kafka_errors() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::*;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 5, &[]);
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).create().unwrap();
+    let topic = NewTopic::new("bad", 1, TopicReplication::Variable(&[&[1, 2, 3]]));
+    for r in
+        futures::executor::block_on(admin.create_topics(&[topic], &AdminOptions::new())).unwrap()
+    {
+        r.unwrap();
+    }
+    cluster.wait_converged(Duration::from_secs(20));
+    send_all(&producer(&cluster.bootstrap()), "bad", (0..5).map(|i| format!("v{i}")));
+    // Leadership moves to broker 2 under a new epoch, so there is an older one to send.
+    cluster.node_mut(1).kill9();
+    let images = cluster.wait_for_images("broker 2 leading", Duration::from_secs(30), |images| {
+        images.values().all(|i| leaders(i, "bad")[&0] == 2)
+    });
+    let epoch =
+        images[&2]["topics"]["bad"]["partitions"]["0"]["leader_epoch"].as_i64().unwrap() as i32;
+    assert!(epoch >= 1);
+    let mut conn = common::RawConn::connect(cluster.node(2));
+    let fetch = |replica: i32, leader_epoch: i32| {
+        FetchRequest::default()
+            .with_replica_id(BrokerId(replica))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(kafka_protocol::protocol::StrBytes::from_static_str("bad")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(leader_epoch)
+                    .with_fetch_offset(5)
+                    .with_partition_max_bytes(1 << 20)])])
+    };
+    let code = |conn: &mut common::RawConn, replica: i32, leader_epoch: i32| -> i16 {
+        let r: FetchResponse = conn.call(ApiKey::Fetch, 12, &fetch(replica, leader_epoch));
+        r.responses[0].partitions[0].error_code
+    };
+    assert_eq!(code(&mut conn, 4, epoch), 6, "broker 4 is not a replica: NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(code(&mut conn, 3, epoch + 1), 75, "a future epoch: UNKNOWN_LEADER_EPOCH");
+    assert_eq!(code(&mut conn, 3, epoch - 1), 74, "an old epoch: FENCED_LEADER_EPOCH");
+    assert_eq!(code(&mut conn, 3, epoch), 0, "the right one works");
+}
