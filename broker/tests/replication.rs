@@ -15,6 +15,21 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+/// A topic of one partition on brokers 1, 2 and 3 (1 leads).
+fn create_on_123(bootstrap: &str, name: &str, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let mut topic = NewTopic::new(name, 1, TopicReplication::Variable(&[&[1, 2, 3]]));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    for r in
+        futures::executor::block_on(admin.create_topics(&[topic], &AdminOptions::new())).unwrap()
+    {
+        r.unwrap();
+    }
+}
+
 fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -181,15 +196,7 @@ fn acks_all_needs_min_insync_replicas_and_the_isr_recovers() {
     let dir = tempfile::tempdir().unwrap();
     // Five voters, so that the quorum survives two stopped brokers.
     let mut cluster = Cluster::start(dir.path(), 5, &[]);
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).create().unwrap();
-    let topic = NewTopic::new("minisr", 1, TopicReplication::Variable(&[&[1, 2, 3]]))
-        .set("min.insync.replicas", "2");
-    for r in
-        futures::executor::block_on(admin.create_topics(&[topic], &AdminOptions::new())).unwrap()
-    {
-        r.unwrap();
-    }
+    create_on_123(&cluster.bootstrap(), "minisr", &[("min.insync.replicas", "2")]);
     cluster.wait_converged(Duration::from_secs(20));
     let p = producer(&cluster.bootstrap());
     send_all(&p, "minisr", (0..10).map(|i| format!("v{i}")));
@@ -299,14 +306,7 @@ fn bad_replica_fetches_get_kafka_errors() {
     use kafka_protocol::messages::*;
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), 5, &[]);
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).create().unwrap();
-    let topic = NewTopic::new("bad", 1, TopicReplication::Variable(&[&[1, 2, 3]]));
-    for r in
-        futures::executor::block_on(admin.create_topics(&[topic], &AdminOptions::new())).unwrap()
-    {
-        r.unwrap();
-    }
+    create_on_123(&cluster.bootstrap(), "bad", &[]);
     cluster.wait_converged(Duration::from_secs(20));
     send_all(&producer(&cluster.bootstrap()), "bad", (0..5).map(|i| format!("v{i}")));
     // Leadership moves to broker 2 under a new epoch, so there is an older one to send.

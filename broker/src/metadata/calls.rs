@@ -77,21 +77,26 @@ pub enum ControllerCall {
     },
     DescribeQuorum,
     /// AlterPartition: the leader of a partition asks for a new ISR.
-    AlterPartition {
-        broker: i32,
-        broker_epoch: i64,
-        topic_id: [u8; 16],
-        partition: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        new_isr: Vec<i32>,
-    },
+    AlterPartition(AlterPartition),
     /// A broker-only node fetches the metadata log after index `after`, waiting up to
     /// `max_wait_ms` for something new. Any voter answers, from what it applied.
     FetchMetadata {
         after: u64,
         max_wait_ms: u64,
     },
+}
+
+/// A leader's ISR change (Kafka's AlterPartition): who asks, at which broker epoch, for which
+/// partition at which leader and partition epochs, and the ISR it wants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub broker: i32,
+    pub broker_epoch: i64,
+    pub topic_id: [u8; 16],
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
 }
 
 /// What a metadata fetch brings.
@@ -204,17 +209,8 @@ impl Controller {
                 ControllerReply::Elections(self.elect_leaders(partitions, unclean).await?)
             }
             ControllerCall::DescribeQuorum => ControllerReply::Quorum(self.describe_quorum()?),
-            ControllerCall::AlterPartition {
-                broker,
-                broker_epoch,
-                topic_id,
-                partition,
-                leader_epoch,
-                partition_epoch,
-                new_isr,
-            } => {
-                let change = (topic_id, partition, leader_epoch, partition_epoch);
-                self.alter_partition(broker, broker_epoch, change, new_isr).await?;
+            ControllerCall::AlterPartition(request) => {
+                self.alter_partition(&request).await?;
                 ControllerReply::Done
             }
             ControllerCall::FetchMetadata { after, max_wait_ms } => {

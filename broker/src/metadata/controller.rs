@@ -27,7 +27,7 @@ use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::ServerState;
 use tokio::sync::{watch, Mutex, MutexGuard};
 
-use super::calls::{MetadataDelta, QuorumState, ReplicaState};
+use super::calls::{AlterPartition, MetadataDelta, QuorumState, ReplicaState};
 use super::elections::{
     plan_alter_partition, plan_fence, plan_preferred, plan_rebalance, plan_unclean, plan_unfence,
     Preferred,
@@ -445,26 +445,13 @@ impl Controller {
         }
     }
 
-    /// AlterPartition from the leader of a partition: `(topic id, partition, leader epoch,
-    /// partition epoch)` and the ISR it wants.
+    /// AlterPartition from the leader of a partition.
     pub(crate) async fn alter_partition(
         &self,
-        broker: i32,
-        broker_epoch: i64,
-        (topic_id, partition, leader_epoch, partition_epoch): ([u8; 16], i32, i32, i32),
-        new_isr: Vec<i32>,
+        request: &AlterPartition,
     ) -> Result<(), MetadataError> {
         let (_guard, image) = self.begin().await?;
-        let record = plan_alter_partition(
-            &image,
-            broker,
-            broker_epoch,
-            topic_id,
-            partition,
-            leader_epoch,
-            partition_epoch,
-            &new_isr,
-        )?;
+        let record = plan_alter_partition(&image, request)?;
         self.propose(vec![record]).await?;
         Ok(())
     }

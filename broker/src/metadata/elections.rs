@@ -15,6 +15,7 @@
 //!
 //! Every leader change bumps the leader epoch; every change bumps the partition epoch.
 
+use super::calls::AlterPartition;
 use super::image::{ClusterImage, PartitionImage};
 use super::state_machine::apply_record;
 use super::types::MetadataRecord;
@@ -131,17 +132,19 @@ pub(crate) fn plan_unfence(image: &ClusterImage, id: i32, epoch: i64) -> Vec<Met
 /// partition must still be at `partition_epoch` (else the leader decided on an old state), the
 /// new ISR must hold the leader and only replicas, and a member it adds must be an unfenced
 /// broker. The ISR keeps replica order; the partition epoch is bumped.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan_alter_partition(
     image: &ClusterImage,
-    broker: i32,
-    broker_epoch: i64,
-    topic_id: [u8; 16],
-    partition: i32,
-    leader_epoch: i32,
-    partition_epoch: i32,
-    new_isr: &[i32],
+    request: &AlterPartition,
 ) -> Result<MetadataRecord, MetadataError> {
+    let AlterPartition {
+        broker,
+        broker_epoch,
+        topic_id,
+        partition,
+        leader_epoch,
+        partition_epoch,
+        ref new_isr,
+    } = *request;
     match image.brokers.get(&broker) {
         Some(b) if b.epoch == broker_epoch && !b.fenced => {}
         _ => {
@@ -371,8 +374,21 @@ mod tests {
     #[test]
     fn isr_changes_are_checked_against_epochs_and_fencing() {
         let img = image(&[(1, false), (2, false), (3, true)], &[(vec![1, 2, 3], vec![1], 1)]);
-        let plan = |broker: i32, epoch: i64, le: i32, pe: i32, isr: &[i32]| {
-            plan_alter_partition(&img, broker, epoch, [1; 16], 0, le, pe, isr)
+        let plan = |broker: i32,
+                    broker_epoch: i64,
+                    leader_epoch: i32,
+                    partition_epoch: i32,
+                    isr: &[i32]| {
+            let request = AlterPartition {
+                broker,
+                broker_epoch,
+                topic_id: [1; 16],
+                partition: 0,
+                leader_epoch,
+                partition_epoch,
+                new_isr: isr.to_vec(),
+            };
+            plan_alter_partition(&img, &request)
         };
         let r = plan(1, 5, 3, 7, &[2, 1]).unwrap();
         let next = after(&img, &[r]);

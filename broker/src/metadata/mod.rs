@@ -55,7 +55,7 @@ use tokio::task::JoinHandle;
 use crate::config::listeners::join_host_port;
 use crate::config::Voter;
 use crate::log::LogConfig;
-pub use calls::{ControllerCall, ControllerReply, QuorumState, ReplicaState};
+pub use calls::{AlterPartition, ControllerCall, ControllerReply, QuorumState, ReplicaState};
 use controller::{Controller, ControllerConfig};
 pub use image::{BrokerImage, ClusterImage, Endpoint, PartitionImage, TopicImage};
 use log_store::LogStore;
@@ -962,26 +962,12 @@ impl MetadataNode {
         }
     }
 
-    /// AlterPartition: this broker, leading a partition, asks for its ISR to become `new_isr`.
-    /// Answers the partition state the controller committed.
-    pub async fn alter_partition(
-        &self,
-        topic_id: [u8; 16],
-        partition: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        new_isr: Vec<i32>,
-    ) -> Result<(), MetadataError> {
-        let call = ControllerCall::AlterPartition {
-            broker: self.node_id(),
-            broker_epoch: self.broker_epoch(),
-            topic_id,
-            partition,
-            leader_epoch,
-            partition_epoch,
-            new_isr,
-        };
-        match self.call(call).await? {
+    /// AlterPartition: this broker, leading a partition, asks for its ISR to become `new_isr`
+    /// (`request`'s broker and broker epoch are filled in here).
+    pub async fn alter_partition(&self, mut request: AlterPartition) -> Result<(), MetadataError> {
+        request.broker = self.node_id();
+        request.broker_epoch = self.broker_epoch();
+        match self.call(ControllerCall::AlterPartition(request)).await? {
             ControllerReply::Done => Ok(()),
             other => Err(unexpected(other)),
         }

@@ -23,13 +23,15 @@ pub(crate) fn start(broker: &Arc<Broker>, shutdown: &watch::Receiver<bool>) -> V
                     _ = shutdown.changed() => return,
                     c = rx.recv() => match c { Some(c) => c, None => return },
                 };
-                let ask = broker.metadata.alter_partition(
-                    change.topic_id,
-                    change.tp.partition,
-                    change.leader_epoch,
-                    change.partition_epoch,
-                    change.new_isr.clone(),
-                );
+                let ask = broker.metadata.alter_partition(crate::metadata::AlterPartition {
+                    broker: -1,
+                    broker_epoch: -1,
+                    topic_id: change.topic_id,
+                    partition: change.tp.partition,
+                    leader_epoch: change.leader_epoch,
+                    partition_epoch: change.partition_epoch,
+                    new_isr: change.new_isr.clone(),
+                });
                 // A call may wait for a controller for a while: shutdown does not wait for it.
                 let result = tokio::select! {
                     _ = shutdown.changed() => return,
