@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::controller::Controller;
-use super::image::{ClusterImage, Endpoint, TopicImage};
-use super::state_machine::AppliedEntry;
+use super::image::{Endpoint, TopicImage};
+pub use super::types::{AlterPartition, MetadataDelta, QuorumState, ReplicaState};
 use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, TopicRef};
 
 /// A request to the active controller.
@@ -86,28 +86,6 @@ pub enum ControllerCall {
     },
 }
 
-/// A leader's ISR change (Kafka's AlterPartition): who asks, at which broker epoch, for which
-/// partition at which leader and partition epochs, and the ISR it wants.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AlterPartition {
-    pub broker: i32,
-    pub broker_epoch: i64,
-    pub topic_id: [u8; 16],
-    pub partition: i32,
-    pub leader_epoch: i32,
-    pub partition_epoch: i32,
-    pub new_isr: Vec<i32>,
-}
-
-/// What a metadata fetch brings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MetadataDelta {
-    /// The entries after the requested index, in order (possibly none).
-    Entries(Vec<AppliedEntry>),
-    /// The whole image, when the entries are no longer kept.
-    Image(Box<ClusterImage>),
-}
-
 /// The controller's answer to a [`ControllerCall`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerReply {
@@ -133,32 +111,6 @@ pub enum ControllerReply {
         leader: Option<i32>,
         delta: MetadataDelta,
     },
-}
-
-/// One voter's replication state, as DescribeQuorum reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicaState {
-    pub id: i32,
-    /// Next metadata log offset this voter is known to have (-1: unknown).
-    pub log_end_offset: i64,
-    /// Milliseconds since the leader last heard from it (0 for the leader; -1: never).
-    pub last_fetch_ms_ago: i64,
-    /// Milliseconds since it was last fully caught up (0 for the leader; -1: never).
-    pub last_caught_up_ms_ago: i64,
-}
-
-/// The metadata quorum as its leader sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuorumState {
-    pub leader_id: i32,
-    pub leader_epoch: i32,
-    /// Offset after the last committed entry.
-    pub high_watermark: i64,
-    pub voters: Vec<ReplicaState>,
-    /// Broker-only nodes, which follow the log without voting.
-    pub observers: Vec<ReplicaState>,
-    /// Voters' listener endpoints (`controller.quorum.voters`).
-    pub voter_endpoints: Vec<(i32, String, u16)>,
 }
 
 impl Controller {

@@ -27,7 +27,6 @@ use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::ServerState;
 use tokio::sync::{watch, Mutex, MutexGuard};
 
-use super::calls::{AlterPartition, MetadataDelta, QuorumState, ReplicaState};
 use super::elections::{
     plan_alter_partition, plan_fence, plan_preferred, plan_rebalance, plan_unclean, plan_unfence,
     Preferred,
@@ -35,6 +34,7 @@ use super::elections::{
 use super::image::{uuid_to_string, ClusterImage, Endpoint, PartitionImage, TopicImage};
 use super::state_machine::apply_record;
 use super::state_machine::{AppliedEntry, RecentEntries};
+use super::types::{AlterPartition, MetadataDelta, QuorumState, ReplicaState};
 use super::types::{MetadataRaft, MetadataRecord, MetadataRequest, MetadataResponse};
 use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, TopicRef};
 use crate::log::LogConfig;

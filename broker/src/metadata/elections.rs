@@ -15,9 +15,9 @@
 //!
 //! Every leader change bumps the leader epoch; every change bumps the partition epoch.
 
-use super::calls::AlterPartition;
 use super::image::{ClusterImage, PartitionImage};
 use super::state_machine::apply_record;
+use super::types::AlterPartition;
 use super::types::MetadataRecord;
 use super::MetadataError;
 

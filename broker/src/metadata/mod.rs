@@ -52,8 +52,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::listeners::join_host_port;
-use crate::config::Voter;
 use crate::log::LogConfig;
 pub use calls::{AlterPartition, ControllerCall, ControllerReply, QuorumState, ReplicaState};
 use controller::{Controller, ControllerConfig};
@@ -98,7 +96,7 @@ pub struct MetadataConfig {
     /// Advertised endpoints of every client listener.
     pub listeners: Vec<Endpoint>,
     /// `controller.quorum.voters`; empty for a single node that is its own quorum.
-    pub voters: Vec<Voter>,
+    pub voters: Vec<VoterAddress>,
     /// The advertised port of this node's controller listener, when it serves one.
     pub controller_port: Option<u16>,
     /// `process.roles` includes `controller`: this node is a voter. Otherwise it follows the
@@ -165,6 +163,23 @@ impl MetadataConfig {
             return bad("cluster.id must not be empty".into());
         }
         Ok(())
+    }
+}
+
+/// One `controller.quorum.voters` entry, as the metadata layer takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterAddress {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+/// `host:port`, with brackets around an IPv6 literal.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -373,9 +388,9 @@ impl MetadataNode {
             meta_properties::check(&cfg.data_dir, cfg.node_id, cfg.cluster_id.as_deref())?;
         let node_id = cfg.node_id as u64;
         let voters: BTreeMap<u64, String> = if single {
-            BTreeMap::from([(node_id, join_host_port(&cfg.host, cfg.port))])
+            BTreeMap::from([(node_id, host_port(&cfg.host, cfg.port))])
         } else {
-            cfg.voters.iter().map(|v| (v.id as u64, v.addr())).collect()
+            cfg.voters.iter().map(|v| (v.id as u64, host_port(&v.host, v.port))).collect()
         };
         let incarnation = *uuid::Uuid::new_v4().as_bytes();
         let hello = Arc::new(Hello {

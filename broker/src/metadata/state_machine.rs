@@ -27,6 +27,7 @@ use tokio::sync::{watch, Mutex};
 
 use super::image::{BrokerImage, ClusterImage, TopicImage};
 use super::log_store::StorageHealth;
+pub use super::types::AppliedEntry;
 use super::types::{
     MetadataEntry, MetadataLogId, MetadataRecord, MetadataResponse, StorageError, TypeConfig,
 };
@@ -154,16 +155,6 @@ impl StateMachineStore {
 /// How many applied entries a voter keeps in memory for broker-only nodes that fetch the
 /// metadata log; one that is further behind gets the whole image instead.
 pub(crate) const RECENT_ENTRIES: usize = 2048;
-
-/// One applied metadata log entry, as broker-only nodes receive it: blank and membership
-/// entries carry no records but keep indexes contiguous.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppliedEntry {
-    pub index: u64,
-    /// The node that led the quorum when the entry was appended.
-    pub leader: i32,
-    pub records: Vec<MetadataRecord>,
-}
 
 /// The last [`RECENT_ENTRIES`] applied entries, in index order.
 #[derive(Debug, Default)]

@@ -9,7 +9,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use super::image::{Endpoint, PartitionImage};
+use super::image::{ClusterImage, Endpoint, PartitionImage};
 
 openraft::declare_raft_types!(
     /// Raft types of the metadata quorum. Raft node ids are broker ids (`node.id`).
@@ -89,4 +89,62 @@ pub enum MetadataRecord {
     /// Replaces the dynamic configs of a broker (`broker` is its id) or the cluster-wide
     /// dynamic defaults (`broker` is ""), as Kafka's `ConfigRecord` for BROKER resources.
     BrokerConfigChange { broker: String, configs: BTreeMap<String, String> },
+}
+
+/// A leader's ISR change (Kafka's AlterPartition): who asks, at which broker epoch, for which
+/// partition at which leader and partition epochs, and the ISR it wants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub broker: i32,
+    pub broker_epoch: i64,
+    pub topic_id: [u8; 16],
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+/// What a metadata fetch brings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataDelta {
+    /// The entries after the requested index, in order (possibly none).
+    Entries(Vec<AppliedEntry>),
+    /// The whole image, when the entries are no longer kept.
+    Image(Box<ClusterImage>),
+}
+
+/// One voter's replication state, as DescribeQuorum reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    pub id: i32,
+    /// Next metadata log offset this voter is known to have (-1: unknown).
+    pub log_end_offset: i64,
+    /// Milliseconds since the leader last heard from it (0 for the leader; -1: never).
+    pub last_fetch_ms_ago: i64,
+    /// Milliseconds since it was last fully caught up (0 for the leader; -1: never).
+    pub last_caught_up_ms_ago: i64,
+}
+
+/// The metadata quorum as its leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumState {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    /// Offset after the last committed entry.
+    pub high_watermark: i64,
+    pub voters: Vec<ReplicaState>,
+    /// Broker-only nodes, which follow the log without voting.
+    pub observers: Vec<ReplicaState>,
+    /// Voters' listener endpoints (`controller.quorum.voters`).
+    pub voter_endpoints: Vec<(i32, String, u16)>,
+}
+
+/// One applied metadata log entry, as broker-only nodes receive it: blank and membership
+/// entries carry no records but keep indexes contiguous.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedEntry {
+    pub index: u64,
+    /// The node that led the quorum when the entry was appended.
+    pub leader: i32,
+    pub records: Vec<MetadataRecord>,
 }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use crate::config::BrokerConfig;
 use crate::log::manager::{BackgroundHandle, LogManager, ManagerIntervals};
 use crate::log::SystemClock;
-use crate::metadata::{Endpoint, MetadataConfig, MetadataNode};
+use crate::metadata::{Endpoint, MetadataConfig, MetadataNode, VoterAddress};
 use crate::metrics::Metrics;
 use crate::replica::ReplicaManager;
 
@@ -175,7 +175,12 @@ pub async fn start_unless_stopped(
         host: inter_broker.host.clone(),
         port: inter_broker.port,
         listeners: endpoints,
-        voters: config.net.voters.clone(),
+        voters: config
+            .net
+            .voters
+            .iter()
+            .map(|v| VoterAddress { id: v.id, host: v.host.clone(), port: v.port })
+            .collect(),
         controller_port: config
             .net
             .controller_listener()
