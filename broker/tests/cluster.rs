@@ -10,13 +10,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::cluster::{broker, controller, leaders, partition, Cluster};
+use common::cluster::{
+    broker, controller, leaders, partition, read_partition as read, send_to as send, Cluster,
+};
 use common::create_topic;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::producer::FutureProducer;
 
 fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
@@ -25,36 +25,6 @@ fn producer(bootstrap: &str) -> FutureProducer {
         .set("topic.metadata.refresh.interval.ms", "500")
         .create()
         .expect("producer")
-}
-
-fn send(p: &FutureProducer, topic: &str, partition: i32, value: &str) -> Result<i64, String> {
-    let record = FutureRecord::<(), str>::to(topic).partition(partition).payload(value);
-    futures::executor::block_on(p.send(record, Duration::from_secs(30)))
-        .map(|d| d.offset)
-        .map_err(|(e, _)| e.to_string())
-}
-
-/// Reads partition `p` of `topic` from the start until `n` records came, through `bootstrap`.
-fn read(bootstrap: &str, topic: &str, p: i32, n: usize) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "cluster-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    consumer.assign(&tpl).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(std::time::Instant::now() < deadline, "read {} of {n} records", out.len());
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.expect("consume");
-            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
-        }
-    }
-    out
 }
 
 #[test]

@@ -12,23 +12,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{broker, controller, leaders, partition, Cluster};
+use common::cluster::{broker, controller, leaders, partition, read_partition, send_to, Cluster};
 use common::create_topic;
 use common::netns::Net;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-
-fn send(bootstrap: &str, topic: &str, partition: i32) -> Result<i64, String> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("message.timeout.ms", "20000")
-        .create()
-        .expect("producer");
-    let record = FutureRecord::<(), str>::to(topic).partition(partition).payload("v");
-    futures::executor::block_on(producer.send(record, Duration::from_secs(20)))
-        .map(|d| d.offset)
-        .map_err(|(e, _)| e.to_string())
-}
+use rdkafka::producer::FutureProducer;
 
 #[test]
 fn a_partitioned_broker_is_fenced_and_returns_when_the_network_heals() {
@@ -66,7 +54,8 @@ fn a_partitioned_broker_is_fenced_and_returns_when_the_network_heals() {
     net.client(|| {
         for (&part, &leader) in &before {
             if leader != victim as i64 {
-                send(&live.join(","), "netsplit", part).expect("the majority's partitions work");
+                send_to(&producer_to(&live.join(","), "20000"), "netsplit", part, "v")
+                    .expect("the majority's partitions work");
             }
         }
     });
@@ -82,7 +71,10 @@ fn a_partitioned_broker_is_fenced_and_returns_when_the_network_heals() {
     let p = partition(&image, "netsplit", cut_partition);
     assert_eq!(p["leader"].as_i64(), Some(victim as i64));
     assert!(p["leader_epoch"].as_i64().unwrap() >= epoch + 2, "{p}");
-    net.client(|| send(&cluster.bootstrap(), "netsplit", cut_partition)).expect("it serves again");
+    net.client(|| {
+        send_to(&producer_to(&cluster.bootstrap(), "20000"), "netsplit", cut_partition, "v")
+    })
+    .expect("it serves again");
 }
 
 fn producer_to(bootstrap: &str, timeout_ms: &str) -> FutureProducer {
@@ -94,13 +86,6 @@ fn producer_to(bootstrap: &str, timeout_ms: &str) -> FutureProducer {
         .expect("producer")
 }
 
-fn send_value(p: &FutureProducer, topic: &str, value: &str) -> Result<i64, String> {
-    let record = FutureRecord::<(), str>::to(topic).partition(0).payload(value);
-    futures::executor::block_on(p.send(record, Duration::from_secs(30)))
-        .map(|d| d.offset)
-        .map_err(|(e, _)| e.to_string())
-}
-
 /// The leader of a partition (RF 3, min.insync.replicas 2) is cut off with a client of its own:
 /// what that client writes is appended there but never acknowledged, since the other replicas
 /// never fetch it. The others fence it, one of them leads and acknowledges new writes. When the
@@ -108,8 +93,6 @@ fn send_value(p: &FutureProducer, topic: &str, value: &str) -> Result<i64, Strin
 /// tail, catches up and rejoins the ISR; consumers read exactly the acknowledged writes.
 #[test]
 fn an_isolated_leader_acknowledges_nothing_and_truncates_on_return() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message;
     let net = Net::create(3);
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start_in(&net, dir.path(), 3, &[]);
@@ -118,7 +101,7 @@ fn an_isolated_leader_acknowledges_nothing_and_truncates_on_return() {
         let image = cluster.wait_converged(Duration::from_secs(20));
         let p = producer_to(&cluster.bootstrap(), "20000");
         for i in 0..50 {
-            send_value(&p, "iso", &format!("a{i}")).expect("acknowledged before the cut");
+            send_to(&p, "iso", 0, &format!("a{i}")).expect("acknowledged before the cut");
         }
         image
     });
@@ -129,7 +112,7 @@ fn an_isolated_leader_acknowledges_nothing_and_truncates_on_return() {
     // A client on the old leader's side of the cut: its writes are never acknowledged.
     let isolated = net.run_in(&net.node_ns(old as usize), || {
         let p = producer_to(&cluster.node(old).bootstrap(), "4000");
-        (0..5).map(|i| send_value(&p, "iso", &format!("lost{i}"))).collect::<Vec<_>>()
+        (0..5).map(|i| send_to(&p, "iso", 0, &format!("lost{i}"))).collect::<Vec<_>>()
     });
     assert!(isolated.iter().all(Result::is_err), "acknowledged while cut off: {isolated:?}");
     net.client(|| {
@@ -142,7 +125,7 @@ fn an_isolated_leader_acknowledges_nothing_and_truncates_on_return() {
         let live: Vec<String> = others.iter().map(|&n| cluster.node(n).bootstrap()).collect();
         let p = producer_to(&live.join(","), "20000");
         for i in 0..50 {
-            send_value(&p, "iso", &format!("b{i}")).expect("acknowledged by the new leader");
+            send_to(&p, "iso", 0, &format!("b{i}")).expect("acknowledged by the new leader");
         }
     });
 
@@ -159,24 +142,7 @@ fn an_isolated_leader_acknowledges_nothing_and_truncates_on_return() {
                 })
             },
         );
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", cluster.bootstrap())
-            .set("group.id", "iso-reader")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .unwrap();
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        tpl.add_partition_offset("iso", 0, rdkafka::Offset::Beginning).unwrap();
-        consumer.assign(&tpl).unwrap();
-        let mut got = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while got.len() < 100 {
-            assert!(std::time::Instant::now() < deadline, "read {} of 100", got.len());
-            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-                got.push(String::from_utf8_lossy(m.unwrap().payload().unwrap()).into_owned());
-            }
-        }
+        let got = read_partition(&cluster.bootstrap(), "iso", 0, 100);
         let want: Vec<String> =
             (0..50).map(|i| format!("a{i}")).chain((0..50).map(|i| format!("b{i}"))).collect();
         assert_eq!(got, want, "exactly the acknowledged writes");

@@ -6,12 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{broker, controller, leaders, Cluster};
+use common::cluster::{broker, controller, leaders, read_partition, Cluster};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -67,28 +66,6 @@ fn wait_until(what: &str, timeout: Duration, check: impl Fn() -> bool) {
     }
 }
 
-fn read_all(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "replication-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
-    consumer.assign(&tpl).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(std::time::Instant::now() < deadline, "read {} of {n}", out.len());
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.expect("consume");
-            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
-        }
-    }
-    out
-}
-
 #[test]
 fn acknowledged_writes_reach_every_replica_and_survive_the_leader() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,7 +97,7 @@ fn acknowledged_writes_reach_every_replica_and_survive_the_leader() {
         });
     let new_leader = leaders(images.values().next().unwrap(), "rep")[&0] as i32;
     let want: Vec<String> = (0..500).map(|i| format!("v{i}")).collect();
-    assert_eq!(read_all(&cluster.bootstrap(), "rep", 500), want);
+    assert_eq!(read_partition(&cluster.bootstrap(), "rep", 0, 500), want);
 
     // Two of three replicas are still in sync (min.insync.replicas=2): acks=all goes on.
     send_all(&p, "rep", (500..600).map(|i| format!("v{i}")));
@@ -132,7 +109,7 @@ fn acknowledged_writes_reach_every_replica_and_survive_the_leader() {
         gauge(&cluster, leader, "sluice_log_end_offset", "rep") == Some(600)
     });
     let want: Vec<String> = (0..600).map(|i| format!("v{i}")).collect();
-    assert_eq!(read_all(&cluster.bootstrap(), "rep", 600), want);
+    assert_eq!(read_partition(&cluster.bootstrap(), "rep", 0, 600), want);
 }
 
 fn signal(cluster: &Cluster, node: i32, sig: &str) {

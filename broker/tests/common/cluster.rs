@@ -292,3 +292,43 @@ pub fn leaders(image: &serde_json::Value, topic: &str) -> BTreeMap<i32, i64> {
 pub fn controller(image: &serde_json::Value) -> i32 {
     image["controller_id"].as_i64().unwrap() as i32
 }
+
+/// Sends `value` to `partition` of `topic` and waits for the answer: the offset, or why not.
+pub fn send_to(
+    p: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    partition: i32,
+    value: &str,
+) -> Result<i64, String> {
+    let record =
+        rdkafka::producer::FutureRecord::<(), str>::to(topic).partition(partition).payload(value);
+    futures::executor::block_on(p.send(record, Duration::from_secs(30)))
+        .map(|d| d.offset)
+        .map_err(|(e, _)| e.to_string())
+}
+
+/// Reads `partition` of `topic` from its start through `bootstrap` until `n` records came
+/// (at most 30 s), by assignment; answers their values.
+pub fn read_partition(bootstrap: &str, topic: &str, partition: i32, n: usize) -> Vec<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Beginning).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(Instant::now() < deadline, "read {} of {n} records", out.len());
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    out
+}
