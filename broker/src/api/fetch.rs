@@ -67,10 +67,14 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
             t.partitions.iter().map(|p| TopicPartition::new(name.clone(), p.partition))
         })
         .collect();
+    // Subscribed only once a fetch has to wait (a fetch that finds data answers without
+    // touching the watches), then read again so nothing between is missed; a partition deleted
+    // meanwhile closes its watch, and the fetch subscribes afresh.
+    let mut changes: Option<Vec<tokio::sync::watch::Receiver<u64>>> = None;
     loop {
-        // Subscribed afresh each round (before reading, so no change is missed): a partition
-        // created or deleted meanwhile is seen.
-        let mut changes = broker.replicas.watch(&tps);
+        for c in changes.iter_mut().flatten() {
+            c.borrow_and_update();
+        }
         let (response, total, has_error) =
             read_once(broker, &req, &names, replica_id, read_committed, max_bytes, version);
         // Kafka answers at once when min_bytes is 0 or nothing was asked for.
@@ -80,15 +84,22 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
             }
             return response;
         }
-        if changes.is_empty() {
+        let Some(watches) = changes.as_mut() else {
+            changes = Some(broker.replicas.watch(&tps));
+            continue;
+        };
+        if watches.is_empty() {
             tokio::time::sleep_until(deadline.into()).await;
             continue;
         }
         let any_change =
-            futures::future::select_all(changes.iter_mut().map(|c| Box::pin(c.changed())));
-        tokio::select! {
-            _ = any_change => {}
-            _ = tokio::time::sleep_until(deadline.into()) => {}
+            futures::future::select_all(watches.iter_mut().map(|c| Box::pin(c.changed())));
+        let closed = tokio::select! {
+            (changed, _, _) = any_change => changed.is_err(),
+            _ = tokio::time::sleep_until(deadline.into()) => false,
+        };
+        if closed {
+            changes = None;
         }
     }
 }
