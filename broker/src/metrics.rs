@@ -86,6 +86,44 @@ pub struct Metrics {
     group_members: Family<GroupLabels, Gauge>,
     group_committed: Family<GroupPartitionLabels, Gauge>,
     group_lag: Family<GroupPartitionLabels, Gauge>,
+    replication: ReplicationMetrics,
+}
+
+/// Replication state (docs/replication.md), read at scrape time. Per partition on every
+/// broker hosting it: replicas and ISR size; under-replicated, under-min-ISR and at-min-ISR are
+/// 1 only on the leader (as Kafka's per-partition gauges), so a sum over brokers counts each
+/// partition once. Follower lag (messages behind the leader's LEO) is the leader's view.
+#[derive(Debug, Default)]
+struct ReplicationMetrics {
+    replicas: Family<PartitionLabels, Gauge>,
+    isr_size: Family<PartitionLabels, Gauge>,
+    under_replicated: Family<PartitionLabels, Gauge>,
+    under_min_isr: Family<PartitionLabels, Gauge>,
+    at_min_isr: Family<PartitionLabels, Gauge>,
+    follower_lag: Family<ReplicaLabels, Gauge>,
+    leader_partitions: Gauge,
+    under_replicated_partitions: Gauge,
+    under_min_isr_partitions: Gauge,
+    offline_partitions: Gauge,
+    reassigning_partitions: Gauge,
+    isr_shrinks: Counter,
+    isr_expands: Counter,
+    throttle_limit: Family<SideLabels, Gauge>,
+    throttle_rate: Family<SideLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+/// Labels of a per-follower metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    pub topic: String,
+    pub partition: String,
+    pub replica: String,
+}
+
+/// Which side of replication a throttle limits.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SideLabels {
+    pub side: &'static str,
 }
 
 /// Labels of an error-code metric.
@@ -164,6 +202,7 @@ impl Metrics {
             group_members: Family::default(),
             group_committed: Family::default(),
             group_lag: Family::default(),
+            replication: ReplicationMetrics::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -273,6 +312,82 @@ impl Metrics {
                 "Last metadata log index applied",
                 m.raft_applied.clone(),
             );
+            let rm = &m.replication;
+            r.register(
+                "partition_replicas",
+                "Assigned replicas of the partition",
+                rm.replicas.clone(),
+            );
+            r.register(
+                "partition_isr_size",
+                "In-sync replicas of the partition",
+                rm.isr_size.clone(),
+            );
+            r.register(
+                "partition_under_replicated",
+                "1 on the leader while the ISR is smaller than the replica set",
+                rm.under_replicated.clone(),
+            );
+            r.register(
+                "partition_under_min_isr",
+                "1 on the leader while the ISR is smaller than min.insync.replicas",
+                rm.under_min_isr.clone(),
+            );
+            r.register(
+                "partition_at_min_isr",
+                "1 on the leader while the ISR is exactly min.insync.replicas",
+                rm.at_min_isr.clone(),
+            );
+            r.register(
+                "partition_follower_lag",
+                "Messages a follower is behind the leader's log end offset (leader's view)",
+                rm.follower_lag.clone(),
+            );
+            r.register(
+                "leader_partitions",
+                "Partitions led by this broker",
+                rm.leader_partitions.clone(),
+            );
+            r.register(
+                "under_replicated_partitions",
+                "Partitions led by this broker whose ISR is smaller than the replica set",
+                rm.under_replicated_partitions.clone(),
+            );
+            r.register(
+                "under_min_isr_partitions",
+                "Partitions led by this broker whose ISR is below min.insync.replicas",
+                rm.under_min_isr_partitions.clone(),
+            );
+            r.register(
+                "offline_partitions",
+                "Partitions in the cluster without a leader, as this broker's metadata has them",
+                rm.offline_partitions.clone(),
+            );
+            r.register(
+                "reassigning_partitions",
+                "Partitions in the cluster under reassignment, as this broker's metadata has them",
+                rm.reassigning_partitions.clone(),
+            );
+            r.register(
+                "isr_shrinks",
+                "ISR shrinks of partitions led by this broker",
+                rm.isr_shrinks.clone(),
+            );
+            r.register(
+                "isr_expands",
+                "ISR expansions of partitions led by this broker",
+                rm.isr_expands.clone(),
+            );
+            r.register(
+                "replication_throttle_limit_bytes",
+                "Replication throttle in bytes/s by side (leader, follower); absent when unlimited",
+                rm.throttle_limit.clone(),
+            );
+            r.register(
+                "replication_throttled_rate_bytes",
+                "Measured rate of throttled replication traffic in bytes/s, by side",
+                rm.throttle_rate.clone(),
+            );
             r.register(
                 "consumer_group_state",
                 "1 for the consumer group's current state, 0 for the others",
@@ -344,11 +459,91 @@ impl Metrics {
         }
     }
 
+    /// Refreshes the replication gauges from the hosted partitions and the cluster image.
+    fn set_replication(&self, replicas: &ReplicaManager, image: &crate::metadata::ClusterImage) {
+        let rm = &self.replication;
+        for family in
+            [&rm.replicas, &rm.isr_size, &rm.under_replicated, &rm.under_min_isr, &rm.at_min_isr]
+        {
+            family.clear();
+        }
+        rm.follower_lag.clear();
+        let (mut led, mut under, mut under_min) = (0, 0, 0);
+        let node = replicas.node_id();
+        for p in replicas.all() {
+            let labels = PartitionLabels {
+                topic: p.tp.topic.clone(),
+                partition: p.tp.partition.to_string(),
+            };
+            let state = p.state();
+            let (leo, min_isr) = {
+                let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+                let min = log.config().min_insync_replicas.min(state.replicas.len() as i32);
+                (log.log_end_offset(), min as usize)
+            };
+            let leads = state.leader == node;
+            let isr = state.isr.len();
+            rm.replicas.get_or_create(&labels).set(state.replicas.len() as i64);
+            rm.isr_size.get_or_create(&labels).set(isr as i64);
+            let is_under = leads && isr < state.replicas.len();
+            let is_under_min = leads && isr < min_isr;
+            rm.under_replicated.get_or_create(&labels).set(i64::from(is_under));
+            rm.under_min_isr.get_or_create(&labels).set(i64::from(is_under_min));
+            rm.at_min_isr.get_or_create(&labels).set(i64::from(leads && isr == min_isr));
+            if !leads {
+                continue;
+            }
+            led += 1;
+            under += i64::from(is_under);
+            under_min += i64::from(is_under_min);
+            let followers = p.followers();
+            for r in state.replicas.iter().filter(|r| **r != node) {
+                let lag = leo - followers.get(r).map_or(0, |f| f.log_end_offset);
+                let labels = ReplicaLabels {
+                    topic: labels.topic.clone(),
+                    partition: labels.partition.clone(),
+                    replica: r.to_string(),
+                };
+                rm.follower_lag.get_or_create(&labels).set(lag.max(0));
+            }
+        }
+        rm.leader_partitions.set(led);
+        rm.under_replicated_partitions.set(under);
+        rm.under_min_isr_partitions.set(under_min);
+        let all = image.topics.values().flat_map(|t| t.partitions.values());
+        let (offline, moving) = all.fold((0, 0), |(o, m), p| {
+            (o + i64::from(p.leader < 0), m + i64::from(p.reassigning()))
+        });
+        rm.offline_partitions.set(offline);
+        rm.reassigning_partitions.set(moving);
+        let (shrinks, expands) = replicas.isr_changes();
+        rm.isr_shrinks.inc_by(shrinks.saturating_sub(rm.isr_shrinks.get()));
+        rm.isr_expands.inc_by(expands.saturating_sub(rm.isr_expands.get()));
+        let now = crate::replica::now_ms();
+        for (side, quota) in
+            [("leader", &replicas.leader_quota), ("follower", &replicas.follower_quota)]
+        {
+            let labels = SideLabels { side };
+            match quota.limit() {
+                Some(limit) => {
+                    rm.throttle_limit.get_or_create(&labels).set(limit);
+                    rm.throttle_rate.get_or_create(&labels).set(quota.rate(now));
+                }
+                None => {
+                    rm.throttle_limit.remove(&labels);
+                    rm.throttle_rate.remove(&labels);
+                }
+            }
+        }
+    }
+
     pub fn render(
         &self,
         replicas: &ReplicaManager,
+        image: &crate::metadata::ClusterImage,
         raft: (u64, Option<u64>, Option<u64>),
     ) -> String {
+        self.set_replication(replicas, image);
         self.log_start.clear();
         self.log_end.clear();
         self.high_watermark.clear();

@@ -218,6 +218,20 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                     .with_partitions(vec![0])],
             )),
         ),
+        // Cancelling where nothing moves: NO_REASSIGNMENT_IN_PROGRESS.
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(
+                vec![alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(tn(T))
+                    .with_partitions(vec![
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_partition_index(0),
+                    ])],
+            ),
+        ),
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
+            ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
+        ),
         ApiKey::InitProducerId => RequestKind::InitProducerId(
             InitProducerIdRequest::default()
                 .with_transactional_id(None)
@@ -405,6 +419,14 @@ fn check(key: ApiKey, v: i16, resp: &ResponseKind) {
             assert_eq!(r.error_code, 0, "{ctx}");
             let p = &r.replica_election_results[0].partition_result[0];
             assert_eq!(p.error_code, 84, "{ctx}: ELECTION_NOT_NEEDED");
+        }
+        ResponseKind::AlterPartitionReassignments(r) => {
+            assert_eq!(r.error_code, 0, "{ctx}");
+            let p = &r.responses[0].partitions[0];
+            assert_eq!(p.error_code, 85, "{ctx}: NO_REASSIGNMENT_IN_PROGRESS");
+        }
+        ResponseKind::ListPartitionReassignments(r) => {
+            assert_eq!((r.error_code, r.topics.len()), (0, 0), "{ctx}: nothing moves")
         }
         ResponseKind::InitProducerId(r) => assert_eq!(r.error_code, 0, "{ctx}"),
         ResponseKind::DescribeLogDirs(r) => {

@@ -317,3 +317,248 @@ fn bad_replica_fetches_get_kafka_errors() {
     assert_eq!(code(&mut conn, 3, epoch - 1), 74, "an old epoch: FENCED_LEADER_EPOCH");
     assert_eq!(code(&mut conn, 3, epoch), 0, "the right one works");
 }
+
+fn replicas_of(image: &serde_json::Value, topic: &str) -> (Vec<i64>, bool) {
+    let p = &image["topics"][topic]["partitions"]["0"];
+    let ids = |v: &serde_json::Value| -> Vec<i64> {
+        v.as_array().map(|a| a.iter().filter_map(|r| r.as_i64()).collect()).unwrap_or_default()
+    };
+    let moving = !ids(&p["adding_replicas"]).is_empty() || !ids(&p["removing_replicas"]).is_empty();
+    (ids(&p["replicas"]), moving)
+}
+
+/// AlterPartitionReassignments of partition 0 of `topic` to `target`, sent to `node`.
+fn reassign(cluster: &Cluster, node: i32, topic: &str, target: &[i32]) -> (i16, Option<String>) {
+    use kafka_protocol::messages::alter_partition_reassignments_request::*;
+    use kafka_protocol::messages::*;
+    let req =
+        AlterPartitionReassignmentsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.into())))
+                .with_partitions(vec![ReassignablePartition::default()
+                    .with_partition_index(0)
+                    .with_replicas(Some(target.iter().copied().map(BrokerId).collect()))]),
+        ]);
+    let mut conn = common::RawConn::connect(cluster.node(node));
+    let r: AlterPartitionReassignmentsResponse =
+        conn.call(ApiKey::AlterPartitionReassignments, 1, &req);
+    let p = &r.responses[0].partitions[0];
+    (p.error_code, p.error_message.as_ref().map(|m| m.to_string()))
+}
+
+/// One ongoing reassignment: topic, partition, replicas, adding, removing.
+type Ongoing = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// The ongoing reassignments as ListPartitionReassignments reports them.
+fn list_reassignments(cluster: &Cluster, node: i32) -> Vec<Ongoing> {
+    use kafka_protocol::messages::*;
+    let mut conn = common::RawConn::connect(cluster.node(node));
+    let r: ListPartitionReassignmentsResponse = conn.call(
+        ApiKey::ListPartitionReassignments,
+        0,
+        &ListPartitionReassignmentsRequest::default().with_timeout_ms(30_000),
+    );
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                let (r, a, d) =
+                    (ids(&p.replicas), ids(&p.adding_replicas), ids(&p.removing_replicas));
+                (t.name.to_string(), p.partition_index, r, a, d)
+            })
+        })
+        .collect()
+}
+
+/// Three voters and a broker-only node 4: a partition to move from broker 1 to broker 4.
+fn four_brokers(dir: &std::path::Path) -> Cluster {
+    use common::cluster::Role;
+    Cluster::start_roles(dir, &[Role::Combined, Role::Combined, Role::Combined, Role::Broker], &[])
+}
+
+/// Reassignment moves a partition from brokers 1-3 to 2-4 while an idempotent acks=all
+/// producer keeps writing: the new replica catches up, joins the ISR, the old leader hands over
+/// and deletes its copy, and every acknowledged record is there, in order, once.
+#[test]
+fn reassignment_moves_a_partition_under_load_with_nothing_lost() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = four_brokers(dir.path());
+    create_on_123(&cluster.bootstrap(), "moving", &[("min.insync.replicas", "2")]);
+    cluster.wait_converged(Duration::from_secs(20));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (stop, acked, bootstrap) = (stop.clone(), acked.clone(), cluster.bootstrap());
+        std::thread::spawn(move || {
+            let p = producer(&bootstrap);
+            while !stop.load(Ordering::SeqCst) {
+                let from = acked.load(Ordering::SeqCst);
+                send_all(&p, "moving", (from..from + 200).map(|i| format!("v{i}")));
+                acked.fetch_add(200, Ordering::SeqCst);
+            }
+        })
+    };
+    wait_until("writes under way", Duration::from_secs(30), || {
+        acked.load(Ordering::SeqCst) >= 1000
+    });
+
+    assert_eq!(reassign(&cluster, 3, "moving", &[2, 3, 4]), (0, None));
+    let images = cluster.wait_for_images("the move done", Duration::from_secs(60), |images| {
+        images.values().all(|i| replicas_of(i, "moving") == (vec![2, 3, 4], false))
+    });
+    for image in images.values() {
+        assert_eq!(leaders(image, "moving")[&0], 2, "broker 1 handed leadership to broker 2");
+        assert_eq!(isr(image, "moving"), [2, 3, 4]);
+    }
+    assert!(list_reassignments(&cluster, 1).is_empty());
+    wait_until("broker 1 deleted its copy", Duration::from_secs(20), || {
+        !cluster.node(1).log_dir().join("moving-0").exists()
+    });
+    // More writes after the move, then stop.
+    let after = acked.load(Ordering::SeqCst) + 600;
+    wait_until("writes after the move", Duration::from_secs(60), || {
+        acked.load(Ordering::SeqCst) >= after
+    });
+    stop.store(true, Ordering::SeqCst);
+    writer.join().expect("the producer thread");
+    let n = acked.load(Ordering::SeqCst);
+    let want: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
+    assert_eq!(read_partition(&cluster.bootstrap(), "moving", 0, n), want);
+    wait_until("broker 4 has every record", Duration::from_secs(20), || {
+        gauge(&cluster, 4, "sluice_log_end_offset", "moving") == Some(n as i64)
+    });
+}
+
+/// A reassignment throttled to 1 KB/s (`leader.replication.throttled.rate` and the throttled
+/// replica lists, as `kafka-reassign-partitions --throttle` sets them) stalls the new replica
+/// after its first fetch and stays in progress; lifting the throttle lets it complete. Bad
+/// targets get Kafka's errors, and cancelling with none in progress is
+/// NO_REASSIGNMENT_IN_PROGRESS.
+#[test]
+fn a_throttled_reassignment_waits_for_the_quota_and_completes_once_lifted() {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = four_brokers(dir.path());
+    create_on_123(&cluster.bootstrap(), "slow", &[]);
+    cluster.wait_converged(Duration::from_secs(20));
+    let value = "x".repeat(1000);
+    send_all(&producer(&cluster.bootstrap()), "slow", (0..3000).map(|i| format!("{i:05}{value}")));
+
+    assert_eq!(reassign(&cluster, 1, "slow", &[2, 2, 4]).0, 39, "INVALID_REPLICA_ASSIGNMENT");
+    assert_eq!(reassign(&cluster, 1, "slow", &[2, 9]).0, 39, "an unregistered broker");
+    assert_eq!(reassign(&cluster, 1, "nope", &[2]).0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).create().unwrap();
+    let alter = |configs: Vec<AlterConfig>| {
+        let results =
+            futures::executor::block_on(admin.alter_configs(&configs, &AdminOptions::new()))
+                .unwrap();
+        for r in results {
+            r.expect("altered");
+        }
+    };
+    // One request per resource: librdkafka sends each broker's own configs to that broker.
+    let throttle = |rate: Option<&'static str>| {
+        let topic = AlterConfig::new(ResourceSpecifier::Topic("slow"));
+        alter(vec![match rate {
+            Some(_) => topic
+                .set("leader.replication.throttled.replicas", "0:1,0:2,0:3")
+                .set("follower.replication.throttled.replicas", "0:4"),
+            None => topic,
+        }]);
+        for id in 1..=4 {
+            let broker = AlterConfig::new(ResourceSpecifier::Broker(id));
+            alter(vec![match rate {
+                Some(r) => broker
+                    .set("leader.replication.throttled.rate", r)
+                    .set("follower.replication.throttled.rate", r),
+                None => broker,
+            }]);
+        }
+    };
+    throttle(Some("1000"));
+    assert_eq!(reassign(&cluster, 2, "slow", &[2, 3, 4]), (0, None));
+    wait_until("broker 4 fetched once", Duration::from_secs(30), || {
+        gauge(&cluster, 4, "sluice_log_end_offset", "slow").is_some_and(|leo| leo > 0)
+    });
+    // The first fetch used the quota up for the next many seconds: no more data moves.
+    std::thread::sleep(Duration::from_secs(2));
+    let leo = gauge(&cluster, 4, "sluice_log_end_offset", "slow").unwrap();
+    assert!(leo < 3000, "broker 4 is held back by the throttle at {leo}");
+    assert_eq!(
+        list_reassignments(&cluster, 4),
+        [("slow".to_string(), 0, vec![2, 3, 4, 1], vec![4], vec![1])]
+    );
+    let (_, body) = cluster.node(1).http_get("/metrics");
+    assert!(
+        body.contains("sluice_replication_throttle_limit_bytes{side=\"leader\"} 1000"),
+        "{body}"
+    );
+    assert!(body.contains("sluice_reassigning_partitions 1"));
+
+    throttle(None);
+    cluster.wait_for_images("the move done", Duration::from_secs(60), |images| {
+        images.values().all(|i| replicas_of(i, "slow") == (vec![2, 3, 4], false))
+    });
+    let want: Vec<String> = (0..3000).map(|i| format!("{i:05}{value}")).collect();
+    assert_eq!(read_partition(&cluster.bootstrap(), "slow", 0, 3000), want);
+    // Cancelling when nothing moves.
+    use kafka_protocol::messages::alter_partition_reassignments_request::*;
+    use kafka_protocol::messages::*;
+    let cancel = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+        ReassignableTopic::default()
+            .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_static_str("slow")))
+            .with_partitions(vec![ReassignablePartition::default().with_partition_index(0)]),
+    ]);
+    let r: AlterPartitionReassignmentsResponse = common::RawConn::connect(cluster.node(1)).call(
+        ApiKey::AlterPartitionReassignments,
+        0,
+        &cancel,
+    );
+    assert_eq!(r.responses[0].partitions[0].error_code, 85, "NO_REASSIGNMENT_IN_PROGRESS");
+}
+
+/// An idempotent producer's state fails over with the partition: followers rebuild it from the
+/// batches they replicate, so a batch retried at the new leader after SIGKILL of the old one is
+/// recognised (its original offset, nothing written twice), the next sequence goes on, and a
+/// gap in sequences is OUT_OF_ORDER_SEQUENCE_NUMBER there too.
+#[test]
+fn a_retried_idempotent_batch_is_recognised_by_the_new_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &[]);
+    common::create_topic_rf(&cluster.bootstrap(), "idem", 1, 3, &[("min.insync.replicas", "2")]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let leader = leaders(&image, "idem")[&0] as i32;
+    let mut conn = common::RawConn::connect(cluster.node(leader));
+    let (pid, epoch) = conn.init_producer_id();
+    let first = common::idempotent_batch(pid, epoch, 0, 5);
+    let r = conn.produce_with(9, "idem", 0, -1, first.clone());
+    assert_eq!((r.error_code, r.base_offset), (0, 0));
+    let r = conn.produce_with(9, "idem", 0, -1, common::idempotent_batch(pid, epoch, 5, 5));
+    assert_eq!((r.error_code, r.base_offset), (0, 5));
+
+    cluster.node_mut(leader).kill9();
+    let images = cluster.wait_for_images("a new leader", Duration::from_secs(30), |images| {
+        images.values().all(|i| {
+            let l = leaders(i, "idem")[&0] as i32;
+            l > 0 && l != leader
+        })
+    });
+    let new_leader = leaders(images.values().next().unwrap(), "idem")[&0] as i32;
+    let mut conn = common::RawConn::connect(cluster.node(new_leader));
+    // The client did not see the answer to its second batch and retries it: a duplicate.
+    let r = conn.produce_with(9, "idem", 0, -1, common::idempotent_batch(pid, epoch, 5, 5));
+    assert_eq!((r.error_code, r.base_offset), (0, 5), "the original offset, nothing written");
+    let r = conn.produce_with(9, "idem", 0, -1, first);
+    assert_eq!((r.error_code, r.base_offset), (0, 0), "an older batch is recognised too");
+    let r = conn.produce_with(9, "idem", 0, -1, common::idempotent_batch(pid, epoch, 20, 1));
+    assert_eq!(r.error_code, 45, "a sequence gap: OUT_OF_ORDER_SEQUENCE_NUMBER");
+    let r = conn.produce_with(9, "idem", 0, -1, common::idempotent_batch(pid, epoch, 10, 1));
+    assert_eq!((r.error_code, r.base_offset), (0, 10), "the next sequence goes on");
+    assert_eq!(gauge(&cluster, new_leader, "sluice_log_end_offset", "idem"), Some(11));
+}

@@ -228,7 +228,15 @@ pub async fn join_group(
         None if version < 7 => Some(strb("")),
         None => None,
     };
-    match broker.groups.join(domain).await {
+    let group_id = domain.group_id.clone();
+    // What the join wrote to `__consumer_offsets` (a static member's replacement, an emptied
+    // group) is answered once the in-sync replicas have it, as Kafka stores group metadata
+    // with acks=all.
+    let joined = match broker.groups.join(domain).await {
+        Ok(r) => broker.groups.wait_replicated(&group_id).await.map(|()| r),
+        Err(e) => Err(e),
+    };
+    match joined {
         Ok(r) => {
             let members = r
                 .members
@@ -290,7 +298,15 @@ pub async fn sync_group(broker: &Broker, req: SyncGroupRequest, version: i16) ->
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    match broker.groups.sync(domain).await {
+    let group_id = domain.group_id.clone();
+    // The leader's assignment is stored in `__consumer_offsets`; every member's answer waits
+    // until the in-sync replicas have it, so a coordinator failover cannot lose an assignment
+    // a member already works with (Kafka answers SyncGroup from its append callback).
+    let synced = match broker.groups.sync(domain).await {
+        Ok(r) => broker.groups.wait_replicated(&group_id).await.map(|()| r),
+        Err(e) => Err(e),
+    };
+    match synced {
         Ok(r) => SyncGroupResponse::default()
             .with_protocol_type(r.protocol_type.as_deref().map(strb))
             .with_protocol_name(r.protocol_name.as_deref().map(strb))

@@ -43,6 +43,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::AlterReplicaLogDirs, 1, 2),
@@ -89,6 +91,8 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::DescribeQuorum => "describe_quorum",
         ApiKey::ElectLeaders => "elect_leaders",
+        ApiKey::AlterPartitionReassignments => "alter_partition_reassignments",
+        ApiKey::ListPartitionReassignments => "list_partition_reassignments",
         ApiKey::InitProducerId => "init_producer_id",
         ApiKey::DescribeLogDirs => "describe_log_dirs",
         ApiKey::AlterReplicaLogDirs => "alter_replica_log_dirs",
@@ -170,6 +174,12 @@ pub async fn handle(
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(admin::quorum::elect_leaders(broker, r, v).await)
         }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            admin::reassignments::alter_partition_reassignments(broker, r, v).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            admin::reassignments::list_partition_reassignments(broker, r),
+        ),
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await)
         }
@@ -326,6 +336,7 @@ pub fn metadata_error_code(e: &MetadataError) -> i16 {
         MetadataError::EligibleLeadersNotAvailable(_) => {
             ResponseError::EligibleLeadersNotAvailable.code()
         }
+        MetadataError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress.code(),
         MetadataError::Timeout => ResponseError::RequestTimedOut.code(),
         MetadataError::Internal(_) => ResponseError::UnknownServerError.code(),
     }

@@ -80,6 +80,10 @@ pub struct BrokerConfig {
     /// `replica.lag.time.max.ms` (30 s): a follower that has not caught up for this long
     /// leaves the ISR.
     pub replica_lag_time_max: Duration,
+    /// `leader.replication.throttled.rate` and `follower.replication.throttled.rate` (bytes/s,
+    /// unlimited by default): see `replica/quota.rs`.
+    pub leader_replication_throttled_rate: i64,
+    pub follower_replication_throttled_rate: i64,
     /// `broker.heartbeat.interval.ms` (2 s).
     pub broker_heartbeat_interval: Duration,
     /// `broker.session.timeout.ms` (9 s): a broker not heard from for this long is fenced.
@@ -115,6 +119,8 @@ impl Default for BrokerConfig {
             producer_id_expiration_check: Duration::from_millis(600_000),
             groups: crate::group::GroupConfig::default(),
             replica_lag_time_max: Duration::from_millis(30_000),
+            leader_replication_throttled_rate: i64::MAX,
+            follower_replication_throttled_rate: i64::MAX,
             broker_heartbeat_interval: Duration::from_millis(2000),
             broker_session_timeout: Duration::from_millis(9000),
             auto_leader_rebalance: true,
@@ -128,6 +134,14 @@ fn positive_millis(key: &str, value: &str) -> Result<Duration, ConfigError> {
     match parse::<u64>(key, value)? {
         0 => Err(ConfigError::Invalid(format!("{key} must be at least 1"))),
         ms => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// A replication throttle in bytes per second: 0 or more, as Kafka's `atLeast(0)`.
+fn throttle_rate(key: &str, value: &str) -> Result<i64, ConfigError> {
+    match parse::<i64>(key, value)? {
+        r if r < 0 => Err(ConfigError::Invalid(format!("{key} must be at least 0"))),
+        r => Ok(r),
     }
 }
 
@@ -161,6 +175,12 @@ impl BrokerConfig {
             }
             "process.roles" => self.net.roles = listeners::parse_roles(value)?,
             "replica.lag.time.max.ms" => self.replica_lag_time_max = positive_millis(key, value)?,
+            "leader.replication.throttled.rate" => {
+                self.leader_replication_throttled_rate = throttle_rate(key, value)?
+            }
+            "follower.replication.throttled.rate" => {
+                self.follower_replication_throttled_rate = throttle_rate(key, value)?
+            }
             "broker.heartbeat.interval.ms" => {
                 self.broker_heartbeat_interval = positive_millis(key, value)?
             }
@@ -318,6 +338,14 @@ impl BrokerConfig {
         m.insert(
             "log.retention.check.interval.ms".into(),
             self.retention_check_interval.as_millis().to_string(),
+        );
+        m.insert(
+            "leader.replication.throttled.rate".into(),
+            self.leader_replication_throttled_rate.to_string(),
+        );
+        m.insert(
+            "follower.replication.throttled.rate".into(),
+            self.follower_replication_throttled_rate.to_string(),
         );
         m.insert(
             "replica.lag.time.max.ms".into(),

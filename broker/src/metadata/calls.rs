@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::controller::Controller;
 use super::image::{Endpoint, TopicImage};
 pub use super::types::{AlterPartition, MetadataDelta, QuorumState, ReplicaState};
-use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, TopicRef};
+use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, Reassignment, TopicRef};
 
 /// A request to the active controller.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +76,11 @@ pub enum ControllerCall {
         unclean: bool,
     },
     DescribeQuorum,
+    /// AlterPartitionReassignments: move, or cancel the move of, each partition.
+    AlterReassignments {
+        requests: Vec<Reassignment>,
+        allow_rf_change: bool,
+    },
     /// AlterPartition: the leader of a partition asks for a new ISR.
     AlterPartition(AlterPartition),
     /// A broker-only node fetches the metadata log after index `after`, waiting up to
@@ -161,6 +166,9 @@ impl Controller {
                 ControllerReply::Elections(self.elect_leaders(partitions, unclean).await?)
             }
             ControllerCall::DescribeQuorum => ControllerReply::Quorum(self.describe_quorum()?),
+            ControllerCall::AlterReassignments { requests, allow_rf_change } => {
+                ControllerReply::Each(self.alter_reassignments(requests, allow_rf_change).await)
+            }
             ControllerCall::AlterPartition(request) => {
                 self.alter_partition(&request).await?;
                 ControllerReply::Done

@@ -32,11 +32,12 @@ use super::elections::{
     Preferred,
 };
 use super::image::{uuid_to_string, ClusterImage, Endpoint, PartitionImage, TopicImage};
+use super::reassignment::plan_reassignment;
 use super::state_machine::apply_record;
 use super::state_machine::{AppliedEntry, RecentEntries};
 use super::types::{AlterPartition, MetadataDelta, QuorumState, ReplicaState};
 use super::types::{MetadataRaft, MetadataRecord, MetadataRequest, MetadataResponse};
-use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, TopicRef};
+use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, Reassignment, TopicRef};
 use crate::log::LogConfig;
 
 /// A leader that has not heard from a majority for this long is treated as having none.
@@ -669,6 +670,38 @@ impl Controller {
         self.commit(records, results, validate_only).await
     }
 
+    /// AlterPartitionReassignments, decided one after the other on a scratch image and
+    /// committed as one batch.
+    pub(crate) async fn alter_reassignments(
+        &self,
+        requests: Vec<Reassignment>,
+        allow_rf_change: bool,
+    ) -> Vec<Result<(), MetadataError>> {
+        let (_guard, image) = match self.begin().await {
+            Ok(x) => x,
+            Err(e) => return vec![Err(e); requests.len()],
+        };
+        let mut scratch = (*image).clone();
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(requests.len());
+        for (topic, partition, target) in &requests {
+            match plan_reassignment(&scratch, topic, *partition, target.as_deref(), allow_rf_change)
+            {
+                Ok(Some(state)) => {
+                    let topic_id = scratch.topics[topic].id;
+                    let record =
+                        MetadataRecord::PartitionChange { topic_id, partition: *partition, state };
+                    apply_record(&mut scratch, &record);
+                    records.push(record);
+                    results.push(Ok(()));
+                }
+                Ok(None) => results.push(Ok(())),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        self.commit(records, results, false).await
+    }
+
     pub(crate) async fn alter_configs(
         &self,
         topic: &str,
@@ -848,6 +881,7 @@ fn place(
                 replicas,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                ..Default::default()
             };
             (first + k, partition)
         })
@@ -860,6 +894,34 @@ fn assigned_partition(
     partition: i32,
     replicas: &[i32],
 ) -> Result<PartitionImage, MetadataError> {
+    check_assignment(image, replicas)?;
+    let isr: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|b| image.brokers.get(b).is_some_and(|b| !b.fenced))
+        .collect();
+    let Some(&leader) = isr.first() else {
+        return Err(MetadataError::InvalidReplicaAssignment(format!(
+            "All brokers specified in the manual partition assignment for partition {partition} \
+             are fenced."
+        )));
+    };
+    Ok(PartitionImage {
+        replicas: replicas.to_vec(),
+        isr,
+        leader,
+        leader_epoch: 0,
+        partition_epoch: 0,
+        ..Default::default()
+    })
+}
+
+/// Kafka's checks of a manual replica list (topic creation, reassignment): not empty, no
+/// broker twice, every broker registered.
+pub(crate) fn check_assignment(
+    image: &ClusterImage,
+    replicas: &[i32],
+) -> Result<(), MetadataError> {
     let err = |msg: String| Err(MetadataError::InvalidReplicaAssignment(msg));
     if replicas.is_empty() {
         return err("The manual partition assignment includes an empty replica list.".into());
@@ -878,24 +940,7 @@ fn assigned_partition(
             ));
         }
     }
-    let isr: Vec<i32> = replicas
-        .iter()
-        .copied()
-        .filter(|b| image.brokers.get(b).is_some_and(|b| !b.fenced))
-        .collect();
-    let Some(&leader) = isr.first() else {
-        return err(format!(
-            "All brokers specified in the manual partition assignment for partition {partition} \
-             are fenced."
-        ));
-    };
-    Ok(PartitionImage {
-        replicas: replicas.to_vec(),
-        isr,
-        leader,
-        leader_epoch: 0,
-        partition_epoch: 0,
-    })
+    Ok(())
 }
 
 fn too_many_partitions(n: i64) -> MetadataError {

@@ -16,6 +16,7 @@
 //! Every leader change bumps the leader epoch; every change bumps the partition epoch.
 
 use super::image::{ClusterImage, PartitionImage};
+use super::reassignment::complete_if_caught_up;
 use super::state_machine::apply_record;
 use super::types::AlterPartition;
 use super::types::MetadataRecord;
@@ -23,7 +24,7 @@ use super::MetadataError;
 
 /// Whether an out-of-sync replica may lead `topic`: its own override, else the cluster-wide
 /// dynamic default, else Kafka's default (false).
-fn unclean_allowed(image: &ClusterImage, topic: &str) -> bool {
+pub(crate) fn unclean_allowed(image: &ClusterImage, topic: &str) -> bool {
     const KEY: &str = "unclean.leader.election.enable";
     let own = image.topic(topic).and_then(|t| t.configs.get(KEY));
     let cluster = image.broker_configs.get("").and_then(|c| c.get(KEY));
@@ -58,7 +59,7 @@ fn led_by(p: &PartitionImage, leader: i32, isr: Vec<i32>) -> PartitionImage {
         isr,
         leader_epoch: p.leader_epoch + 1,
         partition_epoch: p.partition_epoch + 1,
-        replicas: p.replicas.clone(),
+        ..p.clone()
     }
 }
 
@@ -189,6 +190,8 @@ pub(crate) fn plan_alter_partition(
     let mut next = p.clone();
     next.isr = p.replicas.iter().copied().filter(|r| new_isr.contains(r)).collect();
     next.partition_epoch += 1;
+    // The ISR change that brings in the last replica a reassignment adds completes it.
+    let next = complete_if_caught_up(image, next);
     Ok(change(image, &topic.name, partition, next))
 }
 
@@ -283,6 +286,7 @@ mod tests {
                     leader: *leader,
                     leader_epoch: 3,
                     partition_epoch: 7,
+                    ..Default::default()
                 };
                 (i as i32, p)
             })

@@ -192,9 +192,10 @@ impl TopicImage {
 }
 
 /// One partition's replica set and leadership.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
-    /// Assigned replicas, preferred leader first.
+    /// Assigned replicas, preferred leader first. During a reassignment: the target replicas,
+    /// then the ones being removed (Kafka's order).
     pub replicas: Vec<i32>,
     /// In-sync replicas.
     pub isr: Vec<i32>,
@@ -204,6 +205,20 @@ pub struct PartitionImage {
     pub leader_epoch: i32,
     /// Bumped on every change of this partition (leader, ISR, replicas).
     pub partition_epoch: i32,
+    /// Replicas a reassignment adds: they follow the leader and must join the ISR before it
+    /// completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas a reassignment removes once every adding replica is in the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// Whether a reassignment of this partition is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
 }
 
 /// Formats a UUID the way Kafka does (`Uuid.toString()`): unpadded base64url, 22 characters.

@@ -36,6 +36,7 @@ pub mod image;
 mod log_store;
 mod meta_properties;
 mod network;
+mod reassignment;
 mod state_machine;
 pub mod types;
 
@@ -211,6 +212,9 @@ pub enum TopicRef {
 /// new partitions or None for automatic placement)`.
 pub type PartitionIncrease = (String, i32, Option<Vec<Vec<i32>>>);
 
+/// A partition reassignment: topic, partition, and the target replicas (`None` cancels).
+pub type Reassignment = (String, i32, Option<Vec<i32>>);
+
 /// IncrementalAlterConfigs operation types, in Kafka's order (0..=3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AlterOp {
@@ -282,6 +286,9 @@ pub enum MetadataError {
     /// INELIGIBLE_REPLICA: a fenced or shutting-down broker may not join the ISR.
     #[error("{0}")]
     IneligibleReplica(String),
+    /// NO_REASSIGNMENT_IN_PROGRESS: cancelling a reassignment where none runs.
+    #[error("No partition reassignment is in progress.")]
+    NoReassignmentInProgress,
     /// ELIGIBLE_LEADERS_NOT_AVAILABLE (unclean election with no live replica).
     #[error("{0}")]
     EligibleLeadersNotAvailable(String),
@@ -891,6 +898,16 @@ impl MetadataNode {
     ) -> Vec<Result<(), MetadataError>> {
         let n = requests.len();
         self.each(ControllerCall::CreatePartitions { requests, validate_only }, n).await
+    }
+
+    /// AlterPartitionReassignments: one result per request, in order.
+    pub async fn alter_reassignments(
+        &self,
+        requests: Vec<Reassignment>,
+        allow_rf_change: bool,
+    ) -> Vec<Result<(), MetadataError>> {
+        let n = requests.len();
+        self.each(ControllerCall::AlterReassignments { requests, allow_rf_change }, n).await
     }
 
     async fn each(&self, call: ControllerCall, n: usize) -> Vec<Result<(), MetadataError>> {

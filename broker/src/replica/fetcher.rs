@@ -202,11 +202,25 @@ async fn run(
     }
 }
 
-/// A replica fetch of `partitions` at their log end offsets.
+/// Whether this follower's fetches of `p` count against the follower replication quota: it is
+/// listed as throttled here and out of the ISR ([`super::quota`]).
+fn throttled(node_id: i32, replicas: &ReplicaManager, p: &super::Partition) -> bool {
+    let state = p.state();
+    replicas.follower_quota.limit().is_some()
+        && state.follower_throttled
+        && !state.isr.contains(&node_id)
+}
+
+/// A replica fetch of `partitions` at their log end offsets, leaving out the throttled ones
+/// while the follower quota is used up.
 fn fetch_request(node_id: i32, replicas: &ReplicaManager, partitions: &Followed) -> FetchRequest {
     let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    let quota_used_up = replicas.follower_quota.exceeded(super::now_ms());
     for (tp, &epoch) in partitions {
         let Some(p) = replicas.get(tp) else { continue };
+        if quota_used_up && throttled(node_id, replicas, &p) {
+            continue;
+        }
         let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
         topics.entry(tp.topic.as_str()).or_default().push(
             FetchPartition::default()
@@ -245,6 +259,7 @@ fn apply_response(
     paused: &mut HashMap<TopicPartition, Instant>,
 ) {
     let resume = Instant::now() + FETCH_BACKOFF;
+    let now = super::now_ms();
     for topic in &response.responses {
         for data in &topic.partitions {
             let tp = TopicPartition::new(topic.topic.to_string(), data.partition_index);
@@ -257,6 +272,9 @@ fn apply_response(
                 )
             } else if data.error_code == 0 {
                 let records = data.records.as_deref().unwrap_or_default();
+                if replicas.get(&tp).is_some_and(|p| p.state().follower_throttled) {
+                    replicas.follower_quota.record(records.len() as u64, now);
+                }
                 replicas.append_as_follower(&tp, records, data.high_watermark).map(|_| ())
             } else if data.error_code == ResponseError::OffsetOutOfRange.code() {
                 truncate_out_of_range(replicas, &tp, data.log_start_offset, data.high_watermark)

@@ -11,8 +11,10 @@
 //! the ISR is this broker alone, the HW follows the LEO at once.
 
 pub mod fetcher;
+pub mod quota;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
@@ -56,6 +58,10 @@ pub struct PartitionState {
     pub isr: Vec<i32>,
     /// Bumped by the controller on every change of this partition (ISR changes included).
     pub partition_epoch: i32,
+    /// Listed for this broker in `leader.replication.throttled.replicas` ([`quota`]).
+    pub leader_throttled: bool,
+    /// Listed for this broker in `follower.replication.throttled.replicas`.
+    pub follower_throttled: bool,
 }
 
 /// An ISR change a leader asks the controller for (AlterPartition).
@@ -136,7 +142,7 @@ pub enum FollowerRead {
     },
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -192,6 +198,15 @@ pub struct ReplicaManager {
     /// Partition count of every topic in the cluster, hosted here or not: a request for a
     /// partition another broker hosts is NOT_LEADER_OR_FOLLOWER, not UNKNOWN_TOPIC_OR_PARTITION.
     cluster_partitions: RwLock<HashMap<String, usize>>,
+    /// What this broker sends as leader to throttled followers outside the ISR.
+    pub leader_quota: quota::ReplicationQuota,
+    /// What this broker fetches as a throttled follower outside the ISR.
+    pub follower_quota: quota::ReplicationQuota,
+    /// `leader.replication.throttled.rate` and `follower.replication.throttled.rate` from the
+    /// config file; dynamic broker configs override them.
+    static_rates: (i64, i64),
+    isr_shrinks: AtomicU64,
+    isr_expands: AtomicU64,
 }
 
 impl ReplicaManager {
@@ -203,7 +218,28 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             isr_sender: Mutex::new(None),
             cluster_partitions: RwLock::new(HashMap::new()),
+            leader_quota: Default::default(),
+            follower_quota: Default::default(),
+            static_rates: (i64::MAX, i64::MAX),
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
         }
+    }
+
+    /// The replication throttle rates of the config file (leader, follower), in bytes/s.
+    pub fn with_throttle_rates(mut self, leader: i64, follower: i64) -> Self {
+        self.static_rates = (leader, follower);
+        self
+    }
+
+    /// This broker's id.
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// ISR shrinks and expansions committed for partitions led here since start-up.
+    pub fn isr_changes(&self) -> (u64, u64) {
+        (self.isr_shrinks.load(Ordering::Relaxed), self.isr_expands.load(Ordering::Relaxed))
     }
 
     pub fn logs(&self) -> &Arc<LogManager> {
@@ -238,6 +274,13 @@ impl ReplicaManager {
             image.topics.values().map(|t| (t.name.clone(), t.partitions.len())).collect();
         // Dynamic broker configs (cluster-wide, then this broker's) over the static defaults.
         let defaults = image.effective_log_defaults(&self.defaults, self.node_id);
+        let rate = |key: &str, fallback: i64| {
+            let dynamic = image.dynamic_broker_config(self.node_id, key);
+            dynamic.and_then(|(v, _)| v.parse().ok()).unwrap_or(fallback)
+        };
+        self.leader_quota.set_limit(rate("leader.replication.throttled.rate", self.static_rates.0));
+        self.follower_quota
+            .set_limit(rate("follower.replication.throttled.rate", self.static_rates.1));
         for topic in image.topics.values() {
             let config = topic.log_config(&defaults);
             for (&index, p) in &topic.partitions {
@@ -245,12 +288,17 @@ impl ReplicaManager {
                     continue;
                 }
                 let tp = TopicPartition::new(topic.name.clone(), index);
+                let throttled = |key: &str| {
+                    quota::listed(topic.configs.get(key).map(String::as_str), index, self.node_id)
+                };
                 let state = PartitionState {
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
                     replicas: p.replicas.clone(),
                     isr: p.isr.clone(),
                     partition_epoch: p.partition_epoch,
+                    leader_throttled: throttled("leader.replication.throttled.replicas"),
+                    follower_throttled: throttled("follower.replication.throttled.replicas"),
                 };
                 wanted.insert(tp, (topic.id, config.clone(), state));
             }
@@ -263,7 +311,11 @@ impl ReplicaManager {
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in gone {
-            partitions.remove(&tp);
+            if let Some(p) = partitions.remove(&tp) {
+                // acks=all produces waiting on it answer NOT_LEADER_OR_FOLLOWER now.
+                lock(&p.state).leader = -1;
+                p.hw.send_modify(|_| {});
+            }
             self.logs.delete(&tp)?;
             tracing::info!(partition = %tp, "deleted partition");
         }
@@ -285,8 +337,9 @@ impl ReplicaManager {
                     self.maybe_advance_hw(p, &mut log, &state);
                     drop(log);
                     let mut current = lock(&p.state);
-                    if current.leader_epoch != state.leader_epoch || current.leader != state.leader
-                    {
+                    let new_term = current.leader_epoch != state.leader_epoch
+                        || current.leader != state.leader;
+                    if new_term {
                         // A new leader epoch: followers start over (Kafka resets their state).
                         lock(&p.followers).clear();
                         *lock(&p.term) = LeaderTerm {
@@ -298,7 +351,24 @@ impl ReplicaManager {
                         // The controller decided on the partition: what was asked is answered.
                         *lock(&p.pending_isr) = None;
                     }
+                    if !new_term && state.leader == self.node_id {
+                        // Kafka's IsrShrinksPerSec / IsrExpandsPerSec, counted on commit.
+                        let (before, after) = (current.isr.len(), state.isr.len());
+                        let counter = match after.cmp(&before) {
+                            std::cmp::Ordering::Less => Some(&self.isr_shrinks),
+                            std::cmp::Ordering::Greater => Some(&self.isr_expands),
+                            std::cmp::Ordering::Equal => None,
+                        };
+                        if let Some(c) = counter {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     *current = state;
+                    drop(current);
+                    if new_term {
+                        // acks=all produces waiting here look at the leadership again.
+                        p.hw.send_modify(|_| {});
+                    }
                 }
                 None => {
                     let mut log = self.logs.get_or_create(&tp, config.clone())?;
@@ -388,14 +458,15 @@ impl ReplicaManager {
         Ok(log.active_producers())
     }
 
-    /// Every partition hosted here with its size on disk and how far its log end is ahead of
-    /// its high watermark (DescribeLogDirs' `offset_lag`).
+    /// Every partition hosted here with its size on disk and how far its log end is behind
+    /// its high watermark (DescribeLogDirs' `offset_lag`, as Kafka computes it: a follower
+    /// still catching up lags, a leader never does).
     pub fn log_sizes(&self) -> Vec<(TopicPartition, u64, i64)> {
         self.all()
             .into_iter()
             .map(|p| {
                 let log = lock(&p.log);
-                let lag = (log.log_end_offset() - log.high_watermark()).max(0);
+                let lag = (log.high_watermark() - log.log_end_offset()).max(0);
                 (p.tp.clone(), log.size_bytes(), lag)
             })
             .collect()
@@ -529,8 +600,20 @@ impl ReplicaManager {
         if advanced {
             p.set_high_watermark(&mut log, hw);
         }
-        let data = log.read(fetch.fetch_offset, fetch.max_bytes, leo)?;
+        // A throttled follower outside the ISR gets nothing while the leader's replication
+        // quota is used up (Kafka answers the partition without records).
+        let throttled = state.leader_throttled
+            && !isr.contains(&fetch.replica_id)
+            && self.leader_quota.limit().is_some();
+        let data = if throttled && self.leader_quota.exceeded(now) {
+            log.read(fetch.fetch_offset, 0, fetch.fetch_offset)?
+        } else {
+            log.read(fetch.fetch_offset, fetch.max_bytes, leo)?
+        };
         drop(log);
+        if state.leader_throttled {
+            self.leader_quota.record(data.records.len() as u64, now);
+        }
         if advanced {
             // Consumers waiting in long-poll fetches can read further.
             p.touch();
@@ -635,10 +718,21 @@ impl ReplicaManager {
     ) -> Result<(), ReplicaError> {
         let p = self.leader_partition(tp)?;
         let mut hw = p.hw.subscribe();
-        let reached = hw.wait_for(|hw| *hw >= offset);
+        // Woken by every HW move and by leadership changes (which notify without a new value).
+        let reached = async {
+            loop {
+                if *hw.borrow_and_update() >= offset {
+                    return Ok(());
+                }
+                let leads = lock(&p.state).leader == self.node_id;
+                if !leads || hw.changed().await.is_err() {
+                    return Err(ReplicaError::NotLeader);
+                }
+            }
+        };
         match tokio::time::timeout(timeout, reached).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => return Err(ReplicaError::NotLeader),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
             Err(_) => return Err(ReplicaError::Timeout),
         }
         let state = p.state();
@@ -697,6 +791,7 @@ mod tests {
                 leader: 1,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                ..Default::default()
             };
             image.topics.insert(
                 name.to_string(),

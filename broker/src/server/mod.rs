@@ -68,7 +68,7 @@ impl Broker {
         self.metrics.raft_alive.set(i64::from(self.metadata.raft_alive()));
         self.metrics.metadata_storage_stalled.set(i64::from(self.metadata.storage_stalled()));
         self.metrics.log_dir_failing.set(i64::from(self.logs.dir_failing().is_some()));
-        self.metrics.render(&self.replicas, self.metadata.raft_metrics())
+        self.metrics.render(&self.replicas, &self.metadata.image(), self.metadata.raft_metrics())
     }
 }
 
@@ -209,7 +209,11 @@ pub async fn start_unless_stopped(
         }
     };
 
-    let replicas = Arc::new(ReplicaManager::new(config.node_id, logs.clone(), defaults));
+    let replicas =
+        Arc::new(ReplicaManager::new(config.node_id, logs.clone(), defaults).with_throttle_rates(
+            config.leader_replication_throttled_rate,
+            config.follower_replication_throttled_rate,
+        ));
     let groups = crate::group::GroupCoordinator::new(
         config.groups.clone(),
         config.node_id,

@@ -23,6 +23,42 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// An idempotent batch of `n` records as a client library encodes it.
+pub fn idempotent_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            sequence: seq + i as i32,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // Now: producer expiry is measured from the batch timestamps, as in Kafka.
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64,
+            key: None,
+            value: Some(bytes::Bytes::from(format!("seq-{}", seq + i as i32))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
 /// True when the tests run against Apache Kafka (`SLUICE_TEST_AGAINST=kafka`).
 pub fn against_kafka() -> bool {
     std::env::var("SLUICE_TEST_AGAINST").is_ok_and(|v| v == "kafka")
