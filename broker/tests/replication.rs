@@ -523,6 +523,59 @@ fn a_throttled_reassignment_waits_for_the_quota_and_completes_once_lifted() {
     assert_eq!(r.responses[0].partitions[0].error_code, 85, "NO_REASSIGNMENT_IN_PROGRESS");
 }
 
+/// Produce requests pipeline on one connection: while an acks=all produce waits for a frozen
+/// in-sync follower, the produces sent after it on the same connection are appended at once;
+/// the answers come in request order once the follower has the writes, and a request of
+/// another kind is answered after them.
+#[test]
+fn acks_all_produces_pipeline_on_one_connection_and_answer_in_order() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Decodable, StrBytes};
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["replica.lag.time.max.ms=60000", "broker.session.timeout.ms=60000"];
+    let cluster = Cluster::start(dir.path(), 3, &extra);
+    common::create_topic_rf(&cluster.bootstrap(), "pipe", 1, 3, &[("min.insync.replicas", "2")]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let leader = leaders(&image, "pipe")[&0] as i32;
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let mut conn = common::RawConn::connect(cluster.node(leader));
+    let produce = |value: &str| {
+        ProduceRequest::default().with_acks(-1).with_timeout_ms(60_000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("pipe")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(
+                        common::client_batch(&[(None, Some(value.as_bytes()))]).freeze(),
+                    ))]),
+        ])
+    };
+    let first =
+        conn.produce_with(9, "pipe", 0, -1, common::client_batch(&[(None, Some(b"v0"))]).freeze());
+    assert_eq!((first.error_code, first.base_offset), (0, 0));
+
+    signal(&cluster, follower, "-STOP");
+    let ids: Vec<i32> =
+        ["v1", "v2", "v3"].iter().map(|v| conn.send(ApiKey::Produce, 9, &produce(v))).collect();
+    // All three are in the leader's log while the first still waits for the frozen follower.
+    wait_until("the pipelined produces appended", Duration::from_secs(20), || {
+        gauge(&cluster, leader, "sluice_log_end_offset", "pipe") == Some(4)
+    });
+    assert_eq!(gauge(&cluster, leader, "sluice_high_watermark", "pipe"), Some(1));
+    let versions = conn.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+
+    signal(&cluster, follower, "-CONT");
+    for (i, id) in ids.into_iter().enumerate() {
+        let mut body = conn.receive(ApiKey::Produce, 9, id);
+        let r = ProduceResponse::decode(&mut body, 9).unwrap();
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, i as i64 + 1));
+    }
+    let mut body = conn.receive(ApiKey::ApiVersions, 3, versions);
+    assert_eq!(ApiVersionsResponse::decode(&mut body, 3).unwrap().error_code, 0);
+}
+
 /// An idempotent producer's state fails over with the partition: followers rebuild it from the
 /// batches they replicate, so a batch retried at the new leader after SIGKILL of the old one is
 /// recognised (its original offset, nothing written twice), the next sequence goes on, and a

@@ -1,8 +1,12 @@
 //! One client connection: size-prefixed frames in, responses out in request order.
 //!
-//! Requests on a connection are handled one at a time, as Kafka does: clients may pipeline, and
-//! the next request is read only after the previous response is written, which keeps produce
-//! order per connection. A frame that is negative, larger than `socket.request.max.bytes`,
+//! Produce requests pipeline: each is appended in arrival order as soon as it is read, and while
+//! an acks=all produce waits for its in-sync replicas the connection reads and appends the next
+//! ones (up to [`MAX_IN_FLIGHT`]); answers go out in request order. That keeps produce order per
+//! connection (Kafka keeps it by handling one request at a time, which makes a client's five
+//! in-flight acks=all batches wait for replication one after the other). Every other request
+//! runs alone: it starts once the produces before it are answered, and the next frame is read
+//! after its answer is written. A frame that is negative, larger than `socket.request.max.bytes`,
 //! truncated, or that does not decode closes this connection only (with a rate-limited log line
 //! and a `connections_closed{reason}` count); every other connection keeps being served.
 //!
@@ -14,9 +18,14 @@
 //! connection waits to read its next frame until there is room, as Kafka mutes a channel).
 //! Responses are written straight from their encoded buffer, without a write buffer.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
+
+use futures::stream::{FuturesOrdered, StreamExt};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
@@ -102,7 +111,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (rd, mut wr) = stream.into_split();
-    let mut frames = FrameReader {
+    let frames = FrameReader {
         rd,
         buf: BytesMut::new(),
         max: broker.config.socket_request_max_bytes,
@@ -110,47 +119,137 @@ pub async fn serve(
         used: broker.metrics.request_memory_used.clone(),
     };
     let idle = broker.config.connections_max_idle;
-    loop {
+    // Produces appended and waiting for their answer, oldest first.
+    let mut inflight: FuturesOrdered<Request<'_>> = FuturesOrdered::new();
+    // The frame being read; kept across loop turns, as a partly read frame must not be dropped
+    // when an in-flight produce completes first.
+    let mut reading: Option<Pin<Box<dyn Future<Output = ReadResult> + Send + '_>>> = None;
+    let mut frames = Some(frames);
+    'serve: loop {
         if *shutdown.borrow() {
             break;
         }
-        let frame = tokio::select! {
-            _ = shutdown.changed() => break,
-            r = tokio::time::timeout(idle, frames.next()) => match r {
-                Err(_) => {
-                    tracing::debug!(%peer, "closing idle connection");
-                    broker.metrics.connections_closed.get_or_create(&crate::metrics::ReasonLabels { reason: "idle" }).inc();
-                    break;
-                }
-                Ok(Ok(Some(frame))) => frame,
-                Ok(Ok(None)) => break,
-                Ok(Err(e)) => {
-                    close_with(broker, peer, &e);
-                    break;
-                }
-            },
-        };
-        let Frame { body, pooled } = frame;
-        // Boxed: the request-handling future is the largest state of this task, and inline it
-        // would be held by every idle connection; boxed, it exists only while a request runs
-        // (one allocation per request, next to the frame's own).
-        let request = PEER.scope(peer, Box::pin(handle_frame(broker, body)));
-        match LISTENER.scope(listener.clone(), request).await {
-            Ok(Some(response)) => {
-                if let Err(e) = wr.write_all(&response).await {
-                    tracing::debug!(%peer, error = %e, "write failed");
-                    break;
-                }
+        if reading.is_none() && inflight.len() < MAX_IN_FLIGHT {
+            if let Some(mut reader) = frames.take() {
+                reading = Some(Box::pin(async move {
+                    let r = tokio::time::timeout(idle, reader.next()).await;
+                    (r, reader)
+                }));
             }
-            Ok(None) => {}
-            Err(e) => {
+        }
+        let read = tokio::select! {
+            _ = shutdown.changed() => break,
+            done = inflight.next(), if !inflight.is_empty() => {
+                let done = done.expect("a produce in flight");
+                if !write_answer(broker, peer, &mut wr, done).await {
+                    break;
+                }
+                continue;
+            }
+            read = async { reading.as_mut().expect("reading").await }, if reading.is_some() => read,
+        };
+        reading = None;
+        let (read, reader) = read;
+        frames = Some(reader);
+        let frame = match read {
+            Err(_) => {
+                // Nothing came for connections.max.idle.ms: answer what is in flight, close.
+                while let Some(done) = inflight.next().await {
+                    if !write_answer(broker, peer, &mut wr, done).await {
+                        break;
+                    }
+                }
+                tracing::debug!(%peer, "closing idle connection");
+                broker
+                    .metrics
+                    .connections_closed
+                    .get_or_create(&crate::metrics::ReasonLabels { reason: "idle" })
+                    .inc();
+                break;
+            }
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
                 close_with(broker, peer, &e);
                 break;
             }
+        };
+        let Frame { body, pooled } = frame;
+        let produce =
+            body.len() >= 2 && i16::from_be_bytes([body[0], body[1]]) == ApiKey::Produce as i16;
+        if !produce {
+            // Anything else runs after the produces before it are answered.
+            while let Some(done) = inflight.next().await {
+                if !write_answer(broker, peer, &mut wr, done).await {
+                    break 'serve;
+                }
+            }
         }
-        drop(pooled);
+        // Boxed: the request-handling future is the largest state of this task, and inline it
+        // would be held by every idle connection; boxed, it exists only while a request runs
+        // (one allocation per request, next to the frame's own). The frame's share of the
+        // request memory pool is given back when the request is answered.
+        let handling = async move {
+            let answer = handle_frame(broker, body).await;
+            drop(pooled);
+            answer
+        };
+        let mut request: Request<'_> =
+            Box::pin(LISTENER.scope(listener.clone(), PEER.scope(peer, handling)));
+        if produce {
+            // The first poll appends: a produce does all its appends before it first waits,
+            // so produces are appended in the order they arrived.
+            match futures::poll!(request.as_mut()) {
+                Poll::Ready(done) if inflight.is_empty() => {
+                    if !write_answer(broker, peer, &mut wr, done).await {
+                        break;
+                    }
+                }
+                Poll::Ready(done) => inflight.push_back(Box::pin(std::future::ready(done))),
+                Poll::Pending => inflight.push_back(request),
+            }
+            continue;
+        }
+        let done = request.await;
+        if !write_answer(broker, peer, &mut wr, done).await {
+            break;
+        }
     }
     let _ = wr.shutdown().await;
+}
+
+/// Produce requests one connection may have appended and not yet answered (Kafka clients send
+/// up to `max.in.flight.requests.per.connection`, 5 by default).
+pub const MAX_IN_FLIGHT: usize = 8;
+
+/// One request being handled: its encoded answer, none (acks=0), or why the connection closes.
+type Request<'a> = Pin<Box<dyn Future<Output = Result<Option<BytesMut>, FrameError>> + Send + 'a>>;
+
+/// A read frame (or the idle timeout), with the reader handed back.
+type ReadResult =
+    (Result<Result<Option<Frame>, FrameError>, tokio::time::error::Elapsed>, FrameReader);
+
+/// Writes one request's answer; false when the connection must close.
+async fn write_answer(
+    broker: &Broker,
+    peer: SocketAddr,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    done: Result<Option<BytesMut>, FrameError>,
+) -> bool {
+    match done {
+        Ok(Some(response)) => match wr.write_all(&response).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "write failed");
+                false
+            }
+        },
+        Ok(None) => true,
+        Err(e) => {
+            close_with(broker, peer, &e);
+            false
+        }
+    }
 }
 
 /// At most this many "closing connection" warnings per [`WARN_WINDOW`]; the rest are counted

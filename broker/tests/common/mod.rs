@@ -545,9 +545,30 @@ impl RawConn {
         version: i16,
         encode_body: impl FnOnce(&mut bytes::BytesMut),
     ) -> bytes::Bytes {
-        use kafka_protocol::messages::{RequestHeader, ResponseHeader};
-        use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-        use std::io::{Read, Write};
+        let id = self.send_with(key, version, encode_body);
+        self.receive(key, version, id)
+    }
+
+    /// Sends one request without waiting for its answer (pipelining); returns its
+    /// correlation id for [`RawConn::receive`].
+    pub fn send<Req: kafka_protocol::protocol::Encodable>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> i32 {
+        self.send_with(key, version, |buf| req.encode(buf, version).expect("encoding"))
+    }
+
+    fn send_with(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        encode_body: impl FnOnce(&mut bytes::BytesMut),
+    ) -> i32 {
+        use kafka_protocol::messages::RequestHeader;
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        use std::io::Write;
         self.next_id += 1;
         let mut buf = bytes::BytesMut::new();
         buf.extend_from_slice(&[0; 4]);
@@ -562,6 +583,19 @@ impl RawConn {
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(&buf).unwrap();
+        self.next_id
+    }
+
+    /// Reads the next response, which must answer request `id`; returns its body.
+    pub fn receive(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        id: i32,
+    ) -> bytes::Bytes {
+        use kafka_protocol::messages::ResponseHeader;
+        use kafka_protocol::protocol::Decodable;
+        use std::io::Read;
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len).unwrap_or_else(|e| {
             panic!("{key:?} v{version}: no response ({e}): connection closed?")
@@ -570,7 +604,7 @@ impl RawConn {
         self.stream.read_exact(&mut body).unwrap();
         let mut body = bytes::Bytes::from(body);
         let h = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
-        assert_eq!(h.correlation_id, self.next_id, "{key:?} v{version}");
+        assert_eq!(h.correlation_id, id, "{key:?} v{version}: answers in request order");
         body
     }
 
