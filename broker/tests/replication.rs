@@ -276,7 +276,9 @@ fn committed_offsets_survive_the_coordinator() {
 
 /// Bad replica fetches get Kafka's error codes: a broker that is not a replica of the partition
 /// (NOT_LEADER_OR_FOLLOWER), a leader epoch from the future (UNKNOWN_LEADER_EPOCH) or from the
-/// past (FENCED_LEADER_EPOCH); a good one still works.
+/// past (FENCED_LEADER_EPOCH), a broker epoch older than the follower's registration (Fetch
+/// v15, NOT_LEADER_OR_FOLLOWER, as Kafka fences a stale fetch state update); a good one still
+/// works.
 #[test]
 fn bad_replica_fetches_get_kafka_errors() {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -316,6 +318,34 @@ fn bad_replica_fetches_get_kafka_errors() {
     assert_eq!(code(&mut conn, 3, epoch + 1), 75, "a future epoch: UNKNOWN_LEADER_EPOCH");
     assert_eq!(code(&mut conn, 3, epoch - 1), 74, "an old epoch: FENCED_LEADER_EPOCH");
     assert_eq!(code(&mut conn, 3, epoch), 0, "the right one works");
+
+    // v15: the topic by id, the follower's broker epoch in replica_state.
+    let id: Vec<u8> = images[&2]["topics"]["bad"]["id"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    // Broker 1 comes back under a new registration: its old epoch is stale.
+    let old = broker(&images[&2], 1)["epoch"].as_i64().unwrap();
+    cluster.node_mut(1).restart();
+    let images =
+        cluster.wait_for_images("broker 1 registered again", Duration::from_secs(30), |images| {
+            images.values().all(|i| broker(i, 1)["epoch"].as_i64() > Some(old))
+        });
+    let registered = broker(&images[&2], 1)["epoch"].as_i64().unwrap();
+    let mut v15 = |broker_epoch: i64| {
+        let mut f = fetch(-1, epoch).with_replica_state(
+            fetch_request::ReplicaState::default()
+                .with_replica_id(BrokerId(1))
+                .with_replica_epoch(broker_epoch),
+        );
+        f.topics[0].topic_id = uuid::Uuid::from_slice(&id).unwrap();
+        let r: FetchResponse = conn.call(ApiKey::Fetch, 15, &f);
+        r.responses[0].partitions[0].error_code
+    };
+    assert_eq!(v15(old), 6, "a stale broker epoch: NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(v15(registered), 0, "the registered broker epoch works");
 }
 
 fn replicas_of(image: &serde_json::Value, topic: &str) -> (Vec<i64>, bool) {

@@ -39,6 +39,8 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
             .with_session_id(0);
     }
     let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    // The fetching broker's registration epoch (KIP-903); unknown before v15.
+    let broker_epoch = if version >= 15 { req.replica_state.replica_epoch } else { -1 };
     let read_committed = req.isolation_level == 1;
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
@@ -75,8 +77,15 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         for c in changes.iter_mut().flatten() {
             c.borrow_and_update();
         }
-        let (response, total, has_error) =
-            read_once(broker, &req, &names, replica_id, read_committed, max_bytes, version);
+        let (response, total, has_error) = read_once(
+            broker,
+            &req,
+            &names,
+            (replica_id, broker_epoch),
+            read_committed,
+            max_bytes,
+            version,
+        );
         // Kafka answers at once when min_bytes is 0 or nothing was asked for.
         if total >= min_bytes || req.topics.is_empty() || has_error || Instant::now() >= deadline {
             for (topic, bytes) in count_bytes(&response, &names) {
@@ -122,7 +131,7 @@ fn read_once(
     broker: &Broker,
     req: &FetchRequest,
     names: &[Option<String>],
-    replica_id: i32,
+    (replica_id, broker_epoch): (i32, i64),
     read_committed: bool,
     max_bytes: usize,
     version: i16,
@@ -160,6 +169,7 @@ fn read_once(
             let read = if replica_id >= 0 {
                 let fetch = FollowerFetch {
                     replica_id,
+                    broker_epoch,
                     fetch_offset: p.fetch_offset,
                     last_fetched_epoch: if version >= 12 { p.last_fetched_epoch } else { -1 },
                     current_leader_epoch: p.current_leader_epoch,

@@ -298,7 +298,9 @@ pub fn replica_error_code(e: &ReplicaError) -> i16 {
         ReplicaError::NotEnoughReplicasAfterAppend { .. } => {
             ResponseError::NotEnoughReplicasAfterAppend.code()
         }
-        ReplicaError::NotReplica(_) => ResponseError::NotLeaderOrFollower.code(),
+        ReplicaError::NotReplica(_) | ReplicaError::StaleBrokerEpoch { .. } => {
+            ResponseError::NotLeaderOrFollower.code()
+        }
         ReplicaError::Timeout => ResponseError::RequestTimedOut.code(),
         ReplicaError::Log(e) => log_error_code(e),
     }

@@ -145,6 +145,7 @@ pub(crate) fn plan_alter_partition(
         leader_epoch,
         partition_epoch,
         ref new_isr,
+        ref new_isr_epochs,
     } = *request;
     match image.brokers.get(&broker) {
         Some(b) if b.epoch == broker_epoch && !b.fenced => {}
@@ -186,6 +187,16 @@ pub(crate) fn plan_alter_partition(
             "{}-{partition}: broker {r} is fenced or shutting down and cannot join the ISR",
             topic.name
         )));
+    }
+    for (r, epoch) in new_isr_epochs.iter().filter(|(r, _)| !p.isr.contains(r)) {
+        let registered = image.brokers.get(r).map_or(-1, |b| b.epoch);
+        if *epoch != registered {
+            return Err(MetadataError::IneligibleReplica(format!(
+                "{}-{partition}: broker {r} fetched at broker epoch {epoch}, but its registration \
+                 is at {registered}",
+                topic.name
+            )));
+        }
     }
     let mut next = p.clone();
     next.isr = p.replicas.iter().copied().filter(|r| new_isr.contains(r)).collect();
@@ -391,6 +402,7 @@ mod tests {
                 leader_epoch,
                 partition_epoch,
                 new_isr: isr.to_vec(),
+                new_isr_epochs: Default::default(),
             };
             plan_alter_partition(&img, &request)
         };
@@ -405,6 +417,20 @@ mod tests {
         assert!(matches!(plan(1, 5, 3, 7, &[2]), Err(MetadataError::InvalidRequest(_))));
         assert!(matches!(plan(1, 5, 3, 7, &[1, 4]), Err(MetadataError::InvalidRequest(_))));
         assert!(matches!(plan(1, 5, 3, 7, &[1, 3]), Err(MetadataError::IneligibleReplica(_))));
+        // KIP-903: a joining member's fetch must be from its current registration.
+        let joining = |epoch: i64| AlterPartition {
+            broker: 1,
+            broker_epoch: 5,
+            topic_id: [1; 16],
+            partition: 0,
+            leader_epoch: 3,
+            partition_epoch: 7,
+            new_isr: vec![1, 2],
+            new_isr_epochs: [(2, epoch)].into(),
+        };
+        assert!(plan_alter_partition(&img, &joining(5)).is_ok());
+        let stale = plan_alter_partition(&img, &joining(4));
+        assert!(matches!(stale, Err(MetadataError::IneligibleReplica(_))), "{stale:?}");
     }
 
     #[test]

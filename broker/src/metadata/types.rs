@@ -102,6 +102,10 @@ pub struct AlterPartition {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub new_isr: Vec<i32>,
+    /// The broker epoch each joining member fetched with (KIP-903), when known: a member whose
+    /// registration is newer may have lost data since and cannot join on that fetch.
+    #[serde(default)]
+    pub new_isr_epochs: BTreeMap<i32, i64>,
 }
 
 /// What a metadata fetch brings.

@@ -2,7 +2,9 @@
 //! leader broker fetches every partition this broker follows there, with the Fetch API as a
 //! replica (`replica_id` = this node), the same read path consumers use on the leader.
 //!
-//! Each round sends the partitions' log end offsets and the epoch of their last batch; the
+//! Each round (Fetch v15: topics by id, and this broker's registration epoch in
+//! `replica_state`, KIP-903) sends the partitions' log end offsets and the epoch of their last
+//! batch; the
 //! leader long-polls (500 ms) and answers records, its high watermark, or the point where the
 //! logs diverge (KIP-320), where the follower truncates before fetching again: a follower never
 //! truncates blindly to its own high watermark. A partition whose leader refuses the fetch (it
@@ -12,12 +14,12 @@
 //! [`update`]: FetcherManager::update
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,9 +29,9 @@ use crate::client::KafkaConnection;
 use crate::log::TopicPartition;
 use crate::metadata::ClusterImage;
 
-/// Fetch version used between brokers: names topics, carries the last fetched epoch and
-/// answers diverging epochs.
-const FETCH_VERSION: i16 = 12;
+/// Fetch version used between brokers: carries the last fetched epoch (diverging epochs
+/// answered), names topics by id, and carries the follower's broker epoch.
+const FETCH_VERSION: i16 = 15;
 /// How long the leader may hold a fetch that finds nothing new.
 const MAX_WAIT_MS: i32 = 500;
 /// Bytes per partition and per response.
@@ -54,6 +56,8 @@ struct Fetcher {
 /// The fetchers of this broker, by leader id.
 pub struct FetcherManager {
     node_id: i32,
+    /// This broker's registration epoch, from the latest image (-1 before it registered).
+    broker_epoch: Arc<AtomicI64>,
     replicas: Arc<ReplicaManager>,
     fetchers: Mutex<HashMap<i32, Fetcher>>,
 }
@@ -67,7 +71,12 @@ impl std::fmt::Debug for FetcherManager {
 
 impl FetcherManager {
     pub fn new(node_id: i32, replicas: Arc<ReplicaManager>) -> FetcherManager {
-        FetcherManager { node_id, replicas, fetchers: Mutex::new(HashMap::new()) }
+        FetcherManager {
+            node_id,
+            broker_epoch: Arc::new(AtomicI64::new(-1)),
+            replicas,
+            fetchers: Mutex::new(HashMap::new()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Fetcher>> {
@@ -78,6 +87,8 @@ impl FetcherManager {
     /// another unfenced broker is fetched from it. Called by the metadata publisher after the
     /// replica manager applied the image.
     pub fn update(&self, image: &ClusterImage) {
+        let epoch = image.brokers.get(&self.node_id).map_or(-1, |b| b.epoch);
+        self.broker_epoch.store(epoch, Ordering::Relaxed);
         let mut wanted: HashMap<i32, (String, Followed)> = HashMap::new();
         for p in self.replicas.all() {
             let state = p.state();
@@ -112,7 +123,7 @@ impl FetcherManager {
                     let Ok(runtime) = tokio::runtime::Handle::try_current() else { continue };
                     let (tx, rx) = watch::channel(partitions);
                     let task = runtime.spawn(run(
-                        self.node_id,
+                        (self.node_id, self.broker_epoch.clone()),
                         leader,
                         addr.clone(),
                         self.replicas.clone(),
@@ -135,7 +146,7 @@ impl FetcherManager {
 
 /// One fetcher: fetches `partitions` from `leader` at `addr` until aborted.
 async fn run(
-    node_id: i32,
+    (node_id, broker_epoch): (i32, Arc<AtomicI64>),
     leader: i32,
     addr: String,
     replicas: Arc<ReplicaManager>,
@@ -147,6 +158,7 @@ async fn run(
     // `replica.fetch.backoff.ms` (the leader may just not have applied the same metadata yet).
     let mut paused: HashMap<TopicPartition, Instant> = HashMap::new();
     let mut failing = false;
+    let mut asked = Asked::new();
     let client_id = format!("sluice-replica-{node_id}");
     loop {
         if partitions.has_changed().unwrap_or(false) {
@@ -171,7 +183,8 @@ async fn run(
                     KafkaConnection::connect(&addr, &client_id, Duration::from_secs(5)).await?,
                 );
             }
-            let request = fetch_request(node_id, &replicas, &active);
+            let epoch = broker_epoch.load(Ordering::Relaxed);
+            let request = fetch_request((node_id, epoch), &replicas, &active, &mut asked);
             let timeout = Duration::from_millis(MAX_WAIT_MS as u64) + Duration::from_secs(10);
             let c = conn.as_mut().expect("connected above");
             c.call::<_, FetchResponse>(ApiKey::Fetch, FETCH_VERSION, &request, timeout).await
@@ -184,7 +197,7 @@ async fn run(
                 }
                 failing = false;
                 backoff = BACKOFF_MIN;
-                apply_response(&replicas, leader, &response, &mut paused);
+                apply_response(&replicas, leader, (&asked, &response), &mut paused);
             }
             Err(e) => {
                 conn = None;
@@ -213,8 +226,17 @@ fn throttled(node_id: i32, replicas: &ReplicaManager, p: &super::Partition) -> b
 
 /// A replica fetch of `partitions` at their log end offsets, leaving out the throttled ones
 /// while the follower quota is used up.
-fn fetch_request(node_id: i32, replicas: &ReplicaManager, partitions: &Followed) -> FetchRequest {
-    let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+/// The partitions a fetch asked for, by topic id and index (answers name topics by id).
+type Asked = HashMap<([u8; 16], i32), TopicPartition>;
+
+fn fetch_request(
+    (node_id, broker_epoch): (i32, i64),
+    replicas: &ReplicaManager,
+    partitions: &Followed,
+    asked: &mut Asked,
+) -> FetchRequest {
+    asked.clear();
+    let mut topics: BTreeMap<[u8; 16], Vec<FetchPartition>> = BTreeMap::new();
     let quota_used_up = replicas.follower_quota.exceeded(super::now_ms());
     for (tp, &epoch) in partitions {
         let Some(p) = replicas.get(tp) else { continue };
@@ -222,7 +244,8 @@ fn fetch_request(node_id: i32, replicas: &ReplicaManager, partitions: &Followed)
             continue;
         }
         let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-        topics.entry(tp.topic.as_str()).or_default().push(
+        asked.insert((p.topic_id, tp.partition), tp.clone());
+        topics.entry(p.topic_id).or_default().push(
             FetchPartition::default()
                 .with_partition(tp.partition)
                 .with_current_leader_epoch(epoch)
@@ -233,7 +256,11 @@ fn fetch_request(node_id: i32, replicas: &ReplicaManager, partitions: &Followed)
         );
     }
     FetchRequest::default()
-        .with_replica_id(BrokerId(node_id))
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(BrokerId(node_id))
+                .with_replica_epoch(broker_epoch),
+        )
         .with_max_wait_ms(MAX_WAIT_MS)
         .with_min_bytes(1)
         .with_max_bytes(RESPONSE_MAX_BYTES)
@@ -241,9 +268,9 @@ fn fetch_request(node_id: i32, replicas: &ReplicaManager, partitions: &Followed)
         .with_topics(
             topics
                 .into_iter()
-                .map(|(topic, partitions)| {
+                .map(|(id, partitions)| {
                     FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_topic_id(uuid::Uuid::from_bytes(id))
                         .with_partitions(partitions)
                 })
                 .collect(),
@@ -255,14 +282,16 @@ fn fetch_request(node_id: i32, replicas: &ReplicaManager, partitions: &Followed)
 fn apply_response(
     replicas: &ReplicaManager,
     leader: i32,
-    response: &FetchResponse,
+    (asked, response): (&Asked, &FetchResponse),
     paused: &mut HashMap<TopicPartition, Instant>,
 ) {
     let resume = Instant::now() + FETCH_BACKOFF;
     let now = super::now_ms();
     for topic in &response.responses {
+        // Topics come back by id: the followed partition of that id and index.
+        let id = *topic.topic_id.as_bytes();
         for data in &topic.partitions {
-            let tp = TopicPartition::new(topic.topic.to_string(), data.partition_index);
+            let Some(tp) = asked.get(&(id, data.partition_index)).cloned() else { continue };
             let outcome = if data.error_code == 0 && data.diverging_epoch.epoch >= 0 {
                 truncate_diverging(
                     replicas,

@@ -43,6 +43,8 @@ pub enum ReplicaError {
     NotEnoughReplicasAfterAppend { isr: usize, min: i32 },
     #[error("broker {0} is not a follower of this partition")]
     NotReplica(i32),
+    #[error("broker {broker} fetched at broker epoch {fetched}, but it registered again at {registered}")]
+    StaleBrokerEpoch { broker: i32, fetched: i64, registered: i64 },
     #[error("the in-sync replicas did not all have the write within the request's timeout")]
     Timeout,
     #[error(transparent)]
@@ -72,6 +74,8 @@ pub struct IsrChange {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub new_isr: Vec<i32>,
+    /// The broker epoch a joining member fetched with (KIP-903).
+    pub new_isr_epochs: std::collections::BTreeMap<i32, i64>,
 }
 
 /// What a leader remembers of its current term.
@@ -93,6 +97,8 @@ pub struct FollowerProgress {
     pub last_fetch_ms: i64,
     /// When it last fetched at the leader's LEO (ms since the epoch), -1 if never.
     pub last_caught_up_ms: i64,
+    /// The broker epoch its last fetch carried (Fetch v15+), -1 when unknown.
+    pub broker_epoch: i64,
 }
 
 /// A partition this broker holds a replica of.
@@ -121,6 +127,8 @@ pub struct Partition {
 #[derive(Clone, Copy, Debug)]
 pub struct FollowerFetch {
     pub replica_id: i32,
+    /// The follower's broker epoch (Fetch v15+ `replica_state`), -1 when not sent.
+    pub broker_epoch: i64,
     pub fetch_offset: i64,
     /// The epoch of the follower's last batch (-1: none), for divergence (KIP-320).
     pub last_fetched_epoch: i32,
@@ -207,6 +215,8 @@ pub struct ReplicaManager {
     static_rates: (i64, i64),
     isr_shrinks: AtomicU64,
     isr_expands: AtomicU64,
+    /// Every registered broker's epoch, from the latest image.
+    broker_epochs: RwLock<HashMap<i32, i64>>,
 }
 
 impl ReplicaManager {
@@ -223,6 +233,7 @@ impl ReplicaManager {
             static_rates: (i64::MAX, i64::MAX),
             isr_shrinks: AtomicU64::new(0),
             isr_expands: AtomicU64::new(0),
+            broker_epochs: RwLock::new(HashMap::new()),
         }
     }
 
@@ -270,6 +281,8 @@ impl ReplicaManager {
     /// logs of partitions whose topic is gone.
     pub fn reconcile(&self, image: &ClusterImage) -> Result<(), LogError> {
         let mut wanted = HashMap::new();
+        *self.broker_epochs.write().unwrap_or_else(|e| e.into_inner()) =
+            image.brokers.values().map(|b| (b.id, b.epoch)).collect();
         *self.cluster_partitions.write().unwrap_or_else(|e| e.into_inner()) =
             image.topics.values().map(|t| (t.name.clone(), t.partitions.len())).collect();
         // Dynamic broker configs (cluster-wide, then this broker's) over the static defaults.
@@ -538,6 +551,23 @@ impl ReplicaManager {
         if !state.replicas.contains(&fetch.replica_id) || fetch.replica_id == self.node_id {
             return Err(ReplicaError::NotReplica(fetch.replica_id));
         }
+        // A fetch from an older registration of the follower (a process that has since
+        // restarted) must not move its state here (Kafka fences it the same way).
+        let registered = self
+            .broker_epochs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fetch.replica_id)
+            .copied();
+        if let Some(registered) =
+            registered.filter(|r| fetch.broker_epoch >= 0 && *r > fetch.broker_epoch)
+        {
+            return Err(ReplicaError::StaleBrokerEpoch {
+                broker: fetch.replica_id,
+                fetched: fetch.broker_epoch,
+                registered,
+            });
+        }
         let mut log = lock(&p.log);
         if fetch.last_fetched_epoch >= 0 {
             let (epoch, end_offset) = log.end_offset_for_epoch(fetch.last_fetched_epoch);
@@ -565,6 +595,7 @@ impl ReplicaManager {
             let progress = followers.entry(fetch.replica_id).or_default();
             progress.log_end_offset = fetch.fetch_offset.min(leo);
             progress.last_fetch_ms = now;
+            progress.broker_epoch = fetch.broker_epoch;
             if fetch.fetch_offset >= leo {
                 progress.last_caught_up_ms = now;
             }
@@ -594,7 +625,9 @@ impl ReplicaManager {
         {
             let mut new_isr = state.isr.clone();
             new_isr.push(fetch.replica_id);
-            self.request_isr_change(&p, &state, new_isr);
+            let epochs =
+                (fetch.broker_epoch >= 0).then_some((fetch.replica_id, fetch.broker_epoch));
+            self.request_isr_change(&p, &state, new_isr, epochs.into_iter().collect());
         }
         let advanced = hw > log.high_watermark();
         if advanced {
@@ -627,7 +660,13 @@ impl ReplicaManager {
     }
 
     /// Asks the controller for `new_isr`, unless a change is already asked for.
-    fn request_isr_change(&self, p: &Partition, state: &PartitionState, new_isr: Vec<i32>) {
+    fn request_isr_change(
+        &self,
+        p: &Partition,
+        state: &PartitionState,
+        new_isr: Vec<i32>,
+        new_isr_epochs: std::collections::BTreeMap<i32, i64>,
+    ) {
         let mut pending = lock(&p.pending_isr);
         if pending.is_some() {
             return;
@@ -640,6 +679,7 @@ impl ReplicaManager {
             leader_epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
             new_isr: new_isr.clone(),
+            new_isr_epochs,
         };
         tracing::info!(partition = %p.tp, from = ?state.isr, to = ?new_isr, "asking for an ISR change");
         if sender.send(change).is_ok() {
@@ -681,7 +721,7 @@ impl ReplicaManager {
                 .collect();
             if !lagging.is_empty() {
                 let new_isr = state.isr.iter().copied().filter(|r| !lagging.contains(r)).collect();
-                self.request_isr_change(&p, &state, new_isr);
+                self.request_isr_change(&p, &state, new_isr, Default::default());
             }
         }
     }

@@ -31,6 +31,7 @@ pub(crate) fn start(broker: &Arc<Broker>, shutdown: &watch::Receiver<bool>) -> V
                     leader_epoch: change.leader_epoch,
                     partition_epoch: change.partition_epoch,
                     new_isr: change.new_isr.clone(),
+                    new_isr_epochs: change.new_isr_epochs.clone(),
                 });
                 // A call may wait for a controller for a while: shutdown does not wait for it.
                 let result = tokio::select! {
