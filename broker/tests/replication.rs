@@ -53,8 +53,13 @@ fn send_all(p: &FutureProducer, topic: &str, values: impl Iterator<Item = String
 
 /// A partition gauge of one node's `/metrics` (`sluice_log_end_offset`, ...).
 fn gauge(cluster: &Cluster, node: i32, name: &str, topic: &str) -> Option<i64> {
+    broker_metric(cluster, node, &format!("{name}{{topic=\"{topic}\",partition=\"0\"}}"))
+}
+
+/// A metric of one node's `/metrics` by its full series name (labels included).
+fn broker_metric(cluster: &Cluster, node: i32, series: &str) -> Option<i64> {
     let (_, body) = cluster.node(node).http_get("/metrics");
-    let prefix = format!("{name}{{topic=\"{topic}\",partition=\"0\"}} ");
+    let prefix = format!("{series} ");
     body.lines().find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
 }
 
@@ -155,10 +160,25 @@ fn a_lagging_follower_leaves_the_isr_and_rejoins_once_caught_up() {
         },
     );
     assert_eq!(gauge(&cluster, leader, "sluice_high_watermark", "lag"), Some(200));
+    // The leader's replication metrics say so.
+    assert_eq!(gauge(&cluster, leader, "sluice_partition_isr_size", "lag"), Some(2));
+    assert_eq!(gauge(&cluster, leader, "sluice_partition_under_replicated", "lag"), Some(1));
+    assert_eq!(gauge(&cluster, leader, "sluice_partition_under_min_isr", "lag"), Some(0));
+    assert_eq!(gauge(&cluster, leader, "sluice_partition_at_min_isr", "lag"), Some(1));
+    assert_eq!(broker_metric(&cluster, leader, "sluice_under_replicated_partitions"), Some(1));
+    assert_eq!(broker_metric(&cluster, leader, "sluice_isr_shrinks_total"), Some(1));
+    let lag = format!(
+        "sluice_partition_follower_lag{{topic=\"lag\",partition=\"0\",replica=\"{follower}\"}}"
+    );
+    assert_eq!(broker_metric(&cluster, leader, &lag), Some(100), "100 records behind");
 
     signal(&cluster, follower, "-CONT");
     cluster.wait_for_images("the follower back in the ISR", Duration::from_secs(30), |images| {
         images.values().all(|i| isr(i, "lag").len() == 3)
+    });
+    wait_until("the leader counts the expansion", Duration::from_secs(20), || {
+        broker_metric(&cluster, leader, "sluice_isr_expands_total") == Some(1)
+            && broker_metric(&cluster, leader, "sluice_under_replicated_partitions") == Some(0)
     });
     wait_until("the follower caught up", Duration::from_secs(20), || {
         gauge(&cluster, follower, "sluice_log_end_offset", "lag") == Some(200)
