@@ -7,6 +7,10 @@
 #   bash scripts/bench.sh --quick    1 repetition, fewer records (about 2 minutes); the table
 #                                    says so
 #   ... --no-doc                     print the table only; leave docs/performance.md alone
+#   bash scripts/bench.sh --cluster  3 brokers each (Kafka: 3 KRaft broker+controller JVMs;
+#                                    Sluice: `sluice dev --nodes 3`), topics of replication
+#                                    factor 3 and min.insync.replicas 2, acks=all only: its own
+#                                    section of docs/performance.md (about 8 minutes)
 #
 # Steps: build the release binaries once (sluice, sluice-bench); fetch the Kafka jars
 # (scripts/lib/kafka-dist.sh, cached under target/kafka-dist); then for each repetition, Kafka
@@ -28,6 +32,11 @@
 # (VmHWM from /proc/PID/status) and the start-up time. The medians go into docs/performance.md
 # (between the markers of the section "Side by side with Apache Kafka"; the rest of the file
 # is untouched), with the ratio Sluice/Kafka per row, the machine and this command.
+#
+# With --cluster, each repetition starts a fresh 3-broker cluster per system and runs, on topics
+# of replication factor 3 with min.insync.replicas 2: the warm-up, ProducerPerformance and
+# sluice-bench produce with acks=all on {1, 8} partitions (batch.size 16 KiB), and the e2e run
+# (acks=all). Broker CPU and memory are summed over the three brokers.
 #
 # The clients run on the same cores as the broker under test: on a small machine the figures
 # are those of client and broker together.
@@ -54,11 +63,13 @@ source "$ROOT/scripts/lib/kafka-dist.sh"
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 QUICK=0
+CLUSTER=0
 WRITE_DOC=1
 COMMAND_LINE="bash scripts/bench.sh"
 while (($#)); do
   case "$1" in
     --quick) QUICK=1 ;;
+    --cluster) CLUSTER=1 ;;
     --no-doc) WRITE_DOC=0; shift; continue ;; # changes no figure: not part of the command
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -130,17 +141,44 @@ mkdir -p "$ROOT/target/tmp"
 WORK="$(mktemp -d "$ROOT/target/tmp/bench.XXXXXX")"
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
+# The process to stop (a single broker, or `sluice dev` for a Sluice cluster) and every broker
+# process whose CPU and memory count.
 BROKER_PID=""
+NODE_PIDS=()
 CLIENT_PID=""
 FAILED=0
 
 # Stop the broker under test: TERM, then KILL after 20 seconds.
 stop_broker() {
-  [[ -n "$BROKER_PID" ]] || return 0
-  local pid="$BROKER_PID"
+  local pid
+  local -a pids=("${NODE_PIDS[@]}")
+  [[ -z "$BROKER_PID" ]] || pids=("$BROKER_PID")
   BROKER_PID=""
-  stop_process "$pid"
-  ((STOP_KILLED == 0)) || log "broker $pid still running 20 s after SIGTERM: killed it"
+  NODE_PIDS=()
+  for pid in "${pids[@]}"; do
+    stop_process "$pid"
+    ((STOP_KILLED == 0)) || log "broker $pid still running 20 s after SIGTERM: killed it"
+  done
+}
+
+# Broker CPU seconds, memory (MiB of a /proc status field) and liveness, over NODE_PIDS.
+brokers_cpu() {
+  local pid total=0
+  for pid in "${NODE_PIDS[@]}"; do
+    total="$(awk -v a="$total" -v b="$(cpu_seconds "$pid")" 'BEGIN { printf "%.3f", a + b }')"
+  done
+  echo "$total"
+}
+brokers_mib() {
+  local pid total=0
+  for pid in "${NODE_PIDS[@]}"; do
+    total="$(awk -v a="$total" -v b="$(status_mib "$pid" "$1")" 'BEGIN { printf "%.1f", a + b }')"
+  done
+  echo "$total"
+}
+brokers_alive() {
+  local pid
+  for pid in "${NODE_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
 }
 
 # Stop the running client, if any: its children first (the JVM under timeout(1)), then it.
@@ -180,7 +218,7 @@ run_client() {
   local name="$1"
   shift
   local before started
-  before="$(cpu_seconds "$BROKER_PID")"
+  before="$(brokers_cpu)"
   started="$EPOCHREALTIME"
   RUN_RC=0
   "$@" >"$RUN_DIR/$name.out" 2>"$RUN_DIR/$name.err" </dev/null &
@@ -188,8 +226,8 @@ run_client() {
   wait "$CLIENT_PID" || RUN_RC=$?
   CLIENT_PID=""
   RUN_WALL="$(elapsed_since "$started")"
-  kill -0 "$BROKER_PID" 2>/dev/null || die "$SYSTEM broker exited during $name; see $RUN_DIR"
-  RUN_CPU="$(awk -v a="$before" -v b="$(cpu_seconds "$BROKER_PID")" 'BEGIN { printf "%.3f", b - a }')"
+  brokers_alive || die "$SYSTEM broker exited during $name; see $RUN_DIR"
+  RUN_CPU="$(awk -v a="$before" -v b="$(brokers_cpu)" 'BEGIN { printf "%.3f", b - a }')"
   if ((RUN_RC != 0)); then
     FAILED=$((FAILED + 1))
     log "$SYSTEM r$REP $name: FAILED (exit $RUN_RC); last lines of its output:"
@@ -212,7 +250,7 @@ create_topic() {
 probe_first_produce() {
   local port="$1" deadline=$((SECONDS + STARTUP_TIMEOUT)) attempt=0
   while ((SECONDS < deadline)); do
-    kill -0 "$BROKER_PID" 2>/dev/null || die "$SYSTEM broker exited during start-up; see $RUN_DIR"
+    brokers_alive || die "$SYSTEM broker exited during start-up; see $RUN_DIR"
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       attempt=$((attempt + 1))
       if timeout 20 "$BENCH_BIN" produce --bootstrap "127.0.0.1:$port" --topic bench-startup \
@@ -234,6 +272,7 @@ start_kafka() {
   KAFKA_REF_PROFILE=bench KAFKA_START_NO_WAIT=1 KAFKA_REF_EXTRA_PROPERTIES="$extra" \
     kafka_start_reference_broker "$RUN_DIR" "$port" || die "Kafka did not start"
   BROKER_PID="$KAFKA_REF_PID"
+  NODE_PIDS=("$KAFKA_REF_PID")
   LAUNCHED_AT="$KAFKA_REF_LAUNCHED_AT"
   FORMAT_S="$(awk -v a="$before" -v b="$LAUNCHED_AT" 'BEGIN { printf "%.3f", b - a }')"
 }
@@ -247,7 +286,35 @@ start_sluice() {
     --data-dir "$RUN_DIR/data" "${sets[@]}" \
     >"$RUN_DIR/broker.out" 2>"$RUN_DIR/broker.err" </dev/null &
   BROKER_PID=$!
+  NODE_PIDS=("$BROKER_PID")
   FORMAT_S=0
+}
+
+start_kafka_cluster() {
+  local extra
+  extra="$(printf '%s\n' "${COMMON_PROPERTIES[@]}")"
+  KAFKA_REF_PROFILE=bench KAFKA_REF_EXTRA_PROPERTIES="$extra" \
+    kafka_start_reference_cluster "$RUN_DIR" 3 || die "the Kafka cluster did not start"
+  NODE_PIDS=("${KAFKA_CLUSTER_PIDS[@]}")
+  BOOT="$KAFKA_CLUSTER_BOOTSTRAP"
+}
+
+start_sluice_cluster() {
+  local prop i
+  local -a sets=()
+  for prop in "${COMMON_PROPERTIES[@]}"; do sets+=(--set "$prop"); done
+  "$SLUICE_BIN" dev --nodes 3 --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    --data-dir "$RUN_DIR/data" "${sets[@]}" >"$RUN_DIR/broker.out" 2>"$RUN_DIR/broker.err" </dev/null &
+  BROKER_PID=$!
+  for ((i = 0; i < 600; i++)); do
+    grep -q '^sluice cluster ready' "$RUN_DIR/broker.out" && break
+    kill -0 "$BROKER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q '^sluice cluster ready' "$RUN_DIR/broker.out" || die "the Sluice cluster did not start; see $RUN_DIR"
+  BOOT="$(sed -n 's/^sluice cluster ready bootstrap=//p' "$RUN_DIR/broker.out")"
+  mapfile -t NODE_PIDS < <(sed -n 's/^node [0-9]*: .* pid \([0-9]*\)$/\1/p' "$RUN_DIR/broker.out")
+  ((${#NODE_PIDS[@]} == 3)) || die "expected 3 Sluice node pids in $RUN_DIR/broker.out"
 }
 
 # ProducerPerformance's last line: "N records sent, R records/sec (M MB/sec), A ms avg latency,
@@ -300,7 +367,7 @@ run_system() {
   "start_$SYSTEM" "$port"
   probe_first_produce "$port"
   record "$SYSTEM" "$REP" startup "$(jq -nc --argjson s "$STARTUP_S" --argjson f "$FORMAT_S" \
-    --argjson rss "$(status_mib "$BROKER_PID" VmRSS)" \
+    --argjson rss "$(brokers_mib VmRSS)" \
     '{startup_s: $s, format_s: $f, with_format_s: ($s + $f), rss_idle_mib: $rss}')"
   log "$SYSTEM r$REP: first produce ${STARTUP_S}s after launch"
 
@@ -345,19 +412,60 @@ run_system() {
     --rate-mb-per-sec "$E2E_RATE" --seconds "$E2E_SECONDS" --record-size "$RECORD_SIZE" \
     --acks all --linger-ms "$LINGER_MS" --batch-size "$SMALL_BATCH" --report-interval-secs 0
 
-  record "$SYSTEM" "$REP" totals "$(jq -nc --argjson hwm "$(status_mib "$BROKER_PID" VmHWM)" \
-    --argjson cpu "$(cpu_seconds "$BROKER_PID")" '{rss_peak_mib: $hwm, cpu_total_s: $cpu}')"
+  record_totals_and_stop
+}
+
+# The repetition's totals (peak RSS and CPU over the brokers), then the brokers stop; their
+# warnings are counted, and the data is dropped so the next broker starts on a clean disk.
+record_totals_and_stop() {
+  record "$SYSTEM" "$REP" totals "$(jq -nc --argjson hwm "$(brokers_mib VmHWM)" \
+    --argjson cpu "$(brokers_cpu)" '{rss_peak_mib: $hwm, cpu_total_s: $cpu}')"
   stop_broker
   local warnings
   if [[ "$SYSTEM" == kafka ]]; then
-    warnings="$(grep -cE '\] (WARN|ERROR) ' "$KAFKA_REF_LOG" || true)"
+    warnings="$(cat "$RUN_DIR"/broker.log "$RUN_DIR"/node-*/broker.log 2>/dev/null | grep -cE '\] (WARN|ERROR) ' || true)"
   else
     warnings="$(sed 's/\x1b\[[0-9;]*m//g' "$RUN_DIR/broker.err" | grep -cE ' (WARN|ERROR) ' || true)"
   fi
-  log "$SYSTEM r$REP: done; broker logged ${warnings:-0} warnings/errors (see $RUN_DIR when kept)"
-  # The next broker starts on a clean disk: drop this one's data and write back what is dirty.
-  rm -rf "$RUN_DIR/data"
+  log "$SYSTEM r$REP: done; brokers logged ${warnings:-0} warnings/errors (see $RUN_DIR when kept)"
+  rm -rf "$RUN_DIR/data" "$RUN_DIR"/node-*/data
   timeout 120 sync || log "sync did not finish within 120 s"
+}
+
+# One repetition of one system with --cluster: a fresh 3-broker cluster, replication factor 3,
+# min.insync.replicas 2, acks=all.
+run_cluster_system() {
+  SYSTEM="$1"
+  REP="$2"
+  RUN_DIR="$WORK/$SYSTEM-cluster-r$REP"
+  mkdir -p "$RUN_DIR"
+  log "$SYSTEM r$REP: starting 3 brokers"
+  "start_${SYSTEM}_cluster"
+  record "$SYSTEM" "$REP" startup "$(jq -nc --argjson rss "$(brokers_mib VmRSS)" '{rss_idle_mib: $rss}')"
+  local -a rf3=(--replication-factor 3 --topic-config min.insync.replicas=2)
+  run_client warmup sb produce --bootstrap "$BOOT" --topic warmup --partitions 8 \
+    --create-topic "${rf3[@]}" --records "$WARMUP_RECORDS" --record-size "$RECORD_SIZE" \
+    --acks 1 --report-interval-secs 0
+  local partitions id
+  for partitions in "${PP_PARTITIONS[@]}"; do
+    id="cpp-p$partitions"
+    run_client "create-$id" sb produce --bootstrap "$BOOT" --topic "$id" \
+      --partitions "$partitions" --create-topic "${rf3[@]}" --records 0 --report-interval-secs 0
+    measure "$id" parse_pp "$id" kafka_run_class org.apache.kafka.tools.ProducerPerformance \
+      --topic "$id" --num-records "$RECORDS" --record-size "$RECORD_SIZE" --throughput -1 \
+      --command-property "bootstrap.servers=$BOOT" acks=all "linger.ms=$LINGER_MS" \
+      "batch.size=$SMALL_BATCH"
+    id="csb-p$partitions"
+    measure "$id" parse_sb "$id" sb produce --bootstrap "$BOOT" --topic "$id" \
+      --partitions "$partitions" --create-topic "${rf3[@]}" --records "$SB_RECORDS" \
+      --record-size "$RECORD_SIZE" --acks all --linger-ms "$LINGER_MS" \
+      --batch-size "$SMALL_BATCH" --report-interval-secs 0
+  done
+  measure ce2e parse_sb ce2e timeout $((E2E_SECONDS + 120)) "$BENCH_BIN" e2e \
+    --bootstrap "$BOOT" --topic ce2e --partitions "$E2E_PARTITIONS" --create-topic "${rf3[@]}" \
+    --rate-mb-per-sec "$E2E_RATE" --seconds "$E2E_SECONDS" --record-size "$RECORD_SIZE" \
+    --acks all --linger-ms "$LINGER_MS" --batch-size "$SMALL_BATCH" --report-interval-secs 0
+  record_totals_and_stop
 }
 
 # CPU seconds of this script's finished children (brokers and clients), from /proc/$$/stat.
@@ -373,8 +481,13 @@ busy_before="$(machine_busy_seconds)"
 own_before="$(own_children_seconds)"
 MEASURE_STARTED=$SECONDS
 for ((rep = 1; rep <= REPS; rep++)); do
-  run_system kafka "$rep"
-  run_system sluice "$rep"
+  if ((CLUSTER)); then
+    run_cluster_system kafka "$rep"
+    run_cluster_system sluice "$rep"
+  else
+    run_system kafka "$rep"
+    run_system sluice "$rep"
+  fi
 done
 RUN_SECONDS=$((SECONDS - MEASURE_STARTED))
 # What the machine did besides this benchmark: busy CPU time not accounted for by the brokers
@@ -399,7 +512,7 @@ if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null |
   commit+=" plus uncommitted changes"
 fi
 jq -n \
-  --arg command "$COMMAND_LINE" --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+  --arg command "$COMMAND_LINE" --argjson cluster "$CLUSTER" --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
   --arg commit "$commit" --argjson quick "$QUICK" --argjson reps "$REPS" \
   --argjson records "$RECORDS" --argjson sb_records "$SB_RECORDS" \
   --argjson record_size "$RECORD_SIZE" \

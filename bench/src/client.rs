@@ -96,6 +96,14 @@ pub struct TopicArgs {
     /// Replication factor when creating the topic.
     #[arg(long, default_value_t = 1)]
     pub replication_factor: i32,
+    /// A topic config (`key=value`) when creating the topic; repeatable.
+    #[arg(long = "topic-config", value_parser = key_value)]
+    pub topic_configs: Vec<(String, String)>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected key=value, got '{s}'"))?;
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
 }
 
 /// How long topic creation and metadata propagation may take.
@@ -111,11 +119,14 @@ pub fn prepare_topic(client: &ClientArgs, args: &TopicArgs) -> anyhow::Result<()
         .create_with_context(LoudContext::default())
         .context("creating the admin client")?;
     if args.create_topic {
-        let topic = NewTopic::new(
+        let mut topic = NewTopic::new(
             &client.topic,
             args.partitions,
             TopicReplication::Fixed(args.replication_factor),
         );
+        for (key, value) in &args.topic_configs {
+            topic = topic.set(key, value);
+        }
         let options = AdminOptions::new().operation_timeout(Some(TOPIC_WAIT));
         let results = block_on(admin.create_topics([&topic], &options))
             .with_context(|| format!("creating topic {} at {}", client.topic, client.bootstrap))?;
