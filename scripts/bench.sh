@@ -155,6 +155,9 @@ stop_broker() {
   [[ -z "$BROKER_PID" ]] || pids=("$BROKER_PID")
   BROKER_PID=""
   NODE_PIDS=()
+  # All at once: a cluster stopped one by one leaves the last node without a quorum to shut
+  # down cleanly with.
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do
     stop_process "$pid"
     ((STOP_KILLED == 0)) || log "broker $pid still running 20 s after SIGTERM: killed it"

@@ -476,16 +476,18 @@ impl Metrics {
                 partition: p.tp.partition.to_string(),
             };
             let state = p.state();
+            // During a reassignment the replicas being removed do not count (as Kafka).
+            let assigned = state.replicas.len() - state.removing_replicas.len();
             let (leo, min_isr) = {
                 let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-                let min = log.config().min_insync_replicas.min(state.replicas.len() as i32);
+                let min = log.config().min_insync_replicas.min(assigned as i32);
                 (log.log_end_offset(), min as usize)
             };
             let leads = state.leader == node;
-            let isr = state.isr.len();
-            rm.replicas.get_or_create(&labels).set(state.replicas.len() as i64);
+            let isr = state.isr.iter().filter(|r| !state.removing_replicas.contains(r)).count();
+            rm.replicas.get_or_create(&labels).set(assigned as i64);
             rm.isr_size.get_or_create(&labels).set(isr as i64);
-            let is_under = leads && isr < state.replicas.len();
+            let is_under = leads && isr < assigned;
             let is_under_min = leads && isr < min_isr;
             rm.under_replicated.get_or_create(&labels).set(i64::from(is_under));
             rm.under_min_isr.get_or_create(&labels).set(i64::from(is_under_min));
@@ -510,10 +512,16 @@ impl Metrics {
         rm.leader_partitions.set(led);
         rm.under_replicated_partitions.set(under);
         rm.under_min_isr_partitions.set(under_min);
+        // Cluster-wide counts come from the active controller only (as Kafka's
+        // OfflinePartitionsCount), so a sum over brokers counts each partition once.
         let all = image.topics.values().flat_map(|t| t.partitions.values());
-        let (offline, moving) = all.fold((0, 0), |(o, m), p| {
-            (o + i64::from(p.leader < 0), m + i64::from(p.reassigning()))
-        });
+        let (offline, moving) = if image.controller_id == node {
+            all.fold((0, 0), |(o, m), p| {
+                (o + i64::from(p.leader < 0), m + i64::from(p.reassigning()))
+            })
+        } else {
+            (0, 0)
+        };
         rm.offline_partitions.set(offline);
         rm.reassigning_partitions.set(moving);
         let (shrinks, expands) = replicas.isr_changes();
@@ -543,6 +551,8 @@ impl Metrics {
         image: &crate::metadata::ClusterImage,
         raft: (u64, Option<u64>, Option<u64>),
     ) -> String {
+        // One scrape at a time: the refresh below must not interleave with another's.
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         self.set_replication(replicas, image);
         self.log_start.clear();
         self.log_end.clear();
@@ -574,7 +584,6 @@ impl Metrics {
         self.raft_leader.set(raft.1.map(|l| l as i64).unwrap_or(-1));
         self.raft_applied.set(raft.2.unwrap_or(0));
         let mut out = String::new();
-        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         if encode(&mut out, &registry).is_err() {
             out.clear();
         }

@@ -27,7 +27,8 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
     let acks = req.acks;
     let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
-    // acks=all: (topic index, partition index, partition, offset the HW must reach).
+    // acks=all: (topic index, partition index, partition, offset the HW must reach, leader
+    // epoch of the append).
     let mut waits = Vec::new();
     let valid_acks = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -65,7 +66,7 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             // One copy out of the request frame so the header can be stamped in place.
             let mut records = p.records.map(|b| b.to_vec()).unwrap_or_default();
             match broker.replicas.append(&tp, &mut records, acks, AppendOrigin::Client) {
-                Ok((info, log_start)) => {
+                Ok(crate::replica::Appended { info, log_start, leader_epoch }) => {
                     if info.duplicate {
                         broker.metrics.duplicates.get_or_create(&labels).inc();
                     } else {
@@ -80,7 +81,8 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
                     resp.log_append_time_ms = info.log_append_time.unwrap_or(-1);
                     resp.log_start_offset = log_start;
                     if acks == -1 {
-                        waits.push((responses.len(), partitions.len(), tp, info.last_offset + 1));
+                        let end = info.last_offset + 1;
+                        waits.push((responses.len(), partitions.len(), tp, end, leader_epoch));
                     }
                 }
                 Err(e) => {
@@ -102,17 +104,18 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             }
             partitions.push(resp);
         }
+        // The name copied out, so that an acks=all wait does not keep the request frame.
         responses.push(
             TopicProduceResponse::default()
-                .with_name(topic.name)
+                .with_name(kafka_protocol::messages::TopicName(strb(&name)))
                 .with_partition_responses(partitions),
         );
     }
     // acks=all answers once every in-sync replica has the write (the HW passed it), or with
     // the error that kept it from happening within the request's timeout.
-    for (t, p, tp, offset) in waits {
+    for (t, p, tp, offset, epoch) in waits {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if let Err(e) = broker.replicas.wait_for_high_watermark(&tp, offset, left).await {
+        if let Err(e) = broker.replicas.wait_for_high_watermark(&tp, offset, epoch, left).await {
             let resp = &mut responses[t].partition_responses[p];
             resp.error_code = replica_error_code(&e);
             resp.error_message = Some(strb(&e.to_string()));

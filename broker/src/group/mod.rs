@@ -549,14 +549,13 @@ impl GroupCoordinator {
             OFFSETS_TOPIC,
             partition_for(group, self.offsets_partitions(&image)),
         );
-        let Some(end) = self
-            .replicas
-            .get(&tp)
-            .map(|p| p.log.lock().unwrap_or_else(|e| e.into_inner()).log_end_offset())
-        else {
+        let Some((end, epoch)) = self.replicas.get(&tp).map(|p| {
+            let end = p.log.lock().unwrap_or_else(|e| e.into_inner()).log_end_offset();
+            (end, p.state().leader_epoch)
+        }) else {
             return Err(GroupError::NotCoordinator);
         };
-        match self.replicas.wait_for_high_watermark(&tp, end, REPLICATION_WAIT).await {
+        match self.replicas.wait_for_high_watermark(&tp, end, epoch, REPLICATION_WAIT).await {
             Ok(()) => Ok(()),
             Err(ReplicaError::NotLeader) => Err(GroupError::NotCoordinator),
             Err(_) => Err(GroupError::CoordinatorNotAvailable),

@@ -1233,6 +1233,15 @@ pub(crate) fn plan_broker_configs(
                     per_broker.push(key.as_str());
                 }
                 check_kind(key, k.kind, value).map_err(MetadataError::InvalidConfig)?;
+                let rate = matches!(
+                    key.as_str(),
+                    "leader.replication.throttled.rate" | "follower.replication.throttled.rate"
+                );
+                if rate && value.trim().parse::<i64>().is_ok_and(|r| r < 0) {
+                    return Err(MetadataError::InvalidConfig(format!(
+                        "Invalid value {value} for configuration {key}: Value must be at least 0"
+                    )));
+                }
             }
             None => {
                 return Err(MetadataError::InvalidConfig(format!("Unknown broker config '{key}'")))

@@ -106,6 +106,8 @@ fn cancel(
     reverted.adding_replicas.clear();
     reverted.removing_replicas.clear();
     reverted.partition_epoch += 1;
+    // The adding replicas leave: a new leader epoch fences them, as at completion.
+    reverted.leader_epoch += 1;
     if !reverted.isr.contains(&p.leader) {
         let next = reverted
             .replicas
@@ -113,7 +115,6 @@ fn cancel(
             .copied()
             .find(|r| reverted.isr.contains(r) && unfenced(image, *r));
         reverted.leader = next.unwrap_or(-1);
-        reverted.leader_epoch += 1;
     }
     Ok(reverted)
 }

@@ -177,14 +177,23 @@ async fn run(
             }
             continue;
         }
+        let epoch = broker_epoch.load(Ordering::Relaxed);
+        let request = fetch_request((node_id, epoch), &replicas, &active, &mut asked);
+        if asked.is_empty() {
+            // Every partition is held back by the follower throttle: wait, as Kafka's
+            // replica.fetch.backoff.ms, rather than send empty fetches.
+            tokio::select! {
+                changed = partitions.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(FETCH_BACKOFF) => {}
+            }
+            continue;
+        }
         let result = async {
             if conn.is_none() {
                 conn = Some(
                     KafkaConnection::connect(&addr, &client_id, Duration::from_secs(5)).await?,
                 );
             }
-            let epoch = broker_epoch.load(Ordering::Relaxed);
-            let request = fetch_request((node_id, epoch), &replicas, &active, &mut asked);
             let timeout = Duration::from_millis(MAX_WAIT_MS as u64) + Duration::from_secs(10);
             let c = conn.as_mut().expect("connected above");
             c.call::<_, FetchResponse>(ApiKey::Fetch, FETCH_VERSION, &request, timeout).await

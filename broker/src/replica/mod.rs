@@ -58,6 +58,8 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Replicas a reassignment is removing (still in `replicas` until it completes).
+    pub removing_replicas: Vec<i32>,
     /// Bumped by the controller on every change of this partition (ISR changes included).
     pub partition_epoch: i32,
     /// Listed for this broker in `leader.replication.throttled.replicas` ([`quota`]).
@@ -76,6 +78,15 @@ pub struct IsrChange {
     pub new_isr: Vec<i32>,
     /// The broker epoch a joining member fetched with (KIP-903).
     pub new_isr_epochs: std::collections::BTreeMap<i32, i64>,
+}
+
+/// A leader's append: what the log says of it, the log start offset, and the leader epoch it
+/// was written in (an acks=all wait holds to that epoch).
+#[derive(Debug)]
+pub struct Appended {
+    pub info: AppendInfo,
+    pub log_start: i64,
+    pub leader_epoch: i32,
 }
 
 /// What a leader remembers of its current term.
@@ -309,6 +320,7 @@ impl ReplicaManager {
                     leader_epoch: p.leader_epoch,
                     replicas: p.replicas.clone(),
                     isr: p.isr.clone(),
+                    removing_replicas: p.removing_replicas.clone(),
                     partition_epoch: p.partition_epoch,
                     leader_throttled: throttled("leader.replication.throttled.replicas"),
                     follower_throttled: throttled("follower.replication.throttled.replicas"),
@@ -498,7 +510,7 @@ impl ReplicaManager {
         records: &mut Vec<u8>,
         acks: i16,
         origin: AppendOrigin,
-    ) -> Result<(AppendInfo, i64), ReplicaError> {
+    ) -> Result<Appended, ReplicaError> {
         let p = self.leader_partition(tp)?;
         let state = p.state();
         let mut log = lock(&p.log);
@@ -518,7 +530,7 @@ impl ReplicaManager {
         let log_start = log.log_start_offset();
         drop(log);
         p.touch();
-        Ok((info, log_start))
+        Ok(Appended { info, log_start, leader_epoch: state.leader_epoch })
     }
 
     /// Reads for a consumer (up to the HW) or, with `up_to_leo`, for a follower.
@@ -746,26 +758,37 @@ impl ReplicaManager {
         Ok(leo)
     }
 
-    /// Waits until the high watermark of `tp` reaches `offset` (acks=all), for at most
-    /// `timeout`. Errs when this broker stops leading the partition meanwhile, when the wait
-    /// times out, or when the ISR is smaller than `min.insync.replicas` once the write is in
-    /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    /// Waits until the high watermark of `tp` reaches `offset` (acks=all) in leader epoch
+    /// `leader_epoch`, the one the write was appended in, for at most `timeout`. Errs when this
+    /// broker no longer leads in that epoch (even if it leads again later: the write may have
+    /// been truncated meanwhile), when the wait times out, or when the ISR is smaller than
+    /// `min.insync.replicas` once the write is in (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
     pub async fn wait_for_high_watermark(
         &self,
         tp: &TopicPartition,
         offset: i64,
+        leader_epoch: i32,
         timeout: std::time::Duration,
     ) -> Result<(), ReplicaError> {
         let p = self.leader_partition(tp)?;
         let mut hw = p.hw.subscribe();
         // Woken by every HW move and by leadership changes (which notify without a new value).
+        // The HW is read before the epoch: epochs only grow, so an epoch still the append's
+        // means the HW read was of that same term.
         let reached = async {
             loop {
-                if *hw.borrow_and_update() >= offset {
+                let hw_now = *hw.borrow_and_update();
+                let same_term = {
+                    let state = lock(&p.state);
+                    state.leader == self.node_id && state.leader_epoch == leader_epoch
+                };
+                if !same_term {
+                    return Err(ReplicaError::NotLeader);
+                }
+                if hw_now >= offset {
                     return Ok(());
                 }
-                let leads = lock(&p.state).leader == self.node_id;
-                if !leads || hw.changed().await.is_err() {
+                if hw.changed().await.is_err() {
                     return Err(ReplicaError::NotLeader);
                 }
             }
@@ -891,9 +914,9 @@ mod tests {
         let r = rm.append(&TopicPartition::new("two", 0), &mut b, -1, AppendOrigin::Client);
         assert!(matches!(r, Err(ReplicaError::NotEnoughReplicas { isr: 1, min: 2 })), "{r:?}");
         let mut b = build_batch(0, 0, &[(None, Some(b"v"))]);
-        let (info, _) =
+        let appended =
             rm.append(&TopicPartition::new("two", 0), &mut b, 1, AppendOrigin::Client).unwrap();
-        assert_eq!(info.first_offset, 0, "the refused acks=all batch was not written");
+        assert_eq!(appended.info.first_offset, 0, "the refused acks=all batch was not written");
         let mut b = build_batch(0, 0, &[(None, Some(b"v"))]);
         assert!(rm
             .append(&TopicPartition::new("one", 0), &mut b, -1, AppendOrigin::Client)

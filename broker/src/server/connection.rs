@@ -6,7 +6,8 @@
 //! connection (Kafka keeps it by handling one request at a time, which makes a client's five
 //! in-flight acks=all batches wait for replication one after the other). Every other request
 //! runs alone: it starts once the produces before it are answered, and the next frame is read
-//! after its answer is written. A frame that is negative, larger than `socket.request.max.bytes`,
+//! after its answer is written. A produce whose answer closes the connection (a bad frame, a
+//! failed acks=0 write) stops the reading: the produces before it are answered, then it closes. A frame that is negative, larger than `socket.request.max.bytes`,
 //! truncated, or that does not decode closes this connection only (with a rate-limited log line
 //! and a `connections_closed{reason}` count); every other connection keeps being served.
 //!
@@ -29,7 +30,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
@@ -125,11 +126,16 @@ pub async fn serve(
     // when an in-flight produce completes first.
     let mut reading: Option<Pin<Box<dyn Future<Output = ReadResult> + Send + '_>>> = None;
     let mut frames = Some(frames);
-    'serve: loop {
+    // A queued answer closes the connection: nothing after it is read (Kafka stops there too).
+    let mut closing = false;
+    loop {
         if *shutdown.borrow() {
             break;
         }
-        if reading.is_none() && inflight.len() < MAX_IN_FLIGHT {
+        if closing && inflight.is_empty() {
+            break;
+        }
+        if reading.is_none() && !closing && inflight.len() < MAX_IN_FLIGHT {
             if let Some(mut reader) = frames.take() {
                 reading = Some(Box::pin(async move {
                     let r = tokio::time::timeout(idle, reader.next()).await;
@@ -154,11 +160,7 @@ pub async fn serve(
         let frame = match read {
             Err(_) => {
                 // Nothing came for connections.max.idle.ms: answer what is in flight, close.
-                while let Some(done) = inflight.next().await {
-                    if !write_answer(broker, peer, &mut wr, done).await {
-                        break;
-                    }
-                }
+                drain(broker, peer, &mut wr, &mut inflight, &mut shutdown).await;
                 tracing::debug!(%peer, "closing idle connection");
                 broker
                     .metrics
@@ -168,7 +170,11 @@ pub async fn serve(
                 break;
             }
             Ok(Ok(Some(frame))) => frame,
-            Ok(Ok(None)) => break,
+            Ok(Ok(None)) => {
+                // The client closed its side: what it sent before is still answered.
+                drain(broker, peer, &mut wr, &mut inflight, &mut shutdown).await;
+                break;
+            }
             Ok(Err(e)) => {
                 close_with(broker, peer, &e);
                 break;
@@ -177,45 +183,67 @@ pub async fn serve(
         let Frame { body, pooled } = frame;
         let produce =
             body.len() >= 2 && i16::from_be_bytes([body[0], body[1]]) == ApiKey::Produce as i16;
-        if !produce {
-            // Anything else runs after the produces before it are answered.
-            while let Some(done) = inflight.next().await {
-                if !write_answer(broker, peer, &mut wr, done).await {
-                    break 'serve;
-                }
-            }
+        // Anything else runs after the produces before it are answered.
+        if !produce && !drain(broker, peer, &mut wr, &mut inflight, &mut shutdown).await {
+            break;
         }
         // Boxed: the request-handling future is the largest state of this task, and inline it
         // would be held by every idle connection; boxed, it exists only while a request runs
-        // (one allocation per request, next to the frame's own). The frame's share of the
-        // request memory pool is given back when the request is answered.
-        let handling = async move {
-            let answer = handle_frame(broker, body).await;
-            drop(pooled);
-            answer
-        };
+        // (one allocation per request, next to the frame's own).
+        let handling = handle_frame(broker, body);
         let mut request: Request<'_> =
             Box::pin(LISTENER.scope(listener.clone(), PEER.scope(peer, handling)));
         if produce {
             // The first poll appends: a produce does all its appends before it first waits,
-            // so produces are appended in the order they arrived.
-            match futures::poll!(request.as_mut()) {
+            // so produces are appended in the order they arrived. Its frame's share of the
+            // request memory pool is given back then (the records are in the log; Kafka frees
+            // a request's buffer after local handling too).
+            let first = futures::poll!(request.as_mut());
+            drop(pooled);
+            match first {
                 Poll::Ready(done) if inflight.is_empty() => {
                     if !write_answer(broker, peer, &mut wr, done).await {
                         break;
                     }
                 }
-                Poll::Ready(done) => inflight.push_back(Box::pin(std::future::ready(done))),
+                Poll::Ready(done) => {
+                    closing = done.is_err();
+                    inflight.push_back(Box::pin(std::future::ready(done)));
+                }
                 Poll::Pending => inflight.push_back(request),
             }
             continue;
         }
         let done = request.await;
+        drop(pooled);
         if !write_answer(broker, peer, &mut wr, done).await {
             break;
         }
     }
     let _ = wr.shutdown().await;
+}
+
+/// Answers every in-flight produce, in order; false when the connection must close (an answer
+/// that closes it, a failed write, or shutdown).
+async fn drain(
+    broker: &Broker,
+    peer: SocketAddr,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    inflight: &mut FuturesOrdered<Request<'_>>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        let done = tokio::select! {
+            _ = shutdown.changed() => return false,
+            done = inflight.next() => match done {
+                Some(done) => done,
+                None => return true,
+            },
+        };
+        if !write_answer(broker, peer, wr, done).await {
+            return false;
+        }
+    }
 }
 
 /// Produce requests one connection may have appended and not yet answered (Kafka clients send
@@ -461,6 +489,11 @@ async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<BytesMut>,
     if bytes.has_remaining() && api_key != ApiKey::ApiVersions {
         tracing::debug!(?api_key, trailing = bytes.remaining(), "ignoring trailing request bytes");
     }
+    // Nothing of the frame is kept across the handler's waits but what the request still uses
+    // (a produce drops its records once appended): the client id gets its own copy.
+    drop(bytes);
+    let mut header = header;
+    header.client_id = header.client_id.map(|id| StrBytes::from_string(id.to_string()));
     let started = Instant::now();
     let response = api::handle(broker, &header, request).await;
     broker.metrics.observe_request(api::name(api_key), started.elapsed().as_secs_f64());

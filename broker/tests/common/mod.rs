@@ -560,7 +560,8 @@ impl RawConn {
         self.send_with(key, version, |buf| req.encode(buf, version).expect("encoding"))
     }
 
-    fn send_with(
+    /// Sends one request whose body `encode_body` writes, without waiting for its answer.
+    pub fn send_with(
         &mut self,
         key: kafka_protocol::messages::ApiKey,
         version: i16,
