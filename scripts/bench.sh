@@ -303,19 +303,14 @@ start_kafka_cluster() {
 }
 
 start_sluice_cluster() {
-  local prop i
+  local prop ok=0
   local -a sets=()
   for prop in "${COMMON_PROPERTIES[@]}"; do sets+=(--set "$prop"); done
-  "$SLUICE_BIN" dev --nodes 3 --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-    --data-dir "$RUN_DIR/data" "${sets[@]}" >"$RUN_DIR/broker.out" 2>"$RUN_DIR/broker.err" </dev/null &
-  BROKER_PID=$!
-  for ((i = 0; i < 600; i++)); do
-    grep -q '^sluice cluster ready' "$RUN_DIR/broker.out" && break
-    kill -0 "$BROKER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  grep -q '^sluice cluster ready' "$RUN_DIR/broker.out" || die "the Sluice cluster did not start; see $RUN_DIR"
-  BOOT="$(sed -n 's/^sluice cluster ready bootstrap=//p' "$RUN_DIR/broker.out")"
+  start_dev_cluster "$SLUICE_BIN" "$RUN_DIR/broker.out" --nodes 3 --listen 127.0.0.1:0 \
+    --admin-listen 127.0.0.1:0 --data-dir "$RUN_DIR/data" "${sets[@]}" && ok=1
+  BROKER_PID="$DEV_PID"
+  ((ok)) || die "the Sluice cluster did not start; see $RUN_DIR"
+  BOOT="$DEV_BOOTSTRAP"
   mapfile -t NODE_PIDS < <(sed -n 's/^node [0-9]*: .* pid \([0-9]*\)$/\1/p' "$RUN_DIR/broker.out")
   ((${#NODE_PIDS[@]} == 3)) || die "expected 3 Sluice node pids in $RUN_DIR/broker.out"
 }
@@ -428,7 +423,8 @@ record_totals_and_stop() {
   if [[ "$SYSTEM" == kafka ]]; then
     warnings="$(cat "$RUN_DIR"/broker.log "$RUN_DIR"/node-*/broker.log 2>/dev/null | grep -cE '\] (WARN|ERROR) ' || true)"
   else
-    warnings="$(sed 's/\x1b\[[0-9;]*m//g' "$RUN_DIR/broker.err" | grep -cE ' (WARN|ERROR) ' || true)"
+    warnings="$(cat "$RUN_DIR"/broker.err "$RUN_DIR"/broker.out 2>/dev/null |
+      sed 's/\x1b\[[0-9;]*m//g' | grep -cE ' (WARN|ERROR) ' || true)"
   fi
   log "$SYSTEM r$REP: done; brokers logged ${warnings:-0} warnings/errors (see $RUN_DIR when kept)"
   rm -rf "$RUN_DIR/data" "$RUN_DIR"/node-*/data

@@ -47,20 +47,12 @@ kafka_dist_fetch || SETUP_CLI="setup failed (Kafka jars), see $KAFKA_DIST_DIR/mv
 
 [[ -x "$SLUICE_BIN" ]] || { echo "Sluice binary not found at $SLUICE_BIN (build it or set SLUICE_BIN)" >&2; exit 2; }
 CLUSTER_LOG="$WORK/cluster.log"
-"$SLUICE_BIN" dev --nodes 3 --data-dir "$WORK/data" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  >"$CLUSTER_LOG" 2>&1 </dev/null &
-CLUSTER_PID=$!
-for ((i = 0; i < 600; i++)); do
-  grep -q '^sluice cluster ready' "$CLUSTER_LOG" && break
-  kill -0 "$CLUSTER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if ! grep -q '^sluice cluster ready' "$CLUSTER_LOG"; then
-  log "the cluster did not start; last lines of $CLUSTER_LOG:"
-  tail -n 30 "$CLUSTER_LOG" >&2
-  exit 1
-fi
-BOOTSTRAP="$(sed -n 's/^sluice cluster ready bootstrap=//p' "$CLUSTER_LOG")"
+started=0
+start_dev_cluster "$SLUICE_BIN" "$CLUSTER_LOG" --nodes 3 --data-dir "$WORK/data" \
+  --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 && started=1
+CLUSTER_PID="$DEV_PID"
+((started)) || exit 1
+BOOTSTRAP="$DEV_BOOTSTRAP"
 IFS=, read -r -a NODE_ADDR <<<"$BOOTSTRAP"
 # `node N: kafka ADDR  controller ADDR  admin ADDR  pid PID`
 node_pid() { sed -n "s/^node $1: .* pid \([0-9]*\)$/\1/p" "$CLUSTER_LOG"; }

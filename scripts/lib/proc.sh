@@ -16,6 +16,10 @@
 #   wait_port HOST PORT SECS [PID]
 #                                wait until HOST:PORT accepts a TCP connection; fails early if
 #                                PID is given and that process has exited
+#   start_dev_cluster BIN LOG ARGS...
+#                                start `BIN dev ARGS...` (a local Sluice cluster) in the
+#                                background, output in LOG, and wait up to 60 s for its ready
+#                                line; sets DEV_PID and DEV_BOOTSTRAP, or fails with LOG's tail
 #   cpu_seconds PID              CPU seconds (user + system, all threads) PID has used so far
 #   status_mib PID FIELD         a field of /proc/PID/status (VmRSS, VmHWM) in MiB
 #   machine_busy_seconds         CPU seconds the whole machine has spent in user, nice and
@@ -76,6 +80,24 @@ wait_port() {
   done
   printf '%s:%s did not accept connections within %ss\n' "$host" "$port" "$secs" >&2
   return 1
+}
+
+start_dev_cluster() {
+  local bin="$1" log="$2" i
+  shift 2
+  "$bin" dev "$@" >"$log" 2>&1 </dev/null &
+  DEV_PID=$!
+  for ((i = 0; i < 600; i++)); do
+    grep -q '^sluice cluster ready' "$log" && break
+    kill -0 "$DEV_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! grep -q '^sluice cluster ready' "$log"; then
+    printf 'the cluster did not start; last lines of %s:\n' "$log" >&2
+    tail -n 30 "$log" >&2
+    return 1
+  fi
+  DEV_BOOTSTRAP="$(sed -n 's/^sluice cluster ready bootstrap=//p' "$log")"
 }
 
 cpu_seconds() {

@@ -32,7 +32,7 @@ use super::elections::{
     Preferred,
 };
 use super::image::{uuid_to_string, ClusterImage, Endpoint, PartitionImage, TopicImage};
-use super::reassignment::plan_reassignment;
+use super::reassignment::{check_assignment, plan_reassignment};
 use super::state_machine::apply_record;
 use super::state_machine::{AppliedEntry, RecentEntries};
 use super::types::{AlterPartition, MetadataDelta, QuorumState, ReplicaState};
@@ -600,49 +600,32 @@ impl Controller {
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Vec<Result<TopicImage, MetadataError>> {
-        let (_guard, image) = match self.begin().await {
-            Ok(x) => x,
-            Err(e) => return vec![Err(e); topics.len()],
-        };
-        let mut scratch = (*image).clone();
-        let mut records = Vec::new();
-        let mut results = Vec::with_capacity(topics.len());
-        for topic in &topics {
-            let id = new_topic_id(&scratch);
-            match plan_create_topic(&self.cfg, &scratch, topic, id) {
-                Ok(record) => {
-                    apply_record(&mut scratch, &record);
-                    results.push(Ok(scratch.topics[&topic.name].clone()));
-                    records.push(record);
-                }
-                Err(e) => results.push(Err(e)),
-            }
-        }
-        self.commit(records, results, validate_only).await
+        self.decide_each(&topics, validate_only, |scratch, topic| {
+            let record = plan_create_topic(&self.cfg, scratch, topic, new_topic_id(scratch))?;
+            let MetadataRecord::CreateTopic { name, id, partitions, configs } = &record else {
+                return Err(MetadataError::Internal(
+                    "topic creation planned another record".into(),
+                ));
+            };
+            let created = TopicImage {
+                name: name.clone(),
+                id: *id,
+                partitions: partitions.clone(),
+                configs: configs.clone(),
+            };
+            Ok((Some(record), created))
+        })
+        .await
     }
 
     pub(crate) async fn delete_topics(
         &self,
         topics: Vec<TopicRef>,
     ) -> Vec<Result<(String, [u8; 16]), MetadataError>> {
-        let (_guard, image) = match self.begin().await {
-            Ok(x) => x,
-            Err(e) => return vec![Err(e); topics.len()],
-        };
-        let mut scratch = (*image).clone();
-        let mut records = Vec::new();
-        let mut results = Vec::with_capacity(topics.len());
-        for topic in &topics {
-            match plan_delete_topic(&scratch, topic) {
-                Ok((name, id, record)) => {
-                    apply_record(&mut scratch, &record);
-                    results.push(Ok((name, id)));
-                    records.push(record);
-                }
-                Err(e) => results.push(Err(e)),
-            }
-        }
-        self.commit(records, results, false).await
+        self.decide_each(&topics, false, |scratch, topic| {
+            plan_delete_topic(scratch, topic).map(|(name, id, record)| (Some(record), (name, id)))
+        })
+        .await
     }
 
     pub(crate) async fn create_partitions(
@@ -650,6 +633,23 @@ impl Controller {
         requests: Vec<PartitionIncrease>,
         validate_only: bool,
     ) -> Vec<Result<(), MetadataError>> {
+        self.decide_each(&requests, validate_only, |scratch, (topic, count, assignments)| {
+            let record = plan_create_partitions(scratch, topic, *count, assignments.as_deref())?;
+            Ok((Some(record), ()))
+        })
+        .await
+    }
+
+    /// Decides each request in turn on a scratch copy of the image (a later one sees the
+    /// earlier ones' effect), then commits the accepted records as one batch (unless
+    /// `validate_only`). `plan` answers a request's record (none: accepted, nothing changes)
+    /// and its result; if the batch fails, every accepted result becomes its error.
+    async fn decide_each<R, T: Clone>(
+        &self,
+        requests: &[R],
+        validate_only: bool,
+        plan: impl Fn(&ClusterImage, &R) -> Result<(Option<MetadataRecord>, T), MetadataError>,
+    ) -> Vec<Result<T, MetadataError>> {
         let (_guard, image) = match self.begin().await {
             Ok(x) => x,
             Err(e) => return vec![Err(e); requests.len()],
@@ -657,12 +657,14 @@ impl Controller {
         let mut scratch = (*image).clone();
         let mut records = Vec::new();
         let mut results = Vec::with_capacity(requests.len());
-        for (topic, count, assignments) in &requests {
-            match plan_create_partitions(&scratch, topic, *count, assignments.as_deref()) {
-                Ok(record) => {
-                    apply_record(&mut scratch, &record);
-                    results.push(Ok(()));
-                    records.push(record);
+        for request in requests {
+            match plan(&scratch, request) {
+                Ok((record, result)) => {
+                    if let Some(record) = record {
+                        apply_record(&mut scratch, &record);
+                        records.push(record);
+                    }
+                    results.push(Ok(result));
                 }
                 Err(e) => results.push(Err(e)),
             }
@@ -677,29 +679,16 @@ impl Controller {
         requests: Vec<Reassignment>,
         allow_rf_change: bool,
     ) -> Vec<Result<(), MetadataError>> {
-        let (_guard, image) = match self.begin().await {
-            Ok(x) => x,
-            Err(e) => return vec![Err(e); requests.len()],
-        };
-        let mut scratch = (*image).clone();
-        let mut records = Vec::new();
-        let mut results = Vec::with_capacity(requests.len());
-        for (topic, partition, target) in &requests {
-            match plan_reassignment(&scratch, topic, *partition, target.as_deref(), allow_rf_change)
-            {
-                Ok(Some(state)) => {
-                    let topic_id = scratch.topics[topic].id;
-                    let record =
-                        MetadataRecord::PartitionChange { topic_id, partition: *partition, state };
-                    apply_record(&mut scratch, &record);
-                    records.push(record);
-                    results.push(Ok(()));
-                }
-                Ok(None) => results.push(Ok(())),
-                Err(e) => results.push(Err(e)),
-            }
-        }
-        self.commit(records, results, false).await
+        self.decide_each(&requests, false, |scratch, (topic, partition, target)| {
+            let state =
+                plan_reassignment(scratch, topic, *partition, target.as_deref(), allow_rf_change)?;
+            let record = state.map(|state| {
+                let topic_id = scratch.topics[topic].id;
+                MetadataRecord::PartitionChange { topic_id, partition: *partition, state }
+            });
+            Ok((record, ()))
+        })
+        .await
     }
 
     pub(crate) async fn alter_configs(
@@ -914,33 +903,6 @@ fn assigned_partition(
         partition_epoch: 0,
         ..Default::default()
     })
-}
-
-/// Kafka's checks of a manual replica list (topic creation, reassignment): not empty, no
-/// broker twice, every broker registered.
-pub(crate) fn check_assignment(
-    image: &ClusterImage,
-    replicas: &[i32],
-) -> Result<(), MetadataError> {
-    let err = |msg: String| Err(MetadataError::InvalidReplicaAssignment(msg));
-    if replicas.is_empty() {
-        return err("The manual partition assignment includes an empty replica list.".into());
-    }
-    let mut seen = BTreeSet::new();
-    for &b in replicas {
-        if !seen.insert(b) {
-            return err(format!(
-                "The manual partition assignment includes the broker {b} more than once."
-            ));
-        }
-        if !image.brokers.contains_key(&b) {
-            return err(format!(
-                "The manual partition assignment includes broker {b}, but no such broker is \
-                 registered."
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn too_many_partitions(n: i64) -> MetadataError {

@@ -22,31 +22,18 @@ use super::types::AlterPartition;
 use super::types::MetadataRecord;
 use super::MetadataError;
 
-/// Whether an out-of-sync replica may lead `topic`: its own override, else the cluster-wide
-/// dynamic default, else Kafka's default (false).
-pub(crate) fn unclean_allowed(image: &ClusterImage, topic: &str) -> bool {
-    const KEY: &str = "unclean.leader.election.enable";
-    let own = image.topic(topic).and_then(|t| t.configs.get(KEY));
-    let cluster = image.broker_configs.get("").and_then(|c| c.get(KEY));
-    own.or(cluster).is_some_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
-fn unfenced(image: &ClusterImage, id: i32) -> bool {
-    image.brokers.get(&id).is_some_and(|b| !b.fenced)
-}
-
 /// The leader and ISR a partition gets now, or `None` when no replica may lead.
 pub(crate) fn elect(
     image: &ClusterImage,
     p: &PartitionImage,
     unclean: bool,
 ) -> Option<(i32, Vec<i32>)> {
-    let clean = p.replicas.iter().find(|r| p.isr.contains(r) && unfenced(image, **r));
+    let clean = p.replicas.iter().find(|r| p.isr.contains(r) && image.is_unfenced(**r));
     if let Some(&leader) = clean {
         return Some((leader, p.isr.clone()));
     }
     if unclean {
-        let leader = *p.replicas.iter().find(|r| unfenced(image, **r))?;
+        let leader = *p.replicas.iter().find(|r| image.is_unfenced(**r))?;
         return Some((leader, vec![leader]));
     }
     None
@@ -90,7 +77,7 @@ pub(crate) fn plan_fence(image: &ClusterImage, id: i32, epoch: i64) -> Vec<Metad
                 next.isr.retain(|&r| r != id);
             }
             if p.leader == id {
-                let unclean = unclean_allowed(&scratch, &topic.name);
+                let unclean = scratch.unclean_allowed(&topic.name);
                 match elect(&scratch, &next, unclean) {
                     Some((leader, isr)) => {
                         next.leader = leader;
@@ -119,8 +106,7 @@ pub(crate) fn plan_unfence(image: &ClusterImage, id: i32, epoch: i64) -> Vec<Met
             if p.leader >= 0 || !p.replicas.contains(&id) {
                 continue;
             }
-            if let Some((leader, isr)) = elect(&scratch, p, unclean_allowed(&scratch, &topic.name))
-            {
+            if let Some((leader, isr)) = elect(&scratch, p, scratch.unclean_allowed(&topic.name)) {
                 records.push(change(&scratch, &topic.name, index, led_by(p, leader, isr)));
             }
         }
@@ -182,7 +168,7 @@ pub(crate) fn plan_alter_partition(
             topic.name, p.replicas
         )));
     }
-    if let Some(r) = new_isr.iter().find(|r| !p.isr.contains(r) && !unfenced(image, **r)) {
+    if let Some(r) = new_isr.iter().find(|r| !p.isr.contains(r) && !image.is_unfenced(**r)) {
         return Err(MetadataError::IneligibleReplica(format!(
             "{}-{partition}: broker {r} is fenced or shutting down and cannot join the ISR",
             topic.name
@@ -242,7 +228,7 @@ pub(crate) fn plan_preferred(
     let preferred = *p.replicas.first()?;
     Some(if p.leader == preferred {
         Preferred::NotNeeded
-    } else if p.isr.contains(&preferred) && unfenced(image, preferred) {
+    } else if p.isr.contains(&preferred) && image.is_unfenced(preferred) {
         let next = led_by(p, preferred, p.isr.clone());
         Preferred::Elected(change(image, topic, partition, next))
     } else {

@@ -87,6 +87,21 @@ impl ClusterImage {
         self.topic_names_by_id.get(id).and_then(|name| self.topics.get(name))
     }
 
+    /// Whether broker `id` is registered and not fenced (may lead and join ISRs).
+    pub fn is_unfenced(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    /// Whether an out-of-sync replica may lead `topic`: its own
+    /// `unclean.leader.election.enable`, else the cluster-wide dynamic default, else Kafka's
+    /// default (false).
+    pub fn unclean_allowed(&self, topic: &str) -> bool {
+        const KEY: &str = "unclean.leader.election.enable";
+        let own = self.topic(topic).and_then(|t| t.configs.get(KEY));
+        let cluster = self.broker_configs.get("").and_then(|c| c.get(KEY));
+        own.or(cluster).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
     /// Registered brokers that are not fenced, in id order.
     pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
         self.brokers.values().filter(|b| !b.fenced)

@@ -24,13 +24,36 @@
 //! completed state (the replica manager drops every partition the image no longer places on
 //! it).
 
-use super::controller::check_assignment;
-use super::elections::unclean_allowed;
+use std::collections::BTreeSet;
+
 use super::image::{ClusterImage, PartitionImage};
 use super::MetadataError;
 
-fn unfenced(image: &ClusterImage, id: i32) -> bool {
-    image.brokers.get(&id).is_some_and(|b| !b.fenced)
+/// Kafka's checks of a manual replica list (topic creation, reassignment): not empty, no
+/// broker twice, every broker registered.
+pub(crate) fn check_assignment(
+    image: &ClusterImage,
+    replicas: &[i32],
+) -> Result<(), MetadataError> {
+    let err = |msg: String| Err(MetadataError::InvalidReplicaAssignment(msg));
+    if replicas.is_empty() {
+        return err("The manual partition assignment includes an empty replica list.".into());
+    }
+    let mut seen = BTreeSet::new();
+    for &b in replicas {
+        if !seen.insert(b) {
+            return err(format!(
+                "The manual partition assignment includes the broker {b} more than once."
+            ));
+        }
+        if !image.brokers.contains_key(&b) {
+            return err(format!(
+                "The manual partition assignment includes broker {b}, but no such broker is \
+                 registered."
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn without(list: &[i32], gone: &[i32]) -> Vec<i32> {
@@ -89,8 +112,8 @@ fn cancel(
     let replicas = without(&p.replicas, &p.adding_replicas);
     let mut isr = without(&p.isr, &p.adding_replicas);
     if isr.is_empty() {
-        let live = replicas.iter().copied().find(|r| unfenced(image, *r));
-        match live.filter(|_| unclean_allowed(image, topic)) {
+        let live = replicas.iter().copied().find(|r| image.is_unfenced(*r));
+        match live.filter(|_| image.unclean_allowed(topic)) {
             Some(r) => isr.push(r),
             None => {
                 return Err(MetadataError::InvalidReplicaAssignment(format!(
@@ -113,7 +136,7 @@ fn cancel(
             .replicas
             .iter()
             .copied()
-            .find(|r| reverted.isr.contains(r) && unfenced(image, *r));
+            .find(|r| reverted.isr.contains(r) && image.is_unfenced(*r));
         reverted.leader = next.unwrap_or(-1);
     }
     Ok(reverted)
@@ -135,7 +158,7 @@ pub(crate) fn complete_if_caught_up(image: &ClusterImage, p: PartitionImage) -> 
     let leader = if isr.contains(&p.leader) {
         p.leader
     } else {
-        match replicas.iter().copied().find(|r| isr.contains(r) && unfenced(image, *r)) {
+        match replicas.iter().copied().find(|r| isr.contains(r) && image.is_unfenced(*r)) {
             Some(leader) => leader,
             None => return p,
         }
