@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops the control plane testbed/up.sh started, newest component first, each by the pid it
+# Stops the test bed testbed/up.sh started (kubelet first, then the control plane, newest first), each by the pid it
 # recorded (TERM, then KILL after 20 s). Leaves target/testbed/run (logs, certificates) in place.
 set -euo pipefail
 
@@ -13,4 +13,4 @@ for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
   stop_process "$(cat "$RUN/$name.pid")"
   rm -f "$RUN/$name.pid"
 done
-log "control plane stopped"
+log "test bed stopped"

@@ -20,7 +20,7 @@ BIN="${TESTBED_BIN:-$_TESTBED_TARGET/testbed/bin}"
 SERVICE_RANGE=10.96.0.0/16
 SERVICE_IP=10.96.0.1
 # The components, in the order they start (down.sh stops them in reverse).
-COMPONENTS=(etcd apiserver controller-manager scheduler)
+COMPONENTS=(etcd apiserver controller-manager scheduler kubelet)
 
 log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# The test bed's control plane, checked end to end: testbed/up.sh, then the API server reports
-# v1.37.2 and stores objects, the controller-manager turns a Deployment into a ReplicaSet and
-# its Pod, the scheduler judges that Pod (unschedulable: no Node yet), then testbed/down.sh.
-# Each check prints `ok NAME` or `FAIL NAME: reason`; a failure shows the component's log tail.
+# The test bed checked end to end: testbed/up.sh, then
+#   - the API server reports v1.37.2 and stores objects; the controller-manager turns a
+#     Deployment into a ReplicaSet and its Pod; the scheduler judges that Pod;
+#   - the process kubelet's Nodes are Ready with their zones; a StatefulSet's pods run, become
+#     Ready through their readiness probe and get addresses in their own namespaces (none in the
+#     machine's own); pod and Service names resolve in the test bed's host namespace and HTTP
+#     reaches a pod by name; a SIGKILLed process is restarted; a deleted pod runs its preStop
+#     with its container's environment, is killed after its grace period when it ignores
+#     SIGTERM, and the StatefulSet's pod comes back;
+# then testbed/down.sh. Each check prints `ok NAME` or `FAIL NAME: reason`; a failure shows the
+# responsible component's log tail.
 #
 #   bash testbed/smoke.sh
 set -euo pipefail
@@ -40,8 +47,18 @@ store_objects() {
     [[ "$(kubectl -n smoke get configmap hello -o jsonpath='{.data.k}')" == v ]]
 }
 deployment_made_a_pod() {
-  kubectl -n smoke get deployment web >/dev/null 2>&1 ||
-    kubectl -n smoke create deployment web --image=example.invalid/none >/dev/null
+  kubectl -n smoke get deployment web >/dev/null 2>&1 || kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: smoke}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeSelector: {no-such-node: "true"}
+      containers: [{name: none, image: example.invalid/none}]
+EOF
   kubectl -n smoke get pods -l app=web -o name | grep -q pod/
 }
 scheduler_judged_it() {
@@ -50,9 +67,105 @@ scheduler_judged_it() {
     grep -q Unschedulable
 }
 
+# --- The process kubelet -------------------------------------------------------------------
+HOSTNS="$(cat "$RUN/host-netns")"
+in_host_ns() { ip netns exec "$HOSTNS" "$@"; }
+nodes_ready() {
+  [[ "$(kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.labels.topology\.kubernetes\.io/zone}:{.status.conditions[?(@.type=="Ready")].status} {end}')" == \
+    "n1=zone-a:True n2=zone-b:True n3=zone-c:True " ]]
+}
+statefulset_runs() {
+  kubectl get statefulset -n smoke echo >/dev/null 2>&1 || kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: smoke}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector: {app: echo}
+  ports: [{port: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: echo, namespace: smoke}
+spec:
+  serviceName: echo
+  replicas: 2
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - name: http
+        image: python
+        command: [python3, -m, http.server, "8080"]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
+EOF
+  [[ "$(kubectl -n smoke get pods -l app=echo -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{end}')" == TrueTrue ]] &&
+    kubectl -n smoke get pods -l app=echo -o jsonpath='{.items[*].status.podIP}' | grep -Eq '^10\.244\.[0-9.]+ 10\.244\.'
+}
+names_resolve() {
+  local ip
+  ip="$(kubectl -n smoke get pod echo-1 -o jsonpath='{.status.podIP}')"
+  in_host_ns getent hosts echo-1.echo.smoke.svc.cluster.local | grep -q "^$ip " &&
+    [[ "$(in_host_ns getent ahostsv4 echo.smoke.svc.cluster.local | awk '{print $1}' | sort -u | wc -l)" == 2 ]] &&
+    [[ "$(in_host_ns curl -s -o /dev/null -w '%{http_code}' http://echo-0.echo.smoke.svc.cluster.local:8080/)" == 200 ]]
+}
+machine_namespace_untouched() {
+  ! ip -4 addr show | grep -q ' 10\.244\.' && ! ip route show | grep -q '10\.244\.'
+}
+restarted_after_kill() {
+  if [[ "$(kubectl -n smoke get pod echo-0 -o jsonpath='{.status.containerStatuses[0].restartCount}')" == 0 ]]; then
+    kill -KILL "$(kubectl -n smoke get pod echo-0 -o jsonpath='{.status.containerStatuses[0].containerID}' | sed 's|testbed://||')"
+  fi
+  [[ "$(kubectl -n smoke get pod echo-0 -o jsonpath='{.status.containerStatuses[0].restartCount}:{.status.conditions[?(@.type=="Ready")].status}')" == 1:True ]]
+}
+stubborn_pod() {
+  kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn, namespace: smoke}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: shell
+    command: [bash, -c, 'trap "" TERM; while :; do sleep 0.2; done']
+    env: [{name: MARK, value: from-the-container-env}]
+    lifecycle:
+      preStop: {exec: {command: [bash, -c, 'echo "$MARK" > prestop-ran']}}
+EOF
+  kubectl -n smoke wait --for=condition=Ready pod/stubborn --timeout=20s >/dev/null
+  local uid pid
+  uid="$(kubectl -n smoke get pod stubborn -o jsonpath='{.metadata.uid}')"
+  pid="$(kubectl -n smoke get pod stubborn -o jsonpath='{.status.containerStatuses[0].containerID}' | sed 's|testbed://||')"
+  kubectl -n smoke delete pod stubborn --wait=true --timeout=30s >/dev/null &&
+    ! kill -0 "$pid" 2>/dev/null &&
+    [[ "$(cat "$RUN"/kubelet/pods/smoke_stubborn_"$uid"/prestop-ran)" == from-the-container-env ]]
+}
+statefulset_recreates() {
+  local before
+  before="$(kubectl -n smoke get pod echo-1 -o jsonpath='{.metadata.uid}')"
+  kubectl -n smoke delete pod echo-1 --wait=true --timeout=30s >/dev/null
+  local deadline=$((SECONDS + 30))
+  until [[ "$(kubectl -n smoke get pod echo-1 -o jsonpath='{.metadata.uid}:{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == *:True ]] &&
+    [[ "$(kubectl -n smoke get pod echo-1 -o jsonpath='{.metadata.uid}')" != "$before" ]]; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+}
+
 check api-server-version apiserver server_version
 check api-server-stores-objects apiserver store_objects
 check controller-manager-reconciles controller-manager deployment_made_a_pod
 check scheduler-schedules scheduler scheduler_judged_it
-echo "$((4 - FAILED)) passed, $FAILED failed"
+check kubelet-nodes-ready kubelet nodes_ready
+check kubelet-runs-statefulset kubelet statefulset_runs
+check kubelet-pod-and-service-names kubelet names_resolve
+check kubelet-leaves-machine-namespace-alone kubelet machine_namespace_untouched
+check kubelet-restarts-killed-container kubelet restarted_after_kill
+check kubelet-prestop-and-grace kubelet stubborn_pod
+check statefulset-recreates-deleted-pod controller-manager statefulset_recreates
+echo "$((11 - FAILED)) passed, $FAILED failed"
 ((FAILED == 0))

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Starts a Kubernetes control plane on loopback for the test bed: etcd, kube-apiserver,
-# kube-controller-manager and kube-scheduler (built by testbed/build.sh, which this runs first),
-# with certificates generated for this run, and writes a kubeconfig for an administrator.
+# Starts the test bed: a Kubernetes control plane on loopback (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler; built by testbed/build.sh, which this runs first)
+# with certificates generated for this run, a kubeconfig for an administrator, and the process
+# kubelet with its Nodes (testbed/kubelet; pods run as local processes in network namespaces
+# of their own). End-to-end clients run in the test bed's host namespace, named in
+# target/testbed/run/host-netns: `ip netns exec "$(cat target/testbed/run/host-netns)" CMD`.
 #
 #   bash testbed/up.sh          build (cached), start, wait until /readyz answers ok
 #   bash testbed/down.sh        stop everything it started (by pid)
@@ -13,7 +16,9 @@
 # that fails to start stops the script with the tail of its log.
 #
 # Environment: TESTBED_RUN, TESTBED_BIN, TESTBED_NO_BUILD=1 (use the binaries as they are),
-# TESTBED_START_TIMEOUT (seconds, default 60).
+# TESTBED_START_TIMEOUT (seconds, default 60), TESTBED_NODES (default "n1=zone-a n2=zone-b
+# n3=zone-c": Node names and their topology.kubernetes.io/zone), TESTBED_IMAGES (NAME=DIR
+# pairs: a container of image NAME runs its command from DIR).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -111,4 +116,12 @@ start scheduler "$BIN/kube-scheduler" \
 # default namespace its ServiceAccount; the scheduler answers its health endpoint.
 wait_for controller-manager "kubectl -n default get serviceaccount default"
 wait_for scheduler "curl -fsSk https://127.0.0.1:$SCHEDULER_PORT/healthz"
-log "control plane up in $SECONDS s: export KUBECONFIG=$RUN/admin.kubeconfig"
+# --- The process kubelet ---------------------------------------------------------------------
+kubelet_args=(--kubeconfig "$RUN/admin.kubeconfig" --state-dir "$RUN/kubelet")
+for node in ${TESTBED_NODES:-n1=zone-a n2=zone-b n3=zone-c}; do kubelet_args+=(--node "$node"); done
+for image in ${TESTBED_IMAGES:-}; do kubelet_args+=(--image "$image"); done
+mkdir -p "$RUN/kubelet"
+start kubelet "$BIN/testbed-kubelet" "${kubelet_args[@]}"
+wait_for kubelet "grep -q '^kubelet ready' '$RUN/kubelet.log'"
+sed -n 's/^kubelet ready .*host-netns=//p' "$RUN/kubelet.log" >"$RUN/host-netns"
+log "test bed up in $SECONDS s: export KUBECONFIG=$RUN/admin.kubeconfig"
