@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stops the test bed testbed/up.sh started (kubelet first, then the control plane, newest first), each by the pid it
-# recorded (TERM, then KILL after 20 s). Leaves target/testbed/run (logs, certificates) in place.
+# Stops the test bed testbed/up.sh started: the kubelet first (it stops its pods and removes
+# their namespaces), then the control plane, newest first; each by the pid it recorded (TERM,
+# then KILL after 20 s). Leaves target/testbed/run (logs, certificates) in place.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

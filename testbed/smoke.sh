@@ -5,9 +5,10 @@
 #   - the process kubelet's Nodes are Ready with their zones; a StatefulSet's pods run, become
 #     Ready through their readiness probe and get addresses in their own namespaces (none in the
 #     machine's own); pod and Service names resolve in the test bed's host namespace and HTTP
-#     reaches a pod by name; a SIGKILLed process is restarted; a deleted pod runs its preStop
+#     reaches a pod by name; their claims are bound to volumes the kubelet provisions and
+#     mounted for them alone; a SIGKILLed process is restarted; a deleted pod runs its preStop
 #     with its container's environment, is killed after its grace period when it ignores
-#     SIGTERM, and the StatefulSet's pod comes back;
+#     SIGTERM, and the StatefulSet's pod comes back with its claim and data;
 # then testbed/down.sh. Each check prints `ok NAME` or `FAIL NAME: reason`; a failure shows the
 # responsible component's log tail.
 #
@@ -98,9 +99,16 @@ spec:
       containers:
       - name: http
         image: python
-        command: [python3, -m, http.server, "8080"]
+        command: [bash, -c, 'echo "$POD_NAME" >> /srv/testbed-smoke/owners; exec python3 -m http.server 8080']
+        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
         ports: [{name: http, containerPort: 8080}]
         readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
+        volumeMounts: [{name: data, mountPath: /srv/testbed-smoke}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
 EOF
   [[ "$(kubectl -n smoke get pods -l app=echo -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{end}')" == TrueTrue ]] &&
     kubectl -n smoke get pods -l app=echo -o jsonpath='{.items[*].status.podIP}' | grep -Eq '^10\.244\.[0-9.]+ 10\.244\.'
@@ -144,6 +152,15 @@ EOF
     ! kill -0 "$pid" 2>/dev/null &&
     [[ "$(cat "$RUN"/kubelet/pods/smoke_stubborn_"$uid"/prestop-ran)" == from-the-container-env ]]
 }
+# The claim's volume holds what the pod wrote, the directory of a PersistentVolume the kubelet
+# provisioned; the mount is the pod's alone (nothing at that path on the machine).
+volume_bound() {
+  local pv
+  pv="$(kubectl -n smoke get pvc data-echo-1 -o jsonpath='{.spec.volumeName}')" &&
+    [[ -n "$pv" ]] &&
+    [[ "$(cat "$(kubectl get pv "$pv" -o jsonpath='{.spec.hostPath.path}')/owners")" == echo-1 ]] &&
+    [[ ! -e /srv/testbed-smoke/owners ]]
+}
 statefulset_recreates() {
   local before
   before="$(kubectl -n smoke get pod echo-1 -o jsonpath='{.metadata.uid}')"
@@ -154,6 +171,10 @@ statefulset_recreates() {
     ((SECONDS < deadline)) || return 1
     sleep 0.5
   done
+  # The same claim, with what the first pod wrote.
+  local pv
+  pv="$(kubectl -n smoke get pvc data-echo-1 -o jsonpath='{.spec.volumeName}')"
+  [[ "$(cat "$(kubectl get pv "$pv" -o jsonpath='{.spec.hostPath.path}')/owners")" == $'echo-1\necho-1' ]]
 }
 
 check api-server-version apiserver server_version
@@ -164,8 +185,9 @@ check kubelet-nodes-ready kubelet nodes_ready
 check kubelet-runs-statefulset kubelet statefulset_runs
 check kubelet-pod-and-service-names kubelet names_resolve
 check kubelet-leaves-machine-namespace-alone kubelet machine_namespace_untouched
+check kubelet-mounts-provisioned-volume kubelet volume_bound
 check kubelet-restarts-killed-container kubelet restarted_after_kill
 check kubelet-prestop-and-grace kubelet stubborn_pod
 check statefulset-recreates-deleted-pod controller-manager statefulset_recreates
-echo "$((11 - FAILED)) passed, $FAILED failed"
+echo "$((12 - FAILED)) passed, $FAILED failed"
 ((FAILED == 0))

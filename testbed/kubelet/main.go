@@ -12,6 +12,8 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -37,6 +39,10 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "mount-exec" {
+		mountExec(os.Args[2:])
+		return
+	}
 	var kubeconfig, stateDir, podCIDR string
 	var nodes, images listFlag
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server")
@@ -72,6 +78,7 @@ func main() {
 	defer network.close()
 	dns := newDNS(client, network, stateDir)
 	go dns.run(ctx)
+	go provision(ctx, client, stateDir)
 	var runners []*runner
 	for _, n := range nodes {
 		name, zone, _ := strings.Cut(n, "=")
@@ -213,3 +220,5 @@ func keepAlive(ctx context.Context, client kubernetes.Interface, name string) {
 		}
 	}
 }
+
+var lookPath = exec.LookPath

@@ -52,7 +52,8 @@ type runner struct {
 }
 
 func newRunner(client kubernetes.Interface, node, stateDir string, images map[string]string, n *network, d *dns) *runner {
-	return &runner{client: client, node: node, stateDir: stateDir, images: images, network: n, dns: d, workers: map[types.UID]*worker{}}
+	return &runner{client: client, node: node, stateDir: stateDir, images: images, network: n, dns: d,
+		workers: map[types.UID]*worker{}}
 }
 
 func (r *runner) run(ctx context.Context) {
@@ -151,6 +152,8 @@ type worker struct {
 	dir        string
 	containers []*container
 	stopping   bool
+	// Mount targets this pod uses (see claim).
+	claimed map[string]bool
 }
 
 func (w *worker) update(pod *corev1.Pod) {
@@ -198,6 +201,7 @@ func (w *worker) run(ctx context.Context) {
 	defer func() {
 		w.r.dns.unregister(ns)
 		w.r.network.remove(ns)
+		w.releaseAll()
 	}()
 	statusCtx, stopStatus := context.WithCancel(ctx)
 	statusDone := make(chan struct{})
@@ -363,6 +367,21 @@ func (w *worker) start(c *container, exited chan struct{}) error {
 	}
 	if dir, ok := w.r.images[imageName(c.spec.Image)]; ok && !strings.Contains(argv[0], "/") {
 		argv[0] = filepath.Join(dir, argv[0])
+	}
+	binds, err := w.mounts(context.Background(), pod, c.spec)
+	if err != nil {
+		w.mu.Lock()
+		c.waiting = "CreateContainerConfigError"
+		c.exited = exited
+		w.mu.Unlock()
+		return err
+	}
+	if len(binds) > 0 {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		argv = append(append(append([]string{self, "mount-exec"}, binds...), "--"), argv...)
 	}
 	logFile, err := os.OpenFile(filepath.Join(w.dir, c.spec.Name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
