@@ -18,7 +18,7 @@
 # Environment: TESTBED_RUN, TESTBED_BIN, TESTBED_NO_BUILD=1 (use the binaries as they are),
 # TESTBED_START_TIMEOUT (seconds, default 60), TESTBED_NODES (default "n1=zone-a n2=zone-b
 # n3=zone-c": Node names and their topology.kubernetes.io/zone), TESTBED_IMAGES (NAME=DIR
-# pairs: a container of image NAME runs its command from DIR).
+# pairs: containers of image NAME find DIR's binaries first on their PATH).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

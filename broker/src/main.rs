@@ -99,7 +99,7 @@ impl BrokerArgs {
         set("admin.listener", self.admin_listen)?;
         set("log.dirs", self.data_dir.map(|d| d.display().to_string()))?;
         set("controller.quorum.voters", self.quorum_voters)?;
-        for kv in &self.set {
+        for kv in rejoin_set_values(&self.set) {
             let (k, v) = kv
                 .split_once('=')
                 .with_context(|| format!("--set expects KEY=VALUE, got '{kv}'"))?;
@@ -107,6 +107,28 @@ impl BrokerArgs {
         }
         Ok(c)
     }
+}
+
+/// `--set` items split at commas (so that `SLUICE_SET` can hold several) put back together
+/// where a comma was part of a value: a piece that does not start with `KEY=` continues the
+/// previous one, so `--set controller.quorum.voters=1@a:9093,2@b:9093` stays one setting.
+fn rejoin_set_values(pieces: &[String]) -> Vec<String> {
+    let starts_setting = |p: &str| {
+        p.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+    };
+    let mut out: Vec<String> = Vec::new();
+    for piece in pieces {
+        match out.last_mut() {
+            Some(last) if !starts_setting(piece) => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => out.push(piece.clone()),
+        }
+    }
+    out
 }
 
 fn main() -> Result<()> {
@@ -198,4 +220,30 @@ fn dump_log(paths: &[PathBuf]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rejoin_set_values;
+
+    #[test]
+    fn set_values_keep_their_commas() {
+        let pieces: Vec<String> = [
+            "controller.quorum.voters=1@a:9093",
+            "2@b:9093",
+            "log.retention.hours=24",
+            "listeners=PLAINTEXT://0.0.0.0:9092",
+            "CONTROLLER://0.0.0.0:9093",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            rejoin_set_values(&pieces),
+            [
+                "controller.quorum.voters=1@a:9093,2@b:9093",
+                "log.retention.hours=24",
+                "listeners=PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093",
+            ]
+        );
+    }
 }

@@ -37,22 +37,37 @@ type dns struct {
 	// network namespace -> the Kubernetes namespace and hostname of its pod
 	owners  map[string][2]string
 	changed chan struct{}
+	factory informers.SharedInformerFactory
 	pods    listersv1.PodLister
 	svcs    listersv1.ServiceLister
-	synced  []cache.InformerSynced
+	// One rewrite at a time (files are rewritten in place).
+	writeMu sync.Mutex
 }
 
 func newDNS(client kubernetes.Interface, network *network, stateDir string) *dns {
 	d := &dns{client: client, network: network, owners: map[string][2]string{}, changed: make(chan struct{}, 1)}
 	d.owners[network.HostNS] = [2]string{"default", "e2e-client"}
+	d.factory = informers.NewSharedInformerFactory(client, 0)
+	pods := d.factory.Core().V1().Pods()
+	svcs := d.factory.Core().V1().Services()
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { d.poke() },
+		UpdateFunc: func(any, any) { d.poke() },
+		DeleteFunc: func(any) { d.poke() },
+	}
+	_, _ = pods.Informer().AddEventHandler(handler)
+	_, _ = svcs.Informer().AddEventHandler(handler)
+	d.pods, d.svcs = pods.Lister(), svcs.Lister()
 	return d
 }
 
-// register says which pod a network namespace holds; the next rewrite includes it.
+// register says which pod a network namespace holds, and writes its files at once: `ip netns
+// exec` binds them only if they exist when a process starts (later rewrites are in place).
 func (d *dns) register(netns, namespace, hostname string) {
 	d.mu.Lock()
 	d.owners[netns] = [2]string{namespace, hostname}
 	d.mu.Unlock()
+	d.rewrite()
 	d.poke()
 }
 
@@ -70,19 +85,8 @@ func (d *dns) poke() {
 }
 
 func (d *dns) run(ctx context.Context) {
-	factory := informers.NewSharedInformerFactory(d.client, 0)
-	pods := factory.Core().V1().Pods()
-	svcs := factory.Core().V1().Services()
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { d.poke() },
-		UpdateFunc: func(any, any) { d.poke() },
-		DeleteFunc: func(any) { d.poke() },
-	}
-	_, _ = pods.Informer().AddEventHandler(handler)
-	_, _ = svcs.Informer().AddEventHandler(handler)
-	d.pods, d.svcs = pods.Lister(), svcs.Lister()
-	factory.Start(ctx.Done())
-	factory.WaitForCacheSync(ctx.Done())
+	d.factory.Start(ctx.Done())
+	d.factory.WaitForCacheSync(ctx.Done())
 	for {
 		d.rewrite()
 		select {
@@ -144,6 +148,8 @@ func podReady(p *corev1.Pod) bool {
 
 // rewrite writes every namespace's hosts and resolv.conf.
 func (d *dns) rewrite() {
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
 	byNS, err := d.records()
 	if err != nil {
 		log.Printf("dns: %v", err)
@@ -156,6 +162,13 @@ func (d *dns) rewrite() {
 	}
 	d.mu.Unlock()
 	for netns, owner := range owners {
+		d.write(netns, owner, byNS)
+	}
+}
+
+// write writes one namespace's hosts and resolv.conf.
+func (d *dns) write(netns string, owner [2]string, byNS map[string][]entry) {
+	{
 		var lines []string
 		for ns, entries := range byNS {
 			for _, e := range entries {
@@ -179,7 +192,7 @@ func (d *dns) rewrite() {
 		dir := filepath.Join("/etc/netns", netns)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			log.Printf("dns: %v", err)
-			continue
+			return
 		}
 		writeInPlace(filepath.Join(dir, "hosts"), content)
 		writeInPlace(filepath.Join(dir, "resolv.conf"), resolv)

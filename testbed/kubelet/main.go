@@ -3,8 +3,8 @@
 // network namespace of its own (net.go) where pod and Service names resolve (dns.go).
 //
 // It is test code for a machine without container runtimes: a container's image selects a
-// directory of binaries (--image NAME=DIR), its command runs from there with the pod's args and
-// env, and it shares the machine's file system apart from its volumes.
+// directory of binaries (--image NAME=DIR) that comes first on its PATH; its command runs with
+// the pod's args and env, and it shares the machine's file system apart from its volumes.
 package main
 
 import (
@@ -49,7 +49,7 @@ func main() {
 	flag.StringVar(&stateDir, "state-dir", "", "directory for pod logs, volumes and DNS files")
 	flag.StringVar(&podCIDR, "pod-network", "10.244.0.0/16", "addresses for pods (inside the test bed's namespaces only)")
 	flag.Var(&nodes, "node", "a Node to run, NAME or NAME=ZONE (repeatable)")
-	flag.Var(&images, "image", "NAME=DIR: a container image NAME runs its command from DIR (repeatable)")
+	flag.Var(&images, "image", "NAME=DIR: containers of image NAME find DIR's binaries first on their PATH (repeatable)")
 	flag.Parse()
 	if kubeconfig == "" || stateDir == "" || len(nodes) == 0 {
 		log.Fatal("--kubeconfig, --state-dir and at least one --node are required")

@@ -365,8 +365,10 @@ func (w *worker) start(c *container, exited chan struct{}) error {
 	if len(argv) == 0 {
 		return fmt.Errorf("no command: the test bed runs a container's command, not an image entrypoint")
 	}
-	if dir, ok := w.r.images[imageName(c.spec.Image)]; ok && !strings.Contains(argv[0], "/") {
-		argv[0] = filepath.Join(dir, argv[0])
+	// The image's directory comes first on the PATH: its binaries are found by name, by the
+	// command and by anything the command runs.
+	if dir, ok := w.r.images[imageName(c.spec.Image)]; ok {
+		env["PATH"] = dir + ":" + env["PATH"]
 	}
 	binds, err := w.mounts(context.Background(), pod, c.spec)
 	if err != nil {
