@@ -12,7 +12,8 @@
 # VerifiableProducer/VerifiableConsumer produce and consume through the bootstrap Service (from
 # the test bed's host network namespace, as a client in the cluster would); a broker's process
 # killed with SIGKILL is restarted by the kubelet and rejoins every ISR; a deleted broker pod is
-# made again by the StatefulSet controller with the same claim and its data.
+# made again by the StatefulSet controller with the same claim and its data. Last, the test bed
+# stops and leaves no pod process or network namespace behind.
 #
 # Each step prints `ok NAME (Ns)` or `FAIL NAME: reason`; the last line is `N passed, M failed`.
 # Environment: E2E_TIMEOUT (seconds per wait, default 120), COMPAT_KEEP=1 (keep the work
@@ -144,6 +145,19 @@ deleted_pod_comes_back_with_its_data() {
     bash -c "ip netns exec $HOSTNS curl -fsS $metrics | grep -q '^sluice_log_end_offset{topic=\"kcat\",partition=\"0\"} 150\$'"
 }
 
+# The test bed stops without leaving a pod's process behind.
+stops_cleanly() {
+  local pids
+  pids="$(kubectl get pods -A -o jsonpath='{range .items[*]}{.status.containerStatuses[*].containerID}{"\n"}{end}' |
+    sed -n 's|^testbed://||p')"
+  [[ -n "$pids" ]] || fail "no pod processes to check"
+  bash "$ROOT/testbed/down.sh"
+  local p left=()
+  for p in $pids; do kill -0 "$p" 2>/dev/null && left+=("$p"); done
+  ((${#left[@]} == 0)) || fail "processes left running: ${left[*]}"
+  [[ -z "$(ip netns list | grep -F "${HOSTNS%-host}-")" ]] || fail "network namespaces left: $(ip netns list)"
+}
+
 # kubectl (a function of testbed/lib.sh) inside bash -c: exported for it.
 export -f kubectl
 export BIN RUN
@@ -152,5 +166,6 @@ step kcat-through-bootstrap-service kcat_through_bootstrap_service
 step java-clients-through-bootstrap-service java_clients_through_bootstrap_service
 step sigkill-broker-restarts sigkill_broker_restarts
 step deleted-pod-comes-back-with-its-data deleted_pod_comes_back_with_its_data
+step test-bed-stops-cleanly stops_cleanly
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))

@@ -93,7 +93,7 @@ func main() {
 	fmt.Printf("kubelet ready nodes=%s host-netns=%s\n", nodes.String(), network.HostNS)
 	<-ctx.Done()
 	for _, r := range runners {
-		r.stopAll()
+		r.wait()
 	}
 }
 

@@ -38,6 +38,8 @@ import (
 const (
 	backoffMin = time.Second
 	backoffMax = 30 * time.Second
+	// How long a stopping kubelet gives its pods' processes after SIGTERM.
+	stopGrace = 5 * time.Second
 )
 
 type runner struct {
@@ -49,6 +51,7 @@ type runner struct {
 	dns      *dns
 	mu       sync.Mutex
 	workers  map[types.UID]*worker
+	running  sync.WaitGroup
 }
 
 func newRunner(client kubernetes.Interface, node, stateDir string, images map[string]string, n *network, d *dns) *runner {
@@ -91,7 +94,11 @@ func (r *runner) sync(ctx context.Context, pod *corev1.Pod) {
 	}
 	w := &worker{r: r, pod: pod.DeepCopy(), updates: make(chan struct{}, 1), dirty: make(chan struct{}, 1)}
 	r.workers[pod.UID] = w
-	go w.run(ctx)
+	r.running.Add(1)
+	go func() {
+		defer r.running.Done()
+		w.run(ctx)
+	}()
 }
 
 func (r *runner) done(uid types.UID) {
@@ -112,20 +119,10 @@ func (r *runner) remove(ctx context.Context, pod *corev1.Pod) {
 	}
 }
 
-// stopAll stops every pod's processes (the kubelet is stopping; the pods stay in the API).
-func (r *runner) stopAll() {
-	r.mu.Lock()
-	workers := make([]*worker, 0, len(r.workers))
-	for _, w := range r.workers {
-		workers = append(workers, w)
-	}
-	r.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, w := range workers {
-		wg.Add(1)
-		go func() { defer wg.Done(); w.stopProcesses(5 * time.Second) }()
-	}
-	wg.Wait()
+// wait returns once every worker has stopped its pod's processes and ended (after the
+// kubelet's context is cancelled).
+func (r *runner) wait() {
+	r.running.Wait()
 }
 
 type container struct {
@@ -216,6 +213,8 @@ func (w *worker) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// The kubelet stops: so do the pod's processes (the pod stays in the API).
+			w.stopProcesses(stopGrace)
 			stopStatus()
 			<-statusDone
 			return
@@ -398,7 +397,9 @@ func (w *worker) start(c *container, exited chan struct{}) error {
 	if cmd.Dir == "" {
 		cmd.Dir = w.dir
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group (signals reach what it starts too), and killed if the kubelet
+	// dies without stopping it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c.exited = exited
