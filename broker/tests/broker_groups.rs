@@ -811,7 +811,16 @@ fn raw_join(raw: &mut Raw, group: &str, version: i16) -> (StrBytes, i32) {
         .with_member_id(s(""))
         .with_protocol_type(s("consumer"))
         .with_protocols(vec![protocol]);
-    let first: kp::JoinGroupResponse = raw.call(ApiKey::JoinGroup, version, &req);
+    // Kafka answers COORDINATOR_LOAD_IN_PROGRESS until the group's __consumer_offsets
+    // partition is loaded (FindCoordinator already names it): retry, as clients do.
+    let deadline = Instant::now() + WAIT;
+    let first = loop {
+        let first: kp::JoinGroupResponse = raw.call(ApiKey::JoinGroup, version, &req);
+        if first.error_code != 14 || Instant::now() > deadline {
+            break first;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
     assert!(!first.member_id.is_empty());
     let second: kp::JoinGroupResponse =
