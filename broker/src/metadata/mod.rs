@@ -694,10 +694,13 @@ impl MetadataNode {
                         return Err(MetadataError::Timeout);
                     }
                     // Wait for a leader change, or retry soon (the leader may be restarting).
+                    // Only a change of leader wakes it: a candidate's metrics change all the
+                    // time, and waking on each would spin while the quorum is lost.
                     match &self.inner.quorum {
                         Some(q) => {
                             let mut metrics = q.raft.metrics();
-                            let changed = metrics.changed();
+                            let before = metrics.borrow().current_leader;
+                            let changed = metrics.wait_for(|m| m.current_leader != before);
                             let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
                         }
                         None => tokio::time::sleep(Duration::from_millis(100)).await,
