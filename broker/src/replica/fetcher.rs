@@ -158,7 +158,9 @@ async fn run(
     // `replica.fetch.backoff.ms` (the leader may just not have applied the same metadata yet).
     let mut paused: HashMap<TopicPartition, Instant> = HashMap::new();
     let mut failing = false;
+    // Topic ids of the followed partitions, rebuilt only when they change (not every round).
     let mut asked = Asked::new();
+    let mut asked_for = Followed::new();
     let client_id = format!("sluice-replica-{node_id}");
     loop {
         if partitions.has_changed().unwrap_or(false) {
@@ -178,8 +180,12 @@ async fn run(
             continue;
         }
         let epoch = broker_epoch.load(Ordering::Relaxed);
-        let request = fetch_request((node_id, epoch), &replicas, &active, &mut asked);
-        if asked.is_empty() {
+        if active != asked_for {
+            asked = by_topic_id(&replicas, &active);
+            asked_for = active.clone();
+        }
+        let request = fetch_request((node_id, epoch), &replicas, &active);
+        if request.topics.is_empty() {
             // Every partition is held back by the follower throttle: wait, as Kafka's
             // replica.fetch.backoff.ms, rather than send empty fetches.
             tokio::select! {
@@ -227,24 +233,30 @@ async fn run(
 /// Whether this follower's fetches of `p` count against the follower replication quota: it is
 /// listed as throttled here and out of the ISR ([`super::quota`]).
 fn throttled(node_id: i32, replicas: &ReplicaManager, p: &super::Partition) -> bool {
+    if replicas.follower_quota.limit().is_none() {
+        return false;
+    }
     let state = p.state();
-    replicas.follower_quota.limit().is_some()
-        && state.follower_throttled
-        && !state.isr.contains(&node_id)
+    state.follower_throttled && !state.isr.contains(&node_id)
 }
 
 /// A replica fetch of `partitions` at their log end offsets, leaving out the throttled ones
 /// while the follower quota is used up.
-/// The partitions a fetch asked for, by topic id and index (answers name topics by id).
+/// The partitions a fetch asks for, by topic id and index (answers name topics by id).
 type Asked = HashMap<([u8; 16], i32), TopicPartition>;
+
+fn by_topic_id(replicas: &ReplicaManager, partitions: &Followed) -> Asked {
+    partitions
+        .keys()
+        .filter_map(|tp| Some(((replicas.get(tp)?.topic_id, tp.partition), tp.clone())))
+        .collect()
+}
 
 fn fetch_request(
     (node_id, broker_epoch): (i32, i64),
     replicas: &ReplicaManager,
     partitions: &Followed,
-    asked: &mut Asked,
 ) -> FetchRequest {
-    asked.clear();
     let mut topics: BTreeMap<[u8; 16], Vec<FetchPartition>> = BTreeMap::new();
     let quota_used_up = replicas.follower_quota.exceeded(super::now_ms());
     for (tp, &epoch) in partitions {
@@ -253,7 +265,6 @@ fn fetch_request(
             continue;
         }
         let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-        asked.insert((p.topic_id, tp.partition), tp.clone());
         topics.entry(p.topic_id).or_default().push(
             FetchPartition::default()
                 .with_partition(tp.partition)
@@ -310,7 +321,9 @@ fn apply_response(
                 )
             } else if data.error_code == 0 {
                 let records = data.records.as_deref().unwrap_or_default();
-                if replicas.get(&tp).is_some_and(|p| p.state().follower_throttled) {
+                // Cheap check first: the partition's state is cloned only under a throttle.
+                let limited = replicas.follower_quota.limit().is_some();
+                if limited && replicas.get(&tp).is_some_and(|p| p.state().follower_throttled) {
                     replicas.follower_quota.record(records.len() as u64, now);
                 }
                 replicas.append_as_follower(&tp, records, data.high_watermark).map(|_| ())
