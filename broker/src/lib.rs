@@ -5,10 +5,10 @@
 //! codes), [`replica`] (partitions hosted here), [`metadata`] (the openraft quorum and the
 //! cluster image), [`group`] (the consumer group coordinator), [`log`] (the Kafka-layout storage
 //! engine), with [`config`], [`metrics`], [`http`] (admin endpoint) and [`fsutil`] beside them;
-//! [`client`] is the Kafka-protocol client brokers use to reach each other (follower fetch).
+//! the Kafka-protocol client brokers use to reach each other (follower fetch) is the
+//! `sluice-client` crate, which the operator uses too.
 
 pub mod api;
-pub mod client;
 pub mod config;
 pub mod fsutil;
 pub mod group;

@@ -75,6 +75,9 @@ impl Default for Roles {
 pub struct ListenerConfig {
     /// `process.roles` (`broker,controller`).
     pub roles: Roles,
+    /// Whether `process.roles` was set; when it was not, [`ListenerConfig::resolve_roles`]
+    /// derives the roles from the node id.
+    pub roles_set: bool,
     /// `listeners` (`PLAINTEXT://127.0.0.1:9092`).
     pub listeners: Vec<Listener>,
     /// `advertised.listeners`, by name; a listener without an entry advertises its bound address.
@@ -93,6 +96,7 @@ impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
             roles: Roles::default(),
+            roles_set: false,
             listeners: vec![Listener {
                 name: "PLAINTEXT".into(),
                 host: "127.0.0.1".into(),
@@ -274,6 +278,22 @@ impl ListenerConfig {
         }
     }
 
+    /// Without `process.roles`, a node's roles follow from its id, so that one config file
+    /// serves every node of a cluster (the operator's ConfigMap): a node in
+    /// `controller.quorum.voters` is a broker and a controller; any other node is a broker
+    /// only, and does not bind or advertise the controller listeners that file names (Kafka
+    /// would refuse both). Kafka requires `process.roles` in KRaft mode; set it and it is taken
+    /// as it is.
+    pub fn resolve_roles(&mut self, node_id: i32) {
+        if self.roles_set || self.voters.is_empty() || self.voters.iter().any(|v| v.id == node_id) {
+            return;
+        }
+        self.roles = Roles { broker: true, controller: false };
+        let names = self.controller_names.clone();
+        self.listeners.retain(|l| !names.contains(&l.name));
+        self.advertised.retain(|l| !names.contains(&l.name));
+    }
+
     /// Checks the combination of settings, naming the key at fault.
     pub fn validate(&self, node_id: i32) -> Result<(), ConfigError> {
         const MAP: &str = "listener.security.protocol.map";
@@ -405,7 +425,10 @@ mod tests {
                 "inter.broker.listener.name" => c.inter_broker_name = Some(v.to_string()),
                 "listener.security.protocol.map" => c.protocol_map = Some(parse_protocol_map(v)?),
                 "controller.quorum.voters" => c.voters = parse_voters(v)?,
-                "process.roles" => c.roles = parse_roles(v)?,
+                "process.roles" => {
+                    c.roles = parse_roles(v)?;
+                    c.roles_set = true;
+                }
                 _ => panic!("{k}"),
             }
         }
@@ -478,6 +501,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("more than once"));
+    }
+
+    #[test]
+    fn without_process_roles_one_file_serves_voters_and_brokers() {
+        let node = |id: i32| {
+            let advertised = "PLAINTEXT://n.example:9092,CONTROLLER://n.example:9093";
+            let mut c = ListenerConfig {
+                listeners: parse_listeners("l", "PLAINTEXT://:9092,CONTROLLER://:9093").unwrap(),
+                advertised: parse_listeners("a", advertised).unwrap(),
+                controller_names: vec!["CONTROLLER".into()],
+                voters: parse_voters("0@a:9093,1@b:9093,2@c:9093").unwrap(),
+                ..Default::default()
+            };
+            c.resolve_roles(id);
+            c.validate(id).map(|()| c)
+        };
+        let voter = node(1).unwrap();
+        assert_eq!(voter.roles, Roles::default());
+        assert!(voter.controller_listener().is_some());
+        let broker = node(4).unwrap();
+        assert_eq!(broker.roles, Roles { broker: true, controller: false });
+        assert!(broker.controller_listener().is_none());
+        assert_eq!(broker.listeners.len(), 1, "the controller listener is not bound");
+        assert_eq!(broker.advertised.len(), 1, "nor advertised");
+        // Set explicitly, the roles are taken as they are, and Kafka's rules apply.
+        let mut explicit = node(1).unwrap();
+        explicit.roles_set = true;
+        explicit.resolve_roles(4);
+        assert!(explicit.validate(4).unwrap_err().to_string().contains("must be one of"));
     }
 
     #[test]

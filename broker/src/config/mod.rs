@@ -173,7 +173,10 @@ impl BrokerConfig {
             "listener.security.protocol.map" => {
                 self.net.protocol_map = Some(listeners::parse_protocol_map(value)?)
             }
-            "process.roles" => self.net.roles = listeners::parse_roles(value)?,
+            "process.roles" => {
+                self.net.roles = listeners::parse_roles(value)?;
+                self.net.roles_set = true;
+            }
             "replica.lag.time.max.ms" => self.replica_lag_time_max = positive_millis(key, value)?,
             "leader.replication.throttled.rate" => {
                 self.leader_replication_throttled_rate = throttle_rate(key, value)?

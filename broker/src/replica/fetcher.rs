@@ -25,9 +25,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::ReplicaManager;
-use crate::client::KafkaConnection;
 use crate::log::TopicPartition;
 use crate::metadata::ClusterImage;
+use sluice_client::KafkaConnection;
 
 /// Fetch version used between brokers: carries the last fetched epoch (diverging epochs
 /// answered), names topics by id, and carries the follower's broker epoch.

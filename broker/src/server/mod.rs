@@ -99,9 +99,10 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
 /// cluster node waits as long as it takes) ends start-up: the logs are closed cleanly and the
 /// answer is `None`.
 pub async fn start_unless_stopped(
-    config: BrokerConfig,
+    mut config: BrokerConfig,
     mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> anyhow::Result<Option<RunningBroker>> {
+    config.net.resolve_roles(config.node_id);
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;

@@ -1,9 +1,6 @@
-//! A Kafka-protocol client for what brokers ask each other: the follower fetcher's Fetch
-//! requests to partition leaders (and, later, the operator's admin calls). It uses the same
-//! `kafka-protocol` codecs as the server side; there is no second codec.
-//!
-//! One [`KafkaConnection`] sends one request at a time and reads its response; every step is
-//! bounded by a timeout, and any failure drops the connection (the caller opens a new one).
+//! One connection to a Kafka listener: [`KafkaConnection`] sends one request at a time and
+//! reads its response; every step is bounded by a timeout, and any failure drops the connection
+//! (the caller opens a new one).
 
 use std::time::Duration;
 
