@@ -7,7 +7,9 @@
 #   wait_for NAME CHECK  run the shell command CHECK until it succeeds (TESTBED_START_TIMEOUT
 #                        seconds); fails with the tail of NAME's log if it does not, or if
 #                        NAME's process exits first
-#   write_kubeconfig WHO a kubeconfig $RUN/WHO.kubeconfig with the client certificate WHO
+#   write_kubeconfig WHO [NAME SERVER]
+#                        a kubeconfig $RUN/WHO.kubeconfig (or NAME.kubeconfig) with the client
+#                        certificate WHO, for the API server's URL (or SERVER)
 #   kubectl ARGS...      kubectl as the administrator of this test bed
 
 _TESTBED_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,7 +18,8 @@ source "$_TESTBED_DIR/../scripts/lib/proc.sh"
 _TESTBED_TARGET="${CARGO_TARGET_DIR:-$(cd "$_TESTBED_DIR/.." && pwd)/target}"
 RUN="${TESTBED_RUN:-$_TESTBED_TARGET/testbed/run}"
 BIN="${TESTBED_BIN:-$_TESTBED_TARGET/testbed/bin}"
-# Service IPs are virtual: nothing routes them on this machine.
+# Service IPs are virtual: nothing routes them on this machine. The kubelet answers for the
+# kubernetes Service's (SERVICE_IP:443) in the test bed's namespaces, relaying to the API server.
 SERVICE_RANGE=10.96.0.0/16
 SERVICE_IP=10.96.0.1
 # The components, in the order they start (down.sh stops them in reverse).
@@ -49,10 +52,10 @@ wait_for() {
 }
 
 write_kubeconfig() {
-  local who="$1" url
-  url="$(cat "$RUN/apiserver.url")"
+  local who="$1" name="${2:-$1}" url="${3:-}"
+  [[ -n "$url" ]] || url="$(cat "$RUN/apiserver.url")"
   # Certificate paths are relative to the kubeconfig file.
-  cat >"$RUN/$who.kubeconfig" <<EOF
+  cat >"$RUN/$name.kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
 clusters:

@@ -9,8 +9,12 @@
 #     mounted for them alone; a SIGKILLed process is restarted; a deleted pod runs its preStop
 #     with its container's environment, is killed after its grace period when it ignores
 #     SIGTERM, and the StatefulSet's pod comes back with its claim and data;
-# then testbed/down.sh. Each check prints `ok NAME` or `FAIL NAME: reason`; a failure shows the
-# responsible component's log tail.
+#   - the API server answers at https://kubernetes.default.svc in the host namespace, and to a
+#     pod that calls it with its mounted service-account token, by name and by the
+#     KUBERNETES_SERVICE_* variables (the Service IP is nowhere in the machine's namespace);
+# then testbed/down.sh, after which no namespace or mount target of the kubelet's is left.
+# Each check prints `ok NAME` or `FAIL NAME: reason`; a failure shows the responsible
+# component's log tail.
 #
 #   bash testbed/smoke.sh
 set -euo pipefail
@@ -19,14 +23,18 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=testbed/lib.sh
 source "$ROOT/testbed/lib.sh"
 
+# The mount targets the smoke pods use, as they are on the machine before the test bed.
+TARGETS=(/var/run/secrets /srv/testbed-smoke)
+targets_before="$(ls -d "${TARGETS[@]}" 2>/dev/null || true)"
 bash "$ROOT/testbed/up.sh"
 trap 'bash "$ROOT/testbed/down.sh"' EXIT
-FAILED=0
+CHECKS=0 FAILED=0
 
 # check NAME COMPONENT CMD...: CMD must succeed within 30 s, else COMPONENT's log tail.
 check() {
   local name="$1" component="$2" deadline=$((SECONDS + 30))
   shift 2
+  CHECKS=$((CHECKS + 1))
   until "$@" >"$RUN/check-$name.out" 2>&1; do
     if ((SECONDS >= deadline)); then
       FAILED=$((FAILED + 1))
@@ -121,7 +129,7 @@ names_resolve() {
     [[ "$(in_host_ns curl -s -o /dev/null -w '%{http_code}' http://echo-0.echo.smoke.svc.cluster.local:8080/)" == 200 ]]
 }
 machine_namespace_untouched() {
-  ! ip -4 addr show | grep -q ' 10\.244\.' && ! ip route show | grep -q '10\.244\.'
+  ! ip -4 addr show | grep -Eq " 10\.244\.| $SERVICE_IP/" && ! ip route show | grep -Eq '10\.244\.|10\.96\.'
 }
 restarted_after_kill() {
   if [[ "$(kubectl -n smoke get pod echo-0 -o jsonpath='{.status.containerStatuses[0].restartCount}')" == 0 ]]; then
@@ -161,6 +169,67 @@ volume_bound() {
     [[ "$(cat "$(kubectl get pv "$pv" -o jsonpath='{.spec.hostPath.path}')/owners")" == echo-1 ]] &&
     [[ ! -e /srv/testbed-smoke/owners ]]
 }
+# As an operator run by hand would: in the host namespace, by the Service's name.
+api_from_host_namespace() {
+  in_host_ns curl -fsS --cacert "$RUN/pki/ca.crt" https://kubernetes.default.svc/version |
+    grep -Eq '"gitVersion": ?"v1\.37\.2"' &&
+    in_host_ns "$BIN/kubectl" --kubeconfig "$RUN/host-admin.kubeconfig" get namespace smoke
+}
+# As an operator's pod would: with the token the ServiceAccount admission plugin's projected
+# volume gives it, once by name and once by the variables in-cluster clients read; the pod
+# logs both status codes. The token is the pod's alone (the target on the machine is empty).
+api_from_pod() {
+  kubectl -n smoke get pod api-client >/dev/null 2>&1 || kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: api-client, namespace: smoke}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: smoke}
+rules: [{apiGroups: [""], resources: [pods], verbs: [list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: api-client-reads-pods, namespace: smoke}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects: [{kind: ServiceAccount, name: api-client, namespace: smoke}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api-client, namespace: smoke}
+spec:
+  serviceAccountName: api-client
+  containers:
+  - name: main
+    image: shell
+    command:
+    - bash
+    - -c
+    - |
+      sa=/var/run/secrets/kubernetes.io/serviceaccount
+      get() {
+        curl -s -o /dev/null -w '%{http_code}' --cacert "$sa/ca.crt" \
+          -H "Authorization: Bearer $(cat "$sa/token")" "https://$1/api/v1/namespaces/$(cat "$sa/namespace")/pods"
+      }
+      while :; do
+        codes="$(get kubernetes.default.svc) $(get "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT")"
+        echo "api $codes"
+        [[ $codes == "200 200" ]] && break
+        sleep 1
+      done
+      exec sleep infinity
+EOF
+  local uid
+  uid="$(kubectl -n smoke get pod api-client -o jsonpath='{.metadata.uid}')" &&
+    grep -q '^api 200 200$' "$RUN/kubelet/pods/smoke_api-client_$uid/main.log" &&
+    [[ -d /var/run/secrets/kubernetes.io/serviceaccount && -z "$(ls -A /var/run/secrets/kubernetes.io/serviceaccount)" ]]
+}
+# After testbed/down.sh: no namespace of the kubelet's, and the mount targets it made are gone.
+nothing_left_behind() {
+  ! ip netns list | grep -q "^${HOSTNS%-host}-" &&
+    [[ "$(ls -d "${TARGETS[@]}" 2>/dev/null || true)" == "$targets_before" ]]
+}
 statefulset_recreates() {
   local before
   before="$(kubectl -n smoke get pod echo-1 -o jsonpath='{.metadata.uid}')"
@@ -184,10 +253,15 @@ check scheduler-schedules scheduler scheduler_judged_it
 check kubelet-nodes-ready kubelet nodes_ready
 check kubelet-runs-statefulset kubelet statefulset_runs
 check kubelet-pod-and-service-names kubelet names_resolve
+check kubelet-api-server-from-host-namespace kubelet api_from_host_namespace
+check kubelet-api-server-from-pod-with-token kubelet api_from_pod
 check kubelet-leaves-machine-namespace-alone kubelet machine_namespace_untouched
 check kubelet-mounts-provisioned-volume kubelet volume_bound
 check kubelet-restarts-killed-container kubelet restarted_after_kill
 check kubelet-prestop-and-grace kubelet stubborn_pod
 check statefulset-recreates-deleted-pod controller-manager statefulset_recreates
-echo "$((12 - FAILED)) passed, $FAILED failed"
+trap - EXIT
+bash "$ROOT/testbed/down.sh"
+check kubelet-leaves-nothing-behind kubelet nothing_left_behind
+echo "$((CHECKS - FAILED)) passed, $FAILED failed"
 ((FAILED == 0))

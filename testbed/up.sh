@@ -5,6 +5,10 @@
 # kubelet with its Nodes (testbed/kubelet; pods run as local processes in network namespaces
 # of their own). End-to-end clients run in the test bed's host namespace, named in
 # target/testbed/run/host-netns: `ip netns exec "$(cat target/testbed/run/host-netns)" CMD`.
+# There, and in every pod, the API server answers at the kubernetes Service's address
+# (https://kubernetes.default.svc, 10.96.0.1:443), as in a cluster; a process in the host
+# namespace uses target/testbed/run/host-admin.kubeconfig (the administrator, by that address),
+# a pod its service account's token.
 #
 #   bash testbed/up.sh          build (cached), start, wait until /readyz answers ok
 #   bash testbed/down.sh        stop everything it started (by pid)
@@ -66,6 +70,8 @@ API_PORT="$(free_port)"
 SCHEDULER_PORT="$(free_port)"
 echo "https://127.0.0.1:$API_PORT" >"$RUN/apiserver.url"
 for who in admin controller-manager scheduler; do write_kubeconfig "$who"; done
+# For clients in the host namespace, where the machine's loopback is out of reach.
+write_kubeconfig admin host-admin "https://kubernetes.default.svc"
 
 # --- etcd ------------------------------------------------------------------------------------
 start etcd "$BIN/etcd" --name testbed --data-dir "$RUN/etcd" \
@@ -117,7 +123,8 @@ start scheduler "$BIN/kube-scheduler" \
 wait_for controller-manager "kubectl -n default get serviceaccount default"
 wait_for scheduler "curl -fsSk https://127.0.0.1:$SCHEDULER_PORT/healthz"
 # --- The process kubelet ---------------------------------------------------------------------
-kubelet_args=(--kubeconfig "$RUN/admin.kubeconfig" --state-dir "$RUN/kubelet")
+kubelet_args=(--kubeconfig "$RUN/admin.kubeconfig" --state-dir "$RUN/kubelet"
+  --service-ip "$SERVICE_IP" --service-range "$SERVICE_RANGE")
 for node in ${TESTBED_NODES:-n1=zone-a n2=zone-b n3=zone-c}; do kubelet_args+=(--node "$node"); done
 for image in ${TESTBED_IMAGES:-}; do kubelet_args+=(--image "$image"); done
 mkdir -p "$RUN/kubelet"

@@ -6,8 +6,10 @@ package main
 // headless Service) and each Service's name, `NAME.NS.svc.cluster.local` with the shorter forms
 // a pod in that namespace would use, mapped to the addresses of the pods it selects (ready ones,
 // or all with publishNotReadyAddresses). There is no kube-proxy: a ClusterIP Service resolves to
-// its pods' addresses as a headless one would. The files are rewritten in place, so that the
-// bind mounts of running processes see the change.
+// its pods' addresses as a headless one would. The kubernetes Service (no selector: its
+// endpoint is the API server) resolves to its ClusterIP in every namespace, where
+// apiserver.go answers. The files are rewritten in place, so that the bind mounts of running
+// processes see the change.
 
 import (
 	"context"
@@ -42,10 +44,13 @@ type dns struct {
 	svcs    listersv1.ServiceLister
 	// One rewrite at a time (files are rewritten in place).
 	writeMu sync.Mutex
+	// Closed once every file has been written from the API's view.
+	written chan struct{}
 }
 
 func newDNS(client kubernetes.Interface, network *network, stateDir string) *dns {
-	d := &dns{client: client, network: network, owners: map[string][2]string{}, changed: make(chan struct{}, 1)}
+	d := &dns{client: client, network: network, owners: map[string][2]string{}, changed: make(chan struct{}, 1),
+		written: make(chan struct{})}
 	d.owners[network.HostNS] = [2]string{"default", "e2e-client"}
 	d.factory = informers.NewSharedInformerFactory(client, 0)
 	pods := d.factory.Core().V1().Pods()
@@ -87,8 +92,9 @@ func (d *dns) poke() {
 func (d *dns) run(ctx context.Context) {
 	d.factory.Start(ctx.Done())
 	d.factory.WaitForCacheSync(ctx.Done())
+	d.rewrite()
+	close(d.written)
 	for {
-		d.rewrite()
 		select {
 		case <-ctx.Done():
 			return
@@ -97,6 +103,7 @@ func (d *dns) run(ctx context.Context) {
 			time.Sleep(50 * time.Millisecond)
 		case <-time.After(5 * time.Second):
 		}
+		d.rewrite()
 	}
 }
 
@@ -186,7 +193,9 @@ func (d *dns) write(netns string, owner [2]string, byNS map[string][]entry) {
 			}
 		}
 		sort.Strings(lines)
-		content := "127.0.0.1\tlocalhost " + owner[1] + "\n::1\tlocalhost\n" + strings.Join(lines, "\n") + "\n"
+		api := fmt.Sprintf("%s\tkubernetes kubernetes.default kubernetes.default.svc kubernetes.default.svc.%s\n",
+			d.network.serviceIP, clusterDomain)
+		content := "127.0.0.1\tlocalhost " + owner[1] + "\n::1\tlocalhost\n" + api + strings.Join(lines, "\n") + "\n"
 		resolv := fmt.Sprintf("search %s.svc.%s svc.%s %s\nnameserver 127.0.0.1\noptions ndots:5 timeout:1 attempts:1\n",
 			owner[0], clusterDomain, clusterDomain, clusterDomain)
 		dir := filepath.Join("/etc/netns", netns)

@@ -1,6 +1,7 @@
 // Command kubelet is the test bed's process kubelet: it registers Nodes, keeps their Leases and
 // Ready condition, and runs the Pods bound to them as local processes (pods.go), each in a
-// network namespace of its own (net.go) where pod and Service names resolve (dns.go).
+// network namespace of its own (net.go) where pod and Service names resolve (dns.go) and the
+// API server answers at the kubernetes Service's address (apiserver.go).
 //
 // It is test code for a machine without container runtimes: a container's image selects a
 // directory of binaries (--image NAME=DIR) that comes first on its PATH; its command runs with
@@ -12,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -43,11 +45,13 @@ func main() {
 		mountExec(os.Args[2:])
 		return
 	}
-	var kubeconfig, stateDir, podCIDR string
+	var kubeconfig, stateDir, podCIDR, serviceIP, serviceRange string
 	var nodes, images listFlag
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server")
 	flag.StringVar(&stateDir, "state-dir", "", "directory for pod logs, volumes and DNS files")
 	flag.StringVar(&podCIDR, "pod-network", "10.244.0.0/16", "addresses for pods (inside the test bed's namespaces only)")
+	flag.StringVar(&serviceIP, "service-ip", "10.96.0.1", "the kubernetes Service's ClusterIP: the API server answers there on port 443")
+	flag.StringVar(&serviceRange, "service-range", "10.96.0.0/16", "the API server's Service range: pods route it to the host namespace")
 	flag.Var(&nodes, "node", "a Node to run, NAME or NAME=ZONE (repeatable)")
 	flag.Var(&images, "image", "NAME=DIR: containers of image NAME find DIR's binaries first on their PATH (repeatable)")
 	flag.Parse()
@@ -71,11 +75,15 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	network, err := newNetwork(stateDir, podCIDR)
+	network, err := newNetwork(stateDir, podCIDR, serviceIP, serviceRange)
 	if err != nil {
 		log.Fatalf("pod network: %v", err)
 	}
 	defer network.close()
+	if err := serveAPI(ctx, network.HostNS, net.JoinHostPort(serviceIP, "443"), config.Host); err != nil {
+		network.close()
+		log.Fatalf("the API server at %s: %v", serviceIP, err)
+	}
 	dns := newDNS(client, network, stateDir)
 	go dns.run(ctx)
 	go provision(ctx, client, stateDir)
@@ -89,6 +97,11 @@ func main() {
 		r := newRunner(client, name, stateDir, imageDirs, network, dns)
 		runners = append(runners, r)
 		go r.run(ctx)
+	}
+	// Host-namespace clients started once this is printed find their names.
+	select {
+	case <-dns.written:
+	case <-ctx.Done():
 	}
 	fmt.Printf("kubelet ready nodes=%s host-netns=%s\n", nodes.String(), network.HostNS)
 	<-ctx.Done()

@@ -4,7 +4,9 @@ package main
 // joins them, and it lives in a namespace of the test bed's too (the "host" namespace, where
 // end-to-end clients run), never in the machine's own: nothing here adds an address, bridge or
 // route to it. Names carry a prefix derived from the state directory, so that two test beds on
-// one machine do not meet, and a restarted kubelet clears what a crashed one left.
+// one machine do not meet, and a restarted kubelet clears what a crashed one left. The
+// kubernetes Service's IP is an address of the host namespace (apiserver.go relays it to the API
+// server), and every pod routes the Service range to the bridge.
 
 import (
 	"crypto/sha256"
@@ -24,9 +26,12 @@ type network struct {
 	HostNS string
 	base   uint32
 	bits   int
-	mu     sync.Mutex
-	used   map[uint32]string // address index -> pod namespace
-	next   uint32
+	// The kubernetes Service's address (on the host namespace's lo) and the Service range.
+	serviceIP    string
+	serviceRange string
+	mu           sync.Mutex
+	used         map[uint32]string // address index -> pod namespace
+	next         uint32
 }
 
 func ip(args ...string) error {
@@ -37,27 +42,40 @@ func ip(args ...string) error {
 	return nil
 }
 
-func newNetwork(stateDir, cidr string) (*network, error) {
+func newNetwork(stateDir, cidr, serviceIP, serviceRange string) (*network, error) {
 	_, ipnet, err := net.ParseCIDR(cidr)
 	if err != nil {
 		return nil, err
+	}
+	_, services, err := net.ParseCIDR(serviceRange)
+	if err != nil {
+		return nil, fmt.Errorf("service range: %w", err)
+	}
+	if sip := net.ParseIP(serviceIP); sip == nil || sip.To4() == nil || !services.Contains(sip) {
+		return nil, fmt.Errorf("service IP %q is not an IPv4 address in %s", serviceIP, serviceRange)
+	}
+	if services.Contains(ipnet.IP) || ipnet.Contains(services.IP) {
+		return nil, fmt.Errorf("the service range %s overlaps the pod network %s", serviceRange, cidr)
 	}
 	ones, _ := ipnet.Mask.Size()
 	abs, _ := filepath.Abs(stateDir)
 	sum := sha256.Sum256([]byte(abs))
 	prefix := fmt.Sprintf("tb%x", sum[:3])
 	n := &network{
-		prefix: prefix,
-		HostNS: prefix + "-host",
-		base:   binary.BigEndian.Uint32(ipnet.IP.To4()),
-		bits:   ones,
-		used:   map[uint32]string{},
-		next:   2,
+		prefix:       prefix,
+		HostNS:       prefix + "-host",
+		base:         binary.BigEndian.Uint32(ipnet.IP.To4()),
+		bits:         ones,
+		serviceIP:    serviceIP,
+		serviceRange: services.String(),
+		used:         map[uint32]string{},
+		next:         2,
 	}
 	n.clearStale()
 	steps := [][]string{
 		{"netns", "add", n.HostNS},
 		{"-n", n.HostNS, "link", "set", "lo", "up"},
+		{"-n", n.HostNS, "addr", "add", n.serviceIP + "/32", "dev", "lo"},
 		{"-n", n.HostNS, "link", "add", "br0", "type", "bridge"},
 		{"-n", n.HostNS, "addr", "add", fmt.Sprintf("%s/%d", n.addr(1), ones), "dev", "br0"},
 		{"-n", n.HostNS, "link", "set", "br0", "up"},
@@ -122,6 +140,7 @@ func (n *network) add() (string, string, error) {
 		{"-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", n.HostNS},
 		{"-n", ns, "addr", "add", fmt.Sprintf("%s/%d", n.addr(index), n.bits), "dev", "eth0"},
 		{"-n", ns, "link", "set", "eth0", "up"},
+		{"-n", ns, "route", "add", n.serviceRange, "via", n.addr(1), "dev", "eth0"},
 		{"-n", n.HostNS, "link", "set", peer, "master", "br0"},
 		{"-n", n.HostNS, "link", "set", peer, "up"},
 	}

@@ -128,6 +128,7 @@ func (r *runner) wait() {
 type container struct {
 	spec      corev1.Container
 	env       map[string]string
+	mountExec []string // `KUBELET mount-exec BIND... --`: runs a command among its volumes
 	cmd       *exec.Cmd
 	running   bool
 	ready     bool
@@ -250,7 +251,10 @@ func (w *worker) terminate(grace time.Duration) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := w.handler(c.spec.Lifecycle.PreStop, time.Until(deadline), c.env); err != nil {
+			w.mu.Lock()
+			env, mountExec := c.env, c.mountExec
+			w.mu.Unlock()
+			if err := w.handler(c.spec.Lifecycle.PreStop, time.Until(deadline), env, mountExec); err != nil {
 				log.Printf("pod %s: container %s: preStop: %v", w.netns, c.spec.Name, err)
 			}
 		}()
@@ -298,8 +302,9 @@ func (w *worker) supervise(ctx context.Context, c *container) {
 	for {
 		exited := make(chan struct{})
 		err := w.start(c, exited)
+		ran := err == nil
 		w.markDirty()
-		if err == nil {
+		if ran {
 			started := time.Now()
 			err = c.cmd.Wait()
 			code := int32(0)
@@ -328,15 +333,23 @@ func (w *worker) supervise(ctx context.Context, c *container) {
 		stopping := w.stopping
 		policy := w.pod.Spec.RestartPolicy
 		w.mu.Unlock()
-		again := policy == corev1.RestartPolicyAlways || policy == "" ||
+		// One that never ran (its ConfigMap, say, or the namespace's kube-root-ca.crt is not
+		// there yet) is tried again whatever the policy, keeps its waiting reason and is not
+		// counted as a restart, as with a real kubelet.
+		again := !ran || policy == corev1.RestartPolicyAlways || policy == "" ||
 			(policy == corev1.RestartPolicyOnFailure && (c.last == nil || c.last.ExitCode != 0))
 		if stopping || ctx.Err() != nil || !again {
 			w.markDirty()
 			return
 		}
 		w.mu.Lock()
-		c.restarts++
-		c.waiting = "CrashLoopBackOff"
+		switch {
+		case ran:
+			c.restarts++
+			c.waiting = "CrashLoopBackOff"
+		case c.waiting == "":
+			c.waiting = "CreateContainerError"
+		}
 		w.mu.Unlock()
 		w.markDirty()
 		select {
@@ -377,12 +390,14 @@ func (w *worker) start(c *container, exited chan struct{}) error {
 		w.mu.Unlock()
 		return err
 	}
+	var mountExec []string
 	if len(binds) > 0 {
 		self, err := os.Executable()
 		if err != nil {
 			return err
 		}
-		argv = append(append(append([]string{self, "mount-exec"}, binds...), "--"), argv...)
+		mountExec = append(append([]string{self, "mount-exec"}, binds...), "--")
+		argv = append(append([]string{}, mountExec...), argv...)
 	}
 	logFile, err := os.OpenFile(filepath.Join(w.dir, c.spec.Name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -403,6 +418,7 @@ func (w *worker) start(c *container, exited chan struct{}) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c.exited = exited
+	c.mountExec = mountExec
 	if w.stopping {
 		return fmt.Errorf("pod is stopping")
 	}
@@ -455,10 +471,10 @@ func (w *worker) probe(ctx context.Context, c *container) {
 				timeout = time.Duration(p.TimeoutSeconds) * time.Second
 			}
 			w.mu.Lock()
-			env := c.env
+			env, mountExec := c.env, c.mountExec
 			w.mu.Unlock()
 			action := &corev1.LifecycleHandler{Exec: p.Exec, HTTPGet: p.HTTPGet, TCPSocket: p.TCPSocket}
-			if w.handler(action, timeout, env) == nil {
+			if w.handler(action, timeout, env, mountExec) == nil {
 				successes, failures = successes+1, 0
 			} else {
 				successes, failures = 0, failures+1
@@ -486,14 +502,15 @@ func (w *worker) probe(ctx context.Context, c *container) {
 }
 
 // handler runs an exec, httpGet or tcpSocket action inside the pod's namespace; an exec runs
-// with the container's environment and in the pod's directory, as `kubectl exec` would.
-func (w *worker) handler(h *corev1.LifecycleHandler, timeout time.Duration, env map[string]string) error {
+// with the container's environment and volumes (mountExec) and in the pod's directory, as
+// `kubectl exec` would.
+func (w *worker) handler(h *corev1.LifecycleHandler, timeout time.Duration, env map[string]string, mountExec []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
 	defer cancel()
 	var argv []string
 	switch {
 	case h.Exec != nil:
-		argv = h.Exec.Command
+		argv = append(append([]string{}, mountExec...), h.Exec.Command...)
 	case h.HTTPGet != nil:
 		host := h.HTTPGet.Host
 		if host == "" {

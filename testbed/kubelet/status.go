@@ -144,6 +144,21 @@ func (w *worker) env(pod *corev1.Pod, c corev1.Container) (map[string]string, er
 	ctx := context.Background()
 	core := w.r.client.CoreV1()
 	env := map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	// The kubernetes Service's variables, which a real kubelet gives every container whatever
+	// enableServiceLinks says: in-cluster clients (client-go, kube-rs) find the API server by them.
+	api := w.r.network.serviceIP
+	for k, v := range map[string]string{
+		"KUBERNETES_SERVICE_HOST":       api,
+		"KUBERNETES_SERVICE_PORT":       "443",
+		"KUBERNETES_SERVICE_PORT_HTTPS": "443",
+		"KUBERNETES_PORT":               "tcp://" + api + ":443",
+		"KUBERNETES_PORT_443_TCP":       "tcp://" + api + ":443",
+		"KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+		"KUBERNETES_PORT_443_TCP_PORT":  "443",
+		"KUBERNETES_PORT_443_TCP_ADDR":  api,
+	} {
+		env[k] = v
+	}
 	hostname := pod.Spec.Hostname
 	if hostname == "" {
 		hostname = pod.Name

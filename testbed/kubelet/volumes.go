@@ -7,7 +7,13 @@ package main
 // container sees its volumes at their mount paths through bind mounts in the mount namespace
 // `ip netns exec` gives it (made by this binary's `mount-exec` mode just before the container's
 // command), so nothing is mounted in the machine's own mount namespace. A mount path that does
-// not exist on the machine is created for the pod and removed again when empty.
+// not exist on the machine is created for the pod, with any missing parents, and removed again
+// when no pod uses it. Projected volumes hold service-account tokens (TokenRequests bound to the
+// pod), ConfigMap and Secret keys and downward-API fields: the ServiceAccount admission plugin
+// gives every pod one (kube-api-access-*), which in-cluster clients read at
+// /var/run/secrets/kubernetes.io/serviceaccount. Contents are written when a container starts
+// and not refreshed: a token lives its expirationSeconds (1 h by default; a year for the
+// admission plugin's, whose 3607 s the API server extends), longer than a test run.
 
 import (
 	"context"
@@ -15,11 +21,13 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,8 +110,9 @@ func reclaim(ctx context.Context, client kubernetes.Interface, pv *corev1.Persis
 }
 
 // mounts resolves a container's volume mounts to SOURCE:TARGET[:ro] bind specifications,
-// preparing ConfigMap, Secret and emptyDir contents under the pod's directory, and claiming
-// the targets (made on the machine when missing, removed when no pod uses them any more).
+// preparing ConfigMap, Secret, downward-API, projected and emptyDir contents under the pod's
+// directory, and claiming the targets (made on the machine when missing, removed when no pod
+// uses them any more).
 func (w *worker) mounts(ctx context.Context, pod *corev1.Pod, c corev1.Container) ([]string, error) {
 	var binds []string
 	for _, m := range c.VolumeMounts {
@@ -121,7 +130,7 @@ func (w *worker) mounts(ctx context.Context, pod *corev1.Pod, c corev1.Container
 			return nil, fmt.Errorf("volume %s: %w", m.Name, err)
 		}
 		if src == "" {
-			continue // not supported here (projected service account tokens): left out
+			continue // a kind of volume the test bed has no use for: left out
 		}
 		if m.SubPath != "" {
 			src = filepath.Join(src, m.SubPath)
@@ -142,15 +151,17 @@ func (w *worker) mounts(ctx context.Context, pod *corev1.Pod, c corev1.Container
 }
 
 // Volume mount targets on the machine, shared by every Node's pods: how many pods use each,
-// and which ones this kubelet made.
+// and the directories this kubelet made for them (a target and its missing parents).
 var targets = struct {
 	sync.Mutex
 	refs map[string]int
 	made map[string]bool
 }{refs: map[string]int{}, made: map[string]bool{}}
 
-// claim records that this pod mounts at `path`, making the directory when it is missing.
+// claim records that this pod mounts at `path`, making the directory (and its parents) when it
+// is missing.
 func (w *worker) claim(path string) error {
+	path = filepath.Clean(path)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.claimed[path] {
@@ -158,11 +169,23 @@ func (w *worker) claim(path string) error {
 	}
 	targets.Lock()
 	defer targets.Unlock()
-	if _, err := os.Stat(path); os.IsNotExist(err) {
+	var missing []string // deepest first
+	for p := path; ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); !os.IsNotExist(err) || p == filepath.Dir(p) {
+			break
+		}
+		missing = append(missing, p)
+	}
+	if len(missing) > 0 {
 		if err := os.MkdirAll(path, 0o755); err != nil {
+			for _, p := range missing {
+				_ = os.Remove(p)
+			}
 			return err
 		}
-		targets.made[path] = true
+		for _, p := range missing {
+			targets.made[p] = true
+		}
 	}
 	targets.refs[path]++
 	if w.claimed == nil {
@@ -182,14 +205,30 @@ func (w *worker) releaseAll() {
 	defer targets.Unlock()
 	for path := range paths {
 		targets.refs[path]--
-		if targets.refs[path] <= 0 {
-			delete(targets.refs, path)
-			if targets.made[path] {
-				delete(targets.made, path)
-				_ = os.Remove(path)
+		if targets.refs[path] > 0 {
+			continue
+		}
+		delete(targets.refs, path)
+		// Up from the target, the directories made for it, as long as no other target lies
+		// at or below them (another pod may have found /var/run/secrets made and left it
+		// unrecorded for itself).
+		for p := path; targets.made[p] && !targetBelow(p); p = filepath.Dir(p) {
+			if os.Remove(p) != nil {
+				break
 			}
+			delete(targets.made, p)
 		}
 	}
+}
+
+// targetBelow says whether a claimed target is dir or lies under it (targets held).
+func targetBelow(dir string) bool {
+	for t := range targets.refs {
+		if t == dir || strings.HasPrefix(t, dir+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *worker) volumeSource(ctx context.Context, pod *corev1.Pod, vol *corev1.Volume) (string, error) {
@@ -216,32 +255,198 @@ func (w *worker) volumeSource(ctx context.Context, pod *corev1.Pod, vol *corev1.
 		return dir, os.MkdirAll(dir, 0o755)
 	case vol.HostPath != nil:
 		return vol.HostPath.Path, nil
-	case vol.ConfigMap != nil:
-		cm, err := core.ConfigMaps(pod.Namespace).Get(ctx, vol.ConfigMap.Name, metav1.GetOptions{})
-		if err != nil {
-			return "", err
-		}
-		return dir, writeFiles(dir, cm.Data)
-	case vol.Secret != nil:
-		s, err := core.Secrets(pod.Namespace).Get(ctx, vol.Secret.SecretName, metav1.GetOptions{})
-		if err != nil {
-			return "", err
-		}
-		data := map[string]string{}
-		for k, v := range s.Data {
-			data[k] = string(v)
-		}
-		return dir, writeFiles(dir, data)
 	}
-	return "", nil
+	files := map[string]file{}
+	var err error
+	switch {
+	case vol.ConfigMap != nil:
+		v := vol.ConfigMap
+		err = w.configMapFiles(ctx, pod, v.Name, v.Items, v.Optional, v.DefaultMode, files)
+	case vol.Secret != nil:
+		v := vol.Secret
+		err = w.secretFiles(ctx, pod, v.SecretName, v.Items, v.Optional, v.DefaultMode, files)
+	case vol.DownwardAPI != nil:
+		err = w.downwardFiles(pod, vol.DownwardAPI.Items, vol.DownwardAPI.DefaultMode, files)
+	case vol.Projected != nil:
+		mode := vol.Projected.DefaultMode
+		for _, src := range vol.Projected.Sources {
+			switch {
+			case src.ServiceAccountToken != nil:
+				err = w.tokenFile(ctx, pod, src.ServiceAccountToken, mode, files)
+			case src.ConfigMap != nil:
+				p := src.ConfigMap
+				err = w.configMapFiles(ctx, pod, p.Name, p.Items, p.Optional, mode, files)
+			case src.Secret != nil:
+				p := src.Secret
+				err = w.secretFiles(ctx, pod, p.Name, p.Items, p.Optional, mode, files)
+			case src.DownwardAPI != nil:
+				err = w.downwardFiles(pod, src.DownwardAPI.Items, mode, files)
+			default:
+				err = fmt.Errorf("a kind of projection the test bed does not make")
+			}
+			if err != nil {
+				break
+			}
+		}
+	default:
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return dir, writeFiles(dir, files)
 }
 
-func writeFiles(dir string, data map[string]string) error {
+// file is one file of a volume: its content and mode.
+type file struct {
+	data []byte
+	mode os.FileMode
+}
+
+// fileMode is an item's mode, else the volume's default, else 0644 (as the API defaults it).
+func fileMode(item, volume *int32) os.FileMode {
+	switch {
+	case item != nil:
+		return os.FileMode(*item)
+	case volume != nil:
+		return os.FileMode(*volume)
+	}
+	return 0o644
+}
+
+// keyFiles adds the keys `items` name (each at its path), or every key under its own name.
+func keyFiles(what string, data map[string][]byte, items []corev1.KeyToPath, optional bool, mode *int32, files map[string]file) error {
+	if len(items) == 0 {
+		for k, v := range data {
+			files[k] = file{v, fileMode(nil, mode)}
+		}
+		return nil
+	}
+	for _, it := range items {
+		v, ok := data[it.Key]
+		if !ok {
+			if optional {
+				continue
+			}
+			return fmt.Errorf("%s has no key %s", what, it.Key)
+		}
+		files[it.Path] = file{v, fileMode(it.Mode, mode)}
+	}
+	return nil
+}
+
+func (w *worker) configMapFiles(ctx context.Context, pod *corev1.Pod, name string, items []corev1.KeyToPath, optional *bool, mode *int32, files map[string]file) error {
+	opt := optional != nil && *optional
+	cm, err := w.r.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		if opt && apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	data := map[string][]byte{}
+	for k, v := range cm.BinaryData {
+		data[k] = v
+	}
+	for k, v := range cm.Data {
+		data[k] = []byte(v)
+	}
+	return keyFiles("ConfigMap "+name, data, items, opt, mode, files)
+}
+
+func (w *worker) secretFiles(ctx context.Context, pod *corev1.Pod, name string, items []corev1.KeyToPath, optional *bool, mode *int32, files map[string]file) error {
+	opt := optional != nil && *optional
+	s, err := w.r.client.CoreV1().Secrets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		if opt && apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	return keyFiles("Secret "+name, s.Data, items, opt, mode, files)
+}
+
+// downwardFiles adds the pod's fields; whole label and annotation maps as key="value" lines.
+func (w *worker) downwardFiles(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile, mode *int32, files map[string]file) error {
+	for _, it := range items {
+		var v string
+		switch {
+		case it.FieldRef != nil && it.FieldRef.FieldPath == "metadata.labels":
+			v = keyValueLines(pod.Labels)
+		case it.FieldRef != nil && it.FieldRef.FieldPath == "metadata.annotations":
+			v = keyValueLines(pod.Annotations)
+		case it.FieldRef != nil:
+			var err error
+			if v, err = w.field(pod, it.FieldRef.FieldPath); err != nil {
+				return err
+			}
+		case it.ResourceFieldRef != nil:
+			v = "0" // as for env: no resources are accounted here
+		}
+		files[it.Path] = file{[]byte(v), fileMode(it.Mode, mode)}
+	}
+	return nil
+}
+
+func keyValueLines(m map[string]string) string {
+	lines := make([]string, 0, len(m))
+	for k, v := range m {
+		lines = append(lines, fmt.Sprintf("%s=%q", k, v))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// tokenFile adds a token for the pod's service account, bound to the pod as a real kubelet's
+// is (so it dies with the pod, and the API server gives the admission plugin's its long life).
+func (w *worker) tokenFile(ctx context.Context, pod *corev1.Pod, src *corev1.ServiceAccountTokenProjection, mode *int32, files map[string]file) error {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: src.ExpirationSeconds,
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+	}}
+	if src.Audience != "" {
+		req.Spec.Audiences = []string{src.Audience}
+	}
+	tr, err := w.r.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("token for service account %s: %w", sa, err)
+	}
+	files[src.Path] = file{[]byte(tr.Status.Token), fileMode(nil, mode)}
+	return nil
+}
+
+// writeFiles writes each file by renaming a complete copy into place: the volume's directory is
+// bind-mounted, so a container that is running while another one of the pod starts (and writes
+// the volume again) never reads half a file.
+func writeFiles(dir string, files map[string]file) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for k, v := range data {
-		if err := os.WriteFile(filepath.Join(dir, k), []byte(v), 0o644); err != nil {
+	for name, f := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		tmp, err := os.CreateTemp(filepath.Dir(path), ".writing-")
+		if err != nil {
+			return err
+		}
+		_, err = tmp.Write(f.data)
+		if err == nil {
+			err = tmp.Chmod(f.mode)
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), path)
+		}
+		if err != nil {
+			_ = os.Remove(tmp.Name())
 			return err
 		}
 	}
