@@ -370,6 +370,14 @@ fn controller_only_and_broker_only_nodes_form_one_cluster() {
     };
     assert_eq!(ids(&part.current_voters), vec![1, 2, 3]);
     assert_eq!(ids(&part.observers), vec![4, 5]);
+    assert_eq!(q.nodes.len(), 3, "v2 names the voters' endpoints");
+    // Older versions have no endpoints or messages to carry, and still answer (the operator
+    // asks with v1).
+    for version in [0, 1] {
+        let old: DescribeQuorumResponse =
+            conn.call(ApiKey::DescribeQuorum, version, &quorum_request);
+        assert_eq!(ids(&old.topics[0].partitions[0].current_voters), vec![1, 2, 3], "v{version}");
+    }
 
     // The active controller dies; another takes over and the brokers carry on.
     let dead = controller(&image);

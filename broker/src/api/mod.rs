@@ -169,7 +169,7 @@ pub async fn handle(
             ResponseKind::DescribeCluster(admin::cluster::describe_cluster(broker, r))
         }
         RequestKind::DescribeQuorum(r) => {
-            ResponseKind::DescribeQuorum(admin::quorum::describe_quorum(broker, r).await)
+            ResponseKind::DescribeQuorum(admin::quorum::describe_quorum(broker, r, v).await)
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(admin::quorum::elect_leaders(broker, r, v).await)

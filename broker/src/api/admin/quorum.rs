@@ -31,7 +31,22 @@ fn now_ms() -> i64 {
 pub async fn describe_quorum(
     broker: &Broker,
     req: DescribeQuorumRequest,
+    version: i16,
 ) -> DescribeQuorumResponse {
+    let response = describe_quorum_v2(broker, req).await;
+    if version >= 2 {
+        return response;
+    }
+    // Error messages and the voters' endpoints are v2 fields: an older answer leaves them out
+    // (the codec refuses to write them).
+    let mut response = response.with_error_message(None).with_nodes(Vec::new());
+    for p in response.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+        p.error_message = None;
+    }
+    response
+}
+
+async fn describe_quorum_v2(broker: &Broker, req: DescribeQuorumRequest) -> DescribeQuorumResponse {
     let asks_for_metadata = req.topics.len() == 1
         && req.topics[0].topic_name.as_str() == METADATA_TOPIC
         && req.topics[0].partitions.len() == 1
