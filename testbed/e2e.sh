@@ -12,8 +12,16 @@
 # VerifiableProducer/VerifiableConsumer produce and consume through the bootstrap Service (from
 # the test bed's host network namespace, as a client in the cluster would); a broker's process
 # killed with SIGKILL is restarted by the kubelet and rejoins every ISR; a deleted broker pod is
-# made again by the StatefulSet controller with the same claim and its data. Last, the test bed
-# stops and leaves no pod process or network namespace behind.
+# made again by the StatefulSet controller with the same claim and its data.
+#
+# Scenario "operator": the CRDs from crds/ applied; sluice-operator runs as a process in the
+# host namespace (the API server at kubernetes.default.svc, the brokers by pod DNS, as from a
+# pod); manifests/examples/kafkacluster.yaml becomes a Ready cluster of three brokers whose
+# status shows the quorum; kcat produces and consumes through its bootstrap Service; an
+# unknown config key is refused in the status with nothing changed; deleting the KafkaCluster
+# garbage-collects everything it owned but the claims (deleteClaim false).
+#
+# Last, the test bed stops and leaves no pod process or network namespace behind.
 #
 # Each step prints `ok NAME (Ns)` or `FAIL NAME: reason`; the last line is `N passed, M failed`.
 # Environment: E2E_TIMEOUT (seconds per wait, default 120), COMPAT_KEEP=1 (keep the work
@@ -31,22 +39,33 @@ source "$ROOT/scripts/lib/steps.sh"
 make_work testbed-e2e
 NS=e2e
 
-log "building sluice"
-(cd "$ROOT" && cargo build -q -p sluice-broker --bin sluice)
+log "building sluice and sluice-operator"
+(cd "$ROOT" && cargo build -q -p sluice-broker --bin sluice -p sluice-operator --bin sluice-operator)
 SLUICE_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 kafka_dist_fetch || die "could not fetch Kafka's jars"
 
+OPNS=op
+stop_operator() {
+  [[ -f "$RUN/operator.pid" ]] || return 0
+  stop_process "$(cat "$RUN/operator.pid")"
+  rm -f "$RUN/operator.pid"
+}
 cleanup() {
   local rc=$?
   if ((rc != 0 || FAILED > 0)); then
     log "last lines of the kubelet's log:"
     tail -n 20 "$RUN/kubelet.log" >&2 || true
-    for f in "$RUN"/kubelet/pods/"$NS"_sluice-*/broker.log; do
+    if [[ -f "$RUN/operator.log" ]]; then
+      log "last lines of the operator's log:"
+      tail -n 20 "$RUN/operator.log" >&2
+    fi
+    for f in "$RUN"/kubelet/pods/"$NS"_sluice-*/broker.log "$RUN"/kubelet/pods/"$OPNS"_demo-*/broker.log; do
       [[ -f "$f" ]] || continue
       log "last lines of $f:"
       tail -n 10 "$f" >&2
     done
   fi
+  stop_operator
   bash "$ROOT/testbed/down.sh" || true
   settle_work "$rc"
 }
@@ -145,6 +164,62 @@ deleted_pod_comes_back_with_its_data() {
     bash -c "ip netns exec $HOSTNS curl -fsS $metrics | grep -q '^sluice_log_end_offset{topic=\"kcat\",partition=\"0\"} 150\$'"
 }
 
+# --- Scenario "operator": sluice-operator runs as a process in the host namespace (as it would
+# in a pod: it reaches the API server at kubernetes.default.svc and the brokers by pod DNS).
+OP_BOOTSTRAP="demo-bootstrap.$OPNS.svc.cluster.local:9092"
+kc_condition() { kubectl -n "$OPNS" get kafkacluster demo -o jsonpath="{.status.conditions[?(@.type==\"$1\")].$2}"; }
+kc_ready() { [[ "$(kc_condition Ready status)" == True ]]; }
+
+operator_makes_a_ready_cluster() {
+  kubectl apply -f "$ROOT/crds/" >/dev/null
+  kubectl wait --for condition=established --timeout="${T}s" crd/kafkaclusters.sluice.io crd/topics.sluice.io >/dev/null
+  ip netns exec "$HOSTNS" env KUBECONFIG="$RUN/host-admin.kubeconfig" RUST_LOG=info,sluice_operator=debug \
+    "$SLUICE_DIR/sluice-operator" --http 127.0.0.1:8080 >"$RUN/operator.log" 2>&1 </dev/null &
+  echo $! >"$RUN/operator.pid"
+  kubectl create namespace "$OPNS" >/dev/null
+  kubectl -n "$OPNS" apply -f "$ROOT/manifests/examples/kafkacluster.yaml"
+  until_true "KafkaCluster demo Ready (last: $(kc_condition Ready reason 2>/dev/null))" kc_ready
+  kubectl -n "$OPNS" get kafkacluster demo -o wide
+  [[ "$(kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.quorum.caughtUpVoters}')" == "[0,1,2]" ]] ||
+    fail "the status does not show three caught-up voters"
+  client curl -fsS http://127.0.0.1:8080/metrics | grep -q '^sluice_operator_reconciles_total{kind="KafkaCluster"} [1-9]' ||
+    fail "the operator's /metrics counts no reconcile"
+}
+
+operator_cluster_serves_clients() {
+  after operator-makes-a-ready-cluster
+  seq 1 200 | client kcat -b "$OP_BOOTSTRAP" -t orders -P -X acks=all -X topic.metadata.refresh.interval.ms=1000 ||
+    fail "kcat could not produce"
+  local got
+  got="$(client kcat -b "$OP_BOOTSTRAP" -t orders -C -o beginning -e -q | wc -l)"
+  [[ "$got" == 200 ]] || fail "consumed $got records, want 200"
+  client kcat -b "$OP_BOOTSTRAP" -L -t orders | grep -q 'isrs: [0-2],[0-2],[0-2]' ||
+    fail "the example's default.replication.factor=3 did not reach the brokers"
+}
+
+operator_refuses_an_unknown_config_key() {
+  after operator-makes-a-ready-cluster
+  local before
+  before="$(kubectl -n "$OPNS" get statefulset demo -o jsonpath='{.spec.template.metadata.annotations.sluice\.io/config-hash}')"
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"config":{"log.retention.hourz":"24"}}}' >/dev/null
+  until_true "Ready=False with reason InvalidSpec" test "$(kc_condition Ready reason)" = InvalidSpec
+  kc_condition Ready message | grep -q "did you mean 'log.retention.hours'" || fail "message: $(kc_condition Ready message)"
+  [[ "$(kubectl -n "$OPNS" get statefulset demo -o jsonpath='{.spec.template.metadata.annotations.sluice\.io/config-hash}')" == "$before" ]] ||
+    fail "the StatefulSet changed for a refused spec"
+  kubectl -n "$OPNS" patch kafkacluster demo --type json -p '[{"op":"remove","path":"/spec/config/log.retention.hourz"}]' >/dev/null
+  until_true "Ready again once the key is gone" kc_ready
+}
+
+operator_deleted_cluster_is_garbage_collected() {
+  after operator-makes-a-ready-cluster
+  kubectl -n "$OPNS" delete kafkacluster demo --wait=true --timeout="${T}s" >/dev/null
+  until_true "StatefulSet, Services, ConfigMap and PodDisruptionBudget collected" \
+    bash -c "[[ -z \"\$(kubectl -n $OPNS get statefulset,service,configmap,poddisruptionbudget -l app.kubernetes.io/instance=demo -o name)\" ]]"
+  until_true "broker pods gone" bash -c "[[ -z \"\$(kubectl -n $OPNS get pods -o name)\" ]]"
+  # deleteClaim is false: the data outlives the cluster, as with Strimzi.
+  kubectl -n "$OPNS" get pvc data-demo-0 >/dev/null || fail "the claims were deleted with deleteClaim false"
+}
+
 # The test bed stops without leaving a pod's process behind.
 stops_cleanly() {
   local pids
@@ -166,6 +241,11 @@ step kcat-through-bootstrap-service kcat_through_bootstrap_service
 step java-clients-through-bootstrap-service java_clients_through_bootstrap_service
 step sigkill-broker-restarts sigkill_broker_restarts
 step deleted-pod-comes-back-with-its-data deleted_pod_comes_back_with_its_data
+step operator-makes-a-ready-cluster operator_makes_a_ready_cluster
+step operator-cluster-serves-clients operator_cluster_serves_clients
+step operator-refuses-an-unknown-config-key operator_refuses_an_unknown_config_key
+step operator-deleted-cluster-is-garbage-collected operator_deleted_cluster_is_garbage_collected
+stop_operator
 step test-bed-stops-cleanly stops_cleanly
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))

@@ -1,0 +1,217 @@
+//! The custom resources, group `sluice.io`, version `v1alpha1`: [`KafkaCluster`] (Strimzi's
+//! `Kafka`) and [`Topic`] (Strimzi's `KafkaTopic`). `crdgen` prints their definitions into
+//! `crds/`; CI fails when those files differ from these types.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Sluice cluster: brokers in a StatefulSet, each a member of the metadata quorum or a
+/// broker only, with its data on a claim of its own.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "sluice.io",
+    version = "v1alpha1",
+    kind = "KafkaCluster",
+    namespaced,
+    status = "KafkaClusterStatus",
+    shortname = "kc",
+    category = "sluice",
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".spec.replicas"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyBrokers"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Bootstrap","type":"string","jsonPath":".status.bootstrap","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterSpec {
+    /// Number of brokers. The first of them (1 or 3, fixed when the cluster is made) are also
+    /// the metadata quorum's voters.
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// The broker image; it runs the same `sluice` binary and flags as outside Kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// CPU and memory for each broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    pub storage: StorageSpec,
+    /// Broker properties with Kafka's names (`log.retention.hours: "24"`). A key Sluice does not
+    /// know, or one the operator sets itself (listeners, node ids, quorum), is refused in the
+    /// status and nothing changes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// What goes into every broker pod besides what the operator sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodTemplate>,
+    /// The PodDisruptionBudget over the brokers (default: at most one unavailable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_disruption_budget: Option<PodDisruptionBudgetSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of each broker's claim (`10Gi`). It can grow (the claims are expanded in place);
+    /// it cannot shrink.
+    pub size: Quantity,
+    /// The StorageClass of the claims; the cluster's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Delete the claims (and the data) when the cluster is deleted or scaled down. Default
+    /// false: claims outlive the cluster, as Strimzi's `deleteClaim`.
+    #[serde(default)]
+    pub delete_claim: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplate {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Seconds a broker has for its controlled shutdown (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<i64>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDisruptionBudgetSpec {
+    /// Brokers that may be unavailable at once through voluntary disruptions.
+    #[serde(default = "one")]
+    pub max_unavailable: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// What the operator saw and did; written by server-side apply, field manager
+/// `sluice-operator`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterStatus {
+    /// The generation of the spec this status answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`, each with a reason and a message.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The Kafka cluster id (from the resource's uid, fixed for its life).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// Node ids of the metadata quorum's voters, fixed when the cluster was made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voters: Vec<i32>,
+    /// Broker pods that are ready.
+    #[serde(default)]
+    pub ready_brokers: i32,
+    /// `host:port` of the bootstrap Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<String>,
+    /// The metadata quorum as DescribeQuorum reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumStatus>,
+    /// Partitions whose ISR is smaller than their replica set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under_replicated_partitions: Option<i32>,
+    /// Partitions without a leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_partitions: Option<i32>,
+    /// The roll, scale or resize under way, and what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumStatus {
+    /// The active controller (the quorum's leader).
+    pub leader: i32,
+    pub epoch: i32,
+    /// The metadata log's high watermark.
+    pub high_watermark: i64,
+    /// Voters whose log end is at the leader's high watermark.
+    pub caught_up_voters: Vec<i32>,
+    /// Brokers registered and unfenced, as Metadata lists them.
+    pub brokers: Vec<i32>,
+}
+
+/// A topic on a [`KafkaCluster`] of the same namespace. The resource is the source of truth:
+/// the operator makes the topic agree with it, and never the other way.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "sluice.io",
+    version = "v1alpha1",
+    kind = "Topic",
+    namespaced,
+    status = "TopicStatus",
+    shortname = "kt",
+    category = "sluice",
+    printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".spec.cluster"}"#,
+    printcolumn = r#"{"name":"Partitions","type":"integer","jsonPath":".spec.partitions"}"#,
+    printcolumn = r#"{"name":"RF","type":"integer","jsonPath":".spec.replicationFactor"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSpec {
+    /// The name of the `KafkaCluster` in this namespace.
+    pub cluster: String,
+    /// The topic's name in Kafka; the resource's name when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_name: Option<String>,
+    #[schemars(range(min = 1))]
+    pub partitions: i32,
+    #[schemars(range(min = 1))]
+    pub replication_factor: i32,
+    /// Topic configs with Kafka's names (`retention.ms: "86400000"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// What deleting the resource does to the topic: `Retain` (default) leaves it in Kafka,
+    /// `Delete` deletes it.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The topic's id in Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+}
+
+/// The CRDs, in the order `crdgen` writes them.
+pub fn crds(
+) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![KafkaCluster::crd(), Topic::crd()]
+}

@@ -1,0 +1,33 @@
+//! Sluice's Kubernetes operator (kube-rs): `KafkaCluster` resources become brokers in a
+//! StatefulSet with their Services, config and disruption budget, and `Topic` resources become
+//! topics. The layout follows kube-rs's controller-rs:
+//!
+//! - `crd`: the resource types (`crdgen` prints them into `crds/`);
+//! - `resources`: pure builders, spec in, Kubernetes objects out;
+//! - `controller`: reconcile loops, applying what the builders make by server-side apply;
+//! - `kafka`: what the operator asks the brokers, over the Kafka protocol (`sluice-client`);
+//! - `status`: conditions;
+//! - `metrics`: the operator's own metrics.
+
+pub mod controller;
+pub mod crd;
+pub mod kafka;
+pub mod metrics;
+pub mod resources;
+pub mod status;
+
+/// The field manager of everything the operator applies, and its name in events.
+pub const MANAGER: &str = "sluice-operator";
+
+/// Why a reconcile failed; the controller retries after a back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0} has no {1}")]
+    Missing(String, &'static str),
+    #[error("serializing {0}: {1}")]
+    Serialize(&'static str, serde_json::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

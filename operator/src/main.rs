@@ -1,0 +1,60 @@
+//! `sluice-operator`: runs the controllers against the Kubernetes API server found the usual
+//! way (in a pod: its service account; outside: `KUBECONFIG` or `~/.kube/config`), and serves
+//! `/metrics`, `/health/live` and `/health/ready` on `--http`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use sluice_operator::controller::{self, Context};
+use sluice_operator::metrics::Metrics;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Sluice's Kubernetes operator")]
+struct Args {
+    /// Watch this namespace only (default: every namespace).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// The cluster's DNS domain, part of each broker's advertised name.
+    #[arg(long, env = "KUBERNETES_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Address of the metrics and health endpoint.
+    #[arg(long, env = "SLUICE_OPERATOR_HTTP", default_value = "0.0.0.0:8080")]
+    http: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind(&args.http)
+        .await
+        .with_context(|| format!("binding --http {}", args.http))?;
+    let (_stop_http, stop) = tokio::sync::watch::channel(false);
+    let http_metrics = metrics.clone();
+    tokio::spawn(sluice_broker::http::serve_routes(
+        listener,
+        move |method, path| match (method, path) {
+            ("GET", "/metrics") => {
+                ("200 OK", "text/plain; version=0.0.4; charset=utf-8", http_metrics.render())
+            }
+            ("GET", "/health/live" | "/health/ready") => ("200 OK", "text/plain", "ok\n".into()),
+            _ => sluice_broker::http::not_found(),
+        },
+        stop,
+    ));
+    tracing::info!(namespace = ?args.namespace, http = %args.http, "sluice-operator started");
+    let ctx = Arc::new(Context { client, domain: args.cluster_domain, metrics });
+    controller::cluster::run(ctx, args.namespace).await;
+    tracing::info!("sluice-operator stopped");
+    Ok(())
+}

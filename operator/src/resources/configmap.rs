@@ -1,0 +1,137 @@
+//! The brokers' `server.properties`, one file for every broker of a cluster: what differs per
+//! broker (node id, advertised names) comes from the pod (see [`super::statefulset`]), and a
+//! broker's roles follow from its node id (a voter is `broker,controller`, any other node a
+//! broker only; `process.roles` is left unset for that).
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use std::collections::BTreeMap;
+
+use super::{Cluster, ADMIN_PORT, CONTROLLER_PORT, DATA_MOUNT, KAFKA_PORT};
+use crate::crd::KafkaClusterSpec;
+
+/// The ConfigMap key holding the properties file.
+pub const PROPERTIES_KEY: &str = "server.properties";
+
+/// Keys the operator sets itself: a spec that names one is refused.
+pub const OPERATOR_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "process.roles",
+    "listeners",
+    "advertised.listeners",
+    "controller.listener.names",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "cluster.id",
+    "log.dirs",
+    "log.dir",
+    "admin.listener",
+    "broker.rack",
+];
+
+/// Checks `spec.config` the way a broker would at start-up (the broker's own parser), plus
+/// the keys the operator owns. Returns every problem, each naming its key.
+pub fn validate_config(spec: &KafkaClusterSpec) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let mut probe = sluice_broker::config::BrokerConfig::default();
+    for (key, value) in &spec.config {
+        if OPERATOR_KEYS.contains(&key.as_str()) {
+            problems.push(format!("config key '{key}' is set by the operator and cannot be given"));
+        } else if let Err(e) = probe.set(key, value) {
+            problems.push(e.to_string());
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// The properties file. Keys are written in a stable order so that the same spec always makes
+/// the same file (its hash decides whether brokers must restart).
+pub fn server_properties(c: &Cluster) -> String {
+    let voters: Vec<String> =
+        c.voters.iter().map(|&id| format!("{id}@{}:{CONTROLLER_PORT}", c.pod_host(id))).collect();
+    let mut out = format!(
+        "# Written by the Sluice operator for KafkaCluster {name}; edit the resource instead.\n\
+         listeners=PLAINTEXT://0.0.0.0:{KAFKA_PORT},CONTROLLER://0.0.0.0:{CONTROLLER_PORT}\n\
+         controller.listener.names=CONTROLLER\n\
+         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+         inter.broker.listener.name=PLAINTEXT\n\
+         admin.listener=0.0.0.0:{ADMIN_PORT}\n\
+         log.dirs={DATA_MOUNT}/data\n\
+         cluster.id={id}\n\
+         controller.quorum.voters={voters}\n",
+        name = c.name,
+        id = c.cluster_id,
+        voters = voters.join(","),
+    );
+    for (key, value) in &c.kc.spec.config {
+        // A value cannot span lines in a properties file; validation has refused none here,
+        // but a newline would otherwise smuggle in another key.
+        let value = value.replace(['\n', '\r'], " ");
+        out.push_str(&format!("{key}={value}\n"));
+    }
+    out
+}
+
+pub fn config_map(c: &Cluster) -> ConfigMap {
+    ConfigMap {
+        metadata: c.meta(c.config_name()),
+        data: Some(BTreeMap::from([(PROPERTIES_KEY.into(), server_properties(c))])),
+        ..ConfigMap::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::tests::cluster;
+
+    #[test]
+    fn properties_name_the_voters_by_pod_dns_and_carry_the_spec() {
+        let mut kc = cluster("demo", 5);
+        kc.spec.config.insert("log.retention.hours".into(), "24".into());
+        let c = Cluster::new(&kc, "cluster.local").unwrap();
+        let p = server_properties(&c);
+        assert!(p.contains(
+            "controller.quorum.voters=0@demo-0.demo-brokers.kafka.svc.cluster.local:9093,\
+             1@demo-1.demo-brokers.kafka.svc.cluster.local:9093,\
+             2@demo-2.demo-brokers.kafka.svc.cluster.local:9093\n"
+        ));
+        assert!(p.contains("log.retention.hours=24\n"));
+        assert!(p.contains(&format!("cluster.id={}\n", c.cluster_id)));
+        assert!(!p.contains("process.roles"), "roles follow from the node id");
+        assert_eq!(p, server_properties(&c), "the same spec makes the same file");
+    }
+
+    #[test]
+    fn the_brokers_own_parser_accepts_the_file() {
+        let kc = cluster("demo", 3);
+        let c = Cluster::new(&kc, "cluster.local").unwrap();
+        let mut broker = sluice_broker::config::BrokerConfig::default();
+        broker.apply_properties(&server_properties(&c)).unwrap();
+        broker.set("node.id", "4").unwrap();
+        broker.net.resolve_roles(4);
+        broker.validate().unwrap();
+        assert!(!broker.net.roles.controller, "node 4 is a broker only");
+    }
+
+    #[test]
+    fn unknown_and_operator_keys_are_refused_by_name() {
+        let mut kc = cluster("demo", 3);
+        kc.spec.config.insert("log.retention.hourz".into(), "24".into());
+        kc.spec.config.insert("listeners".into(), "PLAINTEXT://:1".into());
+        kc.spec.config.insert("num.partitions".into(), "many".into());
+        kc.spec.config.insert("compression.type".into(), "zstd".into());
+        let problems = validate_config(&kc.spec).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let all = problems.join("\n");
+        assert!(all.contains("did you mean 'log.retention.hours'"), "{all}");
+        assert!(all.contains("'listeners' is set by the operator"), "{all}");
+        assert!(all.contains("num.partitions"), "{all}");
+    }
+}
