@@ -221,36 +221,6 @@ cli org.apache.kafka.tools.VerifiableConsumer --bootstrap-server "$BOOTSTRAP" --
   --group-id "chaos-check" --group-protocol classic --reset-policy earliest --verbose \
   --max-messages "$((acked + failed))" >"$WORK/consumed.jsonl" 2>"$WORK/consumer.err" || true
 
-python3 - "$WORK/produced.jsonl" "$WORK/consumed.jsonl" <<'PY'
-import json, sys
-def events(path):
-    for line in open(path):
-        if line.startswith("{"):
-            yield json.loads(line)
-
-acked, consumed, last = set(), [], {}
-for e in events(sys.argv[1]):
-    if e.get("name") == "producer_send_success":
-        acked.add(e["value"])
-problems = []
-for e in events(sys.argv[2]):
-    if e.get("name") != "record_data":
-        continue
-    p, o = e["partition"], e["offset"]
-    if p in last and o <= last[p]:
-        problems.append(f"partition {p}: offset {o} after {last[p]}")
-    last[p] = o
-    consumed.append(e["value"])
-seen = set(consumed)
-missing = acked - seen
-dupes = len(consumed) - len(seen)
-print(f"acknowledged {len(acked)}, consumed {len(consumed)} ({len(seen)} distinct), "
-      f"missing {len(missing)}, duplicates {dupes}, order problems {len(problems)}")
-if missing:
-    print("missing (first 10):", sorted(missing, key=int)[:10])
-for p in problems[:10]:
-    print(p)
-sys.exit(1 if missing or dupes or problems or not acked else 0)
-PY
+python3 "$ROOT/scripts/lib/verify_acked.py" "$WORK/produced.jsonl" "$WORK/consumed.jsonl"
 OK=1
 log "passed: nothing acknowledged was lost, duplicated or reordered"

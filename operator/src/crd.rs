@@ -133,6 +133,10 @@ pub struct KafkaClusterStatus {
     /// Partitions without a leader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_partitions: Option<i32>,
+    /// The broker configs of `spec.config` the operator has set cluster-wide at run time
+    /// (the ones Sluice applies without a restart).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub applied_config: BTreeMap<String, String>,
     /// The roll, scale or resize under way, and what it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,

@@ -3,11 +3,14 @@
 //! (DescribeQuorum), gathered into a [`ClusterState`] that the pure decisions and the status
 //! read.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::{
-    describe_quorum_request, ApiKey, DescribeQuorumRequest, DescribeQuorumResponse,
-    MetadataRequest, MetadataResponse, TopicName,
+    describe_configs_request, describe_quorum_request, incremental_alter_configs_request, ApiKey,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
+    MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_client::{Admin, ClientError};
@@ -49,9 +52,101 @@ impl ClusterState {
     }
 }
 
-/// Asks the brokers at `addrs` (any of them) for the cluster's state.
-pub async fn describe(addrs: Vec<String>) -> Result<ClusterState, ClientError> {
-    let mut admin = Admin::new(addrs, crate::MANAGER, CALL_TIMEOUT);
+/// A cluster's brokers, reached through any of their addresses; calls share a connection.
+#[derive(Debug)]
+pub struct Brokers {
+    admin: Admin,
+}
+
+impl Brokers {
+    pub fn new(addrs: Vec<String>) -> Brokers {
+        Brokers { admin: Admin::new(addrs, crate::MANAGER, CALL_TIMEOUT) }
+    }
+
+    /// The cluster's state: brokers, partitions, quorum.
+    pub async fn describe(&mut self) -> Result<ClusterState, ClientError> {
+        describe(&mut self.admin).await
+    }
+
+    /// The effective `min.insync.replicas` of each of `topics` (DescribeConfigs), the topic's
+    /// own or the brokers' default.
+    pub async fn min_isr(
+        &mut self,
+        topics: &[String],
+    ) -> Result<BTreeMap<String, i32>, ClientError> {
+        const KEY: &str = "min.insync.replicas";
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let resources = topics
+            .iter()
+            .map(|t| {
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2) // TOPIC
+                    .with_resource_name(StrBytes::from_string(t.clone()))
+                    .with_configuration_keys(Some(vec![StrBytes::from_static_str(KEY)]))
+            })
+            .collect();
+        let request = DescribeConfigsRequest::default().with_resources(resources);
+        let response: DescribeConfigsResponse =
+            self.admin.call(ApiKey::DescribeConfigs, 4, &request).await?;
+        let mut out = BTreeMap::new();
+        for r in response.results.iter().filter(|r| r.error_code == 0) {
+            let value = r.configs.iter().find(|c| c.name.as_str() == KEY);
+            if let Some(v) = value.and_then(|c| c.value.as_ref()).and_then(|v| v.parse().ok()) {
+                out.insert(r.resource_name.to_string(), v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Brokers {
+    /// Sets `set` and removes `delete` as cluster-wide dynamic broker configs
+    /// (IncrementalAlterConfigs on the default broker resource, `""`): every broker applies
+    /// them at once, without a restart. An error names the broker's refusal.
+    pub async fn alter_cluster_config(
+        &mut self,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), String> {
+        use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+        let mut configs: Vec<AlterableConfig> = set
+            .iter()
+            .map(|(k, v)| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(0) // SET
+                    .with_value(Some(StrBytes::from_string(v.clone())))
+            })
+            .collect();
+        configs.extend(delete.iter().map(|k| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(k.clone()))
+                .with_config_operation(1) // DELETE
+        }));
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(4) // BROKER
+                .with_resource_name(StrBytes::from_static_str(""))
+                .with_configs(configs),
+        ]);
+        let response: IncrementalAlterConfigsResponse = self
+            .admin
+            .call(ApiKey::IncrementalAlterConfigs, 1, &request)
+            .await
+            .map_err(|e| e.to_string())?;
+        match response.responses.first() {
+            Some(r) if r.error_code == 0 => Ok(()),
+            Some(r) => {
+                Err(format!("error {}: {}", r.error_code, r.error_message.as_deref().unwrap_or("")))
+            }
+            None => Err("an empty IncrementalAlterConfigs response".into()),
+        }
+    }
+}
+
+async fn describe(admin: &mut Admin) -> Result<ClusterState, ClientError> {
     let metadata: MetadataResponse =
         admin.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None)).await?;
     let mut brokers: Vec<i32> = metadata.brokers.iter().map(|b| b.node_id.0).collect();

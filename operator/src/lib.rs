@@ -5,6 +5,7 @@
 //! - `crd`: the resource types (`crdgen` prints them into `crds/`);
 //! - `resources`: pure builders, spec in, Kubernetes objects out;
 //! - `controller`: reconcile loops, applying what the builders make by server-side apply;
+//! - `ops`: pure decisions (may this broker restart now? what blocks it?);
 //! - `kafka`: what the operator asks the brokers, over the Kafka protocol (`sluice-client`);
 //! - `status`: conditions;
 //! - `metrics`: the operator's own metrics.
@@ -13,6 +14,7 @@ pub mod controller;
 pub mod crd;
 pub mod kafka;
 pub mod metrics;
+pub mod ops;
 pub mod resources;
 pub mod status;
 

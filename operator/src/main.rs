@@ -53,7 +53,11 @@ async fn main() -> anyhow::Result<()> {
         stop,
     ));
     tracing::info!(namespace = ?args.namespace, http = %args.http, "sluice-operator started");
-    let ctx = Arc::new(Context { client, domain: args.cluster_domain, metrics });
+    let reporter = kube::runtime::events::Reporter {
+        controller: sluice_operator::MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context { client, domain: args.cluster_domain, metrics, reporter });
     controller::cluster::run(ctx, args.namespace).await;
     tracing::info!("sluice-operator stopped");
     Ok(())

@@ -152,6 +152,23 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
         .map_err(|_| ConfigError::Invalid(format!("invalid value '{value}' for {key}")))
 }
 
+/// Whether Sluice applies broker config `key` at run time when it is set as a cluster-wide
+/// dynamic config (IncrementalAlterConfigs on the default broker resource): Kafka allows it
+/// cluster-wide, and Sluice acts on it without a restart (the log defaults topics inherit, and
+/// the replication throttles). Kafka lets more keys change at run time; Sluice stores those but
+/// reads them only at start-up, so they need a restart.
+pub fn takes_effect_at_run_time(key: &str) -> bool {
+    let cluster_wide =
+        kafka_broker_key(key).is_some_and(|k| k.dynamic == kafka::Dynamic::ClusterWide);
+    let applied =
+        matches!(key, "leader.replication.throttled.rate" | "follower.replication.throttled.rate")
+            || !matches!(
+                LogConfig::default().with_broker_overrides([(key, "1")]),
+                Err(crate::log::ConfigError::Unknown(_))
+            );
+    cluster_wide && applied
+}
+
 impl BrokerConfig {
     /// Applies one Kafka-named property.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -436,6 +453,18 @@ mod tests {
                 }
                 c.set(k.name, d).unwrap_or_else(|e| panic!("{}={d}: {e}", k.name));
             }
+        }
+    }
+
+    #[test]
+    fn run_time_keys_are_cluster_wide_and_acted_on() {
+        for key in ["log.retention.ms", "min.insync.replicas", "leader.replication.throttled.rate"]
+        {
+            assert!(takes_effect_at_run_time(key), "{key}");
+        }
+        // Static in Kafka; dynamic in Kafka but read by Sluice only at start-up; unknown.
+        for key in ["default.replication.factor", "num.io.threads", "log.retention.hourz"] {
+            assert!(!takes_effect_at_run_time(key), "{key}");
         }
     }
 

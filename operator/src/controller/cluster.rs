@@ -6,15 +6,17 @@
 //! changes nothing: the objects stay as they were and the status says why (condition `Ready`
 //! false with reason `InvalidSpec`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -22,7 +24,8 @@ use serde::Serialize;
 
 use super::Context;
 use crate::crd::{KafkaCluster, KafkaClusterStatus};
-use crate::kafka::{self, ClusterState};
+use crate::kafka::{Brokers, ClusterState};
+use crate::ops::roll::{self, BrokerPod, MinIsr, RollStep};
 use crate::resources::{configmap, pdb, service, statefulset, Cluster};
 use crate::status::{self, DEGRADED, PROGRESSING, READY};
 use crate::{Error, Result, MANAGER};
@@ -113,7 +116,8 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     let replicas = kc.spec.replicas;
     let ready = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
     st.ready_brokers = ready;
-    let state = match kafka::describe(c.broker_addrs(replicas)).await {
+    let mut brokers = Brokers::new(c.broker_addrs(replicas));
+    let state = match brokers.describe().await {
         Ok(state) => Some(state),
         Err(e) => {
             tracing::debug!(cluster = %c.name, error = %e, "brokers not reachable");
@@ -123,10 +127,173 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     st.quorum = state.as_ref().and_then(|s| s.quorum.clone());
     st.under_replicated_partitions = state.as_ref().map(|s| s.under_replicated() as i32);
     st.offline_partitions = state.as_ref().map(|s| s.offline() as i32);
-    let settled = judge(&mut st, replicas, state.as_ref(), generation, &now);
+    let mut settled = judge(&mut st, replicas, state.as_ref(), generation, &now);
+    if state.is_some() {
+        settled &= apply_run_time_config(kc, &mut st, &mut brokers).await;
+    }
+    let step = roll(&c, ctx, &sts, state.as_ref(), &mut brokers).await?;
+    let before = st.operation.clone();
+    st.operation = match &step {
+        RollStep::Done => None,
+        RollStep::Wait(why) => Some(format!("rolling restart: waiting: {why}")),
+        RollStep::Restart { ordinal, why } => {
+            Some(format!("rolling restart: restarted broker {ordinal}: {why}"))
+        }
+        RollStep::Blocked { ordinal, reasons } => Some(format!(
+            "rolling restart blocked: broker {ordinal} cannot restart safely: {}",
+            reasons.join("; ")
+        )),
+    };
+    if let Some(op) = &st.operation {
+        let reason =
+            if matches!(step, RollStep::Blocked { .. }) { "RollBlocked" } else { "Rolling" };
+        status::set(&mut st.conditions, PROGRESSING, true, reason, op, generation, &now);
+        settled = false;
+        if st.operation != before {
+            tracing::info!(cluster = %c.name, "{op}");
+            let warn = reason == "RollBlocked";
+            event(kc, ctx, warn, reason, op).await;
+        }
+    }
     st.observed_generation = generation;
     write_status(kc, ctx, st).await?;
     Ok(Action::requeue(if settled { SETTLED } else { SETTLING }))
+}
+
+/// Brings the cluster-wide dynamic configs to `spec.config`'s run-time keys; false while
+/// that failed (the status says why, and the next look tries again).
+async fn apply_run_time_config(
+    kc: &KafkaCluster,
+    st: &mut KafkaClusterStatus,
+    brokers: &mut Brokers,
+) -> bool {
+    let want = configmap::run_time_config(&kc.spec);
+    let set: BTreeMap<String, String> = want
+        .iter()
+        .filter(|(k, v)| st.applied_config.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let delete: Vec<String> =
+        st.applied_config.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+    if set.is_empty() && delete.is_empty() {
+        return true;
+    }
+    match brokers.alter_cluster_config(&set, &delete).await {
+        Ok(()) => {
+            tracing::info!(cluster = %kc.name_any(), ?set, ?delete, "broker configs changed at run time");
+            st.applied_config = want;
+            true
+        }
+        Err(e) => {
+            tracing::warn!(cluster = %kc.name_any(), error = %e, "changing broker configs at run time");
+            false
+        }
+    }
+}
+
+/// One step of a rolling restart (ops::roll decides; this observes and acts): pods whose
+/// revision is not the StatefulSet's update revision are restarted one at a time by deleting
+/// them, as `updateStrategy: OnDelete` leaves to the operator.
+async fn roll(
+    c: &Cluster<'_>,
+    ctx: &Context,
+    sts: &StatefulSet,
+    state: Option<&ClusterState>,
+    brokers: &mut Brokers,
+) -> Result<RollStep> {
+    let status = sts.status.clone().unwrap_or_default();
+    if status.observed_generation < sts.metadata.generation {
+        return Ok(RollStep::Wait("the StatefulSet controller has not seen the change yet".into()));
+    }
+    let Some(target) = status.update_revision.clone() else {
+        return Ok(RollStep::Done);
+    };
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &c.namespace);
+    let selector =
+        c.selector().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let pods = pods_api.list(&ListParams::default().labels(&selector)).await?;
+    let views: Vec<BrokerPod> = pods.items.iter().filter_map(broker_pod).collect();
+    if views.iter().all(|p| p.revision == target) {
+        return Ok(RollStep::Done);
+    }
+    let topics: Vec<String> = state
+        .map(|s| {
+            let mut t: Vec<String> = s.partitions.iter().map(|p| p.topic.clone()).collect();
+            t.dedup();
+            t
+        })
+        .unwrap_or_default();
+    let default = c.kc.spec.config.get("min.insync.replicas").and_then(|v| v.parse().ok());
+    let min_isr = MinIsr {
+        default: default.unwrap_or(1),
+        topics: brokers.min_isr(&topics).await.unwrap_or_default(),
+    };
+    let step = roll::next_step(&views, &target, state, &min_isr, &c.voters);
+    if let RollStep::Restart { ordinal, why } = &step {
+        let name = c.pod_name(*ordinal);
+        let uid = pods.items.iter().find(|p| p.metadata.name.as_deref() == Some(&name));
+        let uid = uid.and_then(|p| p.metadata.uid.clone());
+        tracing::info!(cluster = %c.name, pod = %name, %why, "rolling restart: deleting pod");
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid, resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match pods_api.delete(&name, &params).await {
+            Ok(_) => {}
+            // Gone or replaced meanwhile: the next look decides again.
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(step)
+}
+
+/// A pod as the roll sees it; `None` for a pod that is not one of the brokers'.
+fn broker_pod(pod: &Pod) -> Option<BrokerPod> {
+    let labels = pod.metadata.labels.as_ref()?;
+    let ordinal = labels.get(statefulset::POD_INDEX_LABEL)?.parse().ok()?;
+    let revision = labels.get("controller-revision-hash")?.clone();
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    const STUCK: &[&str] = &[
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+    ];
+    let stuck = status.and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| {
+        cs.iter().any(|c| {
+            let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+            waiting.and_then(|w| w.reason.as_deref()).is_some_and(|r| STUCK.contains(&r))
+        })
+    });
+    Some(BrokerPod {
+        ordinal,
+        revision,
+        ready,
+        stuck,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+    })
+}
+
+/// Publishes an Event on the cluster (best effort: a lost Event is not worth a retry).
+async fn event(kc: &KafkaCluster, ctx: &Context, warning: bool, reason: &str, note: &str) {
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let ev = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.into(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Roll".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &kc.object_ref(&())).await {
+        tracing::debug!(error = %e, "publishing an event");
+    }
 }
 
 /// Sets the conditions from what was observed; true when the cluster is ready and healthy.

@@ -15,6 +15,8 @@ pub struct Context {
     /// The cluster's DNS domain, for the brokers' pod names (`cluster.local`).
     pub domain: String,
     pub metrics: Arc<Metrics>,
+    /// Who publishes the operator's Events.
+    pub reporter: kube::runtime::events::Reporter,
 }
 
 impl std::fmt::Debug for Context {

@@ -1,10 +1,13 @@
 //! The brokers' `server.properties`, one file for every broker of a cluster: what differs per
 //! broker (node id, advertised names) comes from the pod (see [`super::statefulset`]), and a
 //! broker's roles follow from its node id (a voter is `broker,controller`, any other node a
-//! broker only; `process.roles` is left unset for that).
+//! broker only; `process.roles` is left unset for that). Config the brokers apply at run
+//! time is not in the file: see [`run_time_config`].
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeMap;
+
+use sluice_broker::config::takes_effect_at_run_time;
 
 use super::{Cluster, ADMIN_PORT, CONTROLLER_PORT, DATA_MOUNT, KAFKA_PORT};
 use crate::crd::KafkaClusterSpec;
@@ -69,13 +72,21 @@ pub fn server_properties(c: &Cluster) -> String {
         id = c.cluster_id,
         voters = voters.join(","),
     );
-    for (key, value) in &c.kc.spec.config {
+    for (key, value) in c.kc.spec.config.iter().filter(|(k, _)| !takes_effect_at_run_time(k)) {
         // A value cannot span lines in a properties file; validation has refused none here,
         // but a newline would otherwise smuggle in another key.
         let value = value.replace(['\n', '\r'], " ");
         out.push_str(&format!("{key}={value}\n"));
     }
     out
+}
+
+/// The keys of `spec.config` that the brokers apply at run time: the operator sets them as
+/// cluster-wide dynamic configs instead of writing them into the file, so changing them
+/// restarts nothing (and removing one returns every broker to its default at once).
+pub fn run_time_config(spec: &KafkaClusterSpec) -> BTreeMap<String, String> {
+    let keys = spec.config.iter().filter(|(k, _)| takes_effect_at_run_time(k));
+    keys.map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 pub fn config_map(c: &Cluster) -> ConfigMap {
@@ -94,7 +105,8 @@ mod tests {
     #[test]
     fn properties_name_the_voters_by_pod_dns_and_carry_the_spec() {
         let mut kc = cluster("demo", 5);
-        kc.spec.config.insert("log.retention.hours".into(), "24".into());
+        kc.spec.config.insert("log.retention.ms".into(), "3600000".into());
+        kc.spec.config.insert("default.replication.factor".into(), "3".into());
         let c = Cluster::new(&kc, "cluster.local").unwrap();
         let p = server_properties(&c);
         assert!(p.contains(
@@ -102,7 +114,9 @@ mod tests {
              1@demo-1.demo-brokers.kafka.svc.cluster.local:9093,\
              2@demo-2.demo-brokers.kafka.svc.cluster.local:9093\n"
         ));
-        assert!(p.contains("log.retention.hours=24\n"));
+        assert!(p.contains("default.replication.factor=3\n"));
+        assert!(!p.contains("log.retention.ms"), "applied at run time, not from the file");
+        assert_eq!(run_time_config(&kc.spec).keys().collect::<Vec<_>>(), ["log.retention.ms"]);
         assert!(p.contains(&format!("cluster.id={}\n", c.cluster_id)));
         assert!(!p.contains("process.roles"), "roles follow from the node id");
         assert_eq!(p, server_properties(&c), "the same spec makes the same file");

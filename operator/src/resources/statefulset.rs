@@ -230,7 +230,9 @@ mod tests {
         };
         let before = hash(&kc);
         assert_eq!(before, hash(&kc));
-        kc.spec.config.insert("log.retention.hours".into(), "1".into());
+        kc.spec.config.insert("log.retention.ms".into(), "1000".into());
+        assert_eq!(before, hash(&kc), "applied at run time: no restart");
+        kc.spec.config.insert("num.io.threads".into(), "4".into());
         assert_ne!(before, hash(&kc));
     }
 

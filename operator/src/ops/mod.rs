@@ -1,0 +1,4 @@
+//! Pure decisions about running clusters, apart from the I/O that observes and acts: each is a
+//! function of what was observed, tested branch by branch.
+
+pub mod roll;
