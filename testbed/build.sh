@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the test bed from Go modules: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler and kubectl (Kubernetes v1.37.2), and the test bed's process kubelet
-# (testbed/kubelet), into target/testbed/bin. Go's build cache makes a rebuild take seconds; a cold build takes about
-# ten minutes on 2 cores and 4 GiB of cache.
+# kube-scheduler and kubectl (Kubernetes v1.37.2), the test bed's process kubelet
+# (testbed/kubelet) and Helm v4.3.2 (testbed/helm), into target/testbed/bin. Go's build cache
+# makes a rebuild take seconds; a cold build takes about ten minutes on 2 cores and 4 GiB of
+# cache.
 #
 #   bash testbed/build.sh
 #
@@ -12,6 +13,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${TESTBED_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/testbed/bin}"
 K8S_VERSION=v1.37.2
+HELM_VERSION=v4.3.2
 mkdir -p "$BIN"
 log() { printf '[testbed build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -32,4 +34,9 @@ go build -trimpath -ldflags "$ldflags" -o "$BIN/" \
 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
 # The test bed's own process kubelet (testbed/kubelet).
 (cd "$ROOT/testbed/kubelet" && go build -trimpath -ldflags "-s -w" -o "$BIN/testbed-kubelet" .)
+# Helm, in a module of its own (testbed/helm/go.mod says why), stamped as its Makefile does for
+# a release: without it `helm version` says v4.3.
+(cd "$ROOT/testbed/helm" && go build -trimpath \
+  -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
+  -o "$BIN/helm" helm.sh/helm/v4/cmd/helm)
 log "built in $((SECONDS - started)) s: $(cd "$BIN" && echo *)"

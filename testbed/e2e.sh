@@ -18,8 +18,19 @@
 # host namespace (the API server at kubernetes.default.svc, the brokers by pod DNS, as from a
 # pod); manifests/examples/kafkacluster.yaml becomes a Ready cluster of three brokers whose
 # status shows the quorum; kcat produces and consumes through its bootstrap Service; an
-# unknown config key is refused in the status with nothing changed; deleting the KafkaCluster
+# unknown config key is refused in the status with nothing changed; a Topic resource becomes a
+# topic (partitions, replicas, configs), grows, refuses a partition decrease, has its configs
+# changed (others' left alone), and is retained or deleted with it by its deletionPolicy, while
+# a topic a client made is left alone; deleting the KafkaCluster
 # garbage-collects everything it owned but the claims (deleteClaim false).
+#
+# Scenario "helm" (after the process operator is stopped: never two operators at once): the
+# chart charts/sluice-operator installed with `helm install` (target/testbed/bin/helm, from
+# testbed/build.sh) into sluice-system, CRDs included; its operator pod (image sluice-operator:
+# target/debug's binaries) becomes Ready and, with its service account's token and the chart's
+# RBAC only, makes a KafkaCluster in another namespace Ready and runs a Topic there (made, then
+# deleted through its finalizer); `helm uninstall` removes the release and leaves the CRDs and
+# the cluster.
 #
 # Last, the test bed stops and leaves no pod process or network namespace behind.
 #
@@ -59,6 +70,11 @@ cleanup() {
       log "last lines of the operator's log:"
       tail -n 20 "$RUN/operator.log" >&2
     fi
+    for f in "$RUN"/kubelet/pods/sluice-system_sluice-operator-*/operator.log; do
+      [[ -f "$f" ]] || continue
+      log "last lines of the operator pod's log $f:"
+      tail -n 20 "$f" >&2
+    done
     for f in "$RUN"/kubelet/pods/"$NS"_sluice-*/broker.log "$RUN"/kubelet/pods/"$OPNS"_demo-*/broker.log; do
       [[ -f "$f" ]] || continue
       log "last lines of $f:"
@@ -71,7 +87,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-TESTBED_IMAGES="sluice=$SLUICE_DIR" bash "$ROOT/testbed/up.sh"
+TESTBED_IMAGES="sluice=$SLUICE_DIR sluice-operator=$SLUICE_DIR" bash "$ROOT/testbed/up.sh"
 HOSTNS="$(cat "$RUN/host-netns")"
 BOOTSTRAP="sluice.$NS.svc.cluster.local:9092"
 
@@ -95,6 +111,17 @@ three_brokers() { client kcat -b "$BOOTSTRAP" -L -m 5 | grep -q '^ 3 brokers:'; 
 isr_whole() {
   client kcat -b "$BOOTSTRAP" -L -t "$1" -m 5 >"$WORK/metadata.txt" &&
     ! grep 'partition ' "$WORK/metadata.txt" | grep -vq 'isrs: [0-2],[0-2],[0-2]$'
+}
+# until_is WHAT WANT CMD...: CMD prints WANT within T seconds (CMD runs again each time).
+until_is() {
+  local what="$1" want="$2"
+  shift 2
+  until_true "$what" _prints "$want" "$@"
+}
+_prints() {
+  local want="$1"
+  shift
+  [[ "$("$@")" == "$want" ]]
 }
 restarts() { kubectl -n "$NS" get pod "$1" -o jsonpath='{.status.containerStatuses[0].restartCount}'; }
 
@@ -129,6 +156,7 @@ java_clients_through_bootstrap_service() {
   [[ "$got" == 500 ]] || fail "consumed $got records, want 500"
 }
 
+_restarted_since() { (($(restarts "$1") > $2)); }
 sigkill_broker_restarts() {
   after kcat-through-bootstrap-service
   local before pid
@@ -136,7 +164,7 @@ sigkill_broker_restarts() {
   pid="$(kubectl -n "$NS" get pod sluice-1 -o jsonpath='{.status.containerStatuses[0].containerID}' | sed 's|testbed://||')"
   [[ "$pid" =~ ^[0-9]+$ ]] || fail "no process for sluice-1"
   kill -KILL "$pid"
-  until_true "sluice-1 restarted" test "$(restarts sluice-1)" -gt "$before"
+  until_true "sluice-1 restarted" _restarted_since sluice-1 "$before"
   until_true "three brokers Ready again" all_ready
   until_true "every ISR whole again" isr_whole kcat
   seq 101 150 | client kcat -b "$BOOTSTRAP" -t kcat -P -X acks=all || fail "kcat could not produce after the restart"
@@ -202,12 +230,230 @@ operator_refuses_an_unknown_config_key() {
   local before
   before="$(kubectl -n "$OPNS" get statefulset demo -o jsonpath='{.spec.template.metadata.annotations.sluice\.io/config-hash}')"
   kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"config":{"log.retention.hourz":"24"}}}' >/dev/null
-  until_true "Ready=False with reason InvalidSpec" test "$(kc_condition Ready reason)" = InvalidSpec
+  until_is "Ready=False with reason InvalidSpec" InvalidSpec kc_condition Ready reason
   kc_condition Ready message | grep -q "did you mean 'log.retention.hours'" || fail "message: $(kc_condition Ready message)"
   [[ "$(kubectl -n "$OPNS" get statefulset demo -o jsonpath='{.spec.template.metadata.annotations.sluice\.io/config-hash}')" == "$before" ]] ||
     fail "the StatefulSet changed for a refused spec"
   kubectl -n "$OPNS" patch kafkacluster demo --type json -p '[{"op":"remove","path":"/spec/config/log.retention.hourz"}]' >/dev/null
   until_true "Ready again once the key is gone" kc_ready
+}
+
+demo_pods() {
+  kubectl -n "$OPNS" get pods -l app.kubernetes.io/instance=demo \
+    -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.uid}/{.status.conditions[?(@.type=="Ready")].status} {end}'
+}
+# The roll is over: every broker pod on the StatefulSet's update revision, the cluster Ready,
+# no operation in the status.
+roll_done() {
+  local sts want
+  sts="$(kubectl -n "$OPNS" get statefulset demo -o jsonpath='{.metadata.generation}/{.status.observedGeneration}/{.status.updateRevision}')"
+  want="${sts##*/}"
+  [[ "${sts%%/*}" == "$(cut -d/ -f2 <<<"$sts")" && -n "$want" ]] || return 1
+  [[ "$(kubectl -n "$OPNS" get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.metadata.labels.controller-revision-hash}{"\n"}{end}' | sort | uniq -c | awk '{print $1"/"$2}')" == "3/$want" ]] &&
+    kc_ready && [[ -z "$(kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.operation}')" ]]
+}
+# produce_in_background TOPIC: Kafka's VerifiableProducer (acks=all, idempotent) at 200
+# records/s through the bootstrap Service until stop_producer; PRODUCER_PID is the JVM.
+produce_in_background() {
+  printf 'enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=120000\nrequest.timeout.ms=10000\n' \
+    >"$WORK/producer.properties"
+  # Not through the client function: $! must be the JVM (ip netns exec becomes it), which
+  # SIGTERM makes flush, report and stop.
+  ip netns exec "$HOSTNS" java -cp "$(kafka_classpath)" org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$OP_BOOTSTRAP" \
+    --topic "$1" --max-messages -1 --throughput 200 --acks -1 \
+    --command-config "$WORK/producer.properties" >"$WORK/produced-$1.jsonl" 2>"$WORK/producer-$1.err" &
+  PRODUCER_PID=$!
+}
+# stop_producer TOPIC: stops it, reads TOPIC back with VerifiableConsumer and checks that
+# every acknowledged record is there (scripts/lib/verify_acked.py).
+stop_producer() {
+  kill -TERM "$PRODUCER_PID"
+  wait "$PRODUCER_PID" 2>/dev/null || true
+  local acked
+  acked="$(grep -c '"name":"producer_send_success"' "$WORK/produced-$1.jsonl" || true)"
+  ((acked > 0)) || fail "VerifiableProducer had nothing acknowledged: $(tail -n 3 "$WORK/producer-$1.err")"
+  java_tool org.apache.kafka.tools.VerifiableConsumer --bootstrap-server "$OP_BOOTSTRAP" --topic "$1" \
+    --group-id "check-$1" --group-protocol classic --reset-policy earliest --verbose \
+    --max-messages "$acked" >"$WORK/consumed-$1.jsonl" 2>/dev/null || true
+  python3 "$ROOT/scripts/lib/verify_acked.py" "$WORK/produced-$1.jsonl" "$WORK/consumed-$1.jsonl" ||
+    fail "acknowledged records lost during the roll"
+}
+
+operator_config_change_rolls_one_broker_at_a_time() {
+  after operator-makes-a-ready-cluster
+  local before watcher
+  before="$(demo_pods)"
+  produce_in_background rolled
+  sleep 5
+  # A key the brokers read at start-up only: every broker must restart.
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"config":{"replica.lag.time.max.ms":"5000"}}}' >/dev/null
+  (while :; do demo_pods; echo; sleep 0.5; done) >"$WORK/roll-watch.txt" 2>/dev/null &
+  watcher=$!
+  until_true "the roll to finish (last: $(kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.operation}' 2>/dev/null))" roll_done
+  kill "$watcher"
+  sleep 3
+  stop_producer rolled
+  local p
+  for p in $before; do
+    [[ " $(demo_pods) " != *" ${p%/*}/"* ]] || fail "${p%%=*} was not restarted"
+  done
+  # One broker at a time: never more than one of the three pods missing or not ready.
+  local worst
+  worst="$(awk '{ready = gsub(/\/True/, ""); if (3 - ready > max) max = 3 - ready} END {print max + 0}' "$WORK/roll-watch.txt")"
+  ((worst <= 1)) || fail "$worst brokers were down at once (see roll-watch.txt)"
+  kubectl -n "$OPNS" get events --field-selector involvedObject.name=demo | grep -q Rolling ||
+    fail "no Rolling event on the KafkaCluster"
+}
+
+operator_run_time_config_restarts_nothing() {
+  after operator-config-change-rolls-one-broker-at-a-time
+  local before
+  before="$(demo_pods)"
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"config":{"log.retention.ms":"7200000"}}}' >/dev/null
+  until_is "log.retention.ms applied at run time" 7200000 \
+    kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.appliedConfig.log\.retention\.ms}'
+  java_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$OP_BOOTSTRAP" --describe \
+    --entity-type brokers --entity-default >"$WORK/broker-defaults.txt" || fail "kafka-configs --describe"
+  grep -q 'log.retention.ms=7200000' "$WORK/broker-defaults.txt" || fail "the brokers do not have it: $(cat "$WORK/broker-defaults.txt")"
+  sleep 5
+  [[ "$(demo_pods)" == "$before" ]] || fail "a broker restarted for a run-time config"
+}
+
+# A roll that would take a partition below min.insync.replicas waits, says which partition in
+# the status and an Event, and goes on by itself once the partition is whole again. Broker 0
+# is made to lag: its process is stopped long enough to leave the ISR of topic fragile, and
+# replication towards out-of-sync replicas is throttled to 1 byte/s so it cannot catch up.
+operator_blocked_roll_says_why() {
+  after operator-run-time-config-restarts-nothing
+  seq 1 10 | client kcat -b "$OP_BOOTSTRAP" -t fragile -P -X acks=all || fail "creating topic fragile"
+  java_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$OP_BOOTSTRAP" --alter --entity-type topics \
+    --entity-name fragile --add-config 'leader.replication.throttled.replicas=*,follower.replication.throttled.replicas=*' ||
+    fail "setting the throttled replicas"
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge \
+    -p '{"spec":{"config":{"leader.replication.throttled.rate":"1","follower.replication.throttled.rate":"1"}}}' >/dev/null
+  until_is "the throttles applied" 1 \
+    kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.appliedConfig.follower\.replication\.throttled\.rate}'
+  local pid
+  pid="$(kubectl -n "$OPNS" get pod demo-0 -o jsonpath='{.status.containerStatuses[0].containerID}' | sed 's|testbed://||')"
+  [[ "$pid" =~ ^[0-9]+$ ]] || fail "no process for demo-0"
+  kill -STOP "$pid"
+  # acks=all waits until the leader drops broker 0 from the ISR (replica.lag.time.max.ms=5000).
+  # 12 MB: one fetch takes up to 1 MiB of it (a throttle only refuses the fetches after the
+  # rate is exceeded), and at 1 byte/s the next comes once that has aged out of Kafka's 11 s
+  # rate window, so broker 0 needs minutes to catch up.
+  # Bootstrapped from brokers 1 and 2: the bootstrap Service may still name the stopped one.
+  local others="demo-1.demo-brokers.$OPNS.svc.cluster.local:9092,demo-2.demo-brokers.$OPNS.svc.cluster.local:9092"
+  head -c 9000000 /dev/urandom | base64 -w 1000 | client kcat -b "$others" -t fragile -P -X acks=all ||
+    { kill -CONT "$pid"; fail "producing while broker 0 was stopped"; }
+  kill -CONT "$pid"
+  until_true "demo-0 ready again" bash -c "[[ \"\$(kubectl -n $OPNS get pod demo-0 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}')\" == True ]]"
+  # Asked of brokers 1 and 2 again: broker 0's own view may lag for a moment after it resumes.
+  until_true "broker 0 out of fragile's ISR" bash -c "ip netns exec $HOSTNS kcat -b $others -L -t fragile | grep -q 'isrs: [12],[12]\$'"
+  local before
+  before="$(demo_pods)"
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"config":{"num.io.threads":"4"}}}' >/dev/null
+  until_true "the status to say the roll is blocked" \
+    bash -c "kubectl -n $OPNS get kafkacluster demo -o jsonpath='{.status.operation}' | grep -q 'blocked: broker [12] cannot restart safely: fragile-0 would fall below min.insync.replicas=2'"
+  [[ "$(kc_condition Progressing reason)" == RollBlocked ]] || fail "Progressing reason $(kc_condition Progressing reason)"
+  kubectl -n "$OPNS" get events --field-selector involvedObject.name=demo,reason=RollBlocked | grep -q fragile-0 ||
+    fail "no RollBlocked event naming fragile-0"
+  sleep 10
+  [[ "$(demo_pods)" == "$before" ]] || fail "a broker restarted while the roll was blocked"
+  # The throttle lifted, broker 0 catches up and the roll finishes by itself.
+  kubectl -n "$OPNS" patch kafkacluster demo --type json -p '[{"op":"remove","path":"/spec/config/leader.replication.throttled.rate"},{"op":"remove","path":"/spec/config/follower.replication.throttled.rate"}]' >/dev/null
+  until_true "the roll to finish once fragile-0 is whole" roll_done
+}
+
+# Topic resources on the cluster demo. Topics are looked at through kcat -L over every topic
+# (asking Metadata for one topic could create it).
+topic_condition() { kubectl -n "$OPNS" get topic "$1" -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].$2}"; }
+# topic_shape TOPIC: "PARTITIONSxREPLICAS" as the brokers report it ("0x" when absent).
+topic_shape() {
+  client kcat -b "$OP_BOOTSTRAP" -L -m 5 | awk -v t="\"$1\"" '
+    $1 == "topic" { on = ($2 == t); next }
+    on && $1 == "partition" { n++; s = $0; sub(/.*replicas: /, "", s); sub(/, isrs.*/, "", s); r[split(s, x, ",")] = 1 }
+    END { out = ""; for (k in r) out = out (out == "" ? "" : "|") k; print n + 0 "x" out }'
+}
+topic_configs() {
+  java_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$OP_BOOTSTRAP" --describe \
+    --entity-type topics --entity-name "$1"
+}
+# topic_config_is TOPIC KEY=VALUE: the topic's own config has it.
+topic_config_is() { topic_configs "$1" | grep -q "^ *$2 "; }
+topic_yaml() {
+  cat <<YAML
+apiVersion: sluice.io/v1alpha1
+kind: Topic
+metadata: {name: $1, namespace: $OPNS}
+spec: {cluster: demo, partitions: $2, replicationFactor: $3, deletionPolicy: $4, config: {$5}}
+YAML
+}
+
+operator_topic_is_created() {
+  after operator-makes-a-ready-cluster
+  until_true "KafkaCluster demo Ready" kc_ready
+  # A topic a client makes (auto-created): no Topic resource names it, the operator leaves it be.
+  seq 1 20 | client kcat -b "$OP_BOOTSTRAP" -t by-client -P -X acks=all || fail "kcat could not produce to by-client"
+  topic_yaml events 3 3 Retain '"retention.ms": "3600000"' | kubectl apply -f - >/dev/null
+  until_is "Topic events Ready (last: $(topic_condition events message 2>/dev/null))" True topic_condition events status
+  until_is "events with 3 partitions of 3 replicas" 3x3 topic_shape events
+  topic_configs events >"$WORK/events-configs.txt" || fail "kafka-configs --describe"
+  grep -q 'retention.ms=3600000' "$WORK/events-configs.txt" || fail "retention.ms not set: $(cat "$WORK/events-configs.txt")"
+  [[ -n "$(kubectl -n "$OPNS" get topic events -o jsonpath='{.status.topicId}')" ]] || fail "no topicId in the status"
+  [[ "$(kubectl -n "$OPNS" get topic events -o jsonpath='{.metadata.finalizers}')" == *sluice.io/topic* ]] ||
+    fail "no finalizer sluice.io/topic"
+}
+
+operator_topic_partitions_grow() {
+  after operator-topic-is-created
+  kubectl -n "$OPNS" patch topic events --type merge -p '{"spec":{"partitions":5}}' >/dev/null
+  until_is "events with 5 partitions" 5x3 topic_shape events
+  until_is "Topic events Ready" True topic_condition events status
+}
+
+operator_topic_partition_decrease_refused() {
+  after operator-topic-partitions-grow
+  kubectl -n "$OPNS" patch topic events --type merge -p '{"spec":{"partitions":2}}' >/dev/null
+  until_is "Ready=False with reason PartitionDecreaseRefused" PartitionDecreaseRefused topic_condition events reason
+  [[ "$(topic_condition events message)" == "Kafka cannot remove partitions: 5 exist, spec asks 2" ]] ||
+    fail "message: $(topic_condition events message)"
+  [[ "$(topic_shape events)" == 5x3 ]] || fail "events changed: $(topic_shape events)"
+  kubectl -n "$OPNS" patch topic events --type merge -p '{"spec":{"partitions":5}}' >/dev/null
+  until_is "Topic events Ready again" True topic_condition events status
+}
+
+operator_topic_config_change_applied() {
+  after operator-topic-is-created
+  # A key another tool sets is left alone; an unknown key is refused by name.
+  java_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$OP_BOOTSTRAP" --alter --entity-type topics \
+    --entity-name events --add-config segment.ms=600000 >/dev/null || fail "kafka-configs --alter"
+  kubectl -n "$OPNS" patch topic events --type merge -p '{"spec":{"config":{"retention.msx":"1"}}}' >/dev/null
+  until_is "Ready=False with reason InvalidSpec" InvalidSpec topic_condition events reason
+  topic_condition events message | grep -q "retention.msx" || fail "message: $(topic_condition events message)"
+  kubectl -n "$OPNS" patch topic events --type merge -p '{"spec":{"config":{"retention.msx":null,"retention.ms":"7200000"}}}' >/dev/null
+  until_true "retention.ms=7200000 on events" topic_config_is events retention.ms=7200000
+  until_is "Topic events Ready" True topic_condition events status
+  topic_config_is events segment.ms=600000 || fail "the operator removed segment.ms, which another tool set"
+}
+
+operator_topic_deletion_policy() {
+  after operator-topic-is-created
+  kubectl -n "$OPNS" delete topic events --wait=true --timeout="${T}s" >/dev/null || fail "deleting Topic events"
+  [[ "$(topic_shape events)" == 5x3 || "$(topic_shape events)" == 3x3 ]] ||
+    fail "deletionPolicy Retain, yet the topic went: $(topic_shape events)"
+  topic_yaml scratch 1 1 Delete '' | kubectl apply -f - >/dev/null
+  until_is "Topic scratch Ready (last: $(topic_condition scratch message 2>/dev/null))" True topic_condition scratch status
+  until_is "scratch in Kafka" 1x1 topic_shape scratch
+  kubectl -n "$OPNS" delete topic scratch --wait=true --timeout="${T}s" >/dev/null || fail "deleting Topic scratch"
+  until_is "scratch deleted from Kafka" 0x topic_shape scratch
+}
+
+operator_topic_leaves_client_topics_alone() {
+  after operator-topic-is-created
+  [[ "$(topic_shape by-client)" != 0x ]] || fail "the topic a client made is gone"
+  local got
+  got="$(client kcat -b "$OP_BOOTSTRAP" -t by-client -C -o beginning -e -q | wc -l)"
+  [[ "$got" == 20 ]] || fail "by-client holds $got records, want 20"
 }
 
 operator_deleted_cluster_is_garbage_collected() {
@@ -218,6 +464,97 @@ operator_deleted_cluster_is_garbage_collected() {
   until_true "broker pods gone" bash -c "[[ -z \"\$(kubectl -n $OPNS get pods -o name)\" ]]"
   # deleteClaim is false: the data outlives the cluster, as with Strimzi.
   kubectl -n "$OPNS" get pvc data-demo-0 >/dev/null || fail "the claims were deleted with deleteClaim false"
+}
+
+# --- Scenario "helm": the chart installed with helm (as the administrator, from the machine's
+# namespace) into sluice-system; the operator runs as a pod there, with its service account's
+# token and the chart's RBAC, and runs a KafkaCluster in another namespace.
+HELM_NS=sluice-system
+HMNS=hm
+helm() {
+  HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data" \
+    "$BIN/helm" --kubeconfig "$RUN/admin.kubeconfig" "$@"
+}
+operator_pod_ready() {
+  [[ "$(kubectl -n "$HELM_NS" get pods -l app.kubernetes.io/name=sluice-operator -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{end}')" == True ]]
+}
+hm_ready() { [[ "$(kubectl -n "$HMNS" get kafkacluster demo -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+as_operator() { kubectl auth can-i --as "system:serviceaccount:$HELM_NS:sluice-operator" "$@"; }
+
+helm_installs_the_operator() {
+  # Helm installs a chart's CRDs only when they are absent: the ones the scenario "operator"
+  # applied go first, so that it is the chart's copy that is installed. Not when resources are
+  # left (after a failure there): with no operator running, a Topic's finalizer would hold the
+  # deletion.
+  if [[ -z "$(kubectl get kafkaclusters,topics -A -o name 2>/dev/null)" ]]; then
+    kubectl delete crd kafkaclusters.sluice.io topics.sluice.io --ignore-not-found --wait=true --timeout="${T}s"
+  else
+    echo "custom resources left: the CRDs stay, helm install leaves them as they are"
+  fi
+  helm install sluice-operator "$ROOT/charts/sluice-operator" --namespace "$HELM_NS" --create-namespace \
+    --wait --timeout "${T}s" || fail "helm install"
+  helm list --namespace "$HELM_NS"
+  kubectl wait --for condition=established --timeout="${T}s" crd/kafkaclusters.sluice.io crd/topics.sluice.io ||
+    fail "the chart's CRDs were not installed"
+  until_true "the operator pod Ready" operator_pod_ready
+  kubectl -n "$HELM_NS" get pods -o wide
+}
+
+helm_operator_makes_a_ready_cluster() {
+  after helm-installs-the-operator
+  kubectl create namespace "$HMNS" >/dev/null
+  kubectl -n "$HMNS" apply -f "$ROOT/manifests/examples/kafkacluster.yaml"
+  until_true "KafkaCluster demo in $HMNS Ready (last: $(kubectl -n "$HMNS" get kafkacluster demo -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}' 2>/dev/null))" hm_ready
+  kubectl -n "$HMNS" get kafkacluster demo -o wide
+  seq 1 50 | client kcat -b "demo-bootstrap.$HMNS.svc.cluster.local:9092" -t helm -P -X acks=all ||
+    fail "kcat could not produce"
+  # Its metrics through the chart's Service.
+  client curl -fsS "http://sluice-operator.$HELM_NS.svc.cluster.local:8080/metrics" |
+    grep -q '^sluice_operator_reconciles_total{kind="KafkaCluster"} [1-9]' ||
+    fail "the operator's /metrics, through its Service, counts no reconcile"
+  # It did this with its service account's token alone, within the chart's RBAC.
+  local log
+  log="$(echo "$RUN"/kubelet/pods/"$HELM_NS"_sluice-operator-*/operator.log)"
+  [[ -f "$log" ]] || fail "no log of the operator's pod ($log)"
+  ! grep -i forbidden "$log" || fail "the API server refused the operator something"
+  as_operator patch statefulsets -n "$HMNS" >/dev/null || fail "the service account may not patch StatefulSets"
+  as_operator delete pods -n "$HMNS" >/dev/null || fail "the service account may not restart brokers"
+  as_operator create events.events.k8s.io -n "$HMNS" >/dev/null || fail "the service account may not publish Events"
+  ! as_operator get secrets -n "$HMNS" >/dev/null || fail "the service account may read Secrets"
+  ! as_operator create pods -n "$HMNS" >/dev/null || fail "the service account may create pods"
+}
+
+# A Topic: made in Kafka, then deleted through its finalizer, by the operator in its pod.
+hm_topic_ready() { [[ "$(kubectl -n "$HMNS" get topic helm-events -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+# The whole metadata (asking for the topic by name could auto-create it).
+hm_topics() { client kcat -b "demo-bootstrap.$HMNS.svc.cluster.local:9092" -L -m 5; }
+hm_topic_gone() { hm_topics >"$WORK/hm-topics.txt" && ! grep -q 'topic "helm-events"' "$WORK/hm-topics.txt"; }
+helm_operator_runs_a_topic() {
+  after helm-operator-makes-a-ready-cluster
+  kubectl apply -f - >/dev/null <<YAML || fail "applying Topic helm-events"
+apiVersion: sluice.io/v1alpha1
+kind: Topic
+metadata: {name: helm-events, namespace: $HMNS}
+spec: {cluster: demo, partitions: 3, replicationFactor: 3, deletionPolicy: Delete}
+YAML
+  until_true "Topic helm-events Ready" hm_topic_ready
+  hm_topics | grep -q 'topic "helm-events" with 3 partitions' || fail "helm-events does not have 3 partitions in Kafka"
+  kubectl -n "$HMNS" delete topic helm-events --wait=true --timeout="${T}s" >/dev/null || fail "deleting Topic helm-events"
+  until_true "helm-events deleted from Kafka" hm_topic_gone
+}
+
+helm_uninstall_keeps_crds_and_clusters() {
+  after helm-installs-the-operator
+  helm uninstall sluice-operator --namespace "$HELM_NS" --wait --timeout "${T}s" || fail "helm uninstall"
+  until_true "the operator pod gone" bash -c "[[ -z \"\$(kubectl -n $HELM_NS get pods -o name)\" ]]"
+  [[ -z "$(kubectl -n "$HELM_NS" get deployment,service,serviceaccount,role,rolebinding -l app.kubernetes.io/instance=sluice-operator -o name)" ]] ||
+    fail "objects of the release left in $HELM_NS"
+  [[ -z "$(kubectl get clusterrole,clusterrolebinding -l app.kubernetes.io/instance=sluice-operator -o name)" ]] ||
+    fail "the ClusterRole or its binding left"
+  # Helm never deletes CRDs, so custom resources (and their brokers) outlive the operator.
+  kubectl get crd kafkaclusters.sluice.io topics.sluice.io >/dev/null || fail "the CRDs went with the release"
+  [[ "${STATUS[helm-operator-makes-a-ready-cluster]:-}" != ok ]] ||
+    kubectl -n "$HMNS" get kafkacluster demo >/dev/null || fail "the KafkaCluster went with the release"
 }
 
 # The test bed stops without leaving a pod's process behind.
@@ -244,8 +581,22 @@ step deleted-pod-comes-back-with-its-data deleted_pod_comes_back_with_its_data
 step operator-makes-a-ready-cluster operator_makes_a_ready_cluster
 step operator-cluster-serves-clients operator_cluster_serves_clients
 step operator-refuses-an-unknown-config-key operator_refuses_an_unknown_config_key
+step operator-config-change-rolls-one-broker-at-a-time operator_config_change_rolls_one_broker_at_a_time
+step operator-run-time-config-restarts-nothing operator_run_time_config_restarts_nothing
+step operator-blocked-roll-says-why operator_blocked_roll_says_why
+step operator-topic-is-created operator_topic_is_created
+step operator-topic-partitions-grow operator_topic_partitions_grow
+step operator-topic-partition-decrease-refused operator_topic_partition_decrease_refused
+step operator-topic-config-change-applied operator_topic_config_change_applied
+step operator-topic-deletion-policy operator_topic_deletion_policy
+step operator-topic-leaves-client-topics-alone operator_topic_leaves_client_topics_alone
 step operator-deleted-cluster-is-garbage-collected operator_deleted_cluster_is_garbage_collected
 stop_operator
+# The process operator is stopped: the chart's operator is then the only one.
+step helm-installs-the-operator helm_installs_the_operator
+step helm-operator-makes-a-ready-cluster helm_operator_makes_a_ready_cluster
+step helm-operator-runs-a-topic helm_operator_runs_a_topic
+step helm-uninstall-keeps-crds-and-clusters helm_uninstall_keeps_crds_and_clusters
 step test-bed-stops-cleanly stops_cleanly
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))

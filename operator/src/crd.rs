@@ -210,6 +210,10 @@ pub struct TopicStatus {
     /// The topic's id in Kafka.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_id: Option<String>,
+    /// The topic configs of `spec.config` the operator has set. A key that leaves the spec is
+    /// deleted from the topic only when it is here: keys other tools set are left alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub applied_config: BTreeMap<String, String>,
 }
 
 /// The CRDs, in the order `crdgen` writes them.

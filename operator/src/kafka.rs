@@ -1,13 +1,17 @@
 //! What the operator asks a cluster's brokers, over the Kafka protocol (the `sluice-client`
 //! crate's [`Admin`]): the brokers and partitions (Metadata) and the metadata quorum
 //! (DescribeQuorum), gathered into a [`ClusterState`] that the pure decisions and the status
-//! read.
+//! read; and, for `Topic` resources, one topic at a time: Metadata, DescribeConfigs,
+//! CreateTopics, CreatePartitions, IncrementalAlterConfigs, DeleteTopics.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::{
-    describe_configs_request, describe_quorum_request, incremental_alter_configs_request, ApiKey,
+    create_partitions_request, create_topics_request, delete_topics_request,
+    describe_configs_request, describe_quorum_request, incremental_alter_configs_request,
+    metadata_request, ApiKey, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
     MetadataResponse, TopicName,
@@ -192,4 +196,209 @@ async fn describe(admin: &mut Admin) -> Result<ClusterState, ClientError> {
         })
     });
     Ok(ClusterState { brokers, partitions, quorum })
+}
+
+/// A topic as Metadata reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicState {
+    pub partitions: i32,
+    /// The replica count of its partitions (the largest, should they differ).
+    pub replication_factor: i32,
+    /// Kafka's topic id in its 22-character form.
+    pub topic_id: String,
+}
+
+/// Why a topic call failed: no broker answered, or a broker refused with an error code.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("{0}")]
+    Unreachable(#[from] ClientError),
+    #[error("{api:?} refused with error {code}: {message}")]
+    Refused { api: ApiKey, code: i16, message: String },
+}
+
+/// Kafka's error codes the topic calls treat as done.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Config sources (DescribeConfigs): a config set on the topic itself.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const TOPIC_RESOURCE: i8 = 2;
+
+fn refused(api: ApiKey, code: i16, message: Option<&StrBytes>) -> Result<(), TopicError> {
+    if code == 0 {
+        return Ok(());
+    }
+    let message = message.map(|m| m.to_string()).filter(|m| !m.is_empty()).unwrap_or_else(|| {
+        use kafka_protocol::error::ParseResponseErrorCode;
+        code.err().map_or_else(|| format!("error code {code}"), |e| format!("{e:?}"))
+    });
+    Err(TopicError::Refused { api, code, message })
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+/// Topic calls: only ever about topics named by `Topic` resources.
+impl Brokers {
+    /// The registered brokers and topic `name` (`None`: it does not exist), from one Metadata
+    /// request that never creates the topic.
+    pub async fn topic(
+        &mut self,
+        name: &str,
+    ) -> Result<(Vec<i32>, Option<TopicState>), ClientError> {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name(name)))
+            ]))
+            .with_allow_auto_topic_creation(false);
+        let metadata: MetadataResponse = self.admin.call(ApiKey::Metadata, 12, &request).await?;
+        let mut brokers: Vec<i32> = metadata.brokers.iter().map(|b| b.node_id.0).collect();
+        brokers.sort_unstable();
+        let topic = metadata
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name))
+            .filter(|t| t.error_code != UNKNOWN_TOPIC_OR_PARTITION)
+            .map(|t| TopicState {
+                partitions: t.partitions.len() as i32,
+                replication_factor: t
+                    .partitions
+                    .iter()
+                    .map(|p| p.replica_nodes.len() as i32)
+                    .max()
+                    .unwrap_or(0),
+                topic_id: base64::Engine::encode(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                    t.topic_id.as_bytes(),
+                ),
+            });
+        Ok((brokers, topic))
+    }
+
+    /// The configs set on topic `name` itself (not the ones it inherits).
+    pub async fn topic_config(
+        &mut self,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, TopicError> {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(StrBytes::from_string(name.to_owned()))
+                .with_configuration_keys(None),
+        ]);
+        let response: DescribeConfigsResponse =
+            self.admin.call(ApiKey::DescribeConfigs, 4, &request).await?;
+        let Some(r) = response.results.first() else {
+            return Ok(BTreeMap::new());
+        };
+        refused(ApiKey::DescribeConfigs, r.error_code, r.error_message.as_ref())?;
+        Ok(r.configs
+            .iter()
+            .filter(|c| c.config_source == DYNAMIC_TOPIC_CONFIG)
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect())
+    }
+
+    /// CreateTopics (v7) of one topic; one that exists already is no error.
+    pub async fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), TopicError> {
+        use create_topics_request::{CreatableTopic, CreatableTopicConfig};
+        let configs = config
+            .iter()
+            .map(|(k, v)| {
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_value(Some(StrBytes::from_string(v.clone())))
+            })
+            .collect();
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic_name(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(replication_factor as i16)
+                .with_configs(configs)])
+            .with_timeout_ms(CALL_TIMEOUT.as_millis() as i32);
+        let response: CreateTopicsResponse =
+            self.admin.call(ApiKey::CreateTopics, 7, &request).await?;
+        match response.topics.first() {
+            Some(t) if t.error_code == TOPIC_ALREADY_EXISTS => Ok(()),
+            Some(t) => refused(ApiKey::CreateTopics, t.error_code, t.error_message.as_ref()),
+            None => refused(ApiKey::CreateTopics, -1, None),
+        }
+    }
+
+    /// CreatePartitions (v3): topic `name` grows to `count` partitions in all.
+    pub async fn create_partitions(&mut self, name: &str, count: i32) -> Result<(), TopicError> {
+        let request = CreatePartitionsRequest::default()
+            .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(topic_name(name))
+                .with_count(count)
+                .with_assignments(None)])
+            .with_timeout_ms(CALL_TIMEOUT.as_millis() as i32);
+        let response: CreatePartitionsResponse =
+            self.admin.call(ApiKey::CreatePartitions, 3, &request).await?;
+        match response.results.first() {
+            Some(r) => refused(ApiKey::CreatePartitions, r.error_code, r.error_message.as_ref()),
+            None => refused(ApiKey::CreatePartitions, -1, None),
+        }
+    }
+
+    /// IncrementalAlterConfigs (v1) on topic `name`: SET `set`, DELETE `delete`.
+    pub async fn alter_topic_config(
+        &mut self,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), TopicError> {
+        use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+        let mut configs: Vec<AlterableConfig> = set
+            .iter()
+            .map(|(k, v)| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(0) // SET
+                    .with_value(Some(StrBytes::from_string(v.clone())))
+            })
+            .collect();
+        configs.extend(delete.iter().map(|k| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(k.clone()))
+                .with_config_operation(1) // DELETE
+        }));
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(StrBytes::from_string(name.to_owned()))
+                .with_configs(configs),
+        ]);
+        let response: IncrementalAlterConfigsResponse =
+            self.admin.call(ApiKey::IncrementalAlterConfigs, 1, &request).await?;
+        match response.responses.first() {
+            Some(r) => {
+                refused(ApiKey::IncrementalAlterConfigs, r.error_code, r.error_message.as_ref())
+            }
+            None => refused(ApiKey::IncrementalAlterConfigs, -1, None),
+        }
+    }
+
+    /// DeleteTopics (v6) by name; a topic that is gone already is no error.
+    pub async fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {
+        let request = DeleteTopicsRequest::default()
+            .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                .with_name(Some(topic_name(name)))])
+            .with_timeout_ms(CALL_TIMEOUT.as_millis() as i32);
+        let response: DeleteTopicsResponse =
+            self.admin.call(ApiKey::DeleteTopics, 6, &request).await?;
+        match response.responses.first() {
+            Some(r) if r.error_code == UNKNOWN_TOPIC_OR_PARTITION => Ok(()),
+            Some(r) => refused(ApiKey::DeleteTopics, r.error_code, r.error_message.as_ref()),
+            None => refused(ApiKey::DeleteTopics, -1, None),
+        }
+    }
 }

@@ -1,11 +1,15 @@
 //! Sluice's Kubernetes operator (kube-rs): `KafkaCluster` resources become brokers in a
 //! StatefulSet with their Services, config and disruption budget, and `Topic` resources become
-//! topics. The layout follows kube-rs's controller-rs:
+//! topics on the cluster they name (one way: the resource is the source of truth; topics no
+//! resource names are never touched). The layout follows kube-rs's controller-rs:
 //!
 //! - `crd`: the resource types (`crdgen` prints them into `crds/`);
 //! - `resources`: pure builders, spec in, Kubernetes objects out;
-//! - `controller`: reconcile loops, applying what the builders make by server-side apply;
-//! - `ops`: pure decisions (may this broker restart now? what blocks it?);
+//! - `controller`: reconcile loops, `cluster` applying what the builders make by server-side
+//!   apply, `topic` creating, growing, configuring and (with `deletionPolicy: Delete`)
+//!   deleting topics behind the finalizer `sluice.io/topic`;
+//! - `ops`: pure decisions (may this broker restart now? what blocks it? what does this
+//!   topic need?);
 //! - `kafka`: what the operator asks the brokers, over the Kafka protocol (`sluice-client`);
 //! - `status`: conditions;
 //! - `metrics`: the operator's own metrics.
@@ -30,6 +34,10 @@ pub enum Error {
     Missing(String, &'static str),
     #[error("serializing {0}: {1}")]
     Serialize(&'static str, serde_json::Error),
+    #[error("brokers: {0}")]
+    Kafka(String),
+    #[error(transparent)]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

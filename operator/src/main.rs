@@ -58,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
         instance: std::env::var("POD_NAME").ok(),
     };
     let ctx = Arc::new(Context { client, domain: args.cluster_domain, metrics, reporter });
-    controller::cluster::run(ctx, args.namespace).await;
+    tokio::join!(
+        controller::cluster::run(ctx.clone(), args.namespace.clone()),
+        controller::topic::run(ctx, args.namespace),
+    );
     tracing::info!("sluice-operator stopped");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The reconcile loops and what they share.
 
 pub mod cluster;
+pub mod topic;
 
 use std::sync::Arc;
 

@@ -2,3 +2,4 @@
 //! function of what was observed, tested branch by branch.
 
 pub mod roll;
+pub mod topic;
