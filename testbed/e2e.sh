@@ -456,6 +456,76 @@ operator_topic_leaves_client_topics_alone() {
   [[ "$got" == 20 ]] || fail "by-client holds $got records, want 20"
 }
 
+kc_field() { kubectl -n "$OPNS" get kafkacluster demo -o jsonpath="{.status.$1}"; }
+# replicas_on BROKERS: how many partition replicas the brokers (a kcat -L regex such as [34])
+# host, asked of broker 0.
+replicas_on() {
+  client kcat -b "demo-0.demo-brokers.$OPNS.svc.cluster.local:9092" -L |
+    grep -o 'replicas: [0-9,]*' | grep -o "[0-9]*" | grep -c "^$1\$" || true
+}
+_hosts_some() { (($(replicas_on "$1") > 0)); }
+scaled_to() {
+  [[ "$(kubectl -n "$OPNS" get statefulset demo -o jsonpath='{.spec.replicas}/{.status.readyReplicas}')" == "$1/$1" ]] &&
+    kc_ready && [[ -z "$(kc_field operation)" ]]
+}
+
+operator_scales_up_and_spreads_partitions() {
+  after operator-makes-a-ready-cluster
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"replicas":5}}' >/dev/null
+  until_true "five brokers ready and settled" scaled_to 5
+  until_true "brokers 3 and 4 hosting partitions" _hosts_some '[34]'
+  local n3 n0
+  n3="$(replicas_on 3)" n0="$(replicas_on 0)"
+  ((n3 > 0 && n0 - n3 <= 1 && n3 - n0 <= 1)) || fail "not spread: broker 0 hosts $n0 replicas, broker 3 hosts $n3"
+  # The new brokers are brokers only: the voters stay 0, 1 and 2.
+  java_tool org.apache.kafka.tools.MetadataQuorumCommand --bootstrap-server "$OP_BOOTSTRAP" describe --status >"$WORK/quorum.txt" ||
+    fail "kafka-metadata-quorum: $(why $?)"
+  grep -q 'CurrentVoters:.*\[0,1,2\]\|CurrentVoters:.*"id": 2' "$WORK/quorum.txt" || fail "voters: $(cat "$WORK/quorum.txt")"
+  grep -q 'CurrentObservers:.*3' "$WORK/quorum.txt" || fail "broker 3 is not an observer: $(cat "$WORK/quorum.txt")"
+}
+
+operator_scale_down_drains_first() {
+  after operator-scales-up-and-spreads-partitions
+  java_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$OP_BOOTSTRAP" --create --topic wide \
+    --partitions 2 --replication-factor 4 >/dev/null || fail "creating topic wide"
+  produce_in_background scaled
+  sleep 3
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"replicas":3}}' >/dev/null
+  # RF 4 cannot live on three brokers: refused before anything changes.
+  until_is "the scale-down refused" ScaleDownRefused kc_condition Progressing reason
+  kc_condition Progressing message | grep -q 'wide (replication factor 4) has more replicas than the 3 brokers' ||
+    fail "message: $(kc_condition Progressing message)"
+  kubectl -n "$OPNS" get events --field-selector involvedObject.name=demo,reason=ScaleDownRefused | grep -q wide ||
+    fail "no ScaleDownRefused event"
+  sleep 5
+  [[ "$(kubectl -n "$OPNS" get statefulset demo -o jsonpath='{.spec.replicas}')" == 5 ]] || fail "the StatefulSet shrank anyway"
+  (($(replicas_on '[34]') > 0)) || fail "brokers 3 and 4 were drained anyway"
+  # Without that topic the drain can complete: it does, then the StatefulSet shrinks.
+  java_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$OP_BOOTSTRAP" --delete --topic wide ||
+    fail "deleting topic wide"
+  until_true "three brokers, drained" scaled_to 3
+  [[ "$(replicas_on '[34]')" == 0 ]] || fail "brokers 3 and 4 still host replicas"
+  # Refused once, for topic wide; never while the drain moved replicas.
+  local refusals
+  refusals="$(kubectl -n "$OPNS" get events --field-selector involvedObject.name=demo,reason=ScaleDownRefused \
+    -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | grep -v 'wide (replication factor 4)' || true)"
+  [[ -z "$refusals" ]] || fail "refused during the drain: $refusals"
+  stop_producer scaled
+  # deleteClaim is false: the removed brokers' claims stay.
+  kubectl -n "$OPNS" get pvc data-demo-3 data-demo-4 >/dev/null || fail "the removed brokers' claims were deleted"
+}
+
+operator_refuses_to_remove_a_voter() {
+  after operator-scale-down-drains-first
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"replicas":2}}' >/dev/null
+  until_is "the scale-down refused" ScaleDownRefused kc_condition Progressing reason
+  kc_condition Progressing message | grep -q 'brokers 2 are metadata quorum voters' ||
+    fail "message: $(kc_condition Progressing message)"
+  [[ "$(kubectl -n "$OPNS" get statefulset demo -o jsonpath='{.spec.replicas}')" == 3 ]] || fail "the StatefulSet shrank"
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"replicas":3}}' >/dev/null
+  until_true "settled again at three" scaled_to 3
+}
+
 operator_deleted_cluster_is_garbage_collected() {
   after operator-makes-a-ready-cluster
   kubectl -n "$OPNS" delete kafkacluster demo --wait=true --timeout="${T}s" >/dev/null
@@ -590,6 +660,9 @@ step operator-topic-partition-decrease-refused operator_topic_partition_decrease
 step operator-topic-config-change-applied operator_topic_config_change_applied
 step operator-topic-deletion-policy operator_topic_deletion_policy
 step operator-topic-leaves-client-topics-alone operator_topic_leaves_client_topics_alone
+step operator-scales-up-and-spreads-partitions operator_scales_up_and_spreads_partitions
+step operator-scale-down-drains-first operator_scale_down_drains_first
+step operator-refuses-to-remove-a-voter operator_refuses_to_remove_a_voter
 step operator-deleted-cluster-is-garbage-collected operator_deleted_cluster_is_garbage_collected
 stop_operator
 # The process operator is stopped: the chart's operator is then the only one.

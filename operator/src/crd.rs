@@ -137,6 +137,9 @@ pub struct KafkaClusterStatus {
     /// (the ones Sluice applies without a restart).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub applied_config: BTreeMap<String, String>,
+    /// The brokers being drained before a scale-down removes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining: Vec<i32>,
     /// The roll, scale or resize under way, and what it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,

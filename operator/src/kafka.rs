@@ -8,18 +8,21 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::{
-    create_partitions_request, create_topics_request, delete_topics_request,
-    describe_configs_request, describe_quorum_request, incremental_alter_configs_request,
-    metadata_request, ApiKey, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
+    alter_partition_reassignments_request, create_partitions_request, create_topics_request,
+    delete_topics_request, describe_configs_request, describe_quorum_request,
+    incremental_alter_configs_request, metadata_request, AlterPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsResponse, ApiKey, BrokerId, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataRequest,
     MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_client::{Admin, ClientError};
 
 use crate::crd::QuorumStatus;
+use crate::ops::scale::Move;
 
 /// Each connect and call is bounded by this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -146,6 +149,70 @@ impl Brokers {
                 Err(format!("error {}: {}", r.error_code, r.error_message.as_deref().unwrap_or("")))
             }
             None => Err("an empty IncrementalAlterConfigs response".into()),
+        }
+    }
+}
+
+impl Brokers {
+    /// Whether a partition reassignment is in progress (ListPartitionReassignments).
+    pub async fn reassigning(&mut self) -> Result<bool, ClientError> {
+        let request = ListPartitionReassignmentsRequest::default().with_timeout_ms(30_000);
+        let response: ListPartitionReassignmentsResponse =
+            self.admin.call(ApiKey::ListPartitionReassignments, 0, &request).await?;
+        Ok(response.topics.iter().any(|t| !t.partitions.is_empty()))
+    }
+
+    /// Starts `moves` (AlterPartitionReassignments); an error names the partitions the
+    /// controller refused and why.
+    pub async fn reassign(&mut self, moves: &[Move]) -> Result<(), String> {
+        use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+        let mut topics: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+        for m in moves {
+            topics.entry(&m.topic).or_default().push(
+                ReassignablePartition::default()
+                    .with_partition_index(m.partition)
+                    .with_replicas(Some(m.replicas.iter().map(|&b| BrokerId(b)).collect())),
+            );
+        }
+        let topics = topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                ReassignableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name.into())))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(topics);
+        let response: AlterPartitionReassignmentsResponse = self
+            .admin
+            .call(ApiKey::AlterPartitionReassignments, 0, &request)
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.error_code != 0 {
+            let message = response.error_message.as_deref().unwrap_or("");
+            return Err(format!("error {}: {message}", response.error_code));
+        }
+        let refused: Vec<String> = response
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().filter(|p| p.error_code != 0).map(move |p| {
+                    let message = p.error_message.as_deref().unwrap_or("");
+                    format!(
+                        "{}-{}: error {} {message}",
+                        t.name.as_str(),
+                        p.partition_index,
+                        p.error_code
+                    )
+                })
+            })
+            .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(refused.join("; "))
         }
     }
 }

@@ -26,6 +26,7 @@ use super::Context;
 use crate::crd::{KafkaCluster, KafkaClusterStatus};
 use crate::kafka::{Brokers, ClusterState};
 use crate::ops::roll::{self, BrokerPod, MinIsr, RollStep};
+use crate::ops::scale::{self, ScaleStep};
 use crate::resources::{configmap, pdb, service, statefulset, Cluster};
 use crate::status::{self, DEGRADED, PROGRESSING, READY};
 use crate::{Error, Result, MANAGER};
@@ -110,13 +111,14 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     apply(client, &ns, &configmap::config_map(&c)).await?;
     apply(client, &ns, &service::headless(&c)).await?;
     apply(client, &ns, &service::bootstrap(&c)).await?;
-    let sts = apply(client, &ns, &statefulset::statefulset(&c, kc.spec.replicas)).await?;
-    apply(client, &ns, &pdb::pdb(&c)).await?;
 
-    let replicas = kc.spec.replicas;
-    let ready = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
-    st.ready_brokers = ready;
-    let mut brokers = Brokers::new(c.broker_addrs(replicas));
+    // The StatefulSet's size is the scale decision's: a scale-down keeps the brokers to remove
+    // until they are drained.
+    let desired = kc.spec.replicas;
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let existing = sts_api.get_opt(&c.name).await?;
+    let current = existing.and_then(|s| s.spec.replicas).unwrap_or(desired);
+    let mut brokers = Brokers::new(c.broker_addrs(current));
     let state = match brokers.describe().await {
         Ok(state) => Some(state),
         Err(e) => {
@@ -124,34 +126,99 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
             None
         }
     };
+    // Unknown counts as in progress: nothing new starts on a guess.
+    let reassigning = match &state {
+        Some(_) => brokers.reassigning().await.unwrap_or(true),
+        None => false,
+    };
+    let mut scale =
+        scale::next_step(current, desired, &c.voters, state.as_ref(), reassigning, &st.draining);
+    match &scale {
+        ScaleStep::Reassign { .. } if desired < current => {
+            st.draining = (desired..current).collect()
+        }
+        ScaleStep::Wait(_) | ScaleStep::Reassign { .. } => {}
+        ScaleStep::Resize(_) | ScaleStep::Steady | ScaleStep::Refuse(_) => st.draining.clear(),
+    }
+    let size = match scale {
+        ScaleStep::Resize(n) => n,
+        _ => current,
+    };
+    let sts = apply(client, &ns, &statefulset::statefulset(&c, size)).await?;
+    apply(client, &ns, &pdb::pdb(&c)).await?;
+    if let ScaleStep::Reassign { moves, why } = &scale {
+        tracing::info!(cluster = %c.name, moves = moves.len(), "{why}");
+        if let Err(e) = brokers.reassign(moves).await {
+            scale = ScaleStep::Wait(format!("the controller refused the reassignment: {e}"));
+        }
+    }
+
+    let ready = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    st.ready_brokers = ready;
     st.quorum = state.as_ref().and_then(|s| s.quorum.clone());
     st.under_replicated_partitions = state.as_ref().map(|s| s.under_replicated() as i32);
     st.offline_partitions = state.as_ref().map(|s| s.offline() as i32);
-    let mut settled = judge(&mut st, replicas, state.as_ref(), generation, &now);
+    let mut settled = judge(&mut st, size, state.as_ref(), generation, &now);
     if state.is_some() {
         settled &= apply_run_time_config(kc, &mut st, &mut brokers).await;
     }
-    let step = roll(&c, ctx, &sts, state.as_ref(), &mut brokers).await?;
-    let before = st.operation.clone();
-    st.operation = match &step {
-        RollStep::Done => None,
-        RollStep::Wait(why) => Some(format!("rolling restart: waiting: {why}")),
-        RollStep::Restart { ordinal, why } => {
-            Some(format!("rolling restart: restarted broker {ordinal}: {why}"))
+    // One operation at a time: no roll while a scale moves brokers or data.
+    let mut ops: Vec<(&str, String)> = Vec::new();
+    match &scale {
+        ScaleStep::Steady if reassigning => {
+            ops.push(("Reassigning", "a partition reassignment is in progress".into()))
         }
-        RollStep::Blocked { ordinal, reasons } => Some(format!(
-            "rolling restart blocked: broker {ordinal} cannot restart safely: {}",
-            reasons.join("; ")
+        ScaleStep::Steady => {}
+        ScaleStep::Resize(n) if *n > current => {
+            ops.push(("Scaling", format!("scaling up from {current} to {n} brokers")))
+        }
+        ScaleStep::Resize(n) => ops.push((
+            "Scaling",
+            format!("scaling down from {current} to {n} brokers: the removed ones are drained"),
         )),
-    };
+        ScaleStep::Reassign { why, .. } | ScaleStep::Wait(why) => {
+            ops.push(("Scaling", why.clone()))
+        }
+        ScaleStep::Refuse(why) => ops.push(("ScaleDownRefused", why.clone())),
+    }
+    if matches!(scale, ScaleStep::Steady | ScaleStep::Refuse(_)) && !reassigning {
+        match roll(&c, ctx, &sts, state.as_ref(), &mut brokers).await? {
+            RollStep::Done => {}
+            RollStep::Wait(why) => {
+                ops.push(("Rolling", format!("rolling restart: waiting: {why}")))
+            }
+            RollStep::Restart { ordinal, why } => {
+                ops.push(("Rolling", format!("rolling restart: restarted broker {ordinal}: {why}")))
+            }
+            RollStep::Blocked { ordinal, reasons } => ops.push((
+                "RollBlocked",
+                format!(
+                    "rolling restart blocked: broker {ordinal} cannot restart safely: {}",
+                    reasons.join("; ")
+                ),
+            )),
+        }
+    }
+    let before = st.operation.clone();
+    st.operation = (!ops.is_empty())
+        .then(|| ops.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>().join("; "));
     if let Some(op) = &st.operation {
-        let reason =
-            if matches!(step, RollStep::Blocked { .. }) { "RollBlocked" } else { "Rolling" };
-        status::set(&mut st.conditions, PROGRESSING, true, reason, op, generation, &now);
+        // A refusal alone is not progress: Progressing is false and says why.
+        let active = ops.iter().find(|(reason, _)| *reason != "ScaleDownRefused");
+        let reason = active.map_or("ScaleDownRefused", |(reason, _)| reason);
+        status::set(
+            &mut st.conditions,
+            PROGRESSING,
+            active.is_some(),
+            reason,
+            op,
+            generation,
+            &now,
+        );
         settled = false;
         if st.operation != before {
             tracing::info!(cluster = %c.name, "{op}");
-            let warn = reason == "RollBlocked";
+            let warn = ops.iter().any(|(r, _)| matches!(*r, "RollBlocked" | "ScaleDownRefused"));
             event(kc, ctx, warn, reason, op).await;
         }
     }
@@ -288,7 +355,7 @@ async fn event(kc: &KafkaCluster, ctx: &Context, warning: bool, reason: &str, no
         type_: if warning { EventType::Warning } else { EventType::Normal },
         reason: reason.into(),
         note: Some(note.chars().take(1024).collect()),
-        action: "Roll".into(),
+        action: if reason.starts_with("Roll") { "Roll" } else { "Scale" }.into(),
         secondary: None,
     };
     if let Err(e) = recorder.publish(&ev, &kc.object_ref(&())).await {

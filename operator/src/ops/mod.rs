@@ -2,4 +2,5 @@
 //! function of what was observed, tested branch by branch.
 
 pub mod roll;
+pub mod scale;
 pub mod topic;
