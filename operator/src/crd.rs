@@ -48,6 +48,10 @@ pub struct KafkaClusterSpec {
     /// status and nothing changes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// Rack awareness: each broker's `broker.rack` is its Node's value of this label, so that
+    /// a partition's replicas land in different racks, and broker pods are spread over them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<RackSpec>,
     /// What goes into every broker pod besides what the operator sets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodTemplate>,
@@ -70,6 +74,18 @@ pub struct StorageSpec {
     #[serde(default)]
     pub delete_claim: bool,
 }
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RackSpec {
+    /// `topology.kubernetes.io/zone` or `topology.kubernetes.io/region`: the Node labels
+    /// Kubernetes copies onto each pod it binds (PodTopologyLabelsAdmission), where the broker
+    /// reads them through the downward API.
+    pub topology_key: String,
+}
+
+/// The Node labels a pod can read about its Node.
+pub const RACK_KEYS: &[&str] = &["topology.kubernetes.io/zone", "topology.kubernetes.io/region"];
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -12,11 +12,15 @@
 //!   topic need?);
 //! - `kafka`: what the operator asks the brokers, over the Kafka protocol (`sluice-client`);
 //! - `status`: conditions;
+//! - `lease`: leader election, so that one replica of the operator acts at a time;
 //! - `metrics`: the operator's own metrics.
 
 pub mod controller;
 pub mod crd;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod kafka;
+pub mod lease;
 pub mod metrics;
 pub mod ops;
 pub mod resources;

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use sluice_operator::controller::{self, Context};
+use sluice_operator::lease;
 use sluice_operator::metrics::Metrics;
 
 #[derive(Debug, Parser)]
@@ -21,7 +24,16 @@ struct Args {
     /// Address of the metrics and health endpoint.
     #[arg(long, env = "SLUICE_OPERATOR_HTTP", default_value = "0.0.0.0:8080")]
     http: String,
+    /// Take part in leader election, so that one of several replicas acts at a time.
+    #[arg(long, env = "SLUICE_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// The namespace of the leader election Lease (in a pod: its own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
 }
+
+/// The Lease the operator's replicas share.
+const LEASE: &str = "sluice-operator";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -57,11 +69,41 @@ async fn main() -> anyhow::Result<()> {
         controller: sluice_operator::MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let identity = match std::env::var("POD_NAME") {
+        Ok(pod) => pod,
+        Err(_) => format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+    };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &args.lease_namespace);
+    let lost = match args.leader_election {
+        true => Some(lease::acquire(leases.clone(), LEASE, &identity).await),
+        false => None,
+    };
     let ctx = Arc::new(Context { client, domain: args.cluster_domain, metrics, reporter });
-    tokio::join!(
-        controller::cluster::run(ctx.clone(), args.namespace.clone()),
-        controller::topic::run(ctx, args.namespace),
-    );
+    let controllers = async {
+        tokio::join!(
+            controller::cluster::run(ctx.clone(), args.namespace.clone()),
+            controller::topic::run(ctx, args.namespace),
+        )
+    };
+    match lost {
+        Some(lost) => tokio::select! {
+            _ = controllers => lease::release(&leases, LEASE, &identity).await,
+            why = lost => {
+                // Another replica may act now: stop at once rather than race it.
+                tracing::error!(%why, "lost leadership; exiting");
+                std::process::exit(1);
+            }
+        },
+        None => {
+            controllers.await;
+        }
+    }
     tracing::info!("sluice-operator stopped");
     Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "sluice-operator".into())
 }

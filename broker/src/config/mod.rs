@@ -244,7 +244,8 @@ impl BrokerConfig {
             "producer.id.expiration.check.interval.ms" => {
                 self.producer_id_expiration_check = Duration::from_millis(parse(key, value)?)
             }
-            "broker.rack" => self.rack = Some(value.to_string()),
+            // Empty is no rack (a rack taken from a label that a pod does not have).
+            "broker.rack" => self.rack = (!value.is_empty()).then(|| value.to_string()),
             k if crate::group::GROUP_CONFIG_KEYS.contains(&k) => {
                 self.groups.set(k, value).map_err(ConfigError::Invalid)?
             }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -27,6 +28,7 @@ use crate::crd::{KafkaCluster, KafkaClusterStatus};
 use crate::kafka::{Brokers, ClusterState};
 use crate::ops::roll::{self, BrokerPod, MinIsr, RollStep};
 use crate::ops::scale::{self, ScaleStep};
+use crate::ops::storage::{self, parse_quantity, Claim, StorageStep};
 use crate::resources::{configmap, pdb, service, statefulset, Cluster};
 use crate::status::{self, DEGRADED, PROGRESSING, READY};
 use crate::{Error, Result, MANAGER};
@@ -98,9 +100,8 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     st.voters = c.voters.clone();
     st.bootstrap = Some(c.bootstrap_addr());
 
-    if let Err(problems) = configmap::validate_config(&kc.spec) {
-        let message =
-            format!("spec.config is refused, nothing was changed: {}", problems.join("; "));
+    if let Err(problems) = configmap::validate_spec(&kc.spec) {
+        let message = format!("the spec is refused, nothing was changed: {}", problems.join("; "));
         status::set(&mut st.conditions, READY, false, "InvalidSpec", &message, generation, &now);
         status::set(&mut st.conditions, DEGRADED, true, "InvalidSpec", &message, generation, &now);
         st.observed_generation = generation;
@@ -117,7 +118,12 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     let desired = kc.spec.replicas;
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let existing = sts_api.get_opt(&c.name).await?;
-    let current = existing.and_then(|s| s.spec.replicas).unwrap_or(desired);
+    let current = existing.as_ref().and_then(|s| s.spec.replicas).unwrap_or(desired);
+    let claim_size = existing
+        .as_ref()
+        .and_then(|s| s.spec.volume_claim_templates.as_ref()?.first()?.spec.clone()?.resources)
+        .and_then(|r| r.requests?.get("storage").cloned())
+        .unwrap_or_else(|| kc.spec.storage.size.clone());
     let mut brokers = Brokers::new(c.broker_addrs(current));
     let state = match brokers.describe().await {
         Ok(state) => Some(state),
@@ -144,8 +150,9 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
         ScaleStep::Resize(n) => n,
         _ => current,
     };
-    let sts = apply(client, &ns, &statefulset::statefulset(&c, size)).await?;
+    let sts = apply(client, &ns, &statefulset::statefulset(&c, size, &claim_size)).await?;
     apply(client, &ns, &pdb::pdb(&c)).await?;
+    let storage = grow_claims(&c, ctx, size, &claim_size).await?;
     if let ScaleStep::Reassign { moves, why } = &scale {
         tracing::info!(cluster = %c.name, moves = moves.len(), "{why}");
         if let Err(e) = brokers.reassign(moves).await {
@@ -181,7 +188,18 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
         }
         ScaleStep::Refuse(why) => ops.push(("ScaleDownRefused", why.clone())),
     }
-    if matches!(scale, ScaleStep::Steady | ScaleStep::Refuse(_)) && !reassigning {
+    match &storage {
+        StorageStep::Steady => {}
+        StorageStep::Grow(claims) => ops.push((
+            "Resizing",
+            format!("growing claims {} to {}", claims.join(","), kc.spec.storage.size.0),
+        )),
+        StorageStep::Wait(why) => ops.push(("Resizing", why.clone())),
+        StorageStep::Refuse(why) => ops.push(("StorageShrinkRefused", why.clone())),
+    }
+    // No broker restarts while its volume is being resized.
+    let resizing = matches!(storage, StorageStep::Grow(_) | StorageStep::Wait(_));
+    if matches!(scale, ScaleStep::Steady | ScaleStep::Refuse(_)) && !reassigning && !resizing {
         match roll(&c, ctx, &sts, state.as_ref(), &mut brokers).await? {
             RollStep::Done => {}
             RollStep::Wait(why) => {
@@ -204,8 +222,9 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
         .then(|| ops.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>().join("; "));
     if let Some(op) = &st.operation {
         // A refusal alone is not progress: Progressing is false and says why.
-        let active = ops.iter().find(|(reason, _)| *reason != "ScaleDownRefused");
-        let reason = active.map_or("ScaleDownRefused", |(reason, _)| reason);
+        let refusal = |r: &str| matches!(r, "ScaleDownRefused" | "StorageShrinkRefused");
+        let active = ops.iter().find(|(reason, _)| !refusal(reason));
+        let reason = active.or(ops.first()).map_or("", |(reason, _)| reason);
         status::set(
             &mut st.conditions,
             PROGRESSING,
@@ -218,13 +237,63 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
         settled = false;
         if st.operation != before {
             tracing::info!(cluster = %c.name, "{op}");
-            let warn = ops.iter().any(|(r, _)| matches!(*r, "RollBlocked" | "ScaleDownRefused"));
+            let warn = ops.iter().any(|(r, _)| *r == "RollBlocked" || refusal(r));
             event(kc, ctx, warn, reason, op).await;
         }
     }
     st.observed_generation = generation;
     write_status(kc, ctx, st).await?;
     Ok(Action::requeue(if settled { SETTLED } else { SETTLING }))
+}
+
+/// Grows the brokers' claims to `spec.storage.size` (ops::storage decides): the first `size`
+/// brokers' claims, which the StatefulSet made from its template of `template` bytes.
+async fn grow_claims(
+    c: &Cluster<'_>,
+    ctx: &Context,
+    size: i32,
+    template: &Quantity,
+) -> Result<StorageStep> {
+    let spec_size = &c.kc.spec.storage.size.0;
+    let (Some(want), Some(template)) = (parse_quantity(spec_size), parse_quantity(&template.0))
+    else {
+        return Ok(StorageStep::Refuse(format!("storage.size '{spec_size}' is not a size")));
+    };
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &c.namespace);
+    let storage = |q: Option<&BTreeMap<String, Quantity>>| {
+        q.and_then(|m| m.get("storage")).and_then(|q| parse_quantity(&q.0))
+    };
+    let mut claims = Vec::new();
+    for ordinal in 0..size {
+        let name = format!("data-{}", c.pod_name(ordinal));
+        let Some(pvc) = api.get_opt(&name).await? else { continue };
+        let requested = pvc.spec.as_ref().and_then(|s| s.resources.as_ref());
+        let Some(requested) = storage(requested.and_then(|r| r.requests.as_ref())) else {
+            continue;
+        };
+        let capacity = storage(pvc.status.as_ref().and_then(|s| s.capacity.as_ref()));
+        claims.push(Claim { name, requested, capacity });
+    }
+    let step = storage::next_step(want, spec_size, template, &claims);
+    if let StorageStep::Grow(names) = &step {
+        let patch =
+            serde_json::json!({"spec": {"resources": {"requests": {"storage": spec_size}}}});
+        for name in names {
+            tracing::info!(cluster = %c.name, claim = %name, size = %spec_size, "growing a claim");
+            match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {}
+                // The StorageClass does not allow expansion, or a quota: say so, do not loop.
+                Err(kube::Error::Api(e)) if e.code == 403 || e.code == 422 => {
+                    return Ok(StorageStep::Refuse(format!(
+                        "growing claim {name} to {spec_size} was refused: {}",
+                        e.message
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(step)
 }
 
 /// Brings the cluster-wide dynamic configs to `spec.config`'s run-time keys; false while
@@ -355,7 +424,12 @@ async fn event(kc: &KafkaCluster, ctx: &Context, warning: bool, reason: &str, no
         type_: if warning { EventType::Warning } else { EventType::Normal },
         reason: reason.into(),
         note: Some(note.chars().take(1024).collect()),
-        action: if reason.starts_with("Roll") { "Roll" } else { "Scale" }.into(),
+        action: match reason {
+            r if r.starts_with("Roll") => "Roll",
+            "Resizing" | "StorageShrinkRefused" => "Resize",
+            _ => "Scale",
+        }
+        .into(),
         secondary: None,
     };
     if let Err(e) = recorder.publish(&ev, &kc.object_ref(&())).await {
@@ -433,6 +507,139 @@ fn error_policy(kc: Arc<KafkaCluster>, error: &Error, _ctx: Arc<Context>) -> Act
 mod tests {
     use super::*;
     use crate::kafka::PartitionState;
+
+    mod reconcile {
+        //! Each reconcile branch's requests, against a mocked API server (crate::fixtures).
+        use super::super::*;
+        use crate::fixtures::{self, Expect};
+        use crate::resources::tests::cluster;
+        use serde_json::json;
+
+        const NS: &str = "/api/v1/namespaces/kafka";
+        const STS: &str = "/apis/apps/v1/namespaces/kafka/statefulsets/demo";
+        const STATUS: &str = "/apis/sluice.io/v1alpha1/namespaces/kafka/kafkaclusters/demo/status";
+
+        /// The status patch, answered with the resource carrying that status.
+        fn status(kc: &KafkaCluster) -> Expect {
+            let mut object = serde_json::to_value(kc).unwrap();
+            Expect::new("PATCH", STATUS, move |body, _| {
+                object["status"] = body["status"].clone();
+                (200, object)
+            })
+        }
+
+        fn condition<'a>(status: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+            let cs = status["status"]["conditions"].as_array().expect("conditions");
+            cs.iter().find(|c| c["type"] == type_).expect("the condition")
+        }
+
+        /// The objects a cluster becomes, applied in order; then `after` (claims, events).
+        fn applies(sts: Expect, after: Vec<Expect>) -> Vec<Expect> {
+            let mut s = vec![
+                Expect::echo("PATCH", format!("{NS}/configmaps/demo-config")),
+                Expect::echo("PATCH", format!("{NS}/services/demo-brokers")),
+                Expect::echo("PATCH", format!("{NS}/services/demo-bootstrap")),
+                sts,
+                Expect::echo("PATCH", STS),
+                Expect::echo("PATCH", "/apis/policy/v1/namespaces/kafka/poddisruptionbudgets/demo"),
+            ];
+            s.extend(after);
+            s
+        }
+
+        #[tokio::test]
+        async fn an_invalid_spec_changes_nothing_and_says_why() {
+            let mut kc = cluster("demo", 3);
+            kc.spec.config.insert("log.retention.hourz".into(), "1".into());
+            let (client, server) = fixtures::client(vec![status(&kc)]);
+            let action = reconcile_inner(&kc, &crate::fixtures::context(client)).await.unwrap();
+            assert_eq!(action, Action::await_change());
+            let seen = server.await.unwrap();
+            let ready = condition(&seen[0].body, "Ready");
+            assert_eq!(
+                (ready["status"].as_str(), ready["reason"].as_str()),
+                (Some("False"), Some("InvalidSpec"))
+            );
+            assert!(ready["message"]
+                .as_str()
+                .unwrap()
+                .contains("did you mean 'log.retention.hours'"));
+        }
+
+        #[tokio::test]
+        async fn a_new_cluster_is_applied_server_side_and_reported_starting() {
+            let kc = cluster("demo", 3);
+            let claims = (0..3)
+                .map(|i| {
+                    Expect::not_found("GET", format!("{NS}/persistentvolumeclaims/data-demo-{i}"))
+                })
+                .chain([status(&kc)])
+                .collect();
+            let (client, server) = fixtures::client(applies(Expect::not_found("GET", STS), claims));
+            let action = reconcile_inner(&kc, &crate::fixtures::context(client)).await.unwrap();
+            assert_eq!(action, Action::requeue(SETTLING));
+            let seen = server.await.unwrap();
+            let sts = &seen[4];
+            assert!(
+                sts.query.contains("fieldManager=sluice-operator")
+                    && sts.query.contains("force=true")
+            );
+            assert_eq!(sts.body["spec"]["replicas"], 3);
+            assert_eq!(sts.body["spec"]["updateStrategy"]["type"], "OnDelete");
+            assert_eq!(sts.body["metadata"]["ownerReferences"][0]["kind"], "KafkaCluster");
+            let status = &seen.last().unwrap().body;
+            assert_eq!(condition(status, "Ready")["reason"], "BrokersStarting");
+            assert_eq!(status["status"]["voters"], json!([0, 1, 2]));
+        }
+
+        #[tokio::test]
+        async fn a_smaller_storage_size_is_refused_and_no_claim_is_touched() {
+            let kc = cluster("demo", 3); // 1Gi
+            let existing = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "demo", "namespace": "kafka"},
+                "spec": {"replicas": 3, "serviceName": "demo-brokers",
+                    "selector": {"matchLabels": {}}, "template": {},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                        "spec": {"resources": {"requests": {"storage": "10Gi"}}}}]}});
+            let claim = |i: i32| {
+                Expect::new(
+                    "GET",
+                    format!("{NS}/persistentvolumeclaims/data-demo-{i}"),
+                    move |_, _| {
+                        (
+                            200,
+                            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": format!("data-demo-{i}")},
+                        "spec": {"resources": {"requests": {"storage": "10Gi"}}},
+                        "status": {"capacity": {"storage": "10Gi"}}}),
+                        )
+                    },
+                )
+            };
+            let mut after: Vec<Expect> = (0..3).map(claim).collect();
+            after.push(Expect::new(
+                "POST",
+                "/apis/events.k8s.io/v1/namespaces/kafka/events",
+                |b, _| (201, b.clone()),
+            ));
+            after.push(status(&kc));
+            let sts = Expect::new("GET", STS, move |_, _| (200, existing));
+            let (client, server) = fixtures::client(applies(sts, after));
+            reconcile_inner(&kc, &crate::fixtures::context(client)).await.unwrap();
+            let seen = server.await.unwrap();
+            // The template keeps the size the claims were made with.
+            let template = &seen[4].body["spec"]["volumeClaimTemplates"][0]["spec"]["resources"];
+            assert_eq!(template["requests"]["storage"], "10Gi");
+            let event = &seen[9].body;
+            assert_eq!(
+                (event["type"].as_str(), event["reason"].as_str()),
+                (Some("Warning"), Some("StorageShrinkRefused"))
+            );
+            let progressing = condition(&seen[10].body, "Progressing");
+            assert_eq!(progressing["status"], "False");
+            assert!(progressing["message"].as_str().unwrap().contains("claims cannot shrink"));
+        }
+    }
 
     fn now() -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap())

@@ -298,15 +298,6 @@ mod tests {
     use http::{Request, Response};
     use kube::client::Body;
 
-    fn ctx(client: kube::Client) -> Context {
-        Context {
-            client,
-            domain: "cluster.local".into(),
-            metrics: Default::default(),
-            reporter: kube::runtime::events::Reporter { controller: "test".into(), instance: None },
-        }
-    }
-
     fn topic(policy: DeletionPolicy) -> Topic {
         let mut t = Topic::new(
             "events",
@@ -344,7 +335,7 @@ mod tests {
                     .unwrap(),
             );
         });
-        let c = ctx(kube::Client::new(service, "op"));
+        let c = crate::fixtures::context(kube::Client::new(service, "op"));
         let action = cleanup(&topic(DeletionPolicy::Delete), &c, "op").await.unwrap();
         assert_eq!(action, Action::await_change());
         server.await.unwrap();
@@ -354,7 +345,7 @@ mod tests {
     #[tokio::test]
     async fn cleanup_of_a_retained_topic_asks_nothing() {
         let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let c = ctx(kube::Client::new(service, "op"));
+        let c = crate::fixtures::context(kube::Client::new(service, "op"));
         let action = cleanup(&topic(DeletionPolicy::Retain), &c, "op").await.unwrap();
         assert_eq!(action, Action::await_change());
     }

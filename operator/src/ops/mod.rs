@@ -3,4 +3,5 @@
 
 pub mod roll;
 pub mod scale;
+pub mod storage;
 pub mod topic;

@@ -35,8 +35,8 @@ pub const OPERATOR_KEYS: &[&str] = &[
 ];
 
 /// Checks `spec.config` the way a broker would at start-up (the broker's own parser), plus
-/// the keys the operator owns. Returns every problem, each naming its key.
-pub fn validate_config(spec: &KafkaClusterSpec) -> Result<(), Vec<String>> {
+/// the keys the operator owns, and the rack label. Returns every problem, each naming its key.
+pub fn validate_spec(spec: &KafkaClusterSpec) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     let mut probe = sluice_broker::config::BrokerConfig::default();
     for (key, value) in &spec.config {
@@ -44,6 +44,15 @@ pub fn validate_config(spec: &KafkaClusterSpec) -> Result<(), Vec<String>> {
             problems.push(format!("config key '{key}' is set by the operator and cannot be given"));
         } else if let Err(e) = probe.set(key, value) {
             problems.push(e.to_string());
+        }
+    }
+    if let Some(rack) = &spec.rack {
+        if !crate::crd::RACK_KEYS.contains(&rack.topology_key.as_str()) {
+            problems.push(format!(
+                "rack.topologyKey '{}' is not a label a pod can read about its Node; use {}",
+                rack.topology_key,
+                crate::crd::RACK_KEYS.join(" or ")
+            ));
         }
     }
     if problems.is_empty() {
@@ -141,11 +150,15 @@ mod tests {
         kc.spec.config.insert("listeners".into(), "PLAINTEXT://:1".into());
         kc.spec.config.insert("num.partitions".into(), "many".into());
         kc.spec.config.insert("compression.type".into(), "zstd".into());
-        let problems = validate_config(&kc.spec).unwrap_err();
+        let problems = validate_spec(&kc.spec).unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
         let all = problems.join("\n");
         assert!(all.contains("did you mean 'log.retention.hours'"), "{all}");
         assert!(all.contains("'listeners' is set by the operator"), "{all}");
         assert!(all.contains("num.partitions"), "{all}");
+        kc.spec.config.clear();
+        kc.spec.rack = Some(crate::crd::RackSpec { topology_key: "kubernetes.io/hostname".into() });
+        let problems = validate_spec(&kc.spec).unwrap_err();
+        assert!(problems[0].contains("use topology.kubernetes.io/zone or"), "{problems:?}");
     }
 }

@@ -201,6 +201,7 @@ pub(crate) mod tests {
                     delete_claim: false,
                 },
                 config: BTreeMap::new(),
+                rack: None,
                 template: None,
                 pod_disruption_budget: None,
             },

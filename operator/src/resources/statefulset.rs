@@ -22,8 +22,10 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, Volume, VolumeMount, VolumeResourceRequirements,
+    PodTemplateSpec, Probe, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -66,23 +68,29 @@ fn port(name: &str, port: i32) -> ContainerPort {
 pub fn broker_container(c: &Cluster) -> Container {
     let spec = &c.kc.spec;
     let host = format!("$(POD_NAME).{}.$(POD_NAMESPACE).svc.{}", c.headless_name(), c.domain);
+    let mut args = vec![
+        "start".into(),
+        "--config".into(),
+        format!("{CONFIG_MOUNT}/{}", super::configmap::PROPERTIES_KEY),
+        "--advertised".into(),
+        format!("PLAINTEXT://{host}:{KAFKA_PORT},CONTROLLER://{host}:{CONTROLLER_PORT}"),
+    ];
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("SLUICE_NODE_ID", &format!("metadata.labels['{POD_INDEX_LABEL}']")),
+    ];
+    if let Some(rack) = &spec.rack {
+        env.push(field_env("SLUICE_RACK", &format!("metadata.labels['{}']", rack.topology_key)));
+        args.extend(["--set".into(), "broker.rack=$(SLUICE_RACK)".into()]);
+    }
     Container {
         name: "broker".into(),
         image: Some(spec.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into())),
         image_pull_policy: spec.image_pull_policy.clone(),
         command: Some(vec!["sluice".into()]),
-        args: Some(vec![
-            "start".into(),
-            "--config".into(),
-            format!("{CONFIG_MOUNT}/{}", super::configmap::PROPERTIES_KEY),
-            "--advertised".into(),
-            format!("PLAINTEXT://{host}:{KAFKA_PORT},CONTROLLER://{host}:{CONTROLLER_PORT}"),
-        ]),
-        env: Some(vec![
-            field_env("POD_NAME", "metadata.name"),
-            field_env("POD_NAMESPACE", "metadata.namespace"),
-            field_env("SLUICE_NODE_ID", &format!("metadata.labels['{POD_INDEX_LABEL}']")),
-        ]),
+        args: Some(args),
+        env: Some(env),
         ports: Some(vec![
             port("kafka", KAFKA_PORT),
             port("controller", CONTROLLER_PORT),
@@ -116,8 +124,10 @@ pub fn broker_container(c: &Cluster) -> Container {
     }
 }
 
-/// The StatefulSet with `replicas` pods (the spec's count, or fewer while a scale-down drains).
-pub fn statefulset(c: &Cluster, replicas: i32) -> StatefulSet {
+/// The StatefulSet with `replicas` pods (the scale decision's count) and claims of
+/// `claim_size` (the size it was made with: a claim template cannot change; larger sizes are
+/// applied to the claims themselves).
+pub fn statefulset(c: &Cluster, replicas: i32, claim_size: &Quantity) -> StatefulSet {
     let spec = &c.kc.spec;
     let template = spec.template.clone().unwrap_or_default();
     let mut labels = template.labels.clone();
@@ -157,6 +167,19 @@ pub fn statefulset(c: &Cluster, replicas: i32) -> StatefulSet {
                         template.termination_grace_period_seconds.unwrap_or(60),
                     ),
                     affinity: template.affinity.clone(),
+                    // Brokers spread over the racks, as far as the Nodes allow.
+                    topology_spread_constraints: spec.rack.as_ref().map(|rack| {
+                        vec![TopologySpreadConstraint {
+                            max_skew: 1,
+                            topology_key: rack.topology_key.clone(),
+                            when_unsatisfiable: "ScheduleAnyway".into(),
+                            label_selector: Some(LabelSelector {
+                                match_labels: Some(c.selector()),
+                                ..LabelSelector::default()
+                            }),
+                            ..TopologySpreadConstraint::default()
+                        }]
+                    }),
                     tolerations: (!template.tolerations.is_empty())
                         .then(|| template.tolerations.clone()),
                     node_selector: (!template.node_selector.is_empty())
@@ -182,10 +205,7 @@ pub fn statefulset(c: &Cluster, replicas: i32) -> StatefulSet {
                     access_modes: Some(vec!["ReadWriteOnce".into()]),
                     storage_class_name: spec.storage.storage_class.clone(),
                     resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([(
-                            "storage".into(),
-                            spec.storage.size.clone(),
-                        )])),
+                        requests: Some(BTreeMap::from([("storage".into(), claim_size.clone())])),
                         ..VolumeResourceRequirements::default()
                     }),
                     ..PersistentVolumeClaimSpec::default()
@@ -220,11 +240,27 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_takes_its_rack_from_its_nodes_zone() {
+        let mut kc = cluster("demo", 3);
+        let key = "topology.kubernetes.io/zone";
+        kc.spec.rack = Some(crate::crd::RackSpec { topology_key: key.into() });
+        let c = Cluster::new(&kc, "cluster.local").unwrap();
+        let b = broker_container(&c);
+        assert!(b.args.unwrap().join(" ").ends_with("--set broker.rack=$(SLUICE_RACK)"));
+        let env = b.env.unwrap();
+        let rack = env.iter().find(|e| e.name == "SLUICE_RACK").unwrap();
+        let path = &rack.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path;
+        assert_eq!(path, "metadata.labels['topology.kubernetes.io/zone']");
+        let spread = statefulset(&c, 3, &kc.spec.storage.size).spec.template.spec.unwrap();
+        assert_eq!(spread.topology_spread_constraints.unwrap()[0].topology_key, key);
+    }
+
+    #[test]
     fn the_operator_rolls_and_a_config_change_makes_a_new_revision() {
         let mut kc = cluster("demo", 3);
         let hash = |kc: &crate::crd::KafkaCluster| {
             let c = Cluster::new(kc, "cluster.local").unwrap();
-            let s = statefulset(&c, 3).spec;
+            let s = statefulset(&c, 3, &kc.spec.storage.size).spec;
             assert_eq!(s.update_strategy.unwrap().type_.as_deref(), Some("OnDelete"));
             s.template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH].clone()
         };
@@ -241,7 +277,10 @@ mod tests {
         let mut kc = cluster("demo", 3);
         let policy = |kc: &crate::crd::KafkaCluster| {
             let c = Cluster::new(kc, "cluster.local").unwrap();
-            let p = statefulset(&c, 3).spec.persistent_volume_claim_retention_policy.unwrap();
+            let p = statefulset(&c, 3, &kc.spec.storage.size)
+                .spec
+                .persistent_volume_claim_retention_policy
+                .unwrap();
             (p.when_deleted.unwrap(), p.when_scaled.unwrap())
         };
         assert_eq!(policy(&kc), ("Retain".into(), "Retain".into()));
