@@ -212,6 +212,11 @@ operator_makes_a_ready_cluster() {
     fail "the status does not show three caught-up voters"
   client curl -fsS http://127.0.0.1:8080/metrics | grep -q '^sluice_operator_reconciles_total{kind="KafkaCluster"} [1-9]' ||
     fail "the operator's /metrics counts no reconcile"
+  # rack.topologyKey: each broker registered with its Node's zone, one broker per zone.
+  local racks
+  racks="$(client curl -fsS "http://demo-0.demo-brokers.$OPNS.svc.cluster.local:9644/debug/metadata" |
+    grep -o '"rack": *"[^"]*"' | sort -u | tr -d ' \n')"
+  [[ "$racks" == '"rack":"zone-a""rack":"zone-b""rack":"zone-c"' ]] || fail "broker racks: $racks"
 }
 
 operator_cluster_serves_clients() {
@@ -526,6 +531,52 @@ operator_refuses_to_remove_a_voter() {
   until_true "settled again at three" scaled_to 3
 }
 
+claim_sizes() {
+  local i
+  for i in 0 1 2; do kubectl -n "$OPNS" get pvc "data-demo-$i" -o jsonpath='{.status.capacity.storage} '; done
+}
+
+# Larger storage.size: the claims grow in place (the test bed's StorageClass allows expansion)
+# and no broker restarts; a smaller one is refused.
+operator_grows_claims_without_restarts() {
+  after operator-makes-a-ready-cluster
+  local before
+  before="$(demo_pods)"
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"storage":{"size":"20Gi"}}}' >/dev/null
+  until_is "the three claims grown to 20Gi" "20Gi 20Gi 20Gi " claim_sizes
+  until_true "settled after the resize" scaled_to 3
+  [[ "$(demo_pods)" == "$before" ]] || fail "a broker restarted for the resize"
+  [[ "$(kubectl -n "$OPNS" get statefulset demo -o jsonpath='{.spec.volumeClaimTemplates[0].spec.resources.requests.storage}')" == 10Gi ]] ||
+    fail "the StatefulSet's claim template changed"
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"storage":{"size":"5Gi"}}}' >/dev/null
+  until_is "the shrink refused" StorageShrinkRefused kc_condition Progressing reason
+  kc_condition Progressing message | grep -q 'claims cannot shrink' || fail "message: $(kc_condition Progressing message)"
+  [[ "$(claim_sizes)" == "20Gi 20Gi 20Gi " ]] || fail "claims changed: $(claim_sizes)"
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"storage":{"size":"20Gi"}}}' >/dev/null
+  until_true "settled again" scaled_to 3
+}
+
+# A second operator waits for the Lease while the first leads, and takes over as soon as the
+# first stops (it gives the Lease up on a clean stop).
+operator_leader_election_hands_over() {
+  after operator-makes-a-ready-cluster
+  ip netns exec "$HOSTNS" env KUBECONFIG="$RUN/host-admin.kubeconfig" RUST_LOG=info,sluice_operator=debug \
+    "$SLUICE_DIR/sluice-operator" --http 127.0.0.1:8081 >"$RUN/operator2.log" 2>&1 </dev/null &
+  local second=$!
+  until_true "the second operator waiting for the Lease" grep -q 'waiting for the leader election Lease' "$RUN/operator2.log"
+  ! grep -q 'leading' "$RUN/operator2.log" || fail "two operators lead at once"
+  local first
+  first="$(kubectl -n default get lease sluice-operator -o jsonpath='{.spec.holderIdentity}')"
+  stop_operator
+  echo "$second" >"$RUN/operator.pid"
+  until_true "the second operator leading" grep -q 'leading' "$RUN/operator2.log"
+  [[ "$(kubectl -n default get lease sluice-operator -o jsonpath='{.spec.holderIdentity}')" != "$first" ]] ||
+    fail "the Lease still names the first operator"
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"config":{"log.retention.ms":"3600000"}}}' >/dev/null
+  until_is "the second operator reconciling" 3600000 \
+    kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.appliedConfig.log\.retention\.ms}'
+}
+
 operator_deleted_cluster_is_garbage_collected() {
   after operator-makes-a-ready-cluster
   kubectl -n "$OPNS" delete kafkacluster demo --wait=true --timeout="${T}s" >/dev/null
@@ -663,6 +714,8 @@ step operator-topic-leaves-client-topics-alone operator_topic_leaves_client_topi
 step operator-scales-up-and-spreads-partitions operator_scales_up_and_spreads_partitions
 step operator-scale-down-drains-first operator_scale_down_drains_first
 step operator-refuses-to-remove-a-voter operator_refuses_to_remove_a_voter
+step operator-grows-claims-without-restarts operator_grows_claims_without_restarts
+step operator-leader-election-hands-over operator_leader_election_hands_over
 step operator-deleted-cluster-is-garbage-collected operator_deleted_cluster_is_garbage_collected
 stop_operator
 # The process operator is stopped: the chart's operator is then the only one.

@@ -5,10 +5,12 @@
 #   - the process kubelet's Nodes are Ready with their zones; a StatefulSet's pods run, become
 #     Ready through their readiness probe and get addresses in their own namespaces (none in the
 #     machine's own); pod and Service names resolve in the test bed's host namespace and HTTP
-#     reaches a pod by name; their claims are bound to volumes the kubelet provisions and
-#     mounted for them alone; a SIGKILLed process is restarted; a deleted pod runs its preStop
-#     with its container's environment, is killed after its grace period when it ignores
-#     SIGTERM, and the StatefulSet's pod comes back with its claim and data;
+#     reaches a pod by name; their claims are bound to volumes the kubelet provisions (of the
+#     default StorageClass, testbed) and mounted for them alone; a claim grown from 1Gi to 2Gi
+#     gets a 2Gi volume while its pod runs on, and shrinking it back is refused; a SIGKILLed
+#     process is restarted; a deleted pod runs its preStop with its container's environment, is
+#     killed after its grace period when it ignores SIGTERM, and the StatefulSet's pod comes
+#     back with its claim and data;
 #   - the API server answers at https://kubernetes.default.svc in the host namespace, and to a
 #     pod that calls it with its mounted service-account token, by name and by the
 #     KUBERNETES_SERVICE_* variables (the Service IP is nowhere in the machine's namespace);
@@ -166,8 +168,51 @@ volume_bound() {
   local pv
   pv="$(kubectl -n smoke get pvc data-echo-1 -o jsonpath='{.spec.volumeName}')" &&
     [[ -n "$pv" ]] &&
+    [[ "$(kubectl get pv "$pv" -o jsonpath='{.spec.storageClassName}')" == testbed ]] &&
     [[ "$(cat "$(kubectl get pv "$pv" -o jsonpath='{.spec.hostPath.path}')/owners")" == echo-1 ]] &&
     [[ ! -e /srv/testbed-smoke/owners ]]
+}
+# A claim of class testbed (allowVolumeExpansion) grown from 1Gi to 2Gi while its pod runs: the
+# kubelet resizes the volume and the claim online (same pod, no restart). Idempotent, as
+# check retries it.
+volume_expands() {
+  kubectl -n smoke get pod grow >/dev/null 2>&1 || kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: grow, namespace: smoke}
+spec:
+  storageClassName: testbed
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: grow, namespace: smoke}
+spec:
+  containers:
+  - name: main
+    image: shell
+    command: [bash, -c, 'echo grow > /srv/testbed-smoke/grown; exec sleep infinity']
+    volumeMounts: [{name: data, mountPath: /srv/testbed-smoke}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: grow}}]
+EOF
+  kubectl -n smoke wait --for=condition=Ready pod/grow --timeout=20s >/dev/null || return 1
+  # The pod as it ran before the claim grew.
+  [[ -s "$RUN/grow-pod-uid" ]] || kubectl -n smoke get pod grow -o jsonpath='{.metadata.uid}' >"$RUN/grow-pod-uid"
+  if [[ "$(kubectl -n smoke get pvc grow -o jsonpath='{.spec.resources.requests.storage}')" == 1Gi ]]; then
+    kubectl -n smoke patch pvc grow --type merge -p '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}' >/dev/null || return 1
+  fi
+  local pv
+  pv="$(kubectl -n smoke get pvc grow -o jsonpath='{.spec.volumeName}')" &&
+    [[ "$(kubectl -n smoke get pvc grow -o jsonpath='{.status.capacity.storage} {.status.allocatedResources.storage} {.status.allocatedResourceStatuses}{.status.conditions[?(@.type=="Resizing")].type}{.status.conditions[?(@.type=="FileSystemResizePending")].type}')" == "2Gi 2Gi " ]] &&
+    [[ "$(kubectl get pv "$pv" -o jsonpath='{.spec.capacity.storage}')" == 2Gi ]] &&
+    [[ "$(kubectl -n smoke get pod grow -o jsonpath='{.metadata.uid} {.status.phase} {.status.containerStatuses[0].restartCount}')" == "$(cat "$RUN/grow-pod-uid") Running 0" ]] &&
+    [[ "$(cat "$(kubectl get pv "$pv" -o jsonpath='{.spec.hostPath.path}')/grown")" == grow ]]
+}
+# Then back to 1Gi: validation refuses a request below status.capacity.
+shrink_refused() {
+  ! kubectl -n smoke patch pvc grow --type merge -p '{"spec":{"resources":{"requests":{"storage":"1Gi"}}}}' &&
+    [[ "$(kubectl -n smoke get pvc grow -o jsonpath='{.spec.resources.requests.storage} {.status.capacity.storage}')" == "2Gi 2Gi" ]]
 }
 # As an operator run by hand would: in the host namespace, by the Service's name.
 api_from_host_namespace() {
@@ -257,6 +302,8 @@ check kubelet-api-server-from-host-namespace kubelet api_from_host_namespace
 check kubelet-api-server-from-pod-with-token kubelet api_from_pod
 check kubelet-leaves-machine-namespace-alone kubelet machine_namespace_untouched
 check kubelet-mounts-provisioned-volume kubelet volume_bound
+check kubelet-expands-volume-online kubelet volume_expands
+check api-server-refuses-volume-shrink apiserver shrink_refused
 check kubelet-restarts-killed-container kubelet restarted_after_kill
 check kubelet-prestop-and-grace kubelet stubborn_pod
 check statefulset-recreates-deleted-pod controller-manager statefulset_recreates

@@ -73,6 +73,9 @@ func main() {
 		imageDirs[name] = dir
 	}
 
+	if err := ensureStorageClass(context.Background(), client); err != nil {
+		log.Fatalf("storage class %s: %v", storageClass, err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	network, err := newNetwork(stateDir, podCIDR, serviceIP, serviceRange)

@@ -2,15 +2,18 @@ package main
 
 // Volumes. PersistentVolumeClaims get a PersistentVolume each, provisioned here as a directory
 // under STATE/volumes (a hostPath volume pre-bound to the claim; the controller-manager's
-// PersistentVolume controller completes the binding, after which the scheduler places the
-// pod); a released one is deleted with its directory, as reclaimPolicy Delete says. A
-// container sees its volumes at their mount paths through bind mounts in the mount namespace
-// `ip netns exec` gives it (made by this binary's `mount-exec` mode just before the container's
-// command), so nothing is mounted in the machine's own mount namespace. A mount path that does
-// not exist on the machine is created for the pod, with any missing parents, and removed again
-// when no pod uses it. Projected volumes hold service-account tokens (TokenRequests bound to the
-// pod), ConfigMap and Secret keys and downward-API fields: the ServiceAccount admission plugin
-// gives every pod one (kube-api-access-*), which in-cluster clients read at
+// PersistentVolume controller completes the binding, after which the scheduler places the pod);
+// a released one is deleted with its directory, as reclaimPolicy Delete says. The kubelet keeps
+// the default StorageClass, testbed, which allows expansion: a bound claim whose request grows
+// gets the new size on its volume and in its status, as an external resizer and a kubelet would
+// give it (online; a directory has no size). A container sees its volumes at their mount paths
+// through bind mounts in the mount namespace `ip netns exec` gives it (made by this binary's
+// `mount-exec` mode just before the container's command), so nothing is mounted in the machine's
+// own mount namespace. A mount path that does not exist on the machine is created for the pod,
+// with any missing parents, and removed again when no pod uses it. Projected volumes hold
+// service-account tokens (TokenRequests bound to the pod), ConfigMap and Secret keys and
+// downward-API fields: the ServiceAccount admission plugin gives every pod one
+// (kube-api-access-*), which in-cluster clients read at
 // /var/run/secrets/kubernetes.io/serviceaccount. Contents are written when a container starts
 // and not refreshed: a token lives its expirationSeconds (1 h by default; a year for the
 // admission plugin's, whose 3607 s the API server extends), longer than a test run.
@@ -29,24 +32,73 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 )
 
+// provisionedBy is the provisioner the kubelet provisions as: the testbed StorageClass's, and
+// the pv.kubernetes.io/provisioned-by annotation of the volumes it makes.
 const provisionedBy = "sluice.test/testbed-kubelet"
 
-// provision creates a PersistentVolume for every pending claim, and deletes released ones it
-// made, with their data.
+// storageClass is the default StorageClass the kubelet keeps (ensureStorageClass).
+const storageClass = "testbed"
+
+// The annotations that make a StorageClass the default (the beta one is still honoured).
+const (
+	defaultClassAnnotation     = "storageclass.kubernetes.io/is-default-class"
+	betaDefaultClassAnnotation = "storageclass.beta.kubernetes.io/is-default-class"
+)
+
+// ensureStorageClass creates the default StorageClass, `testbed`, whose claims the kubelet
+// provisions and expands (allowVolumeExpansion: the PersistentVolumeClaimResize admission
+// plugin refuses to grow a claim of a class without it). One that exists is left as it is.
+func ensureStorageClass(ctx context.Context, client kubernetes.Interface) error {
+	expand := true
+	reclaimPolicy := corev1.PersistentVolumeReclaimDelete
+	binding := storagev1.VolumeBindingImmediate
+	sc := &storagev1.StorageClass{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        storageClass,
+			Annotations: map[string]string{defaultClassAnnotation: "true"},
+		},
+		Provisioner:          provisionedBy,
+		ReclaimPolicy:        &reclaimPolicy,
+		AllowVolumeExpansion: &expand,
+		VolumeBindingMode:    &binding,
+	}
+	_, err := client.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// provision creates a PersistentVolume for every pending claim, grows the volumes of bound
+// claims whose request grew (expand), and deletes released ones it made, with their data.
 func provision(ctx context.Context, client kubernetes.Interface, stateDir string) {
 	factory := informers.NewSharedInformerFactory(client, 30*time.Second)
+	// The classes first: a claim without one waits for the default class, if there is one.
+	classes := factory.Storage().V1().StorageClasses()
+	classes.Informer()
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
 	claims := factory.Core().V1().PersistentVolumeClaims().Informer()
 	volumes := factory.Core().V1().PersistentVolumes().Informer()
+	onClaim := func(pvc *corev1.PersistentVolumeClaim) {
+		provisionFor(ctx, client, stateDir, classes.Lister(), pvc)
+		expandFor(ctx, client, pvc)
+	}
 	_, _ = claims.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { provisionFor(ctx, client, stateDir, obj.(*corev1.PersistentVolumeClaim)) },
-		UpdateFunc: func(_, obj any) { provisionFor(ctx, client, stateDir, obj.(*corev1.PersistentVolumeClaim)) },
+		AddFunc:    func(obj any) { onClaim(obj.(*corev1.PersistentVolumeClaim)) },
+		UpdateFunc: func(_, obj any) { onClaim(obj.(*corev1.PersistentVolumeClaim)) },
 	})
 	_, _ = volumes.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { reclaim(ctx, client, obj.(*corev1.PersistentVolume)) },
@@ -56,8 +108,18 @@ func provision(ctx context.Context, client kubernetes.Interface, stateDir string
 	<-ctx.Done()
 }
 
-func provisionFor(ctx context.Context, client kubernetes.Interface, stateDir string, pvc *corev1.PersistentVolumeClaim) {
+// provisionFor makes a pending claim's volume, of the claim's class (the PersistentVolume
+// controller binds a claim only to a volume of its class). A claim without a class made
+// before the default class existed gets that class from the PersistentVolume controller
+// first, so it waits for it while there is a default class.
+func provisionFor(ctx context.Context, client kubernetes.Interface, stateDir string, classes storagelisters.StorageClassLister, pvc *corev1.PersistentVolumeClaim) {
 	if pvc.Spec.VolumeName != "" || pvc.Status.Phase != corev1.ClaimPending || pvc.DeletionTimestamp != nil {
+		return
+	}
+	class := ""
+	if pvc.Spec.StorageClassName != nil {
+		class = *pvc.Spec.StorageClassName
+	} else if hasDefaultClass(classes) {
 		return
 	}
 	name := "pv-" + string(pvc.UID)
@@ -67,10 +129,6 @@ func provisionFor(ctx context.Context, client kubernetes.Interface, stateDir str
 		return
 	}
 	size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
-	class := ""
-	if pvc.Spec.StorageClassName != nil {
-		class = *pvc.Spec.StorageClassName
-	}
 	hostPathType := corev1.HostPathDirectory
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{"pv.kubernetes.io/provisioned-by": provisionedBy}},
@@ -92,6 +150,145 @@ func provisionFor(ctx context.Context, client kubernetes.Interface, stateDir str
 	if _, err := client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		log.Printf("pvc %s/%s: provisioning: %v", pvc.Namespace, pvc.Name, err)
 	}
+}
+
+// hasDefaultClass says whether a StorageClass is marked the default (as the
+// DefaultStorageClass admission plugin and the PersistentVolume controller read it).
+func hasDefaultClass(classes storagelisters.StorageClassLister) bool {
+	all, err := classes.List(labels.Everything())
+	if err != nil {
+		return false
+	}
+	for _, c := range all {
+		if c.Annotations[defaultClassAnnotation] == "true" ||
+			c.Annotations[betaDefaultClassAnnotation] == "true" {
+			return true
+		}
+	}
+	return false
+}
+
+// expandFor grows the volume of a bound claim whose storage request exceeds its capacity, as an
+// external resizer and the kubelet would for an online expansion: the claim's
+// allocatedResources and a ControllerResizeInProgress status (and the Resizing condition)
+// first, then the volume's capacity, then the claim's capacity with the resize status and
+// conditions cleared. A directory has no size, so nothing else changes and the pod runs on.
+// Each step reads the claim or volume afresh and retries on conflicts; a step that fails is
+// tried again at the informer's next resync.
+func expandFor(ctx context.Context, client kubernetes.Interface, pvc *corev1.PersistentVolumeClaim) {
+	if !wantsExpansion(pvc) {
+		return
+	}
+	claims := client.CoreV1().PersistentVolumeClaims(pvc.Namespace)
+	pvs := client.CoreV1().PersistentVolumes()
+	var size resource.Quantity
+	var pvName string
+	// updateClaimStatus applies change to the claim, if it still wants to grow, bound to a
+	// volume this kubelet made; the first time (pick) the size is the claim's request then.
+	updateClaimStatus := func(pick bool, change func(*corev1.PersistentVolumeClaim)) (bool, error) {
+		todo := false
+		err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+			fresh, err := claims.Get(ctx, pvc.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if todo = fresh.UID == pvc.UID && wantsExpansion(fresh); !todo {
+				return nil
+			}
+			pv, err := pvs.Get(ctx, fresh.Spec.VolumeName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if todo = pv.Annotations["pv.kubernetes.io/provisioned-by"] == provisionedBy && pv.Spec.HostPath != nil; !todo {
+				return nil
+			}
+			if pick {
+				size, pvName = fresh.Spec.Resources.Requests[corev1.ResourceStorage], pv.Name
+			}
+			change(fresh)
+			_, err = claims.UpdateStatus(ctx, fresh, metav1.UpdateOptions{})
+			return err
+		})
+		return todo, err
+	}
+	what := fmt.Sprintf("pvc %s/%s: expanding", pvc.Namespace, pvc.Name)
+	todo, err := updateClaimStatus(true, func(c *corev1.PersistentVolumeClaim) {
+		setStorage(&c.Status.AllocatedResources, size)
+		if c.Status.AllocatedResourceStatuses == nil {
+			c.Status.AllocatedResourceStatuses = map[corev1.ResourceName]corev1.ClaimResourceStatus{}
+		}
+		c.Status.AllocatedResourceStatuses[corev1.ResourceStorage] = corev1.PersistentVolumeClaimControllerResizeInProgress
+		c.Status.Conditions = append(withoutResizeConditions(c.Status.Conditions), corev1.PersistentVolumeClaimCondition{
+			Type: corev1.PersistentVolumeClaimResizing, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now(),
+		})
+	})
+	if err != nil || !todo {
+		if err != nil {
+			log.Printf("%s: %v", what, err)
+		}
+		return
+	}
+	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		pv, err := pvs.Get(ctx, pvName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if current := pv.Spec.Capacity[corev1.ResourceStorage]; current.Cmp(size) >= 0 {
+			return nil
+		}
+		setStorage(&pv.Spec.Capacity, size)
+		_, err = pvs.Update(ctx, pv, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		log.Printf("%s: volume %s: %v", what, pvName, err)
+		return
+	}
+	_, err = updateClaimStatus(false, func(c *corev1.PersistentVolumeClaim) {
+		setStorage(&c.Status.Capacity, size)
+		setStorage(&c.Status.AllocatedResources, size)
+		delete(c.Status.AllocatedResourceStatuses, corev1.ResourceStorage)
+		if len(c.Status.AllocatedResourceStatuses) == 0 {
+			c.Status.AllocatedResourceStatuses = nil
+		}
+		c.Status.Conditions = withoutResizeConditions(c.Status.Conditions)
+	})
+	if err != nil {
+		log.Printf("%s: %v", what, err)
+		return
+	}
+	log.Printf("pvc %s/%s: volume %s expanded to %s", pvc.Namespace, pvc.Name, pvName, size.String())
+}
+
+// wantsExpansion says whether a bound claim asks for more storage than it has.
+func wantsExpansion(pvc *corev1.PersistentVolumeClaim) bool {
+	if pvc.Status.Phase != corev1.ClaimBound || pvc.Spec.VolumeName == "" || pvc.DeletionTimestamp != nil {
+		return false
+	}
+	want, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	have := pvc.Status.Capacity[corev1.ResourceStorage]
+	return ok && want.Cmp(have) > 0
+}
+
+func setStorage(list *corev1.ResourceList, size resource.Quantity) {
+	if *list == nil {
+		*list = corev1.ResourceList{}
+	}
+	(*list)[corev1.ResourceStorage] = size
+}
+
+// withoutResizeConditions drops the conditions a resize goes through.
+func withoutResizeConditions(conds []corev1.PersistentVolumeClaimCondition) []corev1.PersistentVolumeClaimCondition {
+	var kept []corev1.PersistentVolumeClaimCondition
+	for _, c := range conds {
+		switch c.Type {
+		case corev1.PersistentVolumeClaimResizing, corev1.PersistentVolumeClaimFileSystemResizePending,
+			corev1.PersistentVolumeClaimControllerResizeError, corev1.PersistentVolumeClaimNodeResizeError:
+			continue
+		}
+		kept = append(kept, c)
+	}
+	return kept
 }
 
 func reclaim(ctx context.Context, client kubernetes.Interface, pv *corev1.PersistentVolume) {
