@@ -169,54 +169,22 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     if state.is_some() {
         settled &= apply_run_time_config(kc, &mut st, &mut brokers).await;
     }
-    // One operation at a time: no roll while a scale moves brokers or data.
-    let mut ops: Vec<(&str, String)> = Vec::new();
-    match &scale {
-        ScaleStep::Steady if reassigning => {
-            ops.push(("Reassigning", "a partition reassignment is in progress".into()))
-        }
-        ScaleStep::Steady => {}
-        ScaleStep::Resize(n) if *n > current => {
-            ops.push(("Scaling", format!("scaling up from {current} to {n} brokers")))
-        }
-        ScaleStep::Resize(n) => ops.push((
-            "Scaling",
-            format!("scaling down from {current} to {n} brokers: the removed ones are drained"),
-        )),
-        ScaleStep::Reassign { why, .. } | ScaleStep::Wait(why) => {
-            ops.push(("Scaling", why.clone()))
-        }
-        ScaleStep::Refuse(why) => ops.push(("ScaleDownRefused", why.clone())),
-    }
-    match &storage {
-        StorageStep::Steady => {}
-        StorageStep::Grow(claims) => ops.push((
-            "Resizing",
-            format!("growing claims {} to {}", claims.join(","), kc.spec.storage.size.0),
-        )),
-        StorageStep::Wait(why) => ops.push(("Resizing", why.clone())),
-        StorageStep::Refuse(why) => ops.push(("StorageShrinkRefused", why.clone())),
-    }
-    // No broker restarts while its volume is being resized.
+    // One operation at a time: no roll while a scale moves data or a volume is resized.
     let resizing = matches!(storage, StorageStep::Grow(_) | StorageStep::Wait(_));
-    if matches!(scale, ScaleStep::Steady | ScaleStep::Refuse(_)) && !reassigning && !resizing {
-        match roll(&c, ctx, &sts, state.as_ref(), &mut brokers).await? {
-            RollStep::Done => {}
-            RollStep::Wait(why) => {
-                ops.push(("Rolling", format!("rolling restart: waiting: {why}")))
-            }
-            RollStep::Restart { ordinal, why } => {
-                ops.push(("Rolling", format!("rolling restart: restarted broker {ordinal}: {why}")))
-            }
-            RollStep::Blocked { ordinal, reasons } => ops.push((
-                "RollBlocked",
-                format!(
-                    "rolling restart blocked: broker {ordinal} cannot restart safely: {}",
-                    reasons.join("; ")
-                ),
-            )),
-        }
-    }
+    let rolling =
+        matches!(scale, ScaleStep::Steady | ScaleStep::Refuse(_)) && !reassigning && !resizing;
+    let roll_step = match rolling {
+        true => Some(roll(&c, ctx, &sts, state.as_ref(), &mut brokers).await?),
+        false => None,
+    };
+    let ops = operations(
+        current,
+        &scale,
+        reassigning,
+        &storage,
+        &kc.spec.storage.size.0,
+        roll_step.as_ref(),
+    );
     let before = st.operation.clone();
     st.operation = (!ops.is_empty())
         .then(|| ops.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>().join("; "));
@@ -244,6 +212,61 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     st.observed_generation = generation;
     write_status(kc, ctx, st).await?;
     Ok(Action::requeue(if settled { SETTLED } else { SETTLING }))
+}
+
+/// What is under way, for the status and Events: (reason, text) per operation, the scale's
+/// first, then the storage's, then the roll's.
+fn operations(
+    current: i32,
+    scale: &ScaleStep,
+    reassigning: bool,
+    storage: &StorageStep,
+    size: &str,
+    roll: Option<&RollStep>,
+) -> Vec<(&'static str, String)> {
+    let mut ops = Vec::new();
+    match scale {
+        ScaleStep::Steady if reassigning => {
+            ops.push(("Reassigning", "a partition reassignment is in progress".into()))
+        }
+        ScaleStep::Steady => {}
+        ScaleStep::Resize(n) if *n > current => {
+            ops.push(("Scaling", format!("scaling up from {current} to {n} brokers")))
+        }
+        ScaleStep::Resize(n) => ops.push((
+            "Scaling",
+            format!("scaling down from {current} to {n} brokers: the removed ones are drained"),
+        )),
+        ScaleStep::Reassign { why, .. } | ScaleStep::Wait(why) => {
+            ops.push(("Scaling", why.clone()))
+        }
+        ScaleStep::Refuse(why) => ops.push(("ScaleDownRefused", why.clone())),
+    }
+    match storage {
+        StorageStep::Steady => {}
+        StorageStep::Grow(claims) => {
+            ops.push(("Resizing", format!("growing claims {} to {size}", claims.join(","))))
+        }
+        StorageStep::Wait(why) => ops.push(("Resizing", why.clone())),
+        StorageStep::Refuse(why) => ops.push(("StorageShrinkRefused", why.clone())),
+    }
+    match roll {
+        None | Some(RollStep::Done) => {}
+        Some(RollStep::Wait(why)) => {
+            ops.push(("Rolling", format!("rolling restart: waiting: {why}")))
+        }
+        Some(RollStep::Restart { ordinal, why }) => {
+            ops.push(("Rolling", format!("rolling restart: restarted broker {ordinal}: {why}")))
+        }
+        Some(RollStep::Blocked { ordinal, reasons }) => ops.push((
+            "RollBlocked",
+            format!(
+                "rolling restart blocked: broker {ordinal} cannot restart safely: {}",
+                reasons.join("; ")
+            ),
+        )),
+    }
+    ops
 }
 
 /// Grows the brokers' claims to `spec.storage.size` (ops::storage decides): the first `size`
@@ -686,6 +709,48 @@ mod tests {
         assert_eq!(reason(&st, READY), ("True".into(), "Ready".into()));
         assert_eq!(reason(&st, PROGRESSING).0, "False");
         assert_eq!(reason(&st, DEGRADED), ("False".into(), "Healthy".into()));
+    }
+
+    #[test]
+    fn operations_name_what_is_under_way_scale_first() {
+        let blocked = RollStep::Blocked { ordinal: 2, reasons: vec!["t-0 would fall".into()] };
+        let ops = operations(
+            3,
+            &ScaleStep::Refuse("no".into()),
+            false,
+            &StorageStep::Steady,
+            "1Gi",
+            Some(&blocked),
+        );
+        let reasons: Vec<_> = ops.iter().map(|(r, _)| *r).collect();
+        assert_eq!(reasons, ["ScaleDownRefused", "RollBlocked"]);
+        assert_eq!(
+            ops[1].1,
+            "rolling restart blocked: broker 2 cannot restart safely: t-0 would fall"
+        );
+        let ops = operations(
+            3,
+            &ScaleStep::Resize(5),
+            false,
+            &StorageStep::Grow(vec!["data-x-0".into()]),
+            "2Gi",
+            None,
+        );
+        assert_eq!(ops[0].1, "scaling up from 3 to 5 brokers");
+        assert_eq!(ops[1].1, "growing claims data-x-0 to 2Gi");
+        assert!(operations(
+            3,
+            &ScaleStep::Steady,
+            false,
+            &StorageStep::Steady,
+            "1Gi",
+            Some(&RollStep::Done)
+        )
+        .is_empty());
+        assert_eq!(
+            operations(3, &ScaleStep::Steady, true, &StorageStep::Steady, "1Gi", None)[0].0,
+            "Reassigning"
+        );
     }
 
     #[test]
