@@ -23,41 +23,12 @@ use sluice_client::{Admin, ClientError};
 
 use crate::crd::QuorumStatus;
 use crate::ops::scale::Move;
+use crate::ops::{ClusterState, PartitionState};
 
 /// Each connect and call is bounded by this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The metadata log's topic (KRaft's `__cluster_metadata`).
 const METADATA_TOPIC: &str = "__cluster_metadata";
-
-/// One partition as Metadata reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartitionState {
-    pub topic: String,
-    pub partition: i32,
-    /// -1 when the partition has no leader (offline).
-    pub leader: i32,
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-}
-
-/// A cluster as its brokers describe it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ClusterState {
-    /// Registered (unfenced) brokers.
-    pub brokers: Vec<i32>,
-    pub partitions: Vec<PartitionState>,
-    pub quorum: Option<QuorumStatus>,
-}
-
-impl ClusterState {
-    pub fn under_replicated(&self) -> usize {
-        self.partitions.iter().filter(|p| p.isr.len() < p.replicas.len()).count()
-    }
-
-    pub fn offline(&self) -> usize {
-        self.partitions.iter().filter(|p| p.leader < 0).count()
-    }
-}
 
 /// A cluster's brokers, reached through any of their addresses; calls share a connection.
 #[derive(Debug)]
@@ -89,7 +60,7 @@ impl Brokers {
             .iter()
             .map(|t| {
                 describe_configs_request::DescribeConfigsResource::default()
-                    .with_resource_type(2) // TOPIC
+                    .with_resource_type(TOPIC_RESOURCE)
                     .with_resource_name(StrBytes::from_string(t.clone()))
                     .with_configuration_keys(Some(vec![StrBytes::from_static_str(KEY)]))
             })
@@ -111,12 +82,23 @@ impl Brokers {
 impl Brokers {
     /// Sets `set` and removes `delete` as cluster-wide dynamic broker configs
     /// (IncrementalAlterConfigs on the default broker resource, `""`): every broker applies
-    /// them at once, without a restart. An error names the broker's refusal.
+    /// them at once, without a restart.
     pub async fn alter_cluster_config(
         &mut self,
         set: &BTreeMap<String, String>,
         delete: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), AdminError> {
+        self.alter_configs(BROKER_RESOURCE, "", set, delete).await
+    }
+
+    /// IncrementalAlterConfigs (v1) on one resource: SET `set`, DELETE `delete`.
+    async fn alter_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), AdminError> {
         use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
         let mut configs: Vec<AlterableConfig> = set
             .iter()
@@ -134,21 +116,17 @@ impl Brokers {
         }));
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
-                .with_resource_type(4) // BROKER
-                .with_resource_name(StrBytes::from_static_str(""))
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(name.to_owned()))
                 .with_configs(configs),
         ]);
-        let response: IncrementalAlterConfigsResponse = self
-            .admin
-            .call(ApiKey::IncrementalAlterConfigs, 1, &request)
-            .await
-            .map_err(|e| e.to_string())?;
+        let response: IncrementalAlterConfigsResponse =
+            self.admin.call(ApiKey::IncrementalAlterConfigs, 1, &request).await?;
         match response.responses.first() {
-            Some(r) if r.error_code == 0 => Ok(()),
             Some(r) => {
-                Err(format!("error {}: {}", r.error_code, r.error_message.as_deref().unwrap_or("")))
+                refused(ApiKey::IncrementalAlterConfigs, r.error_code, r.error_message.as_ref())
             }
-            None => Err("an empty IncrementalAlterConfigs response".into()),
+            None => refused(ApiKey::IncrementalAlterConfigs, -1, None),
         }
     }
 }
@@ -275,9 +253,9 @@ pub struct TopicState {
     pub topic_id: String,
 }
 
-/// Why a topic call failed: no broker answered, or a broker refused with an error code.
+/// Why an admin call failed: no broker answered, or a broker refused with an error code.
 #[derive(Debug, thiserror::Error)]
-pub enum TopicError {
+pub enum AdminError {
     #[error("{0}")]
     Unreachable(#[from] ClientError),
     #[error("{api:?} refused with error {code}: {message}")]
@@ -290,8 +268,9 @@ const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Config sources (DescribeConfigs): a config set on the topic itself.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const TOPIC_RESOURCE: i8 = 2;
+const BROKER_RESOURCE: i8 = 4;
 
-fn refused(api: ApiKey, code: i16, message: Option<&StrBytes>) -> Result<(), TopicError> {
+fn refused(api: ApiKey, code: i16, message: Option<&StrBytes>) -> Result<(), AdminError> {
     if code == 0 {
         return Ok(());
     }
@@ -299,7 +278,7 @@ fn refused(api: ApiKey, code: i16, message: Option<&StrBytes>) -> Result<(), Top
         use kafka_protocol::error::ParseResponseErrorCode;
         code.err().map_or_else(|| format!("error code {code}"), |e| format!("{e:?}"))
     });
-    Err(TopicError::Refused { api, code, message })
+    Err(AdminError::Refused { api, code, message })
 }
 
 fn topic_name(name: &str) -> TopicName {
@@ -347,7 +326,7 @@ impl Brokers {
     pub async fn topic_config(
         &mut self,
         name: &str,
-    ) -> Result<BTreeMap<String, String>, TopicError> {
+    ) -> Result<BTreeMap<String, String>, AdminError> {
         let request = DescribeConfigsRequest::default().with_resources(vec![
             describe_configs_request::DescribeConfigsResource::default()
                 .with_resource_type(TOPIC_RESOURCE)
@@ -374,7 +353,7 @@ impl Brokers {
         partitions: i32,
         replication_factor: i32,
         config: &BTreeMap<String, String>,
-    ) -> Result<(), TopicError> {
+    ) -> Result<(), AdminError> {
         use create_topics_request::{CreatableTopic, CreatableTopicConfig};
         let configs = config
             .iter()
@@ -401,7 +380,7 @@ impl Brokers {
     }
 
     /// CreatePartitions (v3): topic `name` grows to `count` partitions in all.
-    pub async fn create_partitions(&mut self, name: &str, count: i32) -> Result<(), TopicError> {
+    pub async fn create_partitions(&mut self, name: &str, count: i32) -> Result<(), AdminError> {
         let request = CreatePartitionsRequest::default()
             .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default()
                 .with_name(topic_name(name))
@@ -422,40 +401,12 @@ impl Brokers {
         name: &str,
         set: &BTreeMap<String, String>,
         delete: &[String],
-    ) -> Result<(), TopicError> {
-        use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
-        let mut configs: Vec<AlterableConfig> = set
-            .iter()
-            .map(|(k, v)| {
-                AlterableConfig::default()
-                    .with_name(StrBytes::from_string(k.clone()))
-                    .with_config_operation(0) // SET
-                    .with_value(Some(StrBytes::from_string(v.clone())))
-            })
-            .collect();
-        configs.extend(delete.iter().map(|k| {
-            AlterableConfig::default()
-                .with_name(StrBytes::from_string(k.clone()))
-                .with_config_operation(1) // DELETE
-        }));
-        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
-            AlterConfigsResource::default()
-                .with_resource_type(TOPIC_RESOURCE)
-                .with_resource_name(StrBytes::from_string(name.to_owned()))
-                .with_configs(configs),
-        ]);
-        let response: IncrementalAlterConfigsResponse =
-            self.admin.call(ApiKey::IncrementalAlterConfigs, 1, &request).await?;
-        match response.responses.first() {
-            Some(r) => {
-                refused(ApiKey::IncrementalAlterConfigs, r.error_code, r.error_message.as_ref())
-            }
-            None => refused(ApiKey::IncrementalAlterConfigs, -1, None),
-        }
+    ) -> Result<(), AdminError> {
+        self.alter_configs(TOPIC_RESOURCE, name, set, delete).await
     }
 
     /// DeleteTopics (v6) by name; a topic that is gone already is no error.
-    pub async fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {
+    pub async fn delete_topic(&mut self, name: &str) -> Result<(), AdminError> {
         let request = DeleteTopicsRequest::default()
             .with_topics(vec![delete_topics_request::DeleteTopicState::default()
                 .with_name(Some(topic_name(name)))])

@@ -25,10 +25,11 @@ use serde::Serialize;
 
 use super::Context;
 use crate::crd::{KafkaCluster, KafkaClusterStatus};
-use crate::kafka::{Brokers, ClusterState};
+use crate::kafka::Brokers;
 use crate::ops::roll::{self, BrokerPod, MinIsr, RollStep};
 use crate::ops::scale::{self, ScaleStep};
 use crate::ops::storage::{self, parse_quantity, Claim, StorageStep};
+use crate::ops::ClusterState;
 use crate::resources::{configmap, pdb, service, statefulset, Cluster};
 use crate::status::{self, DEGRADED, PROGRESSING, READY};
 use crate::{Error, Result, MANAGER};
@@ -105,7 +106,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
         status::set(&mut st.conditions, READY, false, "InvalidSpec", &message, generation, &now);
         status::set(&mut st.conditions, DEGRADED, true, "InvalidSpec", &message, generation, &now);
         st.observed_generation = generation;
-        write_status(kc, ctx, st).await?;
+        super::apply_status(&ctx.client, kc, st).await?;
         return Ok(Action::await_change());
     }
 
@@ -210,7 +211,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
         }
     }
     st.observed_generation = generation;
-    write_status(kc, ctx, st).await?;
+    super::apply_status(&ctx.client, kc, st).await?;
     Ok(Action::requeue(if settled { SETTLED } else { SETTLING }))
 }
 
@@ -508,19 +509,6 @@ fn judge(
     is_ready && !degraded
 }
 
-async fn write_status(kc: &KafkaCluster, ctx: &Context, st: KafkaClusterStatus) -> Result<()> {
-    let ns = kc.namespace().ok_or_else(|| Error::Missing(kc.name_any(), "namespace"))?;
-    let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = serde_json::json!({
-        "apiVersion": "sluice.io/v1alpha1",
-        "kind": "KafkaCluster",
-        "status": st,
-    });
-    api.patch_status(&kc.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-        .await?;
-    Ok(())
-}
-
 fn error_policy(kc: Arc<KafkaCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(cluster = %kc.name_any(), %error, "reconcile failed; retrying in 10 s");
     Action::requeue(Duration::from_secs(10))
@@ -529,7 +517,7 @@ fn error_policy(kc: Arc<KafkaCluster>, error: &Error, _ctx: Arc<Context>) -> Act
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::PartitionState;
+    use crate::ops::PartitionState;
 
     mod reconcile {
         //! Each reconcile branch's requests, against a mocked API server (crate::fixtures).

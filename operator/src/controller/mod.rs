@@ -5,7 +5,10 @@ pub mod topic;
 
 use std::sync::Arc;
 
-use kube::Client;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::metrics::Metrics;
 
@@ -24,4 +27,24 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context").field("domain", &self.domain).finish_non_exhaustive()
     }
+}
+
+/// Writes `status` as `obj`'s status, by server-side apply with the operator's field manager.
+pub async fn apply_status<K>(client: &Client, obj: &K, status: impl Serialize) -> crate::Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let ns = obj.namespace().ok_or_else(|| crate::Error::Missing(obj.name_any(), "namespace"))?;
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(crate::MANAGER).force();
+    api.patch_status(&obj.name_any(), &params, &Patch::Apply(patch)).await?;
+    Ok(())
 }

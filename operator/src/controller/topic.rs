@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::{watcher, Controller};
@@ -23,11 +22,11 @@ use kube::{Api, ResourceExt};
 
 use super::Context;
 use crate::crd::{DeletionPolicy, KafkaCluster, Topic, TopicStatus};
-use crate::kafka::{Brokers, TopicError};
+use crate::kafka::{AdminError, Brokers};
 use crate::ops::topic::{self as decide_topic, ObservedTopic, TopicAction};
 use crate::resources::Cluster;
 use crate::status::{self, READY};
-use crate::{Error, Result, MANAGER};
+use crate::{Error, Result};
 
 /// The finalizer on every `Topic`.
 pub const FINALIZER: &str = "sluice.io/topic";
@@ -112,7 +111,7 @@ async fn apply(t: &Topic, ctx: &Context, ns: &str) -> Result<Action> {
             reason = outcome.reason, "{}", outcome.message);
     }
     st.observed_generation = generation;
-    write_status(t, ctx, ns, st).await?;
+    super::apply_status(&ctx.client, t, st).await?;
     Ok(Action::requeue(if outcome.ready { SETTLED } else { WAITING }))
 }
 
@@ -237,12 +236,12 @@ async fn bring_to_spec(
 }
 
 /// A broker refusal or a lost connection, as the status says it.
-fn failed(e: TopicError) -> Outcome {
+fn failed(e: AdminError) -> Outcome {
     match e {
-        TopicError::Unreachable(e) => {
+        AdminError::Unreachable(e) => {
             Outcome::not_ready("BrokersUnreachable", format!("asking the brokers: {e}"))
         }
-        TopicError::Refused { .. } => Outcome::not_ready("KafkaError", e.to_string()),
+        AdminError::Refused { .. } => Outcome::not_ready("KafkaError", e.to_string()),
     }
 }
 
@@ -272,18 +271,6 @@ async fn cleanup(t: &Topic, ctx: &Context, ns: &str) -> Result<Action> {
     brokers.delete_topic(&name).await.map_err(|e| Error::Kafka(e.to_string()))?;
     tracing::info!(namespace = ns, kafka_topic = %name, "Topic deleted; the topic is deleted");
     Ok(Action::await_change())
-}
-
-async fn write_status(t: &Topic, ctx: &Context, ns: &str, st: TopicStatus) -> Result<()> {
-    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = serde_json::json!({
-        "apiVersion": "sluice.io/v1alpha1",
-        "kind": "Topic",
-        "status": st,
-    });
-    api.patch_status(&t.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-        .await?;
-    Ok(())
 }
 
 fn error_policy(t: Arc<Topic>, error: &Error, _ctx: Arc<Context>) -> Action {

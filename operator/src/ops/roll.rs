@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::kafka::ClusterState;
+use super::ClusterState;
 
 /// A broker pod as the roll sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,7 +176,7 @@ pub fn blockers(id: i32, state: &ClusterState, min_isr: &MinIsr, voters: &[i32])
 mod tests {
     use super::*;
     use crate::crd::QuorumStatus;
-    use crate::kafka::PartitionState;
+    use crate::ops::PartitionState;
 
     fn pod(ordinal: i32, revision: &str) -> BrokerPod {
         BrokerPod {

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::kafka::{ClusterState, PartitionState};
+use super::{ClusterState, PartitionState};
 
 /// A partition's new replica list.
 #[derive(Clone, Debug, PartialEq, Eq)]
