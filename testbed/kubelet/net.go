@@ -76,7 +76,10 @@ func newNetwork(stateDir, cidr, serviceIP, serviceRange string) (*network, error
 		{"netns", "add", n.HostNS},
 		{"-n", n.HostNS, "link", "set", "lo", "up"},
 		{"-n", n.HostNS, "addr", "add", n.serviceIP + "/32", "dev", "lo"},
-		{"-n", n.HostNS, "link", "add", "br0", "type", "bridge"},
+		// A fixed address: a bridge otherwise takes the lowest address of its ports, which
+		// changes as pods come and go, and the pods' ARP entries for their gateway (the way to
+		// the Service IP) then point nowhere until they expire, some 30 s of lost packets.
+		{"-n", n.HostNS, "link", "add", "br0", "address", fmt.Sprintf("02:%02x:%02x:%02x:00:01", sum[0], sum[1], sum[2]), "type", "bridge"},
 		{"-n", n.HostNS, "addr", "add", fmt.Sprintf("%s/%d", n.addr(1), ones), "dev", "br0"},
 		{"-n", n.HostNS, "link", "set", "br0", "up"},
 	}

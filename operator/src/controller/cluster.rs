@@ -362,8 +362,14 @@ async fn roll(
     brokers: &mut Brokers,
 ) -> Result<RollStep> {
     let status = sts.status.clone().unwrap_or_default();
-    if status.observed_generation < sts.metadata.generation {
-        return Ok(RollStep::Wait("the StatefulSet controller has not seen the change yet".into()));
+    match (status.observed_generation, sts.metadata.generation) {
+        // Brand new: its pods start on the current revision, nothing to roll.
+        (None, _) => return Ok(RollStep::Done),
+        (Some(seen), Some(generation)) if seen < generation => {
+            let why = "the StatefulSet controller has not seen the change yet";
+            return Ok(RollStep::Wait(why.into()));
+        }
+        _ => {}
     }
     let Some(target) = status.update_revision.clone() else {
         return Ok(RollStep::Done);
