@@ -199,8 +199,9 @@ kc_condition() { kubectl -n "$OPNS" get kafkacluster demo -o jsonpath="{.status.
 kc_ready() { [[ "$(kc_condition Ready status)" == True ]]; }
 
 operator_makes_a_ready_cluster() {
-  kubectl apply -f "$ROOT/crds/" >/dev/null
-  kubectl wait --for condition=established --timeout="${T}s" crd/kafkaclusters.sluice.io crd/topics.sluice.io >/dev/null
+  kubectl apply -f "$ROOT/crds/" -f "$ROOT/testbed/manifests/servicemonitor-crd.yaml" >/dev/null
+  kubectl wait --for condition=established --timeout="${T}s" crd/kafkaclusters.sluice.io crd/topics.sluice.io \
+    crd/servicemonitors.monitoring.coreos.com >/dev/null
   ip netns exec "$HOSTNS" env KUBECONFIG="$RUN/host-admin.kubeconfig" RUST_LOG=info,sluice_operator=debug \
     "$SLUICE_DIR/sluice-operator" --http 127.0.0.1:8080 >"$RUN/operator.log" 2>&1 </dev/null &
   echo $! >"$RUN/operator.pid"
@@ -212,6 +213,12 @@ operator_makes_a_ready_cluster() {
     fail "the status does not show three caught-up voters"
   client curl -fsS http://127.0.0.1:8080/metrics | grep -q '^sluice_operator_reconciles_total{kind="KafkaCluster"} [1-9]' ||
     fail "the operator's /metrics counts no reconcile"
+  # Prometheus Operator's API is served here: a ServiceMonitor scrapes the brokers' admin port
+  # through the headless Service, which answers there.
+  until_is "the brokers' ServiceMonitor" admin \
+    kubectl -n "$OPNS" get servicemonitor demo -o jsonpath='{.spec.endpoints[0].port}'
+  client curl -fsS "http://demo-brokers.$OPNS.svc.cluster.local:9644/metrics" | grep -q '^sluice_' ||
+    fail "no broker metrics through the headless Service"
   # rack.topologyKey: each broker registered with its Node's zone, one broker per zone.
   local racks
   racks="$(client curl -fsS "http://demo-0.demo-brokers.$OPNS.svc.cluster.local:9644/debug/metadata" |

@@ -58,6 +58,25 @@ pub struct KafkaClusterSpec {
     /// The PodDisruptionBudget over the brokers (default: at most one unavailable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_disruption_budget: Option<PodDisruptionBudgetSpec>,
+    /// Prometheus scraping of the brokers' `/metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// A ServiceMonitor (Prometheus Operator) for the brokers, when the cluster has its CRD
+    /// (default true).
+    #[serde(default = "yes")]
+    pub service_monitor: bool,
+    /// How often Prometheus scrapes (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

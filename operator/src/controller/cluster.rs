@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::{watcher, Controller};
@@ -30,7 +30,7 @@ use crate::ops::roll::{self, BrokerPod, MinIsr, RollStep};
 use crate::ops::scale::{self, ScaleStep};
 use crate::ops::storage::{self, parse_quantity, Claim, StorageStep};
 use crate::ops::ClusterState;
-use crate::resources::{configmap, pdb, service, statefulset, Cluster};
+use crate::resources::{configmap, pdb, service, servicemonitor, statefulset, Cluster};
 use crate::status::{self, DEGRADED, PROGRESSING, READY};
 use crate::{Error, Result, MANAGER};
 
@@ -153,6 +153,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     };
     let sts = apply(client, &ns, &statefulset::statefulset(&c, size, &claim_size)).await?;
     apply(client, &ns, &pdb::pdb(&c)).await?;
+    apply_service_monitor(&c, ctx).await?;
     let storage = grow_claims(&c, ctx, size, &claim_size).await?;
     if let ScaleStep::Reassign { moves, why } = &scale {
         tracing::info!(cluster = %c.name, moves = moves.len(), "{why}");
@@ -268,6 +269,32 @@ fn operations(
         )),
     }
     ops
+}
+
+/// The brokers' ServiceMonitor: applied when the cluster serves Prometheus Operator's API and
+/// the spec wants one, deleted when the spec turns it off.
+async fn apply_service_monitor(c: &Cluster<'_>, ctx: &Context) -> Result<()> {
+    match ctx.client.list_api_group_resources(servicemonitor::API_VERSION).await {
+        Ok(list) if list.resources.iter().any(|r| r.kind == "ServiceMonitor") => {}
+        Ok(_) => return Ok(()),
+        Err(e) => {
+            // Usually 404: no Prometheus Operator here.
+            tracing::trace!(error = %e, "no ServiceMonitor API");
+            return Ok(());
+        }
+    }
+    let resource = servicemonitor::api_resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &c.namespace, &resource);
+    if servicemonitor::wanted(c) {
+        let obj = servicemonitor::service_monitor(c);
+        api.patch(&c.name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&obj)).await?;
+        return Ok(());
+    }
+    match api.delete(&c.name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Grows the brokers' claims to `spec.storage.size` (ops::storage decides): the first `size`
@@ -559,6 +586,7 @@ mod tests {
                 sts,
                 Expect::echo("PATCH", STS),
                 Expect::echo("PATCH", "/apis/policy/v1/namespaces/kafka/poddisruptionbudgets/demo"),
+                Expect::not_found("GET", "/apis/monitoring.coreos.com/v1"),
             ];
             s.extend(after);
             s
@@ -647,12 +675,12 @@ mod tests {
             // The template keeps the size the claims were made with.
             let template = &seen[4].body["spec"]["volumeClaimTemplates"][0]["spec"]["resources"];
             assert_eq!(template["requests"]["storage"], "10Gi");
-            let event = &seen[9].body;
+            let event = &seen[10].body;
             assert_eq!(
                 (event["type"].as_str(), event["reason"].as_str()),
                 (Some("Warning"), Some("StorageShrinkRefused"))
             );
-            let progressing = condition(&seen[10].body, "Progressing");
+            let progressing = condition(&seen[11].body, "Progressing");
             assert_eq!(progressing["status"], "False");
             assert!(progressing["message"].as_str().unwrap().contains("claims cannot shrink"));
         }

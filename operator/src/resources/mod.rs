@@ -14,6 +14,7 @@
 pub mod configmap;
 pub mod pdb;
 pub mod service;
+pub mod servicemonitor;
 pub mod statefulset;
 
 use std::collections::BTreeMap;
@@ -204,6 +205,7 @@ pub(crate) mod tests {
                 rack: None,
                 template: None,
                 pod_disruption_budget: None,
+                metrics: None,
             },
         );
         kc.metadata.namespace = Some("kafka".into());

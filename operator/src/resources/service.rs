@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 
-use super::{Cluster, CONTROLLER_PORT, KAFKA_PORT};
+use super::{Cluster, ADMIN_PORT, CONTROLLER_PORT, KAFKA_PORT};
 
 fn port(name: &str, port: i32) -> ServicePort {
     ServicePort {
@@ -15,14 +15,25 @@ fn port(name: &str, port: i32) -> ServicePort {
     }
 }
 
+/// The label that tells the headless Service from the bootstrap one (the ServiceMonitor
+/// selects by it).
+pub const SERVICE_LABEL: (&str, &str) = ("sluice.io/service", "brokers");
+
 pub fn headless(c: &Cluster) -> Service {
+    let mut metadata = c.meta(c.headless_name());
+    let labels = metadata.labels.get_or_insert_with(Default::default);
+    labels.insert(SERVICE_LABEL.0.into(), SERVICE_LABEL.1.into());
     Service {
-        metadata: c.meta(c.headless_name()),
+        metadata,
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
             selector: Some(c.selector()),
-            ports: Some(vec![port("kafka", KAFKA_PORT), port("controller", CONTROLLER_PORT)]),
+            ports: Some(vec![
+                port("kafka", KAFKA_PORT),
+                port("controller", CONTROLLER_PORT),
+                port("admin", ADMIN_PORT),
+            ]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
