@@ -568,7 +568,7 @@ operator_grows_claims_without_restarts() {
 operator_leader_election_hands_over() {
   after operator-makes-a-ready-cluster
   ip netns exec "$HOSTNS" env KUBECONFIG="$RUN/host-admin.kubeconfig" RUST_LOG=info,sluice_operator=debug \
-    "$SLUICE_DIR/sluice-operator" --http 127.0.0.1:8081 >"$RUN/operator2.log" 2>&1 </dev/null &
+    "$SLUICE_DIR/sluice-operator" --http 127.0.0.1:8081 --log-format json >"$RUN/operator2.log" 2>&1 </dev/null &
   local second=$!
   until_true "the second operator waiting for the Lease" grep -q 'waiting for the leader election Lease' "$RUN/operator2.log"
   ! grep -q 'leading' "$RUN/operator2.log" || fail "two operators lead at once"
@@ -582,6 +582,9 @@ operator_leader_election_hands_over() {
   kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"config":{"log.retention.ms":"3600000"}}}' >/dev/null
   until_is "the second operator reconciling" 3600000 \
     kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.appliedConfig.log\.retention\.ms}'
+  # --log-format json: every line one JSON object, for log aggregators.
+  python3 -c 'import json, sys; [json.loads(l)["message"] for l in open(sys.argv[1])]' "$RUN/operator2.log" ||
+    fail "operator2.log is not JSON lines: $(head -n 2 "$RUN/operator2.log")"
 }
 
 operator_deleted_cluster_is_garbage_collected() {

@@ -27,6 +27,9 @@ struct Args {
     /// Take part in leader election, so that one of several replicas acts at a time.
     #[arg(long, env = "SLUICE_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
+    /// Log lines as text or JSON (`RUST_LOG` sets the levels, per module too).
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// The namespace of the leader election Lease (in a pod: its own namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
@@ -35,17 +38,27 @@ struct Args {
 /// The Lease the operator's replicas share.
 const LEASE: &str = "sluice-operator";
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable; colours only on a terminal.
+    Text,
+    /// One JSON object per line, for log aggregators.
+    Json,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => {
+            logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init()
+        }
+    }
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(&args.http)
