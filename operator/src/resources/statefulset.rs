@@ -21,8 +21,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, TopologySpreadConstraint, Volume, VolumeMount,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, TopologySpreadConstraint, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -36,6 +36,8 @@ use super::{
 
 /// The pod template annotation holding the hash of `server.properties`.
 pub const CONFIG_HASH: &str = "sluice.io/config-hash";
+/// The broker image's user and group (`scripts/images.sh`).
+pub const BROKER_UID: i64 = 65532;
 /// The label the StatefulSet controller puts on each pod: its ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
@@ -163,6 +165,14 @@ pub fn statefulset(c: &Cluster, replicas: i32, claim_size: &Quantity) -> Statefu
                 }),
                 spec: Some(PodSpec {
                     containers: vec![broker_container(c)],
+                    // The image runs as 65532; the claim's volume is made writable for it.
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(BROKER_UID),
+                        run_as_group: Some(BROKER_UID),
+                        fs_group: Some(BROKER_UID),
+                        ..PodSecurityContext::default()
+                    }),
                     termination_grace_period_seconds: Some(
                         template.termination_grace_period_seconds.unwrap_or(60),
                     ),
