@@ -82,6 +82,8 @@ cleanup() {
     done
   fi
   stop_operator
+  [[ ! -f "$RUN/producer.pid" ]] || stop_process "$(cat "$RUN/producer.pid")" 5
+  rm -f "$RUN/producer.pid"
   bash "$ROOT/testbed/down.sh" || true
   settle_work "$rc"
 }
@@ -275,12 +277,15 @@ produce_in_background() {
     --topic "$1" --max-messages -1 --throughput 200 --acks -1 \
     --command-config "$WORK/producer.properties" >"$WORK/produced-$1.jsonl" 2>"$WORK/producer-$1.err" &
   PRODUCER_PID=$!
+  # Steps run in subshells: a failing one leaves the JVM to the cleanup, by this pid.
+  echo "$PRODUCER_PID" >"$RUN/producer.pid"
 }
 # stop_producer TOPIC: stops it, reads TOPIC back with VerifiableConsumer and checks that
 # every acknowledged record is there (scripts/lib/verify_acked.py).
 stop_producer() {
   kill -TERM "$PRODUCER_PID"
   wait "$PRODUCER_PID" 2>/dev/null || true
+  rm -f "$RUN/producer.pid"
   local acked
   acked="$(grep -c '"name":"producer_send_success"' "$WORK/produced-$1.jsonl" || true)"
   ((acked > 0)) || fail "VerifiableProducer had nothing acknowledged: $(tail -n 3 "$WORK/producer-$1.err")"
