@@ -491,9 +491,11 @@ operator_scales_up_and_spreads_partitions() {
   kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"replicas":5}}' >/dev/null
   until_true "five brokers ready and settled" scaled_to 5
   until_true "brokers 3 and 4 hosting partitions" _hosts_some '[34]'
-  local n3 n0
-  n3="$(replicas_on 3)" n0="$(replicas_on 0)"
-  ((n3 > 0 && n0 - n3 <= 1 && n3 - n0 <= 1)) || fail "not spread: broker 0 hosts $n0 replicas, broker 3 hosts $n3"
+  # Each new broker has its share (how even it can be depends on the zones the scheduler put
+  # them in: a partition's replicas stay in different zones; ops/scale.rs tests the spread).
+  local n3 n4
+  n3="$(replicas_on 3)" n4="$(replicas_on 4)"
+  ((n3 > 0 && n4 > 0)) || fail "not spread: broker 3 hosts $n3 replicas, broker 4 hosts $n4"
   # The new brokers are brokers only: the voters stay 0, 1 and 2.
   java_tool org.apache.kafka.tools.MetadataQuorumCommand --bootstrap-server "$OP_BOOTSTRAP" describe --status >"$WORK/quorum.txt" ||
     fail "kafka-metadata-quorum: $(why $?)"

@@ -240,7 +240,12 @@ async fn describe(admin: &mut Admin) -> Result<ClusterState, ClientError> {
             }
         })
     });
-    Ok(ClusterState { brokers, partitions, quorum })
+    let racks = metadata
+        .brokers
+        .iter()
+        .filter_map(|b| b.rack.as_ref().map(|r| (b.node_id.0, r.to_string())))
+        .collect();
+    Ok(ClusterState { brokers, partitions, quorum, racks })
 }
 
 /// A topic as Metadata reports it.

@@ -701,6 +701,7 @@ mod tests {
                 isr: isr.to_vec(),
             }],
             quorum: Some(Default::default()),
+            racks: Default::default(),
         }
     }
 

@@ -2,6 +2,8 @@
 //! function of what was observed, tested branch by branch. What they read about a cluster is
 //! [`ClusterState`], which `kafka.rs` fills from the brokers' answers.
 
+use std::collections::BTreeMap;
+
 use crate::crd::QuorumStatus;
 
 pub mod roll;
@@ -27,6 +29,8 @@ pub struct ClusterState {
     pub brokers: Vec<i32>,
     pub partitions: Vec<PartitionState>,
     pub quorum: Option<QuorumStatus>,
+    /// `broker.rack` of the brokers that have one.
+    pub racks: BTreeMap<i32, String>,
 }
 
 impl ClusterState {

@@ -207,6 +207,7 @@ mod tests {
                 caught_up_voters: caught_up.to_vec(),
                 ..QuorumStatus::default()
             }),
+            racks: Default::default(),
         }
     }
 

@@ -70,7 +70,7 @@ pub fn next_step(
     if empty.is_empty() || load.values().all(|&n| n == 0) {
         return ScaleStep::Steady;
     }
-    let moves = rebalance(&state.partitions, &brokers);
+    let moves = rebalance(&state.partitions, &brokers, &state.racks);
     if moves.is_empty() {
         return ScaleStep::Steady;
     }
@@ -138,7 +138,7 @@ fn scale_down(
         return ScaleStep::Resize(desired);
     }
     let keep: Vec<i32> = (0..desired).filter(|b| state.brokers.contains(b)).collect();
-    let moves = drain(&state.partitions, &removed, &keep);
+    let moves = drain(&state.partitions, &removed, &keep, &state.racks);
     if keep.len() < desired as usize {
         return ScaleStep::Wait(format!(
             "draining brokers {}: only brokers {} of the remaining ones are registered",
@@ -177,9 +177,24 @@ fn least_loaded(load: &BTreeMap<i32, usize>, candidates: impl Iterator<Item = i3
     candidates.min_by_key(|b| (load.get(b).copied().unwrap_or(0), *b))
 }
 
+/// Whether broker `b` would be a partition's second replica in its rack, next to `others`.
+fn shares_rack(
+    racks: &BTreeMap<i32, String>,
+    b: i32,
+    mut others: impl Iterator<Item = i32>,
+) -> bool {
+    racks.get(&b).is_some_and(|rack| others.any(|o| racks.get(&o) == Some(rack)))
+}
+
 /// Moves taking every replica on `removed` to the least loaded broker of `keep` that does not
-/// hold the partition yet; a partition that cannot be placed is left out.
-pub fn drain(partitions: &[PartitionState], removed: &[i32], keep: &[i32]) -> Vec<Move> {
+/// hold the partition yet, in a rack none of its other replicas is in where there is one; a
+/// partition that cannot be placed is left out.
+pub fn drain(
+    partitions: &[PartitionState],
+    removed: &[i32],
+    keep: &[i32],
+    racks: &BTreeMap<i32, String>,
+) -> Vec<Move> {
     let mut load = load(partitions, keep);
     let mut moves = Vec::new();
     for p in partitions.iter().filter(|p| p.replicas.iter().any(|r| removed.contains(r))) {
@@ -189,8 +204,14 @@ pub fn drain(partitions: &[PartitionState], removed: &[i32], keep: &[i32]) -> Ve
             if !removed.contains(&replicas[slot]) {
                 continue;
             }
-            let free = keep.iter().copied().filter(|b| !replicas.contains(b));
-            match least_loaded(&load, free) {
+            let free: Vec<i32> = keep.iter().copied().filter(|b| !replicas.contains(b)).collect();
+            let others = |b: i32| {
+                let others = replicas.iter().enumerate().filter(|(i, _)| *i != slot);
+                shares_rack(racks, b, others.map(|(_, &o)| o).filter(|o| !removed.contains(o)))
+            };
+            let spread: Vec<i32> = free.iter().copied().filter(|&b| !others(b)).collect();
+            let pool = if spread.is_empty() { free } else { spread };
+            match least_loaded(&load, pool.into_iter()) {
                 Some(to) => {
                     // In place: the preferred leader stays first unless it is the one leaving.
                     replicas[slot] = to;
@@ -207,29 +228,46 @@ pub fn drain(partitions: &[PartitionState], removed: &[i32], keep: &[i32]) -> Ve
 }
 
 /// Moves that spread replicas over `brokers` until the most loaded broker hosts at most one
-/// more than the least loaded: each takes one replica from the most loaded broker to the least
-/// loaded one that does not hold that partition.
-pub fn rebalance(partitions: &[PartitionState], brokers: &[i32]) -> Vec<Move> {
+/// more than the least loaded (as far as racks allow): each takes one replica from the most
+/// loaded broker to the least loaded one that does not hold that partition, and never puts two
+/// of a partition's replicas in one rack.
+pub fn rebalance(
+    partitions: &[PartitionState],
+    brokers: &[i32],
+    racks: &BTreeMap<i32, String>,
+) -> Vec<Move> {
     let mut load = load(partitions, brokers);
     let mut placement: Vec<Vec<i32>> = partitions.iter().map(|p| p.replicas.clone()).collect();
-    loop {
-        let (&max_b, &max_n) = load.iter().max_by_key(|(b, n)| (**n, -**b)).expect("brokers");
-        let (&min_b, &min_n) = load.iter().min_by_key(|(b, n)| (**n, **b)).expect("brokers");
-        if max_n <= min_n + 1 {
-            break;
-        }
-        // A partition on the most loaded broker that the least loaded one does not hold;
-        // follower replicas first, so that leaders move as little as possible.
-        let pick = placement
+    // A partition on `from` that `to` does not hold and may take (racks); follower replicas
+    // first, so that leaders move as little as possible.
+    let pick = |placement: &[Vec<i32>], from: i32, to: i32| {
+        placement
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.contains(&max_b) && !r.contains(&min_b))
-            .min_by_key(|(i, r)| (r.first() == Some(&max_b), *i));
-        let Some((i, _)) = pick else { break };
-        let slot = placement[i].iter().position(|&b| b == max_b).expect("holds it");
-        placement[i][slot] = min_b;
-        *load.get_mut(&max_b).expect("broker") -= 1;
-        *load.get_mut(&min_b).expect("broker") += 1;
+            .filter(|(_, r)| r.contains(&from) && !r.contains(&to))
+            .filter(|(_, r)| !shares_rack(racks, to, r.iter().copied().filter(|&b| b != from)))
+            .min_by_key(|(i, r)| (r.first() == Some(&from), *i))
+            .map(|(i, _)| i)
+    };
+    // Each move goes from a broker to one with at least two replicas fewer, so the spread
+    // only narrows and the loop ends; the most loaded donor and least loaded receiver that
+    // racks allow go first.
+    loop {
+        let mut donors: Vec<(usize, i32)> = load.iter().map(|(&b, &n)| (n, b)).collect();
+        donors.sort_by_key(|&(n, b)| (std::cmp::Reverse(n), b));
+        let mut receivers = donors.clone();
+        receivers.sort_by_key(|&(n, b)| (n, b));
+        let found = donors.iter().find_map(|&(dn, from)| {
+            receivers
+                .iter()
+                .filter(|&&(rn, _)| dn > rn + 1)
+                .find_map(|&(_, to)| pick(&placement, from, to).map(|i| (i, from, to)))
+        });
+        let Some((i, from, to)) = found else { break };
+        let slot = placement[i].iter().position(|&b| b == from).expect("holds it");
+        placement[i][slot] = to;
+        *load.get_mut(&from).expect("broker") -= 1;
+        *load.get_mut(&to).expect("broker") += 1;
     }
     partitions
         .iter()
@@ -270,7 +308,7 @@ mod tests {
     }
 
     fn state(brokers: &[i32], partitions: Vec<PartitionState>) -> ClusterState {
-        ClusterState { brokers: brokers.to_vec(), partitions, quorum: None }
+        ClusterState { brokers: brokers.to_vec(), partitions, ..ClusterState::default() }
     }
 
     /// Six partitions of RF 3 on brokers 0-2, as a three-broker cluster places them.
@@ -324,10 +362,47 @@ mod tests {
     #[test]
     fn a_rebalance_moves_followers_before_leaders() {
         let parts = vec![part("t", 0, &[0, 1]), part("t", 1, &[1, 0])];
-        let moves = rebalance(&parts, &[0, 1, 2]);
+        let moves = rebalance(&parts, &[0, 1, 2], &BTreeMap::new());
         assert_eq!(moves.len(), 1);
         // Broker 0 (most loaded, lowest id) gives up a partition it follows: t-1.
         assert_eq!(moves[0], Move { topic: "t".into(), partition: 1, replicas: vec![1, 2] });
+    }
+
+    #[test]
+    fn moves_keep_a_partitions_replicas_in_different_racks() {
+        let racks: BTreeMap<i32, String> = [(0, "a"), (1, "b"), (2, "c"), (3, "a"), (4, "b")]
+            .map(|(b, r)| (b, r.to_string()))
+            .into();
+        // Drain broker 3 (rack a) off [3, 1, 2]: broker 0 is the only one in rack a.
+        let parts = vec![part("t", 0, &[3, 1, 2]), part("u", 0, &[0, 1]), part("u", 1, &[0, 2])];
+        let moves = drain(&parts, &[3], &[0, 1, 2, 4], &racks);
+        assert_eq!(
+            moves[0].replicas,
+            vec![0, 1, 2],
+            "rack a again, though 0 is loaded and 4 is not"
+        );
+        // Without racks the least loaded broker takes it.
+        assert_eq!(drain(&parts, &[3], &[0, 1, 2, 4], &BTreeMap::new())[0].replicas, vec![4, 1, 2]);
+        // Spreading onto broker 4 (rack b) takes no replica of a partition already in rack b.
+        let parts = vec![
+            part("v", 0, &[0, 1]),
+            part("v", 1, &[0, 1]),
+            part("w", 0, &[0]),
+            part("w", 1, &[0]),
+        ];
+        let moves = rebalance(&parts, &[0, 1, 4], &racks);
+        let moved: Vec<(&str, i32, &[i32])> =
+            moves.iter().map(|m| (m.topic.as_str(), m.partition, m.replicas.as_slice())).collect();
+        assert_eq!(moved, [("w", 0, &[4][..]), ("w", 1, &[4][..])]);
+        // Zones a, b, c with broker 3 new in zone a: RF 3 partitions span the three zones, so
+        // broker 3 can only take over from broker 0, its zone's other broker.
+        let parts: Vec<PartitionState> =
+            (0..6).map(|i| part("x", i, &[i % 3, (i + 1) % 3, (i + 2) % 3])).collect();
+        let moves = rebalance(&parts, &[0, 1, 2, 3], &racks);
+        let after = apply(&parts, &moves);
+        let l = load(&after, &[0, 1, 2, 3]);
+        assert_eq!((l[&0], l[&3]), (3, 3), "{l:?}");
+        assert!(after.iter().all(|p| p.replicas.iter().filter(|b| racks[b] == "a").count() == 1));
     }
 
     #[test]
