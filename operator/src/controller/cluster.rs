@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -23,7 +22,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::Context;
+use super::{drive, scoped, Context};
 use crate::crd::{KafkaCluster, KafkaClusterStatus};
 use crate::kafka::Brokers;
 use crate::ops::roll::{self, BrokerPod, MinIsr, RollStep};
@@ -42,30 +41,16 @@ const SETTLED: Duration = Duration::from_secs(30);
 /// namespace when `None`), woken by changes to them and to what they own.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let client = ctx.client.clone();
-    let ns = namespace;
+    let ns = namespace.as_deref();
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=sluice-operator");
-    Controller::new(scoped::<KafkaCluster>(&client, ns.clone()), watcher::Config::default())
-        .owns(scoped::<StatefulSet>(&client, ns.clone()), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns.clone()), owned.clone())
-        .owns(scoped::<Service>(&client, ns), owned)
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile");
-            }
-        })
-        .await;
-}
-
-fn scoped<K>(client: &kube::Client, namespace: Option<String>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), &ns),
-        None => Api::all(client.clone()),
-    }
+    let controller =
+        Controller::new(scoped::<KafkaCluster>(&client, ns), watcher::Config::default())
+            .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
+            .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
+            .owns(scoped::<Service>(&client, ns), owned)
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx);
+    drive(controller).await;
 }
 
 /// Server-side apply of `obj`, owned by the operator's field manager; forced, since the
@@ -314,10 +299,16 @@ async fn grow_claims(
     let storage = |q: Option<&BTreeMap<String, Quantity>>| {
         q.and_then(|m| m.get("storage")).and_then(|q| parse_quantity(&q.0))
     };
+    // One list for every claim of the cluster; those of brokers beyond `size` (kept after a
+    // scale-down) are left as they are.
+    let names: Vec<String> = (0..size).map(|i| format!("data-{}", c.pod_name(i))).collect();
+    let listed = api.list(&ListParams::default().labels(&c.label_selector())).await?;
     let mut claims = Vec::new();
-    for ordinal in 0..size {
-        let name = format!("data-{}", c.pod_name(ordinal));
-        let Some(pvc) = api.get_opt(&name).await? else { continue };
+    for pvc in listed.items {
+        let name = pvc.name_any();
+        if !names.contains(&name) {
+            continue;
+        }
         let requested = pvc.spec.as_ref().and_then(|s| s.resources.as_ref());
         let Some(requested) = storage(requested.and_then(|r| r.requests.as_ref())) else {
             continue;
@@ -402,9 +393,7 @@ async fn roll(
         return Ok(RollStep::Done);
     };
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &c.namespace);
-    let selector =
-        c.selector().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-    let pods = pods_api.list(&ListParams::default().labels(&selector)).await?;
+    let pods = pods_api.list(&ListParams::default().labels(&c.label_selector())).await?;
     let views: Vec<BrokerPod> = pods.items.iter().filter_map(broker_pod).collect();
     if views.iter().all(|p| p.revision == target) {
         return Ok(RollStep::Done);
@@ -577,6 +566,15 @@ mod tests {
             cs.iter().find(|c| c["type"] == type_).expect("the condition")
         }
 
+        /// The list of the cluster's claims, answered with `items`.
+        fn claims(items: serde_json::Value) -> Expect {
+            Expect::new("GET", format!("{NS}/persistentvolumeclaims"), move |_, _| {
+                let list = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList",
+                    "metadata": {}, "items": items});
+                (200, list)
+            })
+        }
+
         /// The objects a cluster becomes, applied in order; then `after` (claims, events).
         fn applies(sts: Expect, after: Vec<Expect>) -> Vec<Expect> {
             let mut s = vec![
@@ -614,12 +612,7 @@ mod tests {
         #[tokio::test]
         async fn a_new_cluster_is_applied_server_side_and_reported_starting() {
             let kc = cluster("demo", 3);
-            let claims = (0..3)
-                .map(|i| {
-                    Expect::not_found("GET", format!("{NS}/persistentvolumeclaims/data-demo-{i}"))
-                })
-                .chain([status(&kc)])
-                .collect();
+            let claims = vec![claims(json!([])), status(&kc)];
             let (client, server) = fixtures::client(applies(Expect::not_found("GET", STS), claims));
             let action = reconcile_inner(&kc, &crate::fixtures::context(client)).await.unwrap();
             assert_eq!(action, Action::requeue(SETTLING));
@@ -647,21 +640,11 @@ mod tests {
                     "volumeClaimTemplates": [{"metadata": {"name": "data"},
                         "spec": {"resources": {"requests": {"storage": "10Gi"}}}}]}});
             let claim = |i: i32| {
-                Expect::new(
-                    "GET",
-                    format!("{NS}/persistentvolumeclaims/data-demo-{i}"),
-                    move |_, _| {
-                        (
-                            200,
-                            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                        "metadata": {"name": format!("data-demo-{i}")},
-                        "spec": {"resources": {"requests": {"storage": "10Gi"}}},
-                        "status": {"capacity": {"storage": "10Gi"}}}),
-                        )
-                    },
-                )
+                json!({"metadata": {"name": format!("data-demo-{i}")},
+                    "spec": {"resources": {"requests": {"storage": "10Gi"}}},
+                    "status": {"capacity": {"storage": "10Gi"}}})
             };
-            let mut after: Vec<Expect> = (0..3).map(claim).collect();
+            let mut after = vec![claims(json!([claim(0), claim(1), claim(2)]))];
             after.push(Expect::new(
                 "POST",
                 "/apis/events.k8s.io/v1/namespaces/kafka/events",
@@ -675,12 +658,13 @@ mod tests {
             // The template keeps the size the claims were made with.
             let template = &seen[4].body["spec"]["volumeClaimTemplates"][0]["spec"]["resources"];
             assert_eq!(template["requests"]["storage"], "10Gi");
-            let event = &seen[10].body;
+            assert!(seen[7].query.contains("labelSelector="), "claims listed by label");
+            let event = &seen[8].body;
             assert_eq!(
                 (event["type"].as_str(), event["reason"].as_str()),
                 (Some("Warning"), Some("StorageShrinkRefused"))
             );
-            let progressing = condition(&seen[11].body, "Progressing");
+            let progressing = condition(&seen[9].body, "Progressing");
             assert_eq!(progressing["status"], "False");
             assert!(progressing["message"].as_str().unwrap().contains("claims cannot shrink"));
         }

@@ -13,14 +13,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, ResourceExt};
 
-use super::Context;
+use super::{drive, scoped, Context};
 use crate::crd::{DeletionPolicy, KafkaCluster, Topic, TopicStatus};
 use crate::kafka::{AdminError, Brokers};
 use crate::ops::topic::{self as decide_topic, ObservedTopic, TopicAction};
@@ -40,19 +39,13 @@ const MAX_STEPS: usize = 4;
 /// Runs the controller until a termination signal: `Topic`s in `namespace` (every namespace
 /// when `None`).
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let api: Api<Topic> = match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), &ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    Controller::new(api, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile");
-            }
-        })
-        .await;
+    let api = scoped::<Topic>(&ctx.client, namespace.as_deref());
+    let controller = Controller::new(api, watcher::Config::default()).shutdown_on_signal().run(
+        reconcile,
+        error_policy,
+        ctx,
+    );
+    drive(controller).await;
 }
 
 /// The topic's name in Kafka: `spec.topicName`, or the resource's name.

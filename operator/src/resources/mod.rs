@@ -120,6 +120,12 @@ impl<'a> Cluster<'a> {
         ])
     }
 
+    /// [`Cluster::selector`] as a label selector (`k=v,k=v`), for lists: the broker pods, and
+    /// their claims (the claim template carries the same labels).
+    pub fn label_selector(&self) -> String {
+        self.selector().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    }
+
     /// Labels on every object the operator makes for this cluster.
     pub fn labels(&self) -> BTreeMap<String, String> {
         let mut labels = self.selector();
