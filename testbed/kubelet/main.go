@@ -229,12 +229,22 @@ func keepAlive(ctx context.Context, client kubernetes.Interface, name string) {
 		if err := heartbeatNode(ctx, client, name, nil); err != nil && ctx.Err() == nil {
 			log.Printf("node %s: heartbeat: %v", name, err)
 		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, heartbeat) {
 			return
-		case <-time.After(heartbeat):
 		}
 	}
 }
 
 var lookPath = exec.LookPath
+
+// sleep waits for d; false when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -352,10 +352,8 @@ func (w *worker) supervise(ctx context.Context, c *container) {
 		}
 		w.mu.Unlock()
 		w.markDirty()
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, backoff) {
 			return
-		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, backoffMax)
 	}
@@ -450,10 +448,8 @@ func (w *worker) probe(ctx context.Context, c *container) {
 		period = time.Duration(p.PeriodSeconds) * time.Second
 	}
 	if p != nil {
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, time.Duration(p.InitialDelaySeconds)*time.Second) {
 			return
-		case <-time.After(time.Duration(p.InitialDelaySeconds) * time.Second):
 		}
 	}
 	successes, failures := 0, 0
@@ -493,10 +489,8 @@ func (w *worker) probe(ctx context.Context, c *container) {
 			w.mu.Unlock()
 			w.markDirty()
 		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, period) {
 			return
-		case <-time.After(period):
 		}
 	}
 }
