@@ -14,6 +14,12 @@
 #   - the API server answers at https://kubernetes.default.svc in the host namespace, and to a
 #     pod that calls it with its mounted service-account token, by name and by the
 #     KUBERNETES_SERVICE_* variables (the Service IP is nowhere in the machine's namespace);
+#   - Services of type NodePort and LoadBalancer: pods' hostIP (downward API too) and the Nodes'
+#     InternalIP are the bridge's address in the host namespace; a NodePort Service to the
+#     StatefulSet's pods (by a named target port) answers at hostIP:nodePort in the host
+#     namespace and to a pod; a LoadBalancer Service gets an ingress IP (ipMode VIP) from the
+#     Service range that answers in the host namespace (and nowhere in the machine's), as does
+#     its node port; once it is deleted, its address is gone from the host namespace;
 # then testbed/down.sh, after which no namespace or mount target of the kubelet's is left.
 # Each check prints `ok NAME` or `FAIL NAME: reason`; a failure shows the responsible
 # component's log tail.
@@ -130,8 +136,9 @@ names_resolve() {
     [[ "$(in_host_ns getent ahostsv4 echo.smoke.svc.cluster.local | awk '{print $1}' | sort -u | wc -l)" == 2 ]] &&
     [[ "$(in_host_ns curl -s -o /dev/null -w '%{http_code}' http://echo-0.echo.smoke.svc.cluster.local:8080/)" == 200 ]]
 }
+# No pod address, Service IP or load balancer address (10.96.0.0/16) in the machine's namespace.
 machine_namespace_untouched() {
-  ! ip -4 addr show | grep -Eq " 10\.244\.| $SERVICE_IP/" && ! ip route show | grep -Eq '10\.244\.|10\.96\.'
+  ! ip -4 addr show | grep -Eq " 10\.244\.| 10\.96\." && ! ip route show | grep -Eq '10\.244\.|10\.96\.'
 }
 restarted_after_kill() {
   if [[ "$(kubectl -n smoke get pod echo-0 -o jsonpath='{.status.containerStatuses[0].restartCount}')" == 0 ]]; then
@@ -270,6 +277,85 @@ EOF
     grep -q '^api 200 200$' "$RUN/kubelet/pods/smoke_api-client_$uid/main.log" &&
     [[ -d /var/run/secrets/kubernetes.io/serviceaccount && -z "$(ls -A /var/run/secrets/kubernetes.io/serviceaccount)" ]]
 }
+# --- Services of type NodePort and LoadBalancer ----------------------------------------------
+# The Nodes' address: the bridge's in the host namespace.
+node_ip() { in_host_ns ip -4 -o addr show dev br0 | awk '{sub("/.*", "", $4); print $4}'; }
+http_code() { in_host_ns curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$1"; }
+# A NodePort Service to the echo pods, its target port by name; a fixed node port for the pod
+# below. The Nodes and the pods say the bridge's address is theirs.
+nodeport_from_host_namespace() {
+  kubectl -n smoke get service echo-nodeport >/dev/null 2>&1 || kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Service
+metadata: {name: echo-nodeport, namespace: smoke}
+spec:
+  type: NodePort
+  selector: {app: echo}
+  ports: [{name: web, port: 80, targetPort: http, nodePort: 30080}]
+EOF
+  local ip
+  ip="$(node_ip)" && [[ -n "$ip" ]] &&
+    [[ "$(kubectl get nodes -o jsonpath='{range .items[*]}{.status.addresses[?(@.type=="InternalIP")].address} {end}')" == "$ip $ip $ip " ]] &&
+    [[ "$(kubectl -n smoke get pod echo-0 -o jsonpath='{.status.hostIP} {.status.hostIPs[0].ip}')" == "$ip $ip" ]] &&
+    [[ "$(http_code "http://$ip:30080/")" == 200 ]]
+}
+# From a pod, at the address its downward API gives as status.hostIP; the pod logs the result.
+nodeport_from_pod() {
+  kubectl -n smoke get pod nodeport-client >/dev/null 2>&1 || kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata: {name: nodeport-client, namespace: smoke}
+spec:
+  containers:
+  - name: main
+    image: shell
+    env: [{name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}]
+    command:
+    - bash
+    - -c
+    - |
+      while :; do
+        code="$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://$HOST_IP:30080/")"
+        echo "nodeport $HOST_IP $code"
+        [[ $code == 200 ]] && break
+        sleep 1
+      done
+      exec sleep infinity
+EOF
+  local uid
+  uid="$(kubectl -n smoke get pod nodeport-client -o jsonpath='{.metadata.uid}')" &&
+    grep -qx "nodeport $(node_ip) 200" "$RUN/kubelet/pods/smoke_nodeport-client_$uid/main.log"
+}
+# A LoadBalancer Service: its ingress IP, from the Service range, answers in the host namespace
+# (and is no address of the machine's), and so does its node port. The address is kept for
+# load_balancer_released.
+load_balancer() {
+  kubectl -n smoke get service echo-lb >/dev/null 2>&1 || kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Service
+metadata: {name: echo-lb, namespace: smoke}
+spec:
+  type: LoadBalancer
+  selector: {app: echo}
+  ports: [{name: web, port: 80, targetPort: http}]
+EOF
+  local ip nodeport
+  ip="$(kubectl -n smoke get service echo-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}')" &&
+    [[ "$ip" == 10.96.* ]] && echo "$ip" >"$RUN/lb-ip" &&
+    [[ "$(kubectl -n smoke get service echo-lb -o jsonpath='{.status.loadBalancer.ingress[0].ipMode}')" == VIP ]] &&
+    nodeport="$(kubectl -n smoke get service echo-lb -o jsonpath='{.spec.ports[0].nodePort}')" &&
+    [[ "$(http_code "http://$ip/")" == 200 ]] &&
+    [[ "$(http_code "http://$(node_ip):$nodeport/")" == 200 ]] &&
+    ! ip -4 addr show | grep -q " $ip/"
+}
+# Deleted, it leaves the host namespace's lo, and nothing answers there.
+load_balancer_released() {
+  local ip
+  ip="$(cat "$RUN/lb-ip")" && [[ -n "$ip" ]] &&
+    kubectl -n smoke delete service echo-lb --ignore-not-found --wait=true >/dev/null &&
+    ! in_host_ns ip -4 addr show dev lo | grep -q " $ip/" &&
+    [[ "$(http_code "http://$ip/")" == 000 ]]
+}
 # After testbed/down.sh: no namespace of the kubelet's, and the mount targets it made are gone.
 nothing_left_behind() {
   ! ip netns list | grep -q "^${HOSTNS%-host}-" &&
@@ -300,7 +386,11 @@ check kubelet-runs-statefulset kubelet statefulset_runs
 check kubelet-pod-and-service-names kubelet names_resolve
 check kubelet-api-server-from-host-namespace kubelet api_from_host_namespace
 check kubelet-api-server-from-pod-with-token kubelet api_from_pod
+check kubelet-node-port-from-host-namespace kubelet nodeport_from_host_namespace
+check kubelet-node-port-from-pod kubelet nodeport_from_pod
+check kubelet-load-balancer-service kubelet load_balancer
 check kubelet-leaves-machine-namespace-alone kubelet machine_namespace_untouched
+check kubelet-load-balancer-released kubelet load_balancer_released
 check kubelet-mounts-provisioned-volume kubelet volume_bound
 check kubelet-expands-volume-online kubelet volume_expands
 check api-server-refuses-volume-shrink apiserver shrink_refused

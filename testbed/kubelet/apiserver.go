@@ -1,8 +1,8 @@
 package main
 
 // The API server at the kubernetes Service's address, as in a real cluster. The API server
-// listens on the machine's loopback, which no test bed namespace can reach, and there is no
-// kube-proxy; so the Service IP is an address of the host namespace (net.go) and this kubelet
+// listens on the machine's loopback, which no test bed namespace can reach, and nothing routes
+// ClusterIPs; so the Service IP is an address of the host namespace (net.go) and this kubelet
 // listens there and relays each connection to the real API server. Pods reach it through
 // their route for the Service range; host-namespace clients directly. TLS passes through
 // untouched: the API server's certificate names the Service IP and kubernetes.default.svc.
@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -58,59 +59,89 @@ func serveAPI(ctx context.Context, hostNS, addr, server string) error {
 
 // listenIn listens on addr inside the network namespace at nsPath. A socket belongs to the
 // namespace of the thread that made it, for good: only the listen call needs the namespace,
-// and every other thread (the relay's dials among them) stays in the machine's.
+// and every other thread (the API relay's dials among them) stays in the machine's.
 func listenIn(nsPath, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
+	var l net.Listener
+	err := inNetns(nsPath, func() (err error) {
+		l, err = net.Listen("tcp4", addr)
+		return err
+	})
+	if err != nil && l != nil {
+		l.Close()
+		return nil, err
 	}
-	done := make(chan result, 1)
+	return l, err
+}
+
+// dialIn connects to addr from inside the network namespace at nsPath (where the pods'
+// addresses are reachable), giving up after timeout.
+func dialIn(nsPath, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := inNetns(nsPath, func() (err error) {
+		// An address literal: the socket is made on this goroutine's (locked) thread.
+		c, err = (&net.Dialer{Timeout: timeout}).Dial("tcp4", addr)
+		return err
+	})
+	if err != nil && c != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, err
+}
+
+// inNetns runs f on a thread of its own that is in the network namespace at nsPath meanwhile.
+// Sockets f makes stay in that namespace; the thread goes back to the machine's after, or, if
+// it cannot, ends with its goroutine (it is still locked) instead of running other goroutines
+// in the wrong namespace.
+func inNetns(nsPath string, f func() error) error {
+	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		own, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
 			runtime.UnlockOSThread()
-			done <- result{err: err}
+			done <- err
 			return
 		}
 		defer own.Close()
 		target, err := os.Open(nsPath)
 		if err != nil {
 			runtime.UnlockOSThread()
-			done <- result{err: err}
+			done <- err
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			done <- result{err: fmt.Errorf("entering %s: %w", nsPath, err)}
+			done <- fmt.Errorf("entering %s: %w", nsPath, err)
 			return
 		}
-		l, err := net.Listen("tcp4", addr)
+		err = f()
 		if serr := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); serr != nil {
-			// Still locked: the runtime ends this thread with the goroutine instead of letting
-			// other goroutines run in the wrong namespace.
-			if l != nil {
-				l.Close()
-			}
-			done <- result{err: fmt.Errorf("leaving %s: %w", nsPath, serr)}
+			done <- fmt.Errorf("leaving %s: %w (after: %v)", nsPath, serr, err)
 			return
 		}
 		runtime.UnlockOSThread()
-		done <- result{l, err}
+		done <- err
 	}()
-	r := <-done
-	return r.l, r.err
+	return <-done
 }
 
+// relay connects to upstream (from the machine's namespace) and splices client to it.
 func relay(client net.Conn, upstream string) {
-	defer client.Close()
 	server, err := net.Dial("tcp", upstream)
 	if err != nil {
+		client.Close()
 		log.Printf("api relay: %v", err)
 		return
 	}
-	defer server.Close()
+	splice(client, server)
+}
+
+// splice copies each way between a and b until both directions end, then closes both.
+func splice(a, b net.Conn) {
+	defer a.Close()
+	defer b.Close()
 	var wg sync.WaitGroup
 	pipe := func(dst, src net.Conn) {
 		defer wg.Done()
@@ -121,7 +152,7 @@ func relay(client net.Conn, upstream string) {
 		}
 	}
 	wg.Add(2)
-	go pipe(server, client)
-	go pipe(client, server)
+	go pipe(b, a)
+	go pipe(a, b)
 	wg.Wait()
 }

@@ -1,7 +1,10 @@
 // Command kubelet is the test bed's process kubelet: it registers Nodes, keeps their Leases and
 // Ready condition, and runs the Pods bound to them as local processes (pods.go), each in a
 // network namespace of its own (net.go) where pod and Service names resolve (dns.go) and the
-// API server answers at the kubernetes Service's address (apiserver.go).
+// API server answers at the kubernetes Service's address (apiserver.go). It also does what
+// kube-proxy and a cloud's load balancer would for Services of type NodePort and LoadBalancer
+// (services.go): node ports on the Nodes' one address (the bridge's, every pod's hostIP), and
+// load balancer addresses from the Service range, all in the test bed's host namespace.
 //
 // It is test code for a machine without container runtimes: a container's image selects a
 // directory of binaries (--image NAME=DIR) that comes first on its PATH; its command runs with
@@ -45,13 +48,14 @@ func main() {
 		mountExec(os.Args[2:])
 		return
 	}
-	var kubeconfig, stateDir, podCIDR, serviceIP, serviceRange string
+	var kubeconfig, stateDir, podCIDR, serviceIP, serviceRange, lbRange string
 	var nodes, images listFlag
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server")
 	flag.StringVar(&stateDir, "state-dir", "", "directory for pod logs, volumes and DNS files")
 	flag.StringVar(&podCIDR, "pod-network", "10.244.0.0/16", "addresses for pods (inside the test bed's namespaces only)")
 	flag.StringVar(&serviceIP, "service-ip", "10.96.0.1", "the kubernetes Service's ClusterIP: the API server answers there on port 443")
 	flag.StringVar(&serviceRange, "service-range", "10.96.0.0/16", "the API server's Service range: pods route it to the host namespace")
+	flag.StringVar(&lbRange, "load-balancer-range", "", "addresses for Services of type LoadBalancer, inside the Service range (default: its last quarter, 256 addresses at most)")
 	flag.Var(&nodes, "node", "a Node to run, NAME or NAME=ZONE (repeatable)")
 	flag.Var(&images, "image", "NAME=DIR: containers of image NAME find DIR's binaries first on their PATH (repeatable)")
 	flag.Parse()
@@ -76,6 +80,10 @@ func main() {
 	if err := ensureStorageClass(context.Background(), client); err != nil {
 		log.Fatalf("storage class %s: %v", storageClass, err)
 	}
+	pool, err := newPool(lbRange, serviceRange)
+	if err != nil {
+		log.Fatalf("--load-balancer-range: %v", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	network, err := newNetwork(stateDir, podCIDR, serviceIP, serviceRange)
@@ -90,13 +98,14 @@ func main() {
 	dns := newDNS(client, network, stateDir)
 	go dns.run(ctx)
 	go provision(ctx, client, stateDir)
+	go newProxy(client, network, pool).run(ctx)
 	var runners []*runner
 	for _, n := range nodes {
 		name, zone, _ := strings.Cut(n, "=")
-		if err := register(ctx, client, name, zone); err != nil {
+		if err := register(ctx, client, name, zone, network.nodeIP()); err != nil {
 			log.Fatalf("registering node %s: %v", name, err)
 		}
-		go keepAlive(ctx, client, name)
+		go keepAlive(ctx, client, name, network.nodeIP())
 		r := newRunner(client, name, stateDir, imageDirs, network, dns)
 		runners = append(runners, r)
 		go r.run(ctx)
@@ -113,9 +122,10 @@ func main() {
 	}
 }
 
-// register creates or updates the Node: Ready, with room for plenty of pods and the zone label
-// (topology.kubernetes.io/zone) rack awareness reads.
-func register(ctx context.Context, client kubernetes.Interface, name, zone string) error {
+// register creates or updates the Node: Ready, with room for plenty of pods, the zone label
+// (topology.kubernetes.io/zone) rack awareness reads, and addr (the bridge's, which all this
+// kubelet's Nodes share) as its InternalIP.
+func register(ctx context.Context, client kubernetes.Interface, name, zone, addr string) error {
 	labels := map[string]string{
 		"kubernetes.io/hostname": name,
 		"kubernetes.io/os":       "linux",
@@ -150,12 +160,12 @@ func register(ctx context.Context, client kubernetes.Interface, name, zone strin
 	if err != nil {
 		return err
 	}
-	return heartbeatNode(ctx, client, name, capacity)
+	return heartbeatNode(ctx, client, name, addr, capacity)
 }
 
 // heartbeatNode writes the Node's status (Ready, with a fresh heartbeat), on its latest version
 // (the node controllers change the Node too).
-func heartbeatNode(ctx context.Context, client kubernetes.Interface, name string, capacity corev1.ResourceList) error {
+func heartbeatNode(ctx context.Context, client kubernetes.Interface, name, addr string, capacity corev1.ResourceList) error {
 	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -164,12 +174,13 @@ func heartbeatNode(ctx context.Context, client kubernetes.Interface, name string
 		if capacity != nil {
 			node.Status.Capacity, node.Status.Allocatable = capacity, capacity
 		}
-		return updateNodeStatus(ctx, client, node)
+		return updateNodeStatus(ctx, client, node, addr)
 	})
 }
 
-// updateNodeStatus sets the Ready condition (and the others, healthy) with a fresh heartbeat.
-func updateNodeStatus(ctx context.Context, client kubernetes.Interface, node *corev1.Node) error {
+// updateNodeStatus sets the Ready condition (and the others, healthy) with a fresh heartbeat,
+// and the Node's addresses.
+func updateNodeStatus(ctx context.Context, client kubernetes.Interface, node *corev1.Node, addr string) error {
 	now := metav1.Now()
 	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {
 		c := corev1.NodeCondition{Type: t, Status: s, Reason: reason, LastHeartbeatTime: now, LastTransitionTime: now}
@@ -186,7 +197,10 @@ func updateNodeStatus(ctx context.Context, client kubernetes.Interface, node *co
 		cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure"),
 		cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID"),
 	}
-	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: node.Name}}
+	node.Status.Addresses = []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: addr},
+		{Type: corev1.NodeHostName, Address: node.Name},
+	}
 	node.Status.NodeInfo.KubeletVersion = "v1.37.2-testbed"
 	node.Status.NodeInfo.OperatingSystem = "linux"
 	node.Status.NodeInfo.Architecture = "amd64"
@@ -195,7 +209,7 @@ func updateNodeStatus(ctx context.Context, client kubernetes.Interface, node *co
 }
 
 // keepAlive renews the Node's Lease in kube-node-lease and its Ready heartbeat.
-func keepAlive(ctx context.Context, client kubernetes.Interface, name string) {
+func keepAlive(ctx context.Context, client kubernetes.Interface, name, addr string) {
 	leases := client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
 	duration := int32(40)
 	holder := name
@@ -226,7 +240,7 @@ func keepAlive(ctx context.Context, client kubernetes.Interface, name string) {
 		if err != nil && ctx.Err() == nil {
 			log.Printf("node %s: renewing its lease: %v", name, err)
 		}
-		if err := heartbeatNode(ctx, client, name, nil); err != nil && ctx.Err() == nil {
+		if err := heartbeatNode(ctx, client, name, addr, nil); err != nil && ctx.Err() == nil {
 			log.Printf("node %s: heartbeat: %v", name, err)
 		}
 		if !sleep(ctx, heartbeat) {

@@ -6,7 +6,9 @@ package main
 // route to it. Names carry a prefix derived from the state directory, so that two test beds on
 // one machine do not meet, and a restarted kubelet clears what a crashed one left. The
 // kubernetes Service's IP is an address of the host namespace (apiserver.go relays it to the API
-// server), and every pod routes the Service range to the bridge.
+// server), as are the load balancer addresses services.go gives out, and every pod routes the
+// Service range to the bridge. The bridge's address (the network's first) is the Nodes' address
+// and every pod's hostIP: node ports listen there.
 
 import (
 	"crypto/sha256"
@@ -107,6 +109,27 @@ func (n *network) clearStale() {
 			_ = os.RemoveAll(filepath.Join("/etc/netns", e.Name()))
 		}
 	}
+}
+
+// nodeIP is the bridge's address in the host namespace: every Node's address, pods' hostIP,
+// where node ports listen (services.go). Pods and host-namespace clients reach it.
+func (n *network) nodeIP() string {
+	return n.addr(1)
+}
+
+// nsPath is the host namespace's path, for listenIn and dialIn.
+func (n *network) nsPath() string {
+	return filepath.Join("/run/netns", n.HostNS)
+}
+
+// addLocal and removeLocal add and remove an address (a load balancer's, services.go) on the
+// host namespace's lo, as the kubernetes Service's IP is: pods route the Service range there.
+func (n *network) addLocal(addr string) error {
+	return ip("-n", n.HostNS, "addr", "add", addr+"/32", "dev", "lo")
+}
+
+func (n *network) removeLocal(addr string) error {
+	return ip("-n", n.HostNS, "addr", "del", addr+"/32", "dev", "lo")
 }
 
 func (n *network) addr(index uint32) string {

@@ -60,7 +60,8 @@ func (w *worker) status(pod *corev1.Pod) corev1.PodStatus {
 	defer w.mu.Unlock()
 	now := metav1.Now()
 	st := pod.Status
-	st.HostIP = "127.0.0.1"
+	// The Node's address (the bridge's in the host namespace), where node ports listen.
+	st.HostIP = w.r.network.nodeIP()
 	st.HostIPs = []corev1.HostIP{{IP: st.HostIP}}
 	st.PodIP = w.podIP
 	st.PodIPs = []corev1.PodIP{{IP: w.podIP}}
@@ -258,7 +259,7 @@ func (w *worker) field(pod *corev1.Pod, path string) (string, error) {
 	case "status.podIP", "status.podIPs":
 		return w.podIP, nil
 	case "status.hostIP", "status.hostIPs":
-		return "127.0.0.1", nil
+		return w.r.network.nodeIP(), nil
 	}
 	if m := labelRef.FindStringSubmatch(path); m != nil {
 		if m[1] == "labels" {
