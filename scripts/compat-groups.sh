@@ -161,7 +161,7 @@ java_group_resume() {
   after java-group-consume
   java_consume $((TOTAL - 200))
   # Together the two runs read every record exactly once.
-  sort "$WORK/java-200.txt" "$WORK/java-$((TOTAL - 200)).txt" | uniq -d | grep -q . && fail "records read twice"
+  sort "$WORK/java-200.txt" "$WORK/java-$((TOTAL - 200)).txt" | uniq -d | has . && fail "records read twice"
   expect_describe "$JAVA_GROUP" "$TOTAL" 0
 }
 
@@ -222,9 +222,9 @@ offsets_decoded_by_kafka() {
   cli org.apache.kafka.tools.DumpLogSegments --offsets-decoder --print-data-log \
     --files "$(IFS=,; echo "${files[*]}")" >"$out" 2>&1 || { tail -n 20 "$out"; fail "kafka-dump-log: exit $?"; }
   ! grep -Eq 'isvalid: false|Exception|Could not' "$out" || fail "kafka-dump-log reports invalid records"
-  grep -F "\"group\":\"$JAVA_GROUP\",\"topic\":\"$TOPIC\"" "$out" | grep -q '"offset":100' ||
+  grep -F "\"group\":\"$JAVA_GROUP\",\"topic\":\"$TOPIC\"" "$out" | has '"offset":100' ||
     fail "no offset commit of $JAVA_GROUP decoded by Kafka"
-  grep -F "{\"type\":\"2\",\"data\":{\"group\":\"$JAVA_GROUP\"}}" "$out" | grep -q '"protocolType":"consumer"' ||
+  grep -F "{\"type\":\"2\",\"data\":{\"group\":\"$JAVA_GROUP\"}}" "$out" | has '"protocolType":"consumer"' ||
     fail "no group metadata of $JAVA_GROUP decoded by Kafka"
 }
 

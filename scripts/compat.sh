@@ -140,16 +140,9 @@ esac
 
 SETUP_KCAT=ok SETUP_PYTHON=ok SETUP_JAVA=ok SETUP_CLI=ok
 
-setup_kcat() {
-  command -v kcat >/dev/null && return 0
-  command -v apt-get >/dev/null || { log "kcat missing and no apt-get"; return 1; }
-  log "installing kcat (Debian package)"
-  local sudo=()
-  ((EUID == 0)) || sudo=(sudo)
-  timeout 600 "${sudo[@]}" apt-get install -y -qq kcat >"$WORK/setup-kcat.log" 2>&1 ||
-    { timeout 600 "${sudo[@]}" apt-get update -qq && timeout 600 "${sudo[@]}" apt-get install -y -qq kcat; } \
-      >>"$WORK/setup-kcat.log" 2>&1
-}
+# shellcheck source=scripts/lib/kcat.sh
+source "$ROOT/scripts/lib/kcat.sh"
+setup_kcat() { ensure_kcat "$WORK/setup-kcat.log"; }
 
 setup_python() {
   if [[ -x "$VENV/bin/python" ]] &&

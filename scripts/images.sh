@@ -32,6 +32,8 @@ UID_GID=65532:65532
 cd "$ROOT"
 # shellcheck source=scripts/lib/rootfs.sh
 source scripts/lib/rootfs.sh
+# shellcheck source=scripts/lib/kcat.sh
+source scripts/lib/kcat.sh
 
 log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'images: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -148,12 +150,7 @@ check_version() { # rootfs, binary name
 # data in ./data of its working directory /var/lib/sluice, which only 65532 may write.
 check_broker() { # rootfs
   local root="$1" logf="$WORK/broker.log" port="" topic=images-check got
-  command -v kcat >/dev/null || {
-    [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null || die "kcat is missing (apt-get install kcat)"
-    log "installing kcat (Debian package)"
-    { apt-get install -y -qq kcat || { apt-get update -qq && apt-get install -y -qq kcat; }; } >"$WORK/kcat-install.log" 2>&1 ||
-      die "could not install kcat: $(tail -3 "$WORK/kcat-install.log")"
-  }
+  ensure_kcat "$WORK/kcat-install.log" || die "could not install kcat"
   "${CHECK[@]}" run "$root.meta" "$root" dev --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$logf" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 1 300); do

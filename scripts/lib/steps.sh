@@ -10,6 +10,7 @@
 #   need SETUP           fails the step unless SETUP is "ok" (else it holds why not)
 #   after STEP           fails the step at once unless STEP passed (it builds on STEP)
 #   tmo CMD...           CMD bounded by T seconds; `why $?` says how it ended
+#   CMD | has PATTERN    grep -q that reads all of CMD's output (safe under pipefail)
 #   timed_out RC         for programs that print their own `FAIL: reason`: only a timeout
 #                        needs saying
 #   make_work NAME       creates WORK=target/tmp/NAME.XXXXXX with a steps/ directory (ROOT set)
@@ -30,6 +31,9 @@ need() { [[ "$1" == ok ]] || fail "$1"; }
 after() { [[ "${STATUS[$1]:-}" == ok ]] || fail "skipped: needs $1, which did not pass"; }
 
 tmo() { timeout "$T" "$@"; }
+# CMD | has PATTERN: true when a line matches. Reads all of its input: `grep -q` stops at the
+# first match, and the writer's SIGPIPE then fails the whole pipeline under pipefail.
+has() { grep "$@" >/dev/null; }
 why() {
   case "$1" in
     124) echo "timed out after ${T}s" ;;
