@@ -87,24 +87,25 @@ impl BrokerArgs {
         if let Some(path) = &self.config {
             c.apply_file(path)?;
         }
-        let mut set = |k: &str, v: Option<String>| -> Result<()> {
-            if let Some(v) = v {
-                c.set(k, &v)?;
-            }
-            Ok(())
-        };
-        set("node.id", self.node_id.map(|n| n.to_string()))?;
-        set("listeners", self.listen)?;
-        set("advertised.listeners", self.advertised)?;
-        set("admin.listener", self.admin_listen)?;
-        set("log.dirs", self.data_dir.map(|d| d.display().to_string()))?;
-        set("controller.quorum.voters", self.quorum_voters)?;
+        // Flags first, then `--set` (which wins); `apply_all` takes `config.providers*` before
+        // both, so a flag may refer to a provider declared by `--set`.
+        let flags = [
+            ("node.id", self.node_id.map(|n| n.to_string())),
+            ("listeners", self.listen),
+            ("advertised.listeners", self.advertised),
+            ("admin.listener", self.admin_listen),
+            ("log.dirs", self.data_dir.map(|d| d.display().to_string())),
+            ("controller.quorum.voters", self.quorum_voters),
+        ];
+        let mut settings: Vec<(String, String)> =
+            flags.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect();
         for kv in rejoin_set_values(&self.set) {
             let (k, v) = kv
                 .split_once('=')
                 .with_context(|| format!("--set expects KEY=VALUE, got '{kv}'"))?;
-            c.set(k.trim(), v)?;
+            settings.push((k.trim().to_string(), v.to_string()));
         }
+        c.apply_all(settings)?;
         Ok(c)
     }
 }
@@ -224,7 +225,43 @@ fn dump_log(paths: &[PathBuf]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::rejoin_set_values;
+    use clap::Parser;
+
+    use super::{rejoin_set_values, Cli, Command};
+
+    #[test]
+    fn a_flag_refers_to_a_provider_the_config_file_declares() {
+        let dir = tempfile::tempdir().unwrap();
+        let external = dir.path().join("external");
+        std::fs::create_dir(&external).unwrap();
+        std::fs::write(external.join("demo-0"), "30001\n").unwrap();
+        let file = dir.path().join("server.properties");
+        std::fs::write(
+            &file,
+            "listeners=PLAINTEXT://:9092,EXTERNAL://:9094\nconfig.providers=dir\n\
+             config.providers.dir.class=\
+             org.apache.kafka.common.config.provider.DirectoryConfigProvider\n",
+        )
+        .unwrap();
+        // The broker pod's arguments once Kubernetes has put in $(HOST_IP).
+        let advertised = format!(
+            "PLAINTEXT://h:9092,EXTERNAL://10.1.2.3:${{dir:{}:demo-0}}",
+            external.display()
+        );
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "start",
+            "--config",
+            file.to_str().unwrap(),
+            "--advertised",
+            &advertised,
+        ])
+        .unwrap();
+        let Command::Start(args) = cli.command else { panic!("not start") };
+        let c = args.into_config().unwrap();
+        let (host, port) = (&c.net.advertised[1].host, c.net.advertised[1].port);
+        assert_eq!((host.as_str(), port), ("10.1.2.3", 30001));
+    }
 
     #[test]
     fn set_values_keep_their_commas() {

@@ -5,6 +5,10 @@
 //! `listeners`, `log.dirs`, `log.retention.hours`), then `SLUICE_*` environment variables and
 //! command-line flags (clap handles those two). Any Kafka property can also be given with
 //! `--set key=value` (env `SLUICE_SET`, comma-separated).
+//!
+//! Any value may refer to a config provider, `${dir:/etc/sluice/external:demo-0}`, as in Kafka
+//! (`providers.rs`). The providers a properties file declares serve all of its lines, wherever
+//! they are declared, and the command line's values, which may declare more with `--set`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,6 +20,7 @@ use crate::log::LogConfig;
 pub mod catalog;
 pub mod kafka;
 pub mod listeners;
+pub mod providers;
 
 use kafka::{check_kind, closest_name, kafka_broker_key};
 pub use listeners::{Listener, ListenerConfig, Roles, Voter};
@@ -30,6 +35,8 @@ pub enum ConfigError {
     File { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
+    #[error("{key}: cannot resolve {reference}: {reason}")]
+    Unresolved { key: String, reference: String, reason: String },
     #[error(transparent)]
     Log(#[from] crate::log::ConfigError),
 }
@@ -95,6 +102,9 @@ pub struct BrokerConfig {
     /// Kafka settings Sluice accepts (so a Kafka `server.properties` starts it) but that change
     /// nothing here: thread counts, socket buffers, security, transactions, ...
     pub without_effect: BTreeMap<String, String>,
+    /// `config.providers` and `config.providers.<name>.*`, which resolve `${...}` in the values
+    /// set after them.
+    pub providers: providers::ConfigProviders,
 }
 
 impl Default for BrokerConfig {
@@ -126,6 +136,7 @@ impl Default for BrokerConfig {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval: Duration::from_secs(300),
             without_effect: BTreeMap::new(),
+            providers: providers::ConfigProviders::default(),
         }
     }
 }
@@ -170,8 +181,13 @@ pub fn takes_effect_at_run_time(key: &str) -> bool {
 }
 
 impl BrokerConfig {
-    /// Applies one Kafka-named property.
+    /// Applies one Kafka-named property, its references to the config providers declared so far
+    /// replaced.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if providers::is_provider_key(key) {
+            return self.providers.set(key, value);
+        }
+        let value = self.providers.resolve(key, value)?;
         let value = value.trim();
         match key {
             "node.id" | "broker.id" => self.node_id = parse(key, value)?,
@@ -303,6 +319,7 @@ impl BrokerConfig {
             )));
         }
         self.net.validate(self.node_id)?;
+        self.providers.validate()?;
         if !self.net.is_single_node(self.node_id) && self.cluster_id.is_none() {
             return Err(ConfigError::Invalid(
                 "cluster.id must be set when controller.quorum.voters names several nodes: every \
@@ -313,8 +330,28 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// Applies settings in their order, except that the `config.providers*` ones come first:
+    /// as Kafka reads a whole file before it resolves references, a provider serves every value
+    /// given with it, before or after it.
+    pub fn apply_all<K, V>(
+        &mut self,
+        settings: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let (first, then): (Vec<_>, Vec<_>) =
+            settings.into_iter().partition(|(k, _)| providers::is_provider_key(k.as_ref()));
+        for (k, v) in first.into_iter().chain(then) {
+            self.set(k.as_ref(), v.as_ref())?;
+        }
+        Ok(())
+    }
+
     /// Applies `key=value` lines of a properties file (`#` and `!` start comments).
     pub fn apply_properties(&mut self, text: &str) -> Result<(), ConfigError> {
+        let mut settings = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
@@ -323,9 +360,9 @@ impl BrokerConfig {
             let (k, v) = line.split_once(['=', ':']).ok_or_else(|| {
                 ConfigError::Invalid(format!("line {}: expected key=value, got '{line}'", n + 1))
             })?;
-            self.set(k.trim(), v)?;
+            settings.push((k.trim(), v));
         }
-        Ok(())
+        self.apply_all(settings)
     }
 
     /// Reads a properties file.
@@ -347,6 +384,9 @@ impl BrokerConfig {
             .map(|l| format!("{}://{}", l.name, listeners::join_host_port(&l.host, l.port)));
         m.insert("listeners".into(), listeners.collect::<Vec<_>>().join(","));
         m.insert("log.dirs".into(), self.data_dir.display().to_string());
+        // Kafka also lists `config.providers.<name>.*`, with no value (it hides the values of
+        // keys it has no type for); left out here, since their parameters may be secrets.
+        m.insert("config.providers".into(), self.providers.names());
         m.insert("num.partitions".into(), self.num_partitions.to_string());
         m.insert("default.replication.factor".into(), self.default_replication_factor.to_string());
         m.insert("auto.create.topics.enable".into(), self.auto_create_topics.to_string());
