@@ -21,7 +21,8 @@
 //!    writable through any restart and does not block (RF 1 topics would otherwise block every
 //!    roll forever).
 //! 5. A voter restarts only if the other voters still hold a caught-up majority
-//!    (DescribeQuorum), so the metadata quorum keeps working.
+//!    (DescribeQuorum), so the metadata quorum keeps working. A quorum of one or two voters
+//!    has no majority without each of them and does not block (as an RF 1 partition).
 //!
 //! A blocked roll names the broker and each partition (or the quorum) that blocks it, with
 //! numbers a person can check; the reconciler puts that in the status and an Event and looks
@@ -157,8 +158,8 @@ pub fn blockers(id: i32, state: &ClusterState, min_isr: &MinIsr, voters: &[i32])
             ));
         }
     }
-    if voters.contains(&id) {
-        let majority = voters.len() / 2 + 1;
+    let majority = voters.len() / 2 + 1;
+    if voters.contains(&id) && voters.len() > majority {
         let caught_up = state.quorum.as_ref().map_or(Vec::new(), |q| q.caught_up_voters.clone());
         let others = caught_up.iter().filter(|&&v| v != id && voters.contains(&v)).count();
         if others < majority {
@@ -296,6 +297,10 @@ mod tests {
         assert_eq!(reasons.len(), 1);
         assert!(reasons[0].contains("1 other caught-up voters of 3, 2 needed"), "{reasons:?}");
         assert!(blockers(4, &s, &min2(), VOTERS).is_empty(), "a broker only is not a voter");
+        // One or two voters: no restart of one keeps a majority, so none waits for it.
+        let lone = state(vec![], 0, &[0]);
+        assert!(blockers(0, &lone, &min2(), &[0]).is_empty());
+        assert!(blockers(1, &state(vec![], 0, &[0, 1]), &min2(), &[0, 1]).is_empty());
     }
 
     #[test]
