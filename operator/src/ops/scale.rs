@@ -16,7 +16,7 @@
 //!
 //! One reassignment at a time: while the brokers report one in progress, the scale waits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{ClusterState, PartitionState};
 
@@ -238,17 +238,26 @@ pub fn rebalance(
 ) -> Vec<Move> {
     let mut load = load(partitions, brokers);
     let mut placement: Vec<Vec<i32>> = partitions.iter().map(|p| p.replicas.clone()).collect();
-    // A partition on `from` that `to` does not hold and may take (racks); follower replicas
-    // first, so that leaders move as little as possible.
-    let pick = |placement: &[Vec<i32>], from: i32, to: i32| {
-        placement
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.contains(&from) && !r.contains(&to))
-            .filter(|(_, r)| !shares_rack(racks, to, r.iter().copied().filter(|&b| b != from)))
-            .min_by_key(|(i, r)| (r.first() == Some(&from), *i))
-            .map(|(i, _)| i)
-    };
+    // What each broker hosts, as (leads it, partition index): follower replicas first, so that
+    // leaders move as little as possible. An index, so a move does not scan every partition.
+    let mut hosted: BTreeMap<i32, BTreeSet<(bool, usize)>> =
+        brokers.iter().map(|&b| (b, BTreeSet::new())).collect();
+    for (i, replicas) in placement.iter().enumerate() {
+        for (slot, b) in replicas.iter().enumerate() {
+            if let Some(set) = hosted.get_mut(b) {
+                set.insert((slot == 0, i));
+            }
+        }
+    }
+    // A partition on `from` that `to` does not hold and may take (racks).
+    let pick =
+        |placement: &[Vec<i32>], hosted: &BTreeMap<i32, BTreeSet<(bool, usize)>>, from, to| {
+            hosted[&from].iter().copied().find(|&(_, i)| {
+                let r = &placement[i];
+                !r.contains(&to)
+                    && !shares_rack(racks, to, r.iter().copied().filter(|&b| b != from))
+            })
+        };
     // Each move goes from a broker to one with at least two replicas fewer, so the spread
     // only narrows and the loop ends; the most loaded donor and least loaded receiver that
     // racks allow go first.
@@ -261,11 +270,13 @@ pub fn rebalance(
             receivers
                 .iter()
                 .filter(|&&(rn, _)| dn > rn + 1)
-                .find_map(|&(_, to)| pick(&placement, from, to).map(|i| (i, from, to)))
+                .find_map(|&(_, to)| pick(&placement, &hosted, from, to).map(|k| (k, from, to)))
         });
-        let Some((i, from, to)) = found else { break };
+        let Some(((leads, i), from, to)) = found else { break };
         let slot = placement[i].iter().position(|&b| b == from).expect("holds it");
         placement[i][slot] = to;
+        hosted.get_mut(&from).expect("broker").remove(&(leads, i));
+        hosted.get_mut(&to).expect("broker").insert((leads, i));
         *load.get_mut(&from).expect("broker") -= 1;
         *load.get_mut(&to).expect("broker") += 1;
     }
