@@ -21,7 +21,9 @@
 # unknown config key is refused in the status with nothing changed; a Topic resource becomes a
 # topic (partitions, replicas, configs), grows, refuses a partition decrease, has its configs
 # changed (others' left alone), and is retained or deleted with it by its deletionPolicy, while
-# a topic a client made is left alone; deleting the KafkaCluster
+# a topic a client made is left alone; a cluster with an external listener is reached from
+# outside through the Node's address and each broker's node port, then, once the type is
+# LoadBalancer, through each broker's load balancer; deleting the KafkaCluster
 # garbage-collects everything it owned but the claims (deleteClaim false).
 #
 # Scenario "helm" (after the process operator is stopped: never two operators at once): the
@@ -100,12 +102,13 @@ BOOTSTRAP="sluice.$NS.svc.cluster.local:9092"
 client() { ip netns exec "$HOSTNS" "$@"; }
 java_tool() { client bash -c 'source "$1/scripts/lib/kafka-dist.sh"; shift; KAFKA_RUN_TIMEOUT='"$T"' kafka_run_class "$@"' _ "$ROOT" "$@"; }
 
-# until_true WHAT CMD...: CMD succeeds within T seconds, else the step fails with WHAT.
+# until_true WHAT CMD...: CMD succeeds within T seconds, else the step fails with WHAT and,
+# when the caller set NOW to a command (NOW=cmd until_true ...), what it says at that moment.
 until_true() {
   local what="$1" deadline=$((SECONDS + T))
   shift
   until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || fail "$what (not within ${T}s)"
+    ((SECONDS < deadline)) || fail "$what (not within ${T}s)${NOW:+; now: $($NOW 2>&1)}"
     sleep 1
   done
 }
@@ -202,6 +205,8 @@ deleted_pod_comes_back_with_its_data() {
 OP_BOOTSTRAP="demo-bootstrap.$OPNS.svc.cluster.local:9092"
 kc_condition() { kubectl -n "$OPNS" get kafkacluster demo -o jsonpath="{.status.conditions[?(@.type==\"$1\")].$2}"; }
 kc_ready() { [[ "$(kc_condition Ready status)" == True ]]; }
+kc_ready_reason() { kc_condition Ready reason; }
+kc_operation() { kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.operation}'; }
 
 operator_makes_a_ready_cluster() {
   kubectl apply -f "$ROOT/crds/" -f "$ROOT/testbed/manifests/servicemonitor-crd.yaml" >/dev/null
@@ -212,7 +217,7 @@ operator_makes_a_ready_cluster() {
   echo $! >"$RUN/operator.pid"
   kubectl create namespace "$OPNS" >/dev/null
   kubectl -n "$OPNS" apply -f "$ROOT/manifests/examples/kafkacluster.yaml"
-  until_true "KafkaCluster demo Ready (last: $(kc_condition Ready reason 2>/dev/null))" kc_ready
+  NOW=kc_ready_reason until_true "KafkaCluster demo Ready" kc_ready
   kubectl -n "$OPNS" get kafkacluster demo -o wide
   [[ "$(kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.quorum.caughtUpVoters}')" == "[0,1,2]" ]] ||
     fail "the status does not show three caught-up voters"
@@ -323,7 +328,7 @@ operator_config_change_rolls_one_broker_at_a_time() {
   kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"config":{"replica.lag.time.max.ms":"5000"}}}' >/dev/null
   (while :; do demo_pods; echo; sleep 0.5; done) >"$WORK/roll-watch.txt" 2>/dev/null &
   watcher=$!
-  until_true "the roll to finish (last: $(kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.operation}' 2>/dev/null))" roll_done
+  NOW=kc_operation until_true "the roll to finish" roll_done
   kill "$watcher"
   sleep 3
   stop_producer rolled
@@ -434,7 +439,7 @@ operator_topic_is_created() {
   # A topic a client makes (auto-created): no Topic resource names it, the operator leaves it be.
   seq 1 20 | client kcat -b "$OP_BOOTSTRAP" -t by-client -P -X acks=all || fail "kcat could not produce to by-client"
   topic_yaml events 3 3 Retain '"retention.ms": "3600000"' | kubectl apply -f - >/dev/null
-  until_is "Topic events Ready (last: $(topic_condition events message 2>/dev/null))" True topic_condition events status
+  NOW='topic_condition events message' until_is "Topic events Ready" True topic_condition events status
   until_is "events with 3 partitions of 3 replicas" 3x3 topic_shape events
   topic_configs events >"$WORK/events-configs.txt" || fail "kafka-configs --describe"
   grep -q 'retention.ms=3600000' "$WORK/events-configs.txt" || fail "retention.ms not set: $(cat "$WORK/events-configs.txt")"
@@ -481,7 +486,7 @@ operator_topic_deletion_policy() {
   [[ "$(topic_shape events)" == 5x3 || "$(topic_shape events)" == 3x3 ]] ||
     fail "deletionPolicy Retain, yet the topic went: $(topic_shape events)"
   topic_yaml scratch 1 1 Delete '' | kubectl apply -f - >/dev/null
-  until_is "Topic scratch Ready (last: $(topic_condition scratch message 2>/dev/null))" True topic_condition scratch status
+  NOW='topic_condition scratch message' until_is "Topic scratch Ready" True topic_condition scratch status
   until_is "scratch in Kafka" 1x1 topic_shape scratch
   kubectl -n "$OPNS" delete topic scratch --wait=true --timeout="${T}s" >/dev/null || fail "deleting Topic scratch"
   until_is "scratch deleted from Kafka" 0x topic_shape scratch
@@ -626,6 +631,65 @@ operator_deleted_cluster_is_garbage_collected() {
   kubectl -n "$OPNS" get pvc data-demo-0 >/dev/null || fail "the claims were deleted with deleteClaim false"
 }
 
+# External access (spec.listeners.external): a cluster of two brokers in namespace ext, each
+# with a Service of its own. Clients bootstrap from the status's externalBootstrap and are
+# sent to each broker's own external address: first the Node's address with the broker's node
+# port, then, once the type is LoadBalancer (a roll), its load balancer's address (the test
+# bed's kubelet plays kube-proxy and the cloud's load balancers).
+EXTNS=ext
+ext_field() { kubectl -n "$EXTNS" get kafkacluster outside -o jsonpath="{.status.$1}"; }
+ext_settled() {
+  [[ "$(kubectl -n "$EXTNS" get kafkacluster outside -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True &&
+    -z "$(ext_field operation)" ]]
+}
+# ext_advertised: "id=host:port" of each broker, as Metadata through the external bootstrap
+# tells a client outside.
+ext_advertised() {
+  client kcat -b "$(ext_field externalBootstrap)" -L -m 5 | sed -n 's/^ *broker \([0-9]*\) at \([^ ]*\).*/\1=\2/p' | sort | tr '\n' ' '
+}
+# ext_round TOTAL: 100 more records through the external bootstrap; TOTAL read back.
+ext_round() {
+  local boot got
+  boot="$(ext_field externalBootstrap)"
+  seq 1 100 | client kcat -b "$boot" -t outside -P -X acks=all || fail "producing through $boot"
+  got="$(client kcat -b "$boot" -t outside -C -o beginning -e -q | wc -l)"
+  [[ "$got" == "$1" ]] || fail "read $got records through $boot, want $1"
+}
+operator_external_listeners() {
+  after operator-makes-a-ready-cluster
+  kubectl create namespace "$EXTNS" >/dev/null
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: sluice.io/v1alpha1
+kind: KafkaCluster
+metadata: {name: outside, namespace: $EXTNS}
+spec:
+  replicas: 2
+  storage: {size: 1Gi}
+  config: {num.partitions: "2"}
+  listeners: {external: {type: NodePort}}
+YAML
+  NOW='ext_field operation' until_true "KafkaCluster outside Ready" ext_settled
+  local host p0 p1 want
+  host="$(kubectl -n "$EXTNS" get pod outside-0 -o jsonpath='{.status.hostIP}')"
+  p0="$(kubectl -n "$EXTNS" get service outside-external-0 -o jsonpath='{.spec.ports[0].nodePort}')"
+  p1="$(kubectl -n "$EXTNS" get service outside-external-1 -o jsonpath='{.spec.ports[0].nodePort}')"
+  [[ "$(ext_field externalBootstrap)" == "$host:"* ]] || fail "externalBootstrap $(ext_field externalBootstrap), Node $host"
+  want="0=$host:$p0 1=$host:$p1 "
+  [[ "$(ext_advertised)" == "$want" ]] || fail "brokers advertise [$(ext_advertised)], want [$want]"
+  ext_round 100
+  kubectl -n "$EXTNS" patch kafkacluster outside --type merge -p '{"spec":{"listeners":{"external":{"type":"LoadBalancer"}}}}' >/dev/null
+  until_true "the load balancer addresses in the status" bash -c "[[ \"\$(kubectl -n $EXTNS get kafkacluster outside -o jsonpath='{.status.externalBootstrap}')\" == *:9094 ]]"
+  NOW='ext_field operation' until_true "outside rolled onto its load balancers" ext_settled
+  local lb0 lb1
+  lb0="$(kubectl -n "$EXTNS" get service outside-external-0 -o jsonpath='{.status.loadBalancer.ingress[0].ip}')"
+  lb1="$(kubectl -n "$EXTNS" get service outside-external-1 -o jsonpath='{.status.loadBalancer.ingress[0].ip}')"
+  [[ -n "$lb0" && "$lb0" != "$lb1" ]] || fail "load balancer addresses [$lb0] [$lb1]"
+  want="0=$lb0:9094 1=$lb1:9094 "
+  until_is "brokers advertising their load balancers" "$want" ext_advertised
+  ext_round 200
+  kubectl delete namespace "$EXTNS" --wait=true --timeout="${T}s" >/dev/null || fail "deleting namespace $EXTNS"
+}
+
 # --- Scenario "helm": the chart installed with helm (as the administrator, from the machine's
 # namespace) into sluice-system; the operator runs as a pod there, with its service account's
 # token and the chart's RBAC, and runs a KafkaCluster in another namespace.
@@ -638,6 +702,7 @@ helm() {
 operator_pod_ready() {
   [[ "$(kubectl -n "$HELM_NS" get pods -l app.kubernetes.io/name=sluice-operator -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{end}')" == True ]]
 }
+hm_ready_reason() { kubectl -n "$HMNS" get kafkacluster demo -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}'; }
 hm_ready() { [[ "$(kubectl -n "$HMNS" get kafkacluster demo -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 as_operator() { kubectl auth can-i --as "system:serviceaccount:$HELM_NS:sluice-operator" "$@"; }
 
@@ -664,7 +729,7 @@ helm_operator_makes_a_ready_cluster() {
   after helm-installs-the-operator
   kubectl create namespace "$HMNS" >/dev/null
   kubectl -n "$HMNS" apply -f "$ROOT/manifests/examples/kafkacluster.yaml"
-  until_true "KafkaCluster demo in $HMNS Ready (last: $(kubectl -n "$HMNS" get kafkacluster demo -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}' 2>/dev/null))" hm_ready
+  NOW=hm_ready_reason until_true "KafkaCluster demo in $HMNS Ready" hm_ready
   kubectl -n "$HMNS" get kafkacluster demo -o wide
   seq 1 50 | client kcat -b "demo-bootstrap.$HMNS.svc.cluster.local:9092" -t helm -P -X acks=all ||
     fail "kcat could not produce"
@@ -755,6 +820,7 @@ step operator-scale-down-drains-first operator_scale_down_drains_first
 step operator-refuses-to-remove-a-voter operator_refuses_to_remove_a_voter
 step operator-grows-claims-without-restarts operator_grows_claims_without_restarts
 step operator-leader-election-hands-over operator_leader_election_hands_over
+step operator-external-listeners operator_external_listeners
 step operator-deleted-cluster-is-garbage-collected operator_deleted_cluster_is_garbage_collected
 stop_operator
 # The process operator is stopped: the chart's operator is then the only one.

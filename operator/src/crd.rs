@@ -61,6 +61,39 @@ pub struct KafkaClusterSpec {
     /// Prometheus scraping of the brokers' `/metrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSpec>,
+    /// The brokers' listeners besides the internal one (`PLAINTEXT`, port 9092, which clients
+    /// in the cluster reach through the bootstrap Service and the brokers' pod DNS names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listeners: Option<ListenersSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenersSpec {
+    /// Access from outside Kubernetes: a listener `EXTERNAL` (port 9094, plaintext) on every
+    /// broker, reached through a Service of its own per broker (`<cluster>-external-<ordinal>`)
+    /// and one to bootstrap from (`<cluster>-external-bootstrap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalListener>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalListener {
+    /// `NodePort`: each broker advertises the address of the Node its pod runs on and its own
+    /// Service's node port. `LoadBalancer`: each broker advertises its own Service's load
+    /// balancer address; a broker starts only once that address exists.
+    #[serde(rename = "type")]
+    pub type_: ExternalType,
+    /// Annotations on the external Services (a cloud's load balancer settings).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ExternalType {
+    NodePort,
+    LoadBalancer,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -159,6 +192,10 @@ pub struct KafkaClusterStatus {
     /// `host:port` of the bootstrap Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<String>,
+    /// Where clients outside Kubernetes bootstrap from (`spec.listeners.external`): the load
+    /// balancer's `host:port`, or each broker Node's address with the node port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_bootstrap: Option<String>,
     /// The metadata quorum as DescribeQuorum reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<QuorumStatus>,

@@ -23,13 +23,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{drive, scoped, Context};
-use crate::crd::{KafkaCluster, KafkaClusterStatus};
+use crate::crd::{ExternalType, KafkaCluster, KafkaClusterStatus};
 use crate::kafka::Brokers;
 use crate::ops::roll::{self, BrokerPod, MinIsr, RollStep};
 use crate::ops::scale::{self, ScaleStep};
 use crate::ops::storage::{self, parse_quantity, Claim, StorageStep};
 use crate::ops::ClusterState;
-use crate::resources::{configmap, pdb, service, servicemonitor, statefulset, Cluster};
+use crate::resources::{configmap, external, pdb, service, servicemonitor, statefulset, Cluster};
 use crate::status::{self, DEGRADED, PROGRESSING, READY};
 use crate::{Error, Result, MANAGER};
 
@@ -110,6 +110,8 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
         .and_then(|s| s.spec.volume_claim_templates.as_ref()?.first()?.spec.clone()?.resources)
         .and_then(|r| r.requests?.get("storage").cloned())
         .unwrap_or_else(|| kc.spec.storage.size.clone());
+    let external = apply_external(&c, ctx, current.max(desired)).await?;
+    st.external_bootstrap = external.as_ref().and_then(|e| e.bootstrap.clone());
     let mut brokers = Brokers::new(c.broker_addrs(current));
     let state = match brokers.describe().await {
         Ok(state) => Some(state),
@@ -132,10 +134,36 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
         ScaleStep::Wait(_) | ScaleStep::Reassign { .. } => {}
         ScaleStep::Resize(_) | ScaleStep::Steady | ScaleStep::Refuse(_) => st.draining.clear(),
     }
-    let size = match scale {
+    let mut size = match scale {
         ScaleStep::Resize(n) => n,
         _ => current,
     };
+    // A broker starts only once it knows what to advertise outside.
+    let mut unaddressed = None;
+    if let Some(e) = external.as_ref().filter(|e| e.addressed < size) {
+        unaddressed = Some(format!(
+            "waiting for the external address of broker {} (its Service {})",
+            e.addressed,
+            external::broker_service_name(&c, e.addressed)
+        ));
+        if existing.is_none() {
+            // Nothing to keep running: the StatefulSet is made once every address is known.
+            status::set(
+                &mut st.conditions,
+                READY,
+                false,
+                "WaitingForExternalAddresses",
+                unaddressed.as_deref().unwrap_or_default(),
+                generation,
+                &now,
+            );
+            st.operation = unaddressed;
+            st.observed_generation = generation;
+            super::apply_status(&ctx.client, kc, st).await?;
+            return Ok(Action::requeue(SETTLING));
+        }
+        size = e.addressed.max(current.min(size));
+    }
     let sts = apply(client, &ns, &statefulset::statefulset(&c, size, &claim_size)).await?;
     apply(client, &ns, &pdb::pdb(&c)).await?;
     apply_service_monitor(&c, ctx).await?;
@@ -164,7 +192,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
         true => Some(roll(&c, ctx, &sts, state.as_ref(), &mut brokers).await?),
         false => None,
     };
-    let ops = operations(
+    let mut ops = operations(
         current,
         &scale,
         reassigning,
@@ -172,6 +200,9 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
         &kc.spec.storage.size.0,
         roll_step.as_ref(),
     );
+    if let Some(why) = unaddressed {
+        ops.insert(0, ("Scaling", why));
+    }
     let before = st.operation.clone();
     st.operation = (!ops.is_empty())
         .then(|| ops.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>().join("; "));
@@ -275,7 +306,80 @@ async fn apply_service_monitor(c: &Cluster<'_>, ctx: &Context) -> Result<()> {
         api.patch(&c.name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&obj)).await?;
         return Ok(());
     }
-    match api.delete(&c.name, &DeleteParams::default()).await {
+    delete_if_there(&api, &c.name).await
+}
+
+/// What the external listener's Services gave.
+struct External {
+    /// Brokers 0..addressed know what to advertise outside.
+    addressed: i32,
+    /// Where clients outside bootstrap from, once known.
+    bootstrap: Option<String>,
+}
+
+/// The external listener's objects (see `resources::external`) for brokers `0..count`: their
+/// Services, the bootstrap Service and the addresses ConfigMap; external Services no longer
+/// wanted (brokers removed, or the listener turned off) are deleted. `None` without an
+/// external listener.
+async fn apply_external(c: &Cluster<'_>, ctx: &Context, count: i32) -> Result<Option<External>> {
+    let client = &ctx.client;
+    let api: Api<Service> = Api::namespaced(client.clone(), &c.namespace);
+    let (label, value) = external::SERVICE_LABEL;
+    let selector = format!("{},{label}={value}", c.label_selector());
+    let mut wanted = Vec::new();
+    let mut result = None;
+    if let Some(ext) = external::spec(c) {
+        let mut addresses = BTreeMap::new();
+        let mut addressed = None;
+        for ordinal in 0..count {
+            let svc =
+                apply(client, &c.namespace, &external::broker_service(c, ext, ordinal)).await?;
+            match external::advertised(&svc, ext.type_) {
+                Some(address) => {
+                    addresses.insert(c.pod_name(ordinal), address);
+                }
+                None => {
+                    addressed.get_or_insert(ordinal);
+                }
+            }
+            wanted.push(external::broker_service_name(c, ordinal));
+        }
+        let boot = apply(client, &c.namespace, &external::bootstrap_service(c, ext)).await?;
+        wanted.push(external::bootstrap_service_name(c));
+        apply(client, &c.namespace, &external::config_map(c, addresses)).await?;
+        // A NodePort is reached at the address of a Node the brokers run on.
+        let mut hosts = Vec::new();
+        if ext.type_ == ExternalType::NodePort {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
+            let listed = pods.list(&ListParams::default().labels(&c.label_selector())).await?;
+            hosts =
+                listed.items.iter().filter_map(|p| p.status.as_ref()?.host_ip.clone()).collect();
+            hosts.sort();
+            hosts.dedup();
+        }
+        result = Some(External {
+            addressed: addressed.unwrap_or(count),
+            bootstrap: external::bootstrap_address(&boot, ext.type_, &hosts),
+        });
+    }
+    let listed = api.list(&ListParams::default().labels(&selector)).await?;
+    for svc in listed.items.iter().filter(|s| !wanted.contains(&s.name_any())) {
+        tracing::info!(cluster = %c.name, service = %svc.name_any(), "deleting an external Service no longer wanted");
+        delete_if_there(&api, &svc.name_any()).await?;
+    }
+    if result.is_none() && !listed.items.is_empty() {
+        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &c.namespace);
+        delete_if_there(&maps, &external::config_map_name(c)).await?;
+    }
+    Ok(result)
+}
+
+/// Deletes `name`; gone already is fine.
+async fn delete_if_there<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
@@ -566,13 +670,16 @@ mod tests {
             cs.iter().find(|c| c["type"] == type_).expect("the condition")
         }
 
+        /// A list request, answered with `items`.
+        fn list(path: String, items: serde_json::Value) -> Expect {
+            Expect::new("GET", path, move |_, _| {
+                (200, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}))
+            })
+        }
+
         /// The list of the cluster's claims, answered with `items`.
         fn claims(items: serde_json::Value) -> Expect {
-            Expect::new("GET", format!("{NS}/persistentvolumeclaims"), move |_, _| {
-                let list = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList",
-                    "metadata": {}, "items": items});
-                (200, list)
-            })
+            list(format!("{NS}/persistentvolumeclaims"), items)
         }
 
         /// The objects a cluster becomes, applied in order; then `after` (claims, events).
@@ -582,6 +689,7 @@ mod tests {
                 Expect::echo("PATCH", format!("{NS}/services/demo-brokers")),
                 Expect::echo("PATCH", format!("{NS}/services/demo-bootstrap")),
                 sts,
+                list(format!("{NS}/services"), json!([])),
                 Expect::echo("PATCH", STS),
                 Expect::echo("PATCH", "/apis/policy/v1/namespaces/kafka/poddisruptionbudgets/demo"),
                 Expect::not_found("GET", "/apis/monitoring.coreos.com/v1"),
@@ -617,7 +725,7 @@ mod tests {
             let action = reconcile_inner(&kc, &crate::fixtures::context(client)).await.unwrap();
             assert_eq!(action, Action::requeue(SETTLING));
             let seen = server.await.unwrap();
-            let sts = &seen[4];
+            let sts = &seen[5];
             assert!(
                 sts.query.contains("fieldManager=sluice-operator")
                     && sts.query.contains("force=true")
@@ -656,15 +764,15 @@ mod tests {
             reconcile_inner(&kc, &crate::fixtures::context(client)).await.unwrap();
             let seen = server.await.unwrap();
             // The template keeps the size the claims were made with.
-            let template = &seen[4].body["spec"]["volumeClaimTemplates"][0]["spec"]["resources"];
+            let template = &seen[5].body["spec"]["volumeClaimTemplates"][0]["spec"]["resources"];
             assert_eq!(template["requests"]["storage"], "10Gi");
-            assert!(seen[7].query.contains("labelSelector="), "claims listed by label");
-            let event = &seen[8].body;
+            assert!(seen[8].query.contains("labelSelector="), "claims listed by label");
+            let event = &seen[9].body;
             assert_eq!(
                 (event["type"].as_str(), event["reason"].as_str()),
                 (Some("Warning"), Some("StorageShrinkRefused"))
             );
-            let progressing = condition(&seen[9].body, "Progressing");
+            let progressing = condition(&seen[10].body, "Progressing");
             assert_eq!(progressing["status"], "False");
             assert!(progressing["message"].as_str().unwrap().contains("claims cannot shrink"));
         }

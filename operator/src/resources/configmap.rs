@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use sluice_broker::config::takes_effect_at_run_time;
 
-use super::{Cluster, ADMIN_PORT, CONTROLLER_PORT, DATA_MOUNT, KAFKA_PORT};
+use super::{external, Cluster, ADMIN_PORT, CONTROLLER_PORT, DATA_MOUNT, KAFKA_PORT};
 use crate::crd::KafkaClusterSpec;
 
 /// The ConfigMap key holding the properties file.
@@ -32,6 +32,7 @@ pub const OPERATOR_KEYS: &[&str] = &[
     "log.dir",
     "admin.listener",
     "broker.rack",
+    "config.providers",
 ];
 
 /// Checks `spec.config` the way a broker would at start-up (the broker's own parser), plus
@@ -67,11 +68,26 @@ pub fn validate_spec(spec: &KafkaClusterSpec) -> Result<(), Vec<String>> {
 pub fn server_properties(c: &Cluster) -> String {
     let voters: Vec<String> =
         c.voters.iter().map(|&id| format!("{id}@{}:{CONTROLLER_PORT}", c.pod_host(id))).collect();
+    let (mut listeners, mut protocols) = (
+        format!("PLAINTEXT://0.0.0.0:{KAFKA_PORT},CONTROLLER://0.0.0.0:{CONTROLLER_PORT}"),
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_string(),
+    );
+    // The external listener; each broker reads its own advertised address from the mounted
+    // addresses ConfigMap (see super::external).
+    let mut providers = String::new();
+    if external::spec(c).is_some() {
+        listeners.push_str(&format!(",EXTERNAL://0.0.0.0:{}", external::EXTERNAL_PORT));
+        protocols.push_str(",EXTERNAL:PLAINTEXT");
+        providers = "config.providers=dir\n\
+             config.providers.dir.class=org.apache.kafka.common.config.provider.DirectoryConfigProvider\n"
+            .into();
+    }
     let mut out = format!(
         "# Written by the Sluice operator for KafkaCluster {name}; edit the resource instead.\n\
-         listeners=PLAINTEXT://0.0.0.0:{KAFKA_PORT},CONTROLLER://0.0.0.0:{CONTROLLER_PORT}\n\
+         listeners={listeners}\n\
          controller.listener.names=CONTROLLER\n\
-         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+         listener.security.protocol.map={protocols}\n\
+         {providers}\
          inter.broker.listener.name=PLAINTEXT\n\
          admin.listener=0.0.0.0:{ADMIN_PORT}\n\
          log.dirs={DATA_MOUNT}/data\n\
@@ -141,6 +157,40 @@ mod tests {
         broker.net.resolve_roles(4);
         broker.validate().unwrap();
         assert!(!broker.net.roles.controller, "node 4 is a broker only");
+    }
+
+    #[test]
+    fn with_an_external_listener_a_broker_reads_its_address_from_the_mounted_key() {
+        let mut kc = cluster("demo", 3);
+        kc.spec.listeners = Some(crate::crd::ListenersSpec {
+            external: Some(crate::crd::ExternalListener {
+                type_: crate::crd::ExternalType::NodePort,
+                annotations: Default::default(),
+            }),
+        });
+        let c = Cluster::new(&kc, "cluster.local").unwrap();
+        let p = server_properties(&c);
+        assert!(p.contains(",EXTERNAL://0.0.0.0:9094\n"), "{p}");
+        assert!(p.contains("EXTERNAL:PLAINTEXT\n"), "{p}");
+        // The pod's --advertised, as Kubernetes expands it, resolved by the broker's parser
+        // against a directory laid out as the ConfigMap mount.
+        let mount = tempfile::tempdir().unwrap();
+        std::fs::write(mount.path().join("demo-1"), "31001").unwrap();
+        let advertised = external::advertised_listener(crate::crd::ExternalType::NodePort)
+            .replace("$(HOST_IP)", "10.0.0.7")
+            .replace("$(POD_NAME)", "demo-1")
+            .replace(external::MOUNT, mount.path().to_str().unwrap());
+        let mut broker = sluice_broker::config::BrokerConfig::default();
+        broker.apply_properties(&p).unwrap();
+        let host = "demo-1.demo-brokers.kafka.svc.cluster.local";
+        broker
+            .set(
+                "advertised.listeners",
+                &format!("PLAINTEXT://{host}:9092,CONTROLLER://{host}:9093,{advertised}"),
+            )
+            .unwrap();
+        let ext = broker.net.advertised.iter().find(|l| l.name == "EXTERNAL").unwrap();
+        assert_eq!((ext.host.as_str(), ext.port), ("10.0.0.7", 31001));
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //! | bootstrap Service (clients) | `N-bootstrap` (`N-bootstrap.NS.svc:9092`) |
 //! | ConfigMap | `N-config` (`server.properties`) |
 //! | claims | `data-N-0`, ... |
+//! | external Services (`spec.listeners.external`) | `N-external-0`, ..., `N-external-bootstrap` |
+//! | external addresses ConfigMap | `N-external` (one key per broker pod) |
 
 pub mod configmap;
+pub mod external;
 pub mod pdb;
 pub mod service;
 pub mod servicemonitor;
@@ -212,6 +215,7 @@ pub(crate) mod tests {
                 template: None,
                 pod_disruption_budget: None,
                 metrics: None,
+                listeners: None,
             },
         );
         kc.metadata.namespace = Some("kafka".into());

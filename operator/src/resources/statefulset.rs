@@ -30,9 +30,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::server_properties;
+use super::external;
 use super::{
     Cluster, ADMIN_PORT, CONFIG_MOUNT, CONTROLLER_PORT, DATA_MOUNT, DEFAULT_IMAGE, KAFKA_PORT,
 };
+use crate::crd::ExternalType;
 
 /// The pod template annotation holding the hash of `server.properties`.
 pub const CONFIG_HASH: &str = "sluice.io/config-hash";
@@ -70,17 +72,50 @@ fn port(name: &str, port: i32) -> ContainerPort {
 pub fn broker_container(c: &Cluster) -> Container {
     let spec = &c.kc.spec;
     let host = format!("$(POD_NAME).{}.$(POD_NAMESPACE).svc.{}", c.headless_name(), c.domain);
+    let mut advertised =
+        format!("PLAINTEXT://{host}:{KAFKA_PORT},CONTROLLER://{host}:{CONTROLLER_PORT}");
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("SLUICE_NODE_ID", &format!("metadata.labels['{POD_INDEX_LABEL}']")),
+    ];
+    let mut ports = vec![
+        port("kafka", KAFKA_PORT),
+        port("controller", CONTROLLER_PORT),
+        port("admin", ADMIN_PORT),
+    ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_MOUNT.into(),
+            ..VolumeMount::default()
+        },
+    ];
+    if let Some(ext) = external::spec(c) {
+        advertised = format!("{advertised},{}", external::advertised_listener(ext.type_));
+        if ext.type_ == ExternalType::NodePort {
+            env.push(field_env("HOST_IP", "status.hostIP"));
+        }
+        ports.push(port("external", external::EXTERNAL_PORT));
+        mounts.push(VolumeMount {
+            name: "external".into(),
+            mount_path: external::MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
     let mut args = vec![
         "start".into(),
         "--config".into(),
         format!("{CONFIG_MOUNT}/{}", super::configmap::PROPERTIES_KEY),
         "--advertised".into(),
-        format!("PLAINTEXT://{host}:{KAFKA_PORT},CONTROLLER://{host}:{CONTROLLER_PORT}"),
-    ];
-    let mut env = vec![
-        field_env("POD_NAME", "metadata.name"),
-        field_env("POD_NAMESPACE", "metadata.namespace"),
-        field_env("SLUICE_NODE_ID", &format!("metadata.labels['{POD_INDEX_LABEL}']")),
+        advertised,
     ];
     if let Some(rack) = &spec.rack {
         env.push(field_env("SLUICE_RACK", &format!("metadata.labels['{}']", rack.topology_key)));
@@ -93,11 +128,7 @@ pub fn broker_container(c: &Cluster) -> Container {
         command: Some(vec!["sluice".into()]),
         args: Some(args),
         env: Some(env),
-        ports: Some(vec![
-            port("kafka", KAFKA_PORT),
-            port("controller", CONTROLLER_PORT),
-            port("admin", ADMIN_PORT),
-        ]),
+        ports: Some(ports),
         readiness_probe: Some(Probe {
             http_get: Some(HTTPGetAction {
                 path: Some("/health/ready".into()),
@@ -109,21 +140,27 @@ pub fn broker_container(c: &Cluster) -> Container {
             ..Probe::default()
         }),
         resources: spec.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_MOUNT.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "data".into(),
-                mount_path: DATA_MOUNT.into(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     }
+}
+
+/// The ConfigMaps the pods mount: `server.properties`, and the brokers' external addresses
+/// when there is an external listener.
+fn volumes(c: &Cluster) -> Vec<Volume> {
+    let config_map = |name: &str, config_map: String| Volume {
+        name: name.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map,
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let mut volumes = vec![config_map("config", c.config_name())];
+    if external::spec(c).is_some() {
+        volumes.push(config_map("external", external::config_map_name(c)));
+    }
+    volumes
 }
 
 /// The StatefulSet with `replicas` pods (the scale decision's count) and claims of
@@ -194,14 +231,7 @@ pub fn statefulset(c: &Cluster, replicas: i32, claim_size: &Quantity) -> Statefu
                         .then(|| template.tolerations.clone()),
                     node_selector: (!template.node_selector.is_empty())
                         .then(|| template.node_selector.clone()),
-                    volumes: Some(vec![Volume {
-                        name: "config".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: c.config_name(),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(volumes(c)),
                     ..PodSpec::default()
                 }),
             },
@@ -247,6 +277,38 @@ mod tests {
         let node_id = env.iter().find(|e| e.name == "SLUICE_NODE_ID").unwrap();
         let path = &node_id.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path;
         assert_eq!(path, "metadata.labels['apps.kubernetes.io/pod-index']");
+    }
+
+    #[test]
+    fn an_external_listener_is_advertised_from_the_node_and_the_mounted_addresses() {
+        let mut kc = cluster("demo", 3);
+        kc.spec.listeners = Some(crate::crd::ListenersSpec {
+            external: Some(crate::crd::ExternalListener {
+                type_: ExternalType::NodePort,
+                annotations: Default::default(),
+            }),
+        });
+        let c = Cluster::new(&kc, "cluster.local").unwrap();
+        let b = broker_container(&c);
+        let args = b.args.unwrap().join(" ");
+        assert!(
+            args.contains(":9093,EXTERNAL://$(HOST_IP):${dir:/etc/sluice-external:$(POD_NAME)}")
+        );
+        let env = b.env.unwrap();
+        let host = env.iter().find(|e| e.name == "HOST_IP").unwrap();
+        let path = &host.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path;
+        assert_eq!(path, "status.hostIP");
+        assert!(b.ports.unwrap().iter().any(|p| p.container_port == 9094));
+        let mount = b.volume_mounts.unwrap();
+        assert!(mount.iter().any(|m| m.name == "external" && m.mount_path == external::MOUNT));
+        let pod = statefulset(&c, 3, &kc.spec.storage.size).spec.template.spec.unwrap();
+        let volume = pod.volumes.unwrap().into_iter().find(|v| v.name == "external").unwrap();
+        assert_eq!(volume.config_map.unwrap().name, "demo-external");
+        // Without one: no HOST_IP, no mount.
+        let plain = cluster("demo", 3);
+        let b = broker_container(&Cluster::new(&plain, "cluster.local").unwrap());
+        assert!(!b.args.unwrap().join(" ").contains("EXTERNAL"));
+        assert!(b.volume_mounts.unwrap().iter().all(|m| m.name != "external"));
     }
 
     #[test]
