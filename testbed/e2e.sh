@@ -515,8 +515,21 @@ scaled_to() {
 
 operator_scales_up_and_spreads_partitions() {
   after operator-makes-a-ready-cluster
-  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"replicas":5}}' >/dev/null
-  until_true "five brokers ready and settled" scaled_to 5
+  # The moves throttled (as kafka-reassign-partitions --throttle); what the status says is
+  # throttled is watched while they run.
+  (while :; do kc_field throttled; echo; sleep 0.3; done) >"$WORK/throttle-watch.txt" 2>/dev/null &
+  local watcher=$!
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge -p '{"spec":{"replicas":5,"reassignmentThrottle":50000000}}' >/dev/null
+  NOW=kc_operation until_true "five brokers ready and settled" scaled_to 5
+  kill "$watcher"
+  has '"brokers":\[0,1,2,3,4\]' "$WORK/throttle-watch.txt" || fail "the moves were not throttled: $(sort -u "$WORK/throttle-watch.txt")"
+  [[ -z "$(kc_field throttled)" ]] || fail "throttles left in the status: $(kc_field throttled)"
+  local b
+  for b in 0 1 2 3 4; do
+    java_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$OP_BOOTSTRAP" --describe \
+      --entity-type brokers --entity-name "$b" >"$WORK/broker-$b-configs.txt" || fail "kafka-configs --describe broker $b"
+    ! has 'throttled.rate' "$WORK/broker-$b-configs.txt" || fail "broker $b keeps a throttle: $(cat "$WORK/broker-$b-configs.txt")"
+  done
   until_true "brokers 3 and 4 hosting partitions" _hosts_some '[34]'
   # Each new broker has its share (how even it can be depends on the zones the scheduler put
   # them in: a partition's replicas stay in different zones; ops/scale.rs tests the spread).

@@ -61,6 +61,12 @@ pub struct KafkaClusterSpec {
     /// Prometheus scraping of the brokers' `/metrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSpec>,
+    /// Bytes per second that the replicas the operator moves (scaling) may replicate at, as
+    /// `kafka-reassign-partitions --throttle`: set on the brokers and topics involved while the
+    /// moves run, removed once they are done. Unthrottled when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub reassignment_throttle: Option<i64>,
     /// The brokers' listeners besides the internal one (`PLAINTEXT`, port 9092, which clients
     /// in the cluster reach through the bootstrap Service and the brokers' pod DNS names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,12 +215,26 @@ pub struct KafkaClusterStatus {
     /// (the ones Sluice applies without a restart).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub applied_config: BTreeMap<String, String>,
+    /// The replication throttles the operator set for its moves (`reassignmentThrottle`),
+    /// removed once no reassignment runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<ThrottledStatus>,
     /// The brokers being drained before a scale-down removes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub draining: Vec<i32>,
     /// The roll, scale or resize under way, and what it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThrottledStatus {
+    /// Brokers with `leader.replication.throttled.rate` and `follower.replication.throttled.rate`.
+    pub brokers: Vec<i32>,
+    /// Topics with `leader.replication.throttled.replicas` and
+    /// `follower.replication.throttled.replicas`.
+    pub topics: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

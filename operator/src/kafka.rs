@@ -22,7 +22,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_client::{Admin, ClientError};
 
 use crate::crd::QuorumStatus;
-use crate::ops::scale::Move;
+use crate::ops::scale::{Move, Throttles};
 use crate::ops::{ClusterState, PartitionState};
 
 /// Each connect and call is bounded by this.
@@ -89,6 +89,42 @@ impl Brokers {
         delete: &[String],
     ) -> Result<(), AdminError> {
         self.alter_configs(BROKER_RESOURCE, "", set, delete).await
+    }
+
+    /// Sets (`Some`) or removes (`None`) the replication throttles of `t`: the rates on its
+    /// brokers (each asked itself, at `addr(id)`: a broker's own configs are changed through
+    /// that broker, as Kafka requires), the throttled replica lists on its topics. Stops at the
+    /// first refusal.
+    pub async fn throttle(
+        &mut self,
+        t: &Throttles,
+        rate: Option<i64>,
+        addr: impl Fn(i32) -> String,
+    ) -> Result<(), AdminError> {
+        const RATES: [&str; 2] =
+            ["leader.replication.throttled.rate", "follower.replication.throttled.rate"];
+        const LISTS: [&str; 2] =
+            ["leader.replication.throttled.replicas", "follower.replication.throttled.replicas"];
+        let none = BTreeMap::new();
+        for b in &t.brokers {
+            let set = rate.map(|r| RATES.map(|k| (k.to_string(), r.to_string())).into());
+            let delete = if rate.is_some() { vec![] } else { RATES.map(String::from).to_vec() };
+            let mut own = Brokers::new(vec![addr(*b)]);
+            let set = set.as_ref().unwrap_or(&none);
+            own.alter_configs(BROKER_RESOURCE, &b.to_string(), set, &delete).await?;
+        }
+        for (topic, (leaders, followers)) in &t.topics {
+            let set: BTreeMap<String, String> = match rate {
+                Some(_) => {
+                    [(LISTS[0].into(), leaders.clone()), (LISTS[1].into(), followers.clone())]
+                        .into()
+                }
+                None => BTreeMap::new(),
+            };
+            let delete = if rate.is_some() { vec![] } else { LISTS.map(String::from).to_vec() };
+            self.alter_configs(TOPIC_RESOURCE, topic, &set, &delete).await?;
+        }
+        Ok(())
     }
 
     /// IncrementalAlterConfigs (v1) on one resource: SET `set`, DELETE `delete`.

@@ -70,9 +70,23 @@ where
 
 async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = reconcile_inner(&kc, &ctx).await;
+    let result = match fresh(&kc, &ctx).await {
+        Ok(Some(kc)) => reconcile_inner(&kc, &ctx).await,
+        Ok(None) => Ok(Action::await_change()),
+        Err(e) => Err(e),
+    };
     ctx.metrics.reconciled("KafkaCluster", started.elapsed(), result.is_err());
     result
+}
+
+/// The resource as the API server has it now. The watch cache can lag the status this
+/// operator wrote a moment ago, and the status carries what earlier reconciles decided (the
+/// brokers being drained, the throttles to lift, the configs applied): a reconcile that
+/// started from a stale copy would write that memory away.
+async fn fresh(kc: &KafkaCluster, ctx: &Context) -> Result<Option<KafkaCluster>> {
+    let ns = kc.namespace().ok_or_else(|| Error::Missing(kc.name_any(), "namespace"))?;
+    let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    Ok(api.get_opt(&kc.name_any()).await?)
 }
 
 async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
@@ -170,8 +184,29 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     let storage = grow_claims(&c, ctx, size, &claim_size).await?;
     if let ScaleStep::Reassign { moves, why } = &scale {
         tracing::info!(cluster = %c.name, moves = moves.len(), "{why}");
-        if let Err(e) = brokers.reassign(moves).await {
+        let throttled = match (kc.spec.reassignment_throttle, &state) {
+            (Some(rate), Some(state)) => {
+                throttle(&c, &mut st, &mut brokers, state, moves, rate).await
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = throttled {
+            scale = ScaleStep::Wait(format!("throttling the moves was refused: {e}"));
+        } else if let Err(e) = brokers.reassign(moves).await {
             scale = ScaleStep::Wait(format!("the controller refused the reassignment: {e}"));
+        }
+    } else if !reassigning && state.is_some() {
+        // Nothing moves any more: the throttles this operator set go, as `--verify` lifts them.
+        if let Some(t) = st.throttled.clone() {
+            let topics = t.topics.iter().map(|name| (name.clone(), Default::default()));
+            let set = scale::Throttles { brokers: t.brokers, topics: topics.collect() };
+            match brokers.throttle(&set, None, |id| c.broker_addr(id)).await {
+                Ok(()) => {
+                    tracing::info!(cluster = %c.name, "reassignment done: throttles removed");
+                    st.throttled = None;
+                }
+                Err(e) => tracing::warn!(cluster = %c.name, error = %e, "removing throttles"),
+            }
         }
     }
 
@@ -307,6 +342,30 @@ async fn apply_service_monitor(c: &Cluster<'_>, ctx: &Context) -> Result<()> {
         return Ok(());
     }
     delete_if_there(&api, &c.name).await
+}
+
+/// Throttles `moves` to `rate` bytes/s (`spec.reassignmentThrottle`) and records what was
+/// set in the status, so that it is removed once the moves are done.
+async fn throttle(
+    c: &Cluster<'_>,
+    st: &mut KafkaClusterStatus,
+    brokers: &mut Brokers,
+    state: &ClusterState,
+    moves: &[scale::Move],
+    rate: i64,
+) -> std::result::Result<(), crate::kafka::AdminError> {
+    let t = scale::throttles(&state.partitions, moves);
+    // Recorded first: a throttle half set is still removed later.
+    let mut done = st.throttled.take().unwrap_or_default();
+    done.brokers.extend(&t.brokers);
+    done.topics.extend(t.topics.keys().cloned());
+    done.brokers.sort();
+    done.brokers.dedup();
+    done.topics.sort();
+    done.topics.dedup();
+    st.throttled = Some(done);
+    tracing::info!(cluster = %c.name, rate, brokers = ?t.brokers, topics = t.topics.len(), "throttling the moves");
+    brokers.throttle(&t, Some(rate), |id| c.broker_addr(id)).await
 }
 
 /// What the external listener's Services gave.

@@ -28,6 +28,39 @@ pub struct Move {
     pub replicas: Vec<i32>,
 }
 
+/// What a throttled reassignment sets, as `kafka-reassign-partitions --throttle` does: the
+/// replication rate on every broker a moving partition is on or goes to, and per topic the
+/// replicas that send (`leader.replication.throttled.replicas`: a moving partition's current
+/// replicas) and those that receive (`follower.replication.throttled.replicas`: its new ones),
+/// as `partition:broker` lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Throttles {
+    pub brokers: Vec<i32>,
+    /// Topic -> (leader list, follower list).
+    pub topics: BTreeMap<String, (String, String)>,
+}
+
+/// The throttles for `moves` of `partitions`.
+pub fn throttles(partitions: &[PartitionState], moves: &[Move]) -> Throttles {
+    let mut brokers = BTreeSet::new();
+    let mut lists: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for m in moves {
+        let current = partitions
+            .iter()
+            .find(|p| p.topic == m.topic && p.partition == m.partition)
+            .map_or(&[][..], |p| &p.replicas[..]);
+        let (leaders, followers) = lists.entry(m.topic.clone()).or_default();
+        leaders.extend(current.iter().map(|b| format!("{}:{b}", m.partition)));
+        let adding = m.replicas.iter().filter(|b| !current.contains(b));
+        followers.extend(adding.map(|b| format!("{}:{b}", m.partition)));
+        brokers.extend(current.iter().chain(&m.replicas).copied());
+    }
+    Throttles {
+        brokers: brokers.into_iter().collect(),
+        topics: lists.into_iter().map(|(t, (l, f))| (t, (l.join(","), f.join(",")))).collect(),
+    }
+}
+
 /// What scaling does now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScaleStep {
@@ -338,6 +371,19 @@ mod tests {
     }
 
     const VOTERS: &[i32] = &[0, 1, 2];
+
+    #[test]
+    fn a_throttled_move_limits_its_senders_and_receivers() {
+        let parts = [part("a", 0, &[0, 1, 2]), part("a", 1, &[1, 2, 0]), part("b", 0, &[2, 0, 1])];
+        let moves = [
+            Move { topic: "a".into(), partition: 0, replicas: vec![0, 1, 3] },
+            Move { topic: "a".into(), partition: 1, replicas: vec![1, 4, 0] },
+        ];
+        let t = throttles(&parts, &moves);
+        assert_eq!(t.brokers, [0, 1, 2, 3, 4]);
+        assert_eq!(t.topics.len(), 1, "b does not move");
+        assert_eq!(t.topics["a"], ("0:0,0:1,0:2,1:1,1:2,1:0".into(), "0:3,1:4".into()));
+    }
 
     #[test]
     fn scale_up_grows_first_then_moves_replicas_onto_the_new_brokers() {

@@ -104,9 +104,14 @@ impl<'a> Cluster<'a> {
         )
     }
 
+    /// `host:port` of broker `ordinal`'s client listener.
+    pub fn broker_addr(&self, ordinal: i32) -> String {
+        format!("{}:{KAFKA_PORT}", self.pod_host(ordinal))
+    }
+
     /// `host:port` of every broker's client listener, by ordinal, for `count` brokers.
     pub fn broker_addrs(&self, count: i32) -> Vec<String> {
-        (0..count).map(|i| format!("{}:{KAFKA_PORT}", self.pod_host(i))).collect()
+        (0..count).map(|i| self.broker_addr(i)).collect()
     }
 
     /// The address clients bootstrap from.
@@ -216,6 +221,7 @@ pub(crate) mod tests {
                 pod_disruption_budget: None,
                 metrics: None,
                 listeners: None,
+                reassignment_throttle: None,
             },
         );
         kc.metadata.namespace = Some("kafka".into());
