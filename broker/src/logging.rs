@@ -1,4 +1,11 @@
-//! Log output: the subscriber's field format, and a rate limit for lines a client can trigger.
+//! Log output: the process's subscriber ([`init`], shared by the broker and the operator), its
+//! field format, and a rate limit for lines a client can trigger.
+//!
+//! Lines go to stderr as text (colour codes only when stderr is a terminal, never in files and
+//! log collectors) or, with `--log-format json` (`SLUICE_LOG_FORMAT=json`), as one JSON object
+//! per line with the event's fields at the top level and its spans (the connection, the
+//! partition) under `spans`, for log aggregators. `RUST_LOG` sets the levels, per module too
+//! (`info,sluice_broker::replica=debug`).
 //!
 //! Values that come from clients (group, member and client ids, topic names, decode errors
 //! quoting request bytes) reach log lines through fields; [`escaped_fields`] writes every field
@@ -13,6 +20,32 @@ use std::time::{Duration, Instant};
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::format::{debug_fn, Writer};
 use tracing_subscriber::fmt::FormatFields;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable; colours only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log aggregators.
+    Json,
+}
+
+/// Installs the process's log subscriber: levels from `RUST_LOG`, else `default_filter`;
+/// lines to stderr in `format`. Text lines escape every field ([`escaped_fields`]); JSON
+/// escapes by itself.
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().flatten_event(true).with_span_list(true).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(escaped_fields())
+            .init(),
+    }
+}
 
 /// `text` with control characters (newlines, ESC, ...) written as Rust escapes, trailing
 /// whitespace dropped.

@@ -25,6 +25,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text or JSON (`RUST_LOG` sets the levels, per module too).
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: sluice_broker::logging::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,17 +136,9 @@ fn rejoin_set_values(pieces: &[String]) -> Vec<String> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in files and log collectors.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .fmt_fields(sluice_broker::logging::escaped_fields())
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    sluice_broker::logging::init(cli.log_format, "info,openraft=off");
+    match cli.command {
         Command::Dev(DevArgs { nodes, broker }) if nodes != 1 => {
             let config = broker.into_config()?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

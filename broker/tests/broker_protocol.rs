@@ -571,18 +571,55 @@ fn client_strings_are_escaped_in_log_lines() {
     if common::against_kafka() {
         return; // Sluice's log
     }
-    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
-    use kafka_protocol::messages::{GroupId, JoinGroupRequest, JoinGroupResponse};
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start_logging(
         dir.path(),
         &["--set", "group.initial.rebalance.delay.ms=0"],
         "info",
     );
-    let evil = "evil\nFORGED ERROR line\u{1b}[31m";
-    let mut c = common::RawConn::connect(&broker);
+    join_as_evil_group(&broker);
+    // The log reaches the test through a pipe and a reader thread: wait for the line.
+    let escaped = r"evil\nFORGED ERROR line\u{1b}[31m";
+    let lines = wait_for_log_line(&broker, escaped);
+    assert!(!lines.iter().any(|l| l.starts_with("FORGED")), "a forged line: {lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains('\u{1b}') && l.contains("FORGED")), "{lines:#?}");
+}
+
+/// With `--log-format json` every line is one JSON object (for log aggregators) with the
+/// event's fields at the top level: a client's string is a JSON string, whatever it holds.
+#[test]
+fn json_log_lines_are_one_object_each() {
+    if common::against_kafka() {
+        return; // Sluice's log
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start_logging(
+        dir.path(),
+        &["--set", "group.initial.rebalance.delay.ms=0", "--log-format", "json"],
+        "info",
+    );
+    join_as_evil_group(&broker);
+    let lines = wait_for_log_line(&broker, r#"evil\nFORGED ERROR line\u001b[31m"#);
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(objects.iter().all(|o| o["level"].is_string() && o["message"].is_string()));
+    assert!(
+        objects.iter().any(|o| o.as_object().unwrap().values().any(|v| v == EVIL_GROUP)),
+        "the group id as a field: {lines:#?}"
+    );
+}
+
+const EVIL_GROUP: &str = "evil\nFORGED ERROR line\u{1b}[31m";
+
+/// Joins group [`EVIL_GROUP`], whose id would forge a log line if written raw.
+fn join_as_evil_group(broker: &BrokerProcess) {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest, JoinGroupResponse};
+    let mut c = common::RawConn::connect(broker);
     let join = JoinGroupRequest::default()
-        .with_group_id(GroupId(StrBytes::from_static_str(evil)))
+        .with_group_id(GroupId(StrBytes::from_static_str(EVIL_GROUP)))
         .with_session_timeout_ms(10_000)
         .with_rebalance_timeout_ms(10_000)
         .with_member_id(StrBytes::from_static_str(""))
@@ -597,7 +634,7 @@ fn client_strings_are_escaped_in_log_lines() {
             ApiKey::FindCoordinator,
             0,
             &kafka_protocol::messages::FindCoordinatorRequest::default()
-                .with_key(StrBytes::from_static_str(evil)),
+                .with_key(StrBytes::from_static_str(EVIL_GROUP)),
         );
         let joined: JoinGroupResponse = c.call(ApiKey::JoinGroup, 3, &join);
         if joined.error_code == 0 {
@@ -606,16 +643,17 @@ fn client_strings_are_escaped_in_log_lines() {
         assert!(std::time::Instant::now() < deadline, "JoinGroup: error {}", joined.error_code);
         std::thread::sleep(Duration::from_millis(100));
     }
-    // The log reaches the test through a pipe and a reader thread: wait for the line.
-    let escaped = r"evil\nFORGED ERROR line\u{1b}[31m";
+}
+
+/// The broker's log lines once one contains `text` (they reach the test through a pipe and a
+/// reader thread).
+fn wait_for_log_line(broker: &BrokerProcess, text: &str) -> Vec<String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !broker.log_lines().iter().any(|l| l.contains(escaped)) {
+    while !broker.log_lines().iter().any(|l| l.contains(text)) {
         assert!(std::time::Instant::now() < deadline, "{:#?}", broker.log_lines());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let lines = broker.log_lines();
-    assert!(!lines.iter().any(|l| l.starts_with("FORGED")), "a forged line: {lines:#?}");
-    assert!(!lines.iter().any(|l| l.contains('\u{1b}') && l.contains("FORGED")), "{lines:#?}");
+    broker.log_lines()
 }
 
 /// DescribeLogDirs, AlterReplicaLogDirs, DescribeProducers and the transaction APIs answer as

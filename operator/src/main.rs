@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
+use sluice_broker::logging::LogFormat;
 use sluice_operator::controller::{self, Context};
 use sluice_operator::lease;
 use sluice_operator::metrics::Metrics;
@@ -38,27 +39,10 @@ struct Args {
 /// The Lease the operator's replicas share.
 const LEASE: &str = "sluice-operator";
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// Human-readable; colours only on a terminal.
-    Text,
-    /// One JSON object per line, for log aggregators.
-    Json,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,kube=warn".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-        LogFormat::Text => {
-            logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init()
-        }
-    }
+    sluice_broker::logging::init(args.log_format, "info,kube=warn");
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(&args.http)
