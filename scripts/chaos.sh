@@ -120,6 +120,23 @@ wait_whole() {
   return 1
 }
 
+# A listening port is not a registered broker: wait (up to 60 s) until Metadata lists every
+# node, or a manual assignment naming one that has not registered yet is refused.
+wait_registered() {
+  local i
+  for ((i = 0; i < 60; i++)); do
+    if cli org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$BOOTSTRAP" >"$WORK/brokers.txt" 2>/dev/null &&
+      [[ "$(grep -c '(id: [0-9]* rack' "$WORK/brokers.txt")" == "${#NODES[@]}" ]]; then
+      return 0
+    fi
+    sleep 1
+  done
+  log "not every broker registered within 60 s:"
+  cat "$WORK/brokers.txt" >&2
+  return 1
+}
+wait_registered
+
 # On brokers 1-3 (node 4, when there, gets replicas only by reassignment).
 topics --create --topic chaos --replica-assignment 1:2:3,2:3:1,3:1:2 --config min.insync.replicas=2 >/dev/null
 wait_whole
