@@ -180,6 +180,25 @@ pub fn takes_effect_at_run_time(key: &str) -> bool {
     cluster_wide && applied
 }
 
+/// The lines of a Java properties file as (line number, key, value): blank lines and comments
+/// (`#`, `!`) skipped, the key ending at the first `=`, `:` or blank, the value without its
+/// separator and leading blanks; `None` for a line that is a key alone. Java's escapes and
+/// continuation lines are not read. `server.properties` and the file config provider both
+/// read files this way.
+pub(crate) fn property_lines(text: &str) -> impl Iterator<Item = (usize, &str, Option<&str>)> {
+    text.lines().enumerate().filter_map(|(n, line)| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with(['#', '!']) {
+            return None;
+        }
+        let end = line.find(|c: char| c == '=' || c == ':' || c.is_whitespace());
+        let Some(end) = end else { return Some((n + 1, line, None)) };
+        let (key, rest) = line.split_at(end);
+        let rest = rest.trim_start();
+        Some((n + 1, key, Some(rest.strip_prefix(['=', ':']).unwrap_or(rest).trim_start())))
+    })
+}
+
 impl BrokerConfig {
     /// Applies one Kafka-named property, its references to the config providers declared so far
     /// replaced.
@@ -349,18 +368,14 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// Applies `key=value` lines of a properties file (`#` and `!` start comments).
+    /// Applies the `key=value` lines of a properties file ([`property_lines`]).
     pub fn apply_properties(&mut self, text: &str) -> Result<(), ConfigError> {
         let mut settings = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let (k, v) = line.split_once(['=', ':']).ok_or_else(|| {
-                ConfigError::Invalid(format!("line {}: expected key=value, got '{line}'", n + 1))
+        for (n, key, value) in property_lines(text) {
+            let value = value.ok_or_else(|| {
+                ConfigError::Invalid(format!("line {n}: expected key=value, got '{key}'"))
             })?;
-            settings.push((k.trim(), v));
+            settings.push((key, value));
         }
         self.apply_all(settings)
     }

@@ -223,7 +223,10 @@ impl Provider {
                 let file = self.allowed_path(path)?;
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-                property(&text, key)
+                // The last line that sets it, as Java's Properties.
+                super::property_lines(&text)
+                    .filter_map(|(_, k, v)| v.filter(|_| k == key))
+                    .last()
                     .map(str::to_string)
                     .ok_or_else(|| format!("{} has no key '{key}'", file.display()))
             }
@@ -294,24 +297,6 @@ fn normalise(path: &Path) -> PathBuf {
         }
     }
     out
-}
-
-/// The value of `key` in a Java properties file: the last line that sets it, the key ending at
-/// the first `=`, `:` or blank (Java's escapes and continuation lines are not read).
-fn property<'t>(text: &'t str, key: &str) -> Option<&'t str> {
-    let mut found = None;
-    for line in text.lines().map(str::trim_start) {
-        if line.is_empty() || line.starts_with(['#', '!']) {
-            continue;
-        }
-        let end = line.find(|c: char| c == '=' || c == ':' || c.is_whitespace());
-        let (k, rest) = line.split_at(end.unwrap_or(line.len()));
-        if k == key {
-            let rest = rest.trim_start();
-            found = Some(rest.strip_prefix(['=', ':']).unwrap_or(rest).trim_start());
-        }
-    }
-    found
 }
 
 #[cfg(test)]
