@@ -27,6 +27,11 @@ use crate::ops::{ClusterState, PartitionState};
 
 /// Each connect and call is bounded by this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The replication throttles' broker rates and topic replica lists (KIP-73).
+const RATES: [&str; 2] =
+    ["leader.replication.throttled.rate", "follower.replication.throttled.rate"];
+const LISTS: [&str; 2] =
+    ["leader.replication.throttled.replicas", "follower.replication.throttled.replicas"];
 /// The metadata log's topic (KRaft's `__cluster_metadata`).
 const METADATA_TOPIC: &str = "__cluster_metadata";
 
@@ -91,38 +96,42 @@ impl Brokers {
         self.alter_configs(BROKER_RESOURCE, "", set, delete).await
     }
 
-    /// Sets (`Some`) or removes (`None`) the replication throttles of `t`: the rates on its
-    /// brokers (each asked itself, at `addr(id)`: a broker's own configs are changed through
-    /// that broker, as Kafka requires), the throttled replica lists on its topics. Stops at the
-    /// first refusal.
+    /// Sets the replication throttles of `t` at `rate` bytes/s: the rates on its brokers (each
+    /// asked itself, at `addr(id)`: a broker's own configs are changed through that broker, as
+    /// Kafka requires), the throttled replica lists on its topics. Stops at the first refusal.
     pub async fn throttle(
         &mut self,
         t: &Throttles,
-        rate: Option<i64>,
+        rate: i64,
         addr: impl Fn(i32) -> String,
     ) -> Result<(), AdminError> {
-        const RATES: [&str; 2] =
-            ["leader.replication.throttled.rate", "follower.replication.throttled.rate"];
-        const LISTS: [&str; 2] =
-            ["leader.replication.throttled.replicas", "follower.replication.throttled.replicas"];
-        let none = BTreeMap::new();
+        let rates = RATES.map(|k| (k.to_string(), rate.to_string())).into();
         for b in &t.brokers {
-            let set = rate.map(|r| RATES.map(|k| (k.to_string(), r.to_string())).into());
-            let delete = if rate.is_some() { vec![] } else { RATES.map(String::from).to_vec() };
             let mut own = Brokers::new(vec![addr(*b)]);
-            let set = set.as_ref().unwrap_or(&none);
-            own.alter_configs(BROKER_RESOURCE, &b.to_string(), set, &delete).await?;
+            own.alter_configs(BROKER_RESOURCE, &b.to_string(), &rates, &[]).await?;
         }
         for (topic, (leaders, followers)) in &t.topics {
-            let set: BTreeMap<String, String> = match rate {
-                Some(_) => {
-                    [(LISTS[0].into(), leaders.clone()), (LISTS[1].into(), followers.clone())]
-                        .into()
-                }
-                None => BTreeMap::new(),
-            };
-            let delete = if rate.is_some() { vec![] } else { LISTS.map(String::from).to_vec() };
-            self.alter_configs(TOPIC_RESOURCE, topic, &set, &delete).await?;
+            let lists = [(LISTS[0].into(), leaders.clone()), (LISTS[1].into(), followers.clone())];
+            self.alter_configs(TOPIC_RESOURCE, topic, &lists.into(), &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes what [`Brokers::throttle`] set on `brokers` and `topics`.
+    pub async fn unthrottle(
+        &mut self,
+        brokers: &[i32],
+        topics: &[String],
+        addr: impl Fn(i32) -> String,
+    ) -> Result<(), AdminError> {
+        let none = BTreeMap::new();
+        for b in brokers {
+            let mut own = Brokers::new(vec![addr(*b)]);
+            own.alter_configs(BROKER_RESOURCE, &b.to_string(), &none, &RATES.map(String::from))
+                .await?;
+        }
+        for topic in topics {
+            self.alter_configs(TOPIC_RESOURCE, topic, &none, &LISTS.map(String::from)).await?;
         }
         Ok(())
     }

@@ -198,9 +198,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     } else if !reassigning && state.is_some() {
         // Nothing moves any more: the throttles this operator set go, as `--verify` lifts them.
         if let Some(t) = st.throttled.clone() {
-            let topics = t.topics.iter().map(|name| (name.clone(), Default::default()));
-            let set = scale::Throttles { brokers: t.brokers, topics: topics.collect() };
-            match brokers.throttle(&set, None, |id| c.broker_addr(id)).await {
+            match brokers.unthrottle(&t.brokers, &t.topics, |id| c.broker_addr(id)).await {
                 Ok(()) => {
                     tracing::info!(cluster = %c.name, "reassignment done: throttles removed");
                     st.throttled = None;
@@ -365,7 +363,7 @@ async fn throttle(
     done.topics.dedup();
     st.throttled = Some(done);
     tracing::info!(cluster = %c.name, rate, brokers = ?t.brokers, topics = t.topics.len(), "throttling the moves");
-    brokers.throttle(&t, Some(rate), |id| c.broker_addr(id)).await
+    brokers.throttle(&t, rate, |id| c.broker_addr(id)).await
 }
 
 /// What the external listener's Services gave.
