@@ -1,13 +1,21 @@
-//! Prometheus metrics of the broker, rendered as text on the admin HTTP `/metrics`.
+//! Prometheus metrics of the broker, rendered as text on the admin HTTP `/metrics`; every
+//! name, unit and label is listed in `docs/metrics.md`.
 //!
 //! Request counts and latency histograms per API, bytes in/out per topic, connection and
-//! malformed-frame counters are updated as requests flow. Per-partition offsets (log start,
-//! LEO, HW) are read from the partitions at scrape time so they are never stale.
-//! Consumer group gauges (state, members, committed offset, lag = HW − committed) are refreshed
-//! from the group coordinator at scrape time too.
+//! malformed-frame counters, purgatory sizes and log flush latency are updated as requests
+//! flow. Per-partition state (offsets, ISR, size), disk use, the metadata quorum and the
+//! consumer groups (state, members, rebalances, committed offset, lag in messages and in
+//! seconds) are read at scrape time, so they are never stale and cost nothing between scrapes.
+//!
+//! Cardinality: per-partition series (and per group-partition ones) are exported while there
+//! are at most `metrics.partition.series.max` of them (default 10,000); above, only the
+//! per-topic aggregates are, and `sluice_metrics_partition_series_limited` says so. A broker
+//! with 100,000 partitions thus exports a few series per topic instead of about 1.5 million.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -16,7 +24,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::replica::ReplicaManager;
+use crate::log::TopicPartition;
+use crate::replica::{Partition, ReplicaManager};
+use crate::server::Broker;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
@@ -39,9 +49,45 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
-fn latency_histogram() -> Histogram {
-    // 50 µs .. ~26 s.
+/// 50 µs .. ~26 s.
+pub fn latency_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 20))
+}
+
+/// Labels of a per-operation metric (the purgatories: `produce`, `fetch`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+/// Labels of a per-directory metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirLabels {
+    pub dir: String,
+}
+
+/// Labels of the build info.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub version: &'static str,
+}
+
+/// Labels of a per-group, per-topic metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupTopicLabels {
+    pub group: String,
+    pub topic: String,
+}
+
+/// A request waiting in a purgatory (an acks=all produce for its ISR, a fetch for `min_bytes`),
+/// counted in `sluice_purgatory_size` for as long as it lives.
+#[derive(Debug)]
+pub struct Waiting(Gauge);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Every metric the broker exports.
@@ -64,6 +110,27 @@ pub struct Metrics {
     pub request_memory_used: Gauge,
     /// Broker tasks that panicked, by task (`connection`, ...): always a bug.
     pub panics: Family<TaskLabels, Counter>,
+    purgatory: Family<OperationLabels, Gauge>,
+    /// Time of each log flush (fsync of the segments with unflushed data).
+    log_flush_latency: Histogram,
+    log_dir_size: Family<DirLabels, Gauge>,
+    log_dir_free: Family<DirLabels, Gauge>,
+    log_dir_capacity: Family<DirLabels, Gauge>,
+    log_size: Family<PartitionLabels, Gauge>,
+    topic_partitions: Family<TopicLabels, Gauge>,
+    topic_size: Family<TopicLabels, Gauge>,
+    topic_under_replicated: Family<TopicLabels, Gauge>,
+    series_limited: Gauge,
+    raft_commit: Gauge<u64, AtomicU64>,
+    active_controller: Gauge,
+    fenced_brokers: Gauge,
+    registered_brokers: Gauge,
+    group_rebalances: Family<GroupLabels, Counter>,
+    group_lag_seconds: Family<GroupPartitionLabels, Gauge<f64, AtomicU64>>,
+    group_topic_lag: Family<GroupTopicLabels, Gauge>,
+    process: ProcessMetrics,
+    /// `metrics.partition.series.max`.
+    series_max: usize,
     log_start: Family<PartitionLabels, Gauge>,
     log_end: Family<PartitionLabels, Gauge>,
     high_watermark: Family<PartitionLabels, Gauge>,
@@ -100,6 +167,7 @@ struct ReplicationMetrics {
     under_replicated: Family<PartitionLabels, Gauge>,
     under_min_isr: Family<PartitionLabels, Gauge>,
     at_min_isr: Family<PartitionLabels, Gauge>,
+    offline: Family<PartitionLabels, Gauge>,
     follower_lag: Family<ReplicaLabels, Gauge>,
     leader_partitions: Gauge,
     under_replicated_partitions: Gauge,
@@ -162,14 +230,16 @@ pub struct GroupPartitionLabels {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(10_000, latency_histogram())
     }
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The broker's metrics; per-partition series while there are at most `series_max`;
+    /// `log_flush_latency` is the log manager's.
+    pub fn new(series_max: usize, log_flush_latency: Histogram) -> Self {
         let m = Metrics {
-            registry: Mutex::new(Registry::with_prefix("sluice")),
+            registry: Mutex::new(Registry::default()),
             requests: Family::default(),
             request_errors: Family::default(),
             error_responses: Family::default(),
@@ -183,6 +253,25 @@ impl Metrics {
             connections_closed: Family::default(),
             request_memory_used: Gauge::default(),
             panics: Family::default(),
+            purgatory: Family::default(),
+            log_flush_latency,
+            log_dir_size: Family::default(),
+            log_dir_free: Family::default(),
+            log_dir_capacity: Family::default(),
+            log_size: Family::default(),
+            topic_partitions: Family::default(),
+            topic_size: Family::default(),
+            topic_under_replicated: Family::default(),
+            series_limited: Gauge::default(),
+            raft_commit: Gauge::default(),
+            active_controller: Gauge::default(),
+            fenced_brokers: Gauge::default(),
+            registered_brokers: Gauge::default(),
+            group_rebalances: Family::default(),
+            group_lag_seconds: Family::default(),
+            group_topic_lag: Family::default(),
+            process: ProcessMetrics::default(),
+            series_max,
             log_start: Family::default(),
             log_end: Family::default(),
             high_watermark: Family::default(),
@@ -205,7 +294,12 @@ impl Metrics {
             replication: ReplicationMetrics::default(),
         };
         {
-            let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
+            let mut root = m.registry.lock().unwrap_or_else(|e| e.into_inner());
+            m.process.register(&mut root);
+            let r = root.sub_registry_with_prefix("sluice");
+            let build = Family::<VersionLabels, Gauge>::default();
+            build.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+            r.register("build_info", "1, labelled with the broker's version", build);
             r.register("requests", "Kafka requests handled, by API", m.requests.clone());
             r.register(
                 "request_errors",
@@ -248,6 +342,72 @@ impl Metrics {
                 m.request_memory_used.clone(),
             );
             r.register("panics", "Broker tasks that panicked (a bug), by task", m.panics.clone());
+            r.register(
+                "purgatory_size",
+                "Requests waiting: acks=all produces for their ISR, fetches for min.bytes",
+                m.purgatory.clone(),
+            );
+            r.register(
+                "log_flush_latency_seconds",
+                "Time of one log flush (fsync of a partition's unflushed segments)",
+                m.log_flush_latency.clone(),
+            );
+            r.register(
+                "log_dir_size_bytes",
+                "Bytes of partition logs in the log directory",
+                m.log_dir_size.clone(),
+            );
+            r.register(
+                "log_dir_free_bytes",
+                "Bytes available to the broker on the log directory's volume",
+                m.log_dir_free.clone(),
+            );
+            r.register(
+                "log_dir_capacity_bytes",
+                "Size of the log directory's volume",
+                m.log_dir_capacity.clone(),
+            );
+            r.register("log_size_bytes", "Bytes on disk of the partition log", m.log_size.clone());
+            r.register(
+                "topic_partitions",
+                "Partitions of the topic hosted by this broker",
+                m.topic_partitions.clone(),
+            );
+            r.register(
+                "topic_size_bytes",
+                "Bytes on disk of the topic's partitions hosted by this broker",
+                m.topic_size.clone(),
+            );
+            r.register(
+                "topic_under_replicated_partitions",
+                "Partitions of the topic led by this broker whose ISR is smaller than the replica set",
+                m.topic_under_replicated.clone(),
+            );
+            r.register(
+                "metrics_partition_series_limited",
+                "1 while per-partition series are left out (more than metrics.partition.series.max)",
+                m.series_limited.clone(),
+            );
+            r.register(
+                "raft_commit_index",
+                "Last metadata log index known committed",
+                m.raft_commit.clone(),
+            );
+            r.register(
+                "active_controller",
+                "1 on the active controller (the metadata quorum's leader), 0 elsewhere",
+                m.active_controller.clone(),
+            );
+            r.register(
+                "fenced_brokers",
+                "Registered brokers that are fenced, on the active controller (0 elsewhere)",
+                m.fenced_brokers.clone(),
+            );
+            r.register(
+                "registered_brokers",
+                "Registered brokers, fenced or not, on the active controller (0 elsewhere)",
+                m.registered_brokers.clone(),
+            );
             r.register(
                 "raft_alive",
                 "1 while the metadata quorum's raft core runs, 0 after a fatal error",
@@ -339,6 +499,11 @@ impl Metrics {
                 rm.at_min_isr.clone(),
             );
             r.register(
+                "partition_offline",
+                "1 for a partition without a leader, on the active controller",
+                rm.offline.clone(),
+            );
+            r.register(
                 "partition_follower_lag",
                 "Messages a follower is behind the leader's log end offset (leader's view)",
                 rm.follower_lag.clone(),
@@ -408,6 +573,21 @@ impl Metrics {
                 "High watermark minus the committed offset (0 when caught up)",
                 m.group_lag.clone(),
             );
+            r.register(
+                "consumer_group_lag_seconds",
+                "Age of the first record the group has not consumed (0 when caught up)",
+                m.group_lag_seconds.clone(),
+            );
+            r.register(
+                "consumer_group_topic_lag",
+                "Consumer group lag summed over the topic's partitions",
+                m.group_topic_lag.clone(),
+            );
+            r.register(
+                "consumer_group_rebalances",
+                "Rebalances of the consumer group (its generation id)",
+                m.group_rebalances.clone(),
+            );
         }
         m
     }
@@ -419,38 +599,13 @@ impl Metrics {
         self.request_latency.get_or_create(&labels).observe(seconds);
     }
 
-    /// Refreshes the consumer group gauges from the coordinator's groups; lag is computed
-    /// against the high watermark of partitions hosted here (the leader's view).
-    pub fn set_groups(&self, groups: &[crate::group::GroupSnapshot], replicas: &ReplicaManager) {
-        self.group_state.clear();
-        self.group_members.clear();
-        self.group_committed.clear();
-        self.group_lag.clear();
-        for g in groups {
-            for state in crate::group::GroupState::ALL {
-                let labels = GroupStateLabels { group: g.group_id.clone(), state: state.name() };
-                self.group_state.get_or_create(&labels).set((state == g.state) as i64);
-            }
-            self.group_members
-                .get_or_create(&GroupLabels { group: g.group_id.clone() })
-                .set(g.members as i64);
-            for (topic, partition, offset) in &g.offsets {
-                let labels = GroupPartitionLabels {
-                    group: g.group_id.clone(),
-                    topic: topic.clone(),
-                    partition: partition.to_string(),
-                };
-                self.group_committed.get_or_create(&labels).set(*offset);
-                let tp = crate::log::TopicPartition::new(topic.clone(), *partition);
-                if let Some(p) = replicas.get(&tp) {
-                    let hw = p.log.lock().unwrap_or_else(|e| e.into_inner()).high_watermark();
-                    self.group_lag.get_or_create(&labels).set((hw - offset).max(0));
-                }
-            }
-        }
+    /// Counts a request in the `operation` purgatory until the returned guard drops.
+    pub fn waiting(&self, operation: &'static str) -> Waiting {
+        let gauge = self.purgatory.get_or_create(&OperationLabels { operation }).clone();
+        gauge.inc();
+        Waiting(gauge)
     }
 
-    /// Renders the Prometheus text exposition, refreshing the per-partition gauges first.
     /// Drops a deleted topic's series (Kafka removes its topic metrics on deletion too).
     pub fn forget_topic(&self, topic: &str) {
         let labels = TopicLabels { topic: topic.to_string() };
@@ -459,22 +614,194 @@ impl Metrics {
         }
     }
 
+    /// Renders the Prometheus text exposition, refreshing every scrape-time gauge first.
+    pub fn render(&self, b: &Broker) -> String {
+        // One scrape at a time: the refresh below must not interleave with another's.
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let image = b.metadata.image();
+        let parts = b.replicas.all();
+        let per_partition = parts.len() <= self.series_max;
+        self.series_limited.set(i64::from(!per_partition));
+        self.set_partitions(&parts, per_partition, &b.config.data_dir);
+        self.set_replication(&parts, &b.replicas, &image, per_partition);
+        self.set_groups(&b.groups.snapshots(), &b.replicas, &b.remote_hw.snapshot());
+        let logs = b.replicas.logs();
+        self.uncleanable_partitions.set(logs.uncleanable_partitions() as i64);
+        self.cleaner_failures.set(logs.cleaner_failures());
+        self.storage_background_errors.set(logs.background_errors());
+        self.raft_alive.set(i64::from(b.metadata.raft_alive()));
+        self.metadata_storage_stalled.set(i64::from(b.metadata.storage_stalled()));
+        self.log_dir_failing.set(i64::from(b.logs.dir_failing().is_some()));
+        let (term, leader, applied) = b.metadata.raft_metrics();
+        self.raft_term.set(term as i64);
+        self.raft_leader.set(leader.map(|l| l as i64).unwrap_or(-1));
+        self.raft_applied.set(applied.unwrap_or(0));
+        self.raft_commit.set(b.metadata.raft_commit_index().unwrap_or(0));
+        // Kafka's ActiveControllerCount, FencedBrokerCount and ActiveBrokerCount: non-zero on
+        // the active controller only, so a sum over nodes counts each once.
+        let active = image.controller_id == b.node_id();
+        self.active_controller.set(i64::from(active));
+        let (registered, fenced) = if active {
+            (image.brokers.len(), image.brokers.values().filter(|b| b.fenced).count())
+        } else {
+            (0, 0)
+        };
+        self.registered_brokers.set(registered as i64);
+        self.fenced_brokers.set(fenced as i64);
+        self.process.refresh();
+        let mut out = String::new();
+        if encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Per-partition offsets and sizes, per-topic aggregates and the log directory's use.
+    fn set_partitions(&self, parts: &[Arc<Partition>], per_partition: bool, dir: &Path) {
+        for family in [
+            &self.log_start,
+            &self.log_end,
+            &self.high_watermark,
+            &self.leader_epoch,
+            &self.producers,
+            &self.log_size,
+        ] {
+            family.clear();
+        }
+        self.topic_partitions.clear();
+        self.topic_size.clear();
+        self.partitions.set(parts.len() as i64);
+        let mut total = 0u64;
+        for p in parts {
+            let (start, end, hw, producers, size) = {
+                let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+                let producers = log.producer_count() as i64;
+                let size = log.size_bytes();
+                (
+                    log.log_start_offset(),
+                    log.log_end_offset(),
+                    log.high_watermark(),
+                    producers,
+                    size,
+                )
+            };
+            total += size;
+            let topic = TopicLabels { topic: p.tp.topic.clone() };
+            self.topic_partitions.get_or_create(&topic).inc();
+            self.topic_size.get_or_create(&topic).inc_by(size as i64);
+            if !per_partition {
+                continue;
+            }
+            let labels = partition_labels(&p.tp);
+            self.producers.get_or_create(&labels).set(producers);
+            self.log_start.get_or_create(&labels).set(start);
+            self.log_end.get_or_create(&labels).set(end);
+            self.high_watermark.get_or_create(&labels).set(hw);
+            self.log_size.get_or_create(&labels).set(size as i64);
+            self.leader_epoch.get_or_create(&labels).set(p.state().leader_epoch as i64);
+        }
+        let labels =
+            DirLabels { dir: crate::api::admin::log_dirs::absolute(dir).display().to_string() };
+        let (capacity, free) = crate::api::admin::log_dirs::volume_bytes(dir);
+        self.log_dir_size.get_or_create(&labels).set(total as i64);
+        self.log_dir_free.get_or_create(&labels).set(free);
+        self.log_dir_capacity.get_or_create(&labels).set(capacity);
+    }
+
+    /// Refreshes the consumer group gauges from the coordinator's groups. Lag is the high
+    /// watermark minus the committed offset: the HW of a replica hosted here, else the one the
+    /// partition's leader last answered (`remote`, refreshed by `server::lag`). Lag in seconds
+    /// is the age of the first record not consumed, read from its batch header where a replica
+    /// is hosted here.
+    fn set_groups(
+        &self,
+        groups: &[crate::group::GroupSnapshot],
+        replicas: &ReplicaManager,
+        remote: &HashMap<TopicPartition, i64>,
+    ) {
+        self.group_state.clear();
+        self.group_members.clear();
+        self.group_rebalances.clear();
+        self.group_committed.clear();
+        self.group_lag.clear();
+        self.group_lag_seconds.clear();
+        self.group_topic_lag.clear();
+        let series: usize = groups.iter().map(|g| g.offsets.len()).sum();
+        let per_partition = series <= self.series_max;
+        let now = crate::replica::now_ms();
+        for g in groups {
+            for state in crate::group::GroupState::ALL {
+                let labels = GroupStateLabels { group: g.group_id.clone(), state: state.name() };
+                self.group_state.get_or_create(&labels).set((state == g.state) as i64);
+            }
+            let group = GroupLabels { group: g.group_id.clone() };
+            self.group_members.get_or_create(&group).set(g.members as i64);
+            self.group_rebalances.get_or_create(&group).inc_by(g.generation.max(0) as u64);
+            for (topic, partition, offset) in &g.offsets {
+                let tp = TopicPartition::new(topic.clone(), *partition);
+                let local = replicas.get(&tp);
+                let (hw, age) = match &local {
+                    Some(p) => {
+                        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+                        let hw = log.high_watermark();
+                        let age = if *offset < hw {
+                            log.timestamp_at(*offset).map(|ts| (now - ts).max(0) as f64 / 1000.0)
+                        } else {
+                            Some(0.0)
+                        };
+                        (Some(hw), age)
+                    }
+                    None => (remote.get(&tp).copied(), None),
+                };
+                let lag = hw.map(|hw| (hw - offset).max(0));
+                if let Some(lag) = lag {
+                    let labels =
+                        GroupTopicLabels { group: g.group_id.clone(), topic: topic.clone() };
+                    self.group_topic_lag.get_or_create(&labels).inc_by(lag);
+                }
+                if !per_partition {
+                    continue;
+                }
+                let labels = GroupPartitionLabels {
+                    group: g.group_id.clone(),
+                    topic: topic.clone(),
+                    partition: partition.to_string(),
+                };
+                self.group_committed.get_or_create(&labels).set(*offset);
+                if let Some(lag) = lag {
+                    self.group_lag.get_or_create(&labels).set(lag);
+                }
+                if let Some(age) = age {
+                    self.group_lag_seconds.get_or_create(&labels).set(age);
+                }
+            }
+        }
+    }
+
     /// Refreshes the replication gauges from the hosted partitions and the cluster image.
-    fn set_replication(&self, replicas: &ReplicaManager, image: &crate::metadata::ClusterImage) {
+    fn set_replication(
+        &self,
+        parts: &[Arc<Partition>],
+        replicas: &ReplicaManager,
+        image: &crate::metadata::ClusterImage,
+        per_partition: bool,
+    ) {
         let rm = &self.replication;
-        for family in
-            [&rm.replicas, &rm.isr_size, &rm.under_replicated, &rm.under_min_isr, &rm.at_min_isr]
-        {
+        for family in [
+            &rm.replicas,
+            &rm.isr_size,
+            &rm.under_replicated,
+            &rm.under_min_isr,
+            &rm.at_min_isr,
+            &rm.offline,
+        ] {
             family.clear();
         }
         rm.follower_lag.clear();
+        self.topic_under_replicated.clear();
         let (mut led, mut under, mut under_min) = (0, 0, 0);
         let node = replicas.node_id();
-        for p in replicas.all() {
-            let labels = PartitionLabels {
-                topic: p.tp.topic.clone(),
-                partition: p.tp.partition.to_string(),
-            };
+        for p in parts {
             let state = p.state();
             // During a reassignment the replicas being removed do not count (as Kafka).
             let assigned = state.replicas.len() - state.removing_replicas.len();
@@ -485,19 +812,27 @@ impl Metrics {
             };
             let leads = state.leader == node;
             let isr = state.isr.iter().filter(|r| !state.removing_replicas.contains(r)).count();
-            rm.replicas.get_or_create(&labels).set(assigned as i64);
-            rm.isr_size.get_or_create(&labels).set(isr as i64);
             let is_under = leads && isr < assigned;
             let is_under_min = leads && isr < min_isr;
+            if leads {
+                let topic = TopicLabels { topic: p.tp.topic.clone() };
+                self.topic_under_replicated.get_or_create(&topic).inc_by(i64::from(is_under));
+                led += 1;
+                under += i64::from(is_under);
+                under_min += i64::from(is_under_min);
+            }
+            if !per_partition {
+                continue;
+            }
+            let labels = partition_labels(&p.tp);
+            rm.replicas.get_or_create(&labels).set(assigned as i64);
+            rm.isr_size.get_or_create(&labels).set(isr as i64);
             rm.under_replicated.get_or_create(&labels).set(i64::from(is_under));
             rm.under_min_isr.get_or_create(&labels).set(i64::from(is_under_min));
             rm.at_min_isr.get_or_create(&labels).set(i64::from(leads && isr == min_isr));
             if !leads {
                 continue;
             }
-            led += 1;
-            under += i64::from(is_under);
-            under_min += i64::from(is_under_min);
             let followers = p.followers();
             for r in state.replicas.iter().filter(|r| **r != node) {
                 let lag = leo - followers.get(r).map_or(0, |f| f.log_end_offset);
@@ -514,14 +849,23 @@ impl Metrics {
         rm.under_min_isr_partitions.set(under_min);
         // Cluster-wide counts come from the active controller only (as Kafka's
         // OfflinePartitionsCount), so a sum over brokers counts each partition once.
-        let all = image.topics.values().flat_map(|t| t.partitions.values());
-        let (offline, moving) = if image.controller_id == node {
-            all.fold((0, 0), |(o, m), p| {
-                (o + i64::from(p.leader < 0), m + i64::from(p.reassigning()))
-            })
-        } else {
-            (0, 0)
-        };
+        let (mut offline, mut moving) = (0, 0);
+        if image.controller_id == node {
+            for (name, topic) in &image.topics {
+                for (index, p) in &topic.partitions {
+                    moving += i64::from(p.reassigning());
+                    if p.leader >= 0 {
+                        continue;
+                    }
+                    offline += 1;
+                    if per_partition {
+                        let labels =
+                            PartitionLabels { topic: name.clone(), partition: index.to_string() };
+                        rm.offline.get_or_create(&labels).set(1);
+                    }
+                }
+            }
+        }
         rm.offline_partitions.set(offline);
         rm.reassigning_partitions.set(moving);
         let (shrinks, expands) = replicas.isr_changes();
@@ -544,49 +888,75 @@ impl Metrics {
             }
         }
     }
+}
 
-    pub fn render(
-        &self,
-        replicas: &ReplicaManager,
-        image: &crate::metadata::ClusterImage,
-        raft: (u64, Option<u64>, Option<u64>),
-    ) -> String {
-        // One scrape at a time: the refresh below must not interleave with another's.
-        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        self.set_replication(replicas, image);
-        self.log_start.clear();
-        self.log_end.clear();
-        self.high_watermark.clear();
-        self.leader_epoch.clear();
-        self.producers.clear();
-        let parts = replicas.all();
-        self.partitions.set(parts.len() as i64);
-        for p in parts {
-            let labels = PartitionLabels {
-                topic: p.tp.topic.clone(),
-                partition: p.tp.partition.to_string(),
-            };
-            let (start, end, hw, producers) = {
-                let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-                let producers = log.producer_count() as i64;
-                (log.log_start_offset(), log.log_end_offset(), log.high_watermark(), producers)
-            };
-            self.producers.get_or_create(&labels).set(producers);
-            self.log_start.get_or_create(&labels).set(start);
-            self.log_end.get_or_create(&labels).set(end);
-            self.high_watermark.get_or_create(&labels).set(hw);
-            self.leader_epoch.get_or_create(&labels).set(p.state().leader_epoch as i64);
+fn partition_labels(tp: &TopicPartition) -> PartitionLabels {
+    PartitionLabels { topic: tp.topic.clone(), partition: tp.partition.to_string() }
+}
+
+/// The process's own resources under their standard names (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, ...), as other exporters name them, so that dashboards
+/// for any process work. Read from `/proc` at scrape time (Linux).
+#[derive(Debug)]
+struct ProcessMetrics {
+    cpu: Counter<f64, AtomicU64>,
+    rss: Gauge,
+    open_fds: Gauge,
+    max_fds: Gauge,
+    start_time: Gauge<f64, AtomicU64>,
+}
+
+impl Default for ProcessMetrics {
+    fn default() -> Self {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let p = ProcessMetrics {
+            cpu: Counter::default(),
+            rss: Gauge::default(),
+            open_fds: Gauge::default(),
+            max_fds: Gauge::default(),
+            start_time: Gauge::default(),
+        };
+        p.start_time.set(start);
+        p
+    }
+}
+
+impl ProcessMetrics {
+    fn register(&self, r: &mut Registry) {
+        let p = r.sub_registry_with_prefix("process");
+        p.register("cpu_seconds", "User and system CPU time of the process", self.cpu.clone());
+        p.register("resident_memory_bytes", "Resident memory of the process", self.rss.clone());
+        p.register("open_fds", "Open file descriptors", self.open_fds.clone());
+        p.register("max_fds", "Limit of open file descriptors", self.max_fds.clone());
+        p.register(
+            "start_time_seconds",
+            "When the broker's metrics started, in seconds since the Unix epoch",
+            self.start_time.clone(),
+        );
+    }
+
+    fn refresh(&self) {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        let cpu = t.tv_sec as f64 + t.tv_nsec as f64 / 1e9;
+        let delta = cpu - self.cpu.get();
+        if delta > 0.0 {
+            self.cpu.inc_by(delta);
         }
-        self.uncleanable_partitions.set(replicas.logs().uncleanable_partitions() as i64);
-        self.cleaner_failures.set(replicas.logs().cleaner_failures());
-        self.storage_background_errors.set(replicas.logs().background_errors());
-        self.raft_term.set(raft.0 as i64);
-        self.raft_leader.set(raft.1.map(|l| l as i64).unwrap_or(-1));
-        self.raft_applied.set(raft.2.unwrap_or(0));
-        let mut out = String::new();
-        if encode(&mut out, &registry).is_err() {
-            out.clear();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok());
+        if let Some(kib) = rss_kib {
+            self.rss.set(kib * 1024);
         }
-        out
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(fds.count() as i64);
+        }
+        if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+            self.max_fds.set(limit as i64);
+        }
     }
 }

@@ -697,11 +697,30 @@ fn metrics_show_lag_falling_to_zero_once_the_group_catches_up() {
     assert_eq!(lag(&body), expected, "{body}");
     assert!(body.contains(r#"sluice_consumer_group_members{group="lag-group"} 1"#), "{body}");
     assert!(body.contains(r#"sluice_consumer_group_state{group="lag-group",state="Stable"} 1"#));
+    assert!(body.contains(r#"sluice_consumer_group_rebalances_total{group="lag-group"} 1"#));
+    let topic_lag = format!(
+        r#"sluice_consumer_group_topic_lag{{group="lag-group",topic="lagging"}} {expected}"#
+    );
+    assert!(body.contains(&topic_lag), "{topic_lag} in {body}");
+    // Lag in seconds: the age of the first record not consumed, where there is one.
+    let ages: Vec<f64> = body
+        .lines()
+        .filter(|l| l.starts_with("sluice_consumer_group_lag_seconds{group=\"lag-group\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ages.len(), next.len(), "{body}");
+    assert!(ages.iter().any(|a| *a > 0.0) && ages.iter().all(|a| *a < 600.0), "{ages:?}");
 
     continues(&mut next, &consume_n(&c, 100 - 30), "lag consumer");
     c.commit_consumer_state(CommitMode::Sync).unwrap();
     let (_, body) = broker.http_get("/metrics");
     assert_eq!(lag(&body), 0, "{body}");
+    for p in 0..2 {
+        let line = format!(
+            r#"sluice_consumer_group_lag_seconds{{group="lag-group",topic="lagging",partition="{p}"}} 0"#
+        );
+        assert!(body.contains(&line), "{line} in {body}");
+    }
     for p in 0..2 {
         let line = format!(
             r#"sluice_consumer_group_committed_offset{{group="lag-group",topic="lagging",partition="{p}"}} 50"#

@@ -467,7 +467,57 @@ fn metrics_and_health_endpoints_report_partitions_and_requests() {
             || body.contains("sluice_request_latency_seconds_bucket{api=")
     );
     assert!(body.contains(r#"sluice_bytes_in_total{topic="metered"}"#));
+    assert!(body.contains(r#"sluice_topic_partitions{topic="metered"} 1"#), "{body}");
+    let value = |series: &str| -> f64 {
+        let prefix = format!("{series} ");
+        let line = body.lines().find(|l| l.starts_with(&prefix));
+        line.unwrap_or_else(|| panic!("no {series} in {body}"))[prefix.len()..].parse().unwrap()
+    };
+    let size = value(r#"sluice_log_size_bytes{topic="metered",partition="0"}"#);
+    assert!(size > 61.0 + 10.0, "a batch header and ten records on disk: {size}");
+    assert_eq!(value(r#"sluice_topic_size_bytes{topic="metered"}"#), size);
+    assert_eq!(value("sluice_active_controller"), 1.0);
+    assert_eq!(value("sluice_registered_brokers"), 1.0);
+    assert_eq!(value("sluice_fenced_brokers"), 0.0);
+    assert!(value("sluice_raft_commit_index") >= value("sluice_raft_applied_index"), "{body}");
+    assert!(value("sluice_raft_commit_index") > 0.0);
+    assert_eq!(value("sluice_metrics_partition_series_limited"), 0.0);
+    let dir_label = std::fs::canonicalize(dir.path()).unwrap().display().to_string();
+    let used = value(&format!("sluice_log_dir_size_bytes{{dir=\"{dir_label}\"}}"));
+    assert!(used >= size, "{used} < {size}");
+    let free = value(&format!("sluice_log_dir_free_bytes{{dir=\"{dir_label}\"}}"));
+    let capacity = value(&format!("sluice_log_dir_capacity_bytes{{dir=\"{dir_label}\"}}"));
+    assert!(0.0 < free && free <= capacity, "{free} of {capacity}");
+    assert!(value("process_resident_memory_bytes") > 1e6, "{body}");
+    assert!(value("process_open_fds") > 3.0 && value("process_max_fds") >= 1024.0);
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(value(&format!("sluice_build_info{{version=\"{version}\"}}")), 1.0);
+    // Nothing waits now; the histogram of flushes exists (flush.ms decides when one runs).
+    assert_eq!(value(r#"sluice_purgatory_size{operation="produce"}"#), 0.0);
+    assert!(body.contains("sluice_log_flush_latency_seconds_count "), "{body}");
     assert_eq!(broker.http_get("/nope").0, "HTTP/1.1 404 Not Found");
+}
+
+/// Past `metrics.partition.series.max` hosted partitions, the per-partition series are left
+/// out and the per-topic ones stay, so a broker with very many partitions keeps a bounded
+/// scrape (docs/metrics.md).
+#[test]
+fn per_partition_series_give_way_to_per_topic_ones_past_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &["--set", "metrics.partition.series.max=2"]);
+    let bs = broker.bootstrap();
+    create_topic(&bs, "wide", 3, &[]);
+    let records: Vec<(i32, Seen)> = (0..3)
+        .map(|p| (p, Seen { key: None, value: Some(vec![p as u8]), headers: vec![] }))
+        .collect();
+    send_all(&producer(&bs, &[]), "wide", &records);
+    let (_, body) = broker.http_get("/metrics");
+    assert!(body.contains(r#"sluice_topic_partitions{topic="wide"} 3"#), "{body}");
+    assert!(body.contains("sluice_metrics_partition_series_limited 1"), "{body}");
+    assert!(!body.contains(r#"sluice_high_watermark{topic="wide""#), "{body}");
+    assert!(!body.contains(r#"sluice_partition_isr_size{topic="wide""#), "{body}");
+    assert!(body.contains(r#"sluice_bytes_in_total{topic="wide"}"#), "{body}");
 }
 
 #[test]

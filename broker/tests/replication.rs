@@ -704,3 +704,77 @@ fn a_retried_idempotent_batch_is_recognised_by_the_new_leader() {
     assert_eq!((r.error_code, r.base_offset), (0, 10), "the next sequence goes on");
     assert_eq!(gauge(&cluster, new_leader, "sluice_log_end_offset", "idem"), Some(11));
 }
+
+/// Consumer lag for every partition a group committed, also those the coordinator does not
+/// host (it asks their leaders for the high watermark, server::lag), and the cluster-wide
+/// gauges counted once: only the active controller reports the controller and broker counts.
+#[test]
+fn consumer_lag_covers_partitions_the_coordinator_does_not_host() {
+    use rdkafka::consumer::CommitMode;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &[]);
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).create().unwrap();
+    let topic = NewTopic::new("spread", 3, TopicReplication::Variable(&[&[1], &[2], &[3]]));
+    for r in
+        futures::executor::block_on(admin.create_topics(&[topic], &AdminOptions::new())).unwrap()
+    {
+        r.unwrap();
+    }
+    cluster.wait_converged(Duration::from_secs(20));
+    let p = producer(&cluster.bootstrap());
+    for partition in 0..3 {
+        for i in 0..10 {
+            let v = format!("v{i}");
+            let record = FutureRecord::<(), String>::to("spread").partition(partition).payload(&v);
+            futures::executor::block_on(p.send_result(record).map_err(|(e, _)| e).unwrap())
+                .unwrap()
+                .unwrap();
+        }
+    }
+    let group = "spread-group";
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    for partition in 0..3 {
+        offsets.add_partition_offset("spread", partition, Offset::Offset(4)).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+        assert!(std::time::Instant::now() < deadline, "commit: {e}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let hash = group.chars().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+    let offsets_partition = ((hash & 0x7fff_ffff) % 50).to_string();
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let coordinator = image["topics"]["__consumer_offsets"]["partitions"][&offsets_partition]
+        ["leader"]
+        .as_i64()
+        .unwrap() as i32;
+    let lag = |partition: i32| {
+        let series = format!(
+            "sluice_consumer_group_lag{{group=\"{group}\",topic=\"spread\",partition=\"{partition}\"}}"
+        );
+        broker_metric(&cluster, coordinator, &series)
+    };
+    // The hosted partition at once; the others once the leaders were asked (every 10 s).
+    wait_until("lag of all three partitions", Duration::from_secs(40), || {
+        (0..3).all(|p| lag(p) == Some(6))
+    });
+    let topic_lag =
+        format!("sluice_consumer_group_topic_lag{{group=\"{group}\",topic=\"spread\"}}");
+    assert_eq!(broker_metric(&cluster, coordinator, &topic_lag), Some(18));
+
+    let controllers: Vec<i64> =
+        (1..=3).map(|n| broker_metric(&cluster, n, "sluice_active_controller").unwrap()).collect();
+    assert_eq!(controllers.iter().sum::<i64>(), 1, "{controllers:?}");
+    let registered: i64 =
+        (1..=3).map(|n| broker_metric(&cluster, n, "sluice_registered_brokers").unwrap()).sum();
+    assert_eq!(registered, 3);
+    for n in 1..=3 {
+        assert!(broker_metric(&cluster, n, "sluice_raft_commit_index").unwrap() > 0);
+    }
+}

@@ -73,6 +73,8 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     // touching the watches), then read again so nothing between is missed; a partition deleted
     // meanwhile closes its watch, and the fetch subscribes afresh.
     let mut changes: Option<Vec<tokio::sync::watch::Receiver<u64>>> = None;
+    // In the fetch purgatory from its first wait on.
+    let mut waiting = None;
     loop {
         for c in changes.iter_mut().flatten() {
             c.borrow_and_update();
@@ -95,6 +97,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         }
         let Some(watches) = changes.as_mut() else {
             changes = Some(broker.replicas.watch(&tps));
+            waiting.get_or_insert_with(|| broker.metrics.waiting("fetch"));
             continue;
         };
         if watches.is_empty() {

@@ -113,6 +113,7 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
     }
     // acks=all answers once every in-sync replica has the write (the HW passed it), or with
     // the error that kept it from happening within the request's timeout.
+    let _waiting = (!waits.is_empty()).then(|| broker.metrics.waiting("produce"));
     for (t, p, tp, offset, epoch) in waits {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if let Err(e) = broker.replicas.wait_for_high_watermark(&tp, offset, epoch, left).await {

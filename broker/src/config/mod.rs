@@ -26,7 +26,7 @@ use kafka::{check_kind, closest_name, kafka_broker_key};
 pub use listeners::{Listener, ListenerConfig, Roles, Voter};
 
 /// Sluice's own settings, which Kafka does not have.
-const SLUICE_KEYS: &[&str] = &["admin.listener"];
+const SLUICE_KEYS: &[&str] = &["admin.listener", "metrics.partition.series.max"];
 
 /// A configuration the broker cannot start with.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,9 @@ pub struct BrokerConfig {
     pub cluster_id: Option<String>,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// `metrics.partition.series.max` (Sluice's, 10000): per-partition metric series are
+    /// exported while there are at most this many (docs/metrics.md).
+    pub metrics_series_max: usize,
     /// `producer.id.expiration.ms` (1 day).
     pub producer_id_expiration: Duration,
     /// `producer.id.expiration.check.interval.ms` (10 minutes).
@@ -125,6 +128,7 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_millis(300_000),
             cluster_id: None,
             rack: None,
+            metrics_series_max: 10_000,
             producer_id_expiration: Duration::from_millis(86_400_000),
             producer_id_expiration_check: Duration::from_millis(600_000),
             groups: crate::group::GroupConfig::default(),
@@ -281,6 +285,7 @@ impl BrokerConfig {
             }
             // Empty is no rack (a rack taken from a label that a pod does not have).
             "broker.rack" => self.rack = (!value.is_empty()).then(|| value.to_string()),
+            "metrics.partition.series.max" => self.metrics_series_max = parse(key, value)?,
             k if crate::group::GROUP_CONFIG_KEYS.contains(&k) => {
                 self.groups.set(k, value).map_err(ConfigError::Invalid)?
             }

@@ -1451,6 +1451,7 @@ impl Group {
             group_id: self.id.clone(),
             state: self.state,
             members: self.members.len(),
+            generation: self.generation,
             offsets: self.offsets.iter().map(|((t, p), o)| (t.clone(), *p, o.offset)).collect(),
         }
     }

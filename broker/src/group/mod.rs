@@ -438,6 +438,8 @@ pub struct GroupSnapshot {
     pub group_id: String,
     pub state: GroupState,
     pub members: usize,
+    /// The generation id: how many rebalances the group went through.
+    pub generation: i32,
     /// `(topic, partition, committed offset)`.
     pub offsets: Vec<(String, i32, i64)>,
 }

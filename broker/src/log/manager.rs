@@ -78,6 +78,8 @@ pub struct LogManager {
     dir_error: Mutex<Option<String>>,
     /// Whether `dir_error` is set: the append path checks this, not the lock.
     dir_failing: std::sync::atomic::AtomicBool,
+    /// Every log's flush durations (`sluice_log_flush_latency_seconds`).
+    flush_latency: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// What the cleaner knows of the partitions it failed on.
@@ -142,6 +144,7 @@ impl LogManager {
             background_errors: std::sync::atomic::AtomicU64::new(0),
             dir_error: Mutex::new(None),
             dir_failing: std::sync::atomic::AtomicBool::new(false),
+            flush_latency: crate::metrics::latency_histogram(),
         };
         let mut reports = Vec::new();
         let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -196,14 +199,20 @@ impl LogManager {
             }
         };
         let dir = self.dir.join(tp.dir_name());
-        let (log, report) =
+        let (mut log, report) =
             PartitionLog::open(&dir, tp.clone(), config, self.clock.clone(), state)?;
+        log.time_flushes(self.flush_latency.clone());
         if report.bytes_truncated > 0 || report.segments_deleted > 0 {
             tracing::warn!(partition = %tp, ?report, "recovered log after an unclean shutdown");
         }
         let log = Arc::new(Mutex::new(log));
         lock(&self.logs).insert(tp, log.clone());
         Ok((log, report))
+    }
+
+    /// The flush durations of every log.
+    pub fn flush_latency(&self) -> &prometheus_client::metrics::histogram::Histogram {
+        &self.flush_latency
     }
 
     /// The log of `tp`, if it exists.

@@ -91,6 +91,8 @@ pub struct PartitionLog {
     dir_dirty: bool,
     /// Where the last compaction pass ended (compacted logs only).
     cleaner: cleaner::CleanerState,
+    /// Where each flush's duration goes (`sluice_log_flush_latency_seconds`).
+    flush_latency: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -180,6 +182,7 @@ impl PartitionLog {
             last_flush_ms: now,
             dir_dirty: true,
             cleaner: cleaner::CleanerState::default(),
+            flush_latency: None,
         };
         match LeaderEpochCache::load(dir) {
             Ok(epochs) => log.epochs = epochs,
@@ -777,9 +780,23 @@ impl PartitionLog {
         Ok(deleted)
     }
 
+    /// Records each later flush's duration in `histogram`.
+    pub fn time_flushes(&mut self, histogram: prometheus_client::metrics::histogram::Histogram) {
+        self.flush_latency = Some(histogram);
+    }
+
+    /// The timestamp of the batch holding `offset` (its first record's, or the append time
+    /// under LogAppendTime): one index lookup and a header read. `None` outside the log.
+    pub fn timestamp_at(&self, offset: i64) -> Option<i64> {
+        let (_, seg) = self.segments.range(..=offset).next_back()?;
+        let header = seg.locate(offset).ok()??.header;
+        Some(if header.is_log_append_time() { header.max_timestamp } else { header.base_timestamp })
+    }
+
     /// Writes pending index entries and fsyncs every segment with unflushed data; the recovery
     /// point becomes the LEO.
     pub fn flush(&mut self) -> Result<()> {
+        let started = std::time::Instant::now();
         let from =
             self.segments.range(..=self.recovery_point).next_back().map(|(&b, _)| b).unwrap_or(0);
         for (_, seg) in self.segments.range_mut(from..) {
@@ -789,6 +806,9 @@ impl PartitionLog {
         self.recovery_point = self.log_end_offset();
         self.unflushed_messages = 0;
         self.last_flush_ms = self.clock.now_ms();
+        if let Some(h) = &self.flush_latency {
+            h.observe(started.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 

@@ -80,6 +80,7 @@ fn write_cache(cache: &SharedCache) -> RwLockWriteGuard<'_, LogCache> {
 pub(crate) struct LogStore {
     cache: SharedCache,
     writer: mpsc::Sender<WriteOp>,
+    health: Arc<StorageHealth>,
     /// The writer gives up retrying once this is dropped (with the store).
     _owner: Arc<()>,
 }
@@ -167,6 +168,7 @@ impl LogStore {
             file.sync_all()?;
         }
 
+        health.set_committed(state.committed);
         let owner = Arc::new(());
         let writer = LogWriter {
             dir: dir.to_path_buf(),
@@ -184,6 +186,7 @@ impl LogStore {
         Ok(LogStore {
             cache: Arc::new(RwLock::new(LogCache { entries: loaded.entries, state })),
             writer: tx,
+            health,
             _owner: owner,
         })
     }
@@ -266,6 +269,8 @@ fn encode_frame(entry: &MetadataEntry) -> Result<Vec<u8>, serde_json::Error> {
 pub struct StorageHealth {
     stalled: std::sync::atomic::AtomicBool,
     closing: std::sync::atomic::AtomicBool,
+    /// The last log index known committed, plus one (0: none), for `/metrics`.
+    committed: std::sync::atomic::AtomicU64,
 }
 
 impl StorageHealth {
@@ -276,6 +281,16 @@ impl StorageHealth {
 
     pub(crate) fn closing(&self) -> bool {
         self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The last metadata log index known committed.
+    pub fn committed_index(&self) -> Option<u64> {
+        self.committed.load(std::sync::atomic::Ordering::Relaxed).checked_sub(1)
+    }
+
+    fn set_committed(&self, committed: Option<MetadataLogId>) {
+        let next = committed.map_or(0, |id| id.index + 1);
+        self.committed.store(next, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// True while a metadata write is failing and being retried.
@@ -489,6 +504,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         state.committed = committed;
         self.save_state(state, None).await.map_err(io_to_storage)?;
         write_cache(&self.cache).state.committed = committed;
+        self.health.set_committed(committed);
         Ok(())
     }
 

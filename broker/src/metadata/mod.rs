@@ -1053,6 +1053,11 @@ impl MetadataNode {
         (m.current_term, m.current_leader, m.last_applied.map(|id| id.index))
     }
 
+    /// The last metadata log index this node knows committed (none on a broker-only node).
+    pub fn raft_commit_index(&self) -> Option<u64> {
+        self.inner.quorum.as_ref().and_then(|_| self.inner.storage.committed_index())
+    }
+
     /// Whether the raft core is running: false once it stopped on a fatal error (a storage
     /// failure it could not survive), after which no metadata can be written.
     pub fn raft_alive(&self) -> bool {

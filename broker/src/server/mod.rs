@@ -8,6 +8,7 @@
 
 pub mod connection;
 mod isr;
+pub mod lag;
 pub mod listener;
 mod publisher;
 
@@ -45,6 +46,8 @@ pub struct Broker {
     pub producer_ids: crate::api::init_producer_id::ProducerIdAllocator,
     /// Consumer groups and committed offsets (`__consumer_offsets`).
     pub groups: Arc<crate::group::GroupCoordinator>,
+    /// High watermarks of partitions not hosted here, for consumer lag.
+    pub remote_hw: lag::RemoteHighWatermarks,
     ready: AtomicBool,
 }
 
@@ -64,11 +67,7 @@ impl Broker {
     }
 
     pub fn render_metrics(&self) -> String {
-        self.metrics.set_groups(&self.groups.snapshots(), &self.replicas);
-        self.metrics.raft_alive.set(i64::from(self.metadata.raft_alive()));
-        self.metrics.metadata_storage_stalled.set(i64::from(self.metadata.storage_stalled()));
-        self.metrics.log_dir_failing.set(i64::from(self.logs.dir_failing().is_some()));
-        self.metrics.render(&self.replicas, &self.metadata.image(), self.metadata.raft_metrics())
+        self.metrics.render(self)
     }
 }
 
@@ -232,15 +231,17 @@ pub async fn start_unless_stopped(
         producer_id_expiration_check: config.producer_id_expiration_check,
         ..ManagerIntervals::default()
     });
+    let metrics = Metrics::new(config.metrics_series_max, logs.flush_latency().clone());
     let broker = Arc::new(Broker {
         config,
         logs,
         replicas,
         fetchers,
         metadata,
-        metrics: Metrics::new(),
+        metrics,
         producer_ids: Default::default(),
         groups,
+        remote_hw: Default::default(),
         ready: AtomicBool::new(false),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -249,6 +250,7 @@ pub async fn start_unless_stopped(
         tokio::spawn(publisher::run(broker.clone(), shutdown_rx.clone())),
         broker.groups.start(shutdown_rx.clone()),
         tokio::spawn(crate::http::serve(admin_listener, broker.clone(), shutdown_rx.clone())),
+        tokio::spawn(lag::run(broker.clone(), shutdown_rx.clone())),
     ]);
     // The publisher runs meanwhile: metadata changes (and heartbeats, which report how far they
     // are published) do not wait for the groups to load.

@@ -26,12 +26,16 @@ use crate::server::Broker;
 
 /// The log directory as clients see it: absolute, as Kafka reports `log.dirs`.
 fn log_dir(broker: &Broker) -> PathBuf {
-    let dir = &broker.config.data_dir;
-    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone())
+    absolute(&broker.config.data_dir)
+}
+
+/// `dir` absolute (also the metrics' `dir` label).
+pub(crate) fn absolute(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// (total, usable) bytes of the volume holding `dir`; -1 each when unknown, as Kafka reports.
-fn volume_bytes(dir: &Path) -> (i64, i64) {
+pub(crate) fn volume_bytes(dir: &Path) -> (i64, i64) {
     match rustix::fs::statvfs(dir) {
         Ok(s) => {
             let block = s.f_frsize as i64;

@@ -1,0 +1,137 @@
+//! High watermarks for consumer lag of partitions this broker does not host.
+//!
+//! A group's coordinator knows its committed offsets; the high watermark it subtracts them from
+//! is the local replica's where it hosts one. For the other partitions (a topic with fewer
+//! replicas than brokers), [`run`] asks their leaders every [`INTERVAL`] with ListOffsets
+//! (latest, read-uncommitted: the HW), one request per leader, as kminion and Burrow do from
+//! outside. Nothing is asked while every committed partition is hosted here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::protocol::StrBytes;
+use sluice_client::KafkaConnection;
+use tokio::sync::watch;
+
+use super::Broker;
+use crate::log::TopicPartition;
+
+/// How often the leaders are asked.
+pub const INTERVAL: Duration = Duration::from_secs(10);
+const LIST_OFFSETS_VERSION: i16 = 7;
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The last high watermarks the leaders answered.
+#[derive(Debug, Default)]
+pub struct RemoteHighWatermarks(Mutex<HashMap<TopicPartition, i64>>);
+
+impl RemoteHighWatermarks {
+    pub fn snapshot(&self) -> HashMap<TopicPartition, i64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, hws: HashMap<TopicPartition, i64>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = hws;
+    }
+}
+
+/// Refreshes `broker.remote_hw` every [`INTERVAL`] until shutdown.
+pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut connections: HashMap<String, KafkaConnection> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(INTERVAL) => {}
+        }
+        let wanted = by_leader(&broker);
+        let mut hws = HashMap::new();
+        for (addr, partitions) in wanted {
+            let request = list_latest(&partitions);
+            if !connections.contains_key(&addr) {
+                let id = format!("sluice-lag-{}", broker.node_id());
+                match KafkaConnection::connect(&addr, &id, TIMEOUT).await {
+                    Ok(c) => _ = connections.insert(addr.clone(), c),
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "lag: leader unreachable");
+                        continue;
+                    }
+                }
+            }
+            let Some(conn) = connections.get_mut(&addr) else { continue };
+            let answer = conn
+                .call::<_, ListOffsetsResponse>(
+                    ApiKey::ListOffsets,
+                    LIST_OFFSETS_VERSION,
+                    &request,
+                    TIMEOUT,
+                )
+                .await;
+            match answer {
+                Ok(response) => {
+                    for t in response.topics {
+                        for p in t.partitions.into_iter().filter(|p| p.error_code == 0) {
+                            let tp = TopicPartition::new(t.name.to_string(), p.partition_index);
+                            hws.insert(tp, p.offset);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "lag: ListOffsets failed");
+                    connections.remove(&addr);
+                }
+            }
+        }
+        broker.remote_hw.replace(hws);
+    }
+}
+
+/// The committed partitions of the groups coordinated here that are not hosted here, by
+/// their leader's address.
+fn by_leader(broker: &Broker) -> BTreeMap<String, BTreeMap<String, Vec<i32>>> {
+    let image = broker.metadata.image();
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
+    for g in broker.groups.snapshots() {
+        for (topic, partition, _) in g.offsets {
+            let tp = TopicPartition::new(topic, partition);
+            if broker.replicas.get(&tp).is_some() {
+                continue;
+            }
+            let leader = image
+                .topics
+                .get(&tp.topic)
+                .and_then(|t| t.partitions.get(&partition))
+                .and_then(|p| image.brokers.get(&p.leader))
+                .filter(|b| !b.fenced);
+            let Some(leader) = leader else { continue };
+            let addr = crate::config::listeners::join_host_port(&leader.host, leader.port);
+            let partitions = out.entry(addr).or_default().entry(tp.topic).or_default();
+            if !partitions.contains(&partition) {
+                partitions.push(partition);
+            }
+        }
+    }
+    out
+}
+
+fn list_latest(partitions: &BTreeMap<String, Vec<i32>>) -> ListOffsetsRequest {
+    let topics = partitions
+        .iter()
+        .map(|(topic, ps)| {
+            ListOffsetsTopic::default()
+                .with_name(StrBytes::from_string(topic.clone()).into())
+                .with_partitions(
+                    ps.iter()
+                        .map(|p| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(*p)
+                                .with_timestamp(-1)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics)
+}
