@@ -7,14 +7,19 @@
 //! partition) under `spans`, for log aggregators. `RUST_LOG` sets the levels, per module too
 //! (`info,sluice_broker::replica=debug`).
 //!
+//! The levels change at run time as in Kafka, through the BROKER_LOGGER config resource
+//! (IncrementalAlterConfigs, `kafka-configs --entity-type broker-loggers`): each logger is a
+//! module path (`sluice_broker::replica`) or `root`, with Kafka's level names ([`Loggers`]).
+//!
 //! Values that come from clients (group, member and client ids, topic names, decode errors
 //! quoting request bytes) reach log lines through fields; [`escaped_fields`] writes every field
 //! with its control characters escaped, so a client cannot forge lines, colour a terminal or
 //! add blank lines, and messages end without a stray newline. [`RateLimit`] bounds how many
 //! lines a stream of bad requests can produce, counting those it suppresses.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tracing_subscriber::field::MakeExt;
@@ -35,16 +40,171 @@ pub enum LogFormat {
 /// lines to stderr in `format`. Text lines escape every field ([`escaped_fields`]); JSON
 /// escapes by itself.
 pub fn init(format: LogFormat, default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| default_filter.to_string());
+    let loggers = Loggers::parse(&directives);
+    let filter = tracing_subscriber::EnvFilter::try_new(loggers.filter())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => logs.json().flatten_event(true).with_span_list(true).init(),
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .fmt_fields(escaped_fields())
-            .init(),
+    macro_rules! install {
+        ($builder:expr) => {{
+            let builder = $builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = RELOAD.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
+            builder.init();
+        }};
     }
+    match format {
+        LogFormat::Json => install!(logs.json().flatten_event(true).with_span_list(true)),
+        LogFormat::Text => install!(logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(escaped_fields())),
+    }
+    *lock_loggers() = loggers;
+}
+
+type Reload = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// Swaps the installed subscriber's filter (set by [`init`]).
+static RELOAD: OnceLock<Reload> = OnceLock::new();
+/// The process's loggers and their levels (one per process, as Kafka's log4j).
+static LOGGERS: Mutex<Loggers> = Mutex::new(Loggers(BTreeMap::new()));
+
+fn lock_loggers() -> std::sync::MutexGuard<'static, Loggers> {
+    LOGGERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Kafka's log level names, and the `tracing` level each stands for (FATAL is ERROR).
+const LEVELS: &[(&str, &str)] = &[
+    ("TRACE", "trace"),
+    ("DEBUG", "debug"),
+    ("INFO", "info"),
+    ("WARN", "warn"),
+    ("ERROR", "error"),
+    ("FATAL", "error"),
+    ("OFF", "off"),
+];
+
+/// The crates and modules whose loggers exist (with everything under them).
+const KNOWN_LOGGERS: &[&str] = &[
+    "sluice_broker",
+    "sluice_client",
+    "sluice_operator",
+    "openraft",
+    "kube",
+    "tokio",
+    "kafka_protocol",
+];
+
+/// Why a logger change is refused: Kafka's INVALID_CONFIG or INVALID_REQUEST.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoggerError {
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+/// Loggers and their levels: `root` and module paths, each with a Kafka level name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loggers(BTreeMap<String, String>);
+
+impl Loggers {
+    /// From `RUST_LOG`-style directives: `info,sluice_broker::replica=debug`.
+    pub fn parse(directives: &str) -> Loggers {
+        let mut loggers = BTreeMap::from([("root".to_string(), "INFO".to_string())]);
+        for d in directives.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let (name, level) = d.split_once('=').unwrap_or(("root", d));
+            let kafka = LEVELS.iter().find(|(_, t)| t.eq_ignore_ascii_case(level.trim()));
+            if let Some((kafka, _)) = kafka {
+                loggers.insert(name.trim().to_string(), kafka.to_string());
+            }
+        }
+        Loggers(loggers)
+    }
+
+    /// The `EnvFilter` directives these levels make.
+    pub fn filter(&self) -> String {
+        let tracing =
+            |kafka: &str| LEVELS.iter().find(|(k, _)| *k == kafka).map_or("info", |l| l.1);
+        let mut out = tracing(self.0.get("root").map_or("INFO", String::as_str)).to_string();
+        for (name, level) in self.0.iter().filter(|(n, _)| *n != "root") {
+            let _ = write!(out, ",{name}={}", tracing(level));
+        }
+        out
+    }
+
+    /// Every logger with its level (DescribeConfigs of BROKER_LOGGER).
+    pub fn levels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Sets (`Some(level)`) or removes (`None`, back to its parent's level) a logger's level,
+    /// as Kafka validates them.
+    pub fn change(&mut self, name: &str, level: Option<&str>) -> Result<(), LoggerError> {
+        let exists = name == "root"
+            || KNOWN_LOGGERS.iter().any(|k| {
+                name == *k
+                    || name.strip_prefix(k).and_then(|rest| rest.strip_prefix("::")).is_some_and(
+                        |rest| {
+                            rest.split("::").all(|part| {
+                                !part.is_empty()
+                                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            })
+                        },
+                    )
+            });
+        if !exists {
+            return Err(LoggerError::InvalidConfig(format!("Logger {name} does not exist!")));
+        }
+        match level {
+            Some(level) => {
+                let Some((kafka, _)) = LEVELS.iter().find(|(k, _)| k.eq_ignore_ascii_case(level))
+                else {
+                    let valid: Vec<&str> = LEVELS.iter().map(|l| l.0).collect();
+                    return Err(LoggerError::InvalidConfig(format!(
+                        "Cannot set the log level of {name} to {level} as it is not a supported \
+                         log level. Valid log levels are {}",
+                        valid.join(", ")
+                    )));
+                };
+                self.0.insert(name.to_string(), kafka.to_string());
+            }
+            None if name == "root" => {
+                return Err(LoggerError::InvalidRequest(
+                    "Removing the log level of the root logger is not allowed".into(),
+                ))
+            }
+            None => _ = self.0.remove(name),
+        }
+        Ok(())
+    }
+}
+
+/// The process's loggers now.
+pub fn loggers() -> Loggers {
+    lock_loggers().clone()
+}
+
+/// Applies `change` to the process's loggers (all or nothing) and installs the new levels;
+/// with `validate_only`, only checks it.
+pub fn change_loggers(
+    change: impl FnOnce(&mut Loggers) -> Result<(), LoggerError>,
+    validate_only: bool,
+) -> Result<(), LoggerError> {
+    let mut current = lock_loggers();
+    let mut next = current.clone();
+    change(&mut next)?;
+    if validate_only {
+        return Ok(());
+    }
+    if let Some(reload) = RELOAD.get() {
+        let filter = tracing_subscriber::EnvFilter::try_new(next.filter())
+            .map_err(|e| LoggerError::InvalidConfig(e.to_string()))?;
+        reload(filter).map_err(LoggerError::InvalidConfig)?;
+    }
+    tracing::info!(levels = %next.filter(), "log levels changed");
+    *current = next;
+    Ok(())
 }
 
 /// `text` with control characters (newlines, ESC, ...) written as Rust escapes, trailing
@@ -123,6 +283,33 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loggers_parse_change_and_render_as_kafka_validates() {
+        let mut l = Loggers::parse("warn,sluice_broker::replica=debug,bogus=loud");
+        assert_eq!(l.filter(), "warn,sluice_broker::replica=debug");
+        let levels: Vec<_> = l.levels().collect();
+        assert_eq!(levels, [("root", "WARN"), ("sluice_broker::replica", "DEBUG")]);
+        l.change("sluice_broker::server::connection", Some("trace")).unwrap();
+        l.change("root", Some("FATAL")).unwrap();
+        assert_eq!(
+            l.filter(),
+            "error,sluice_broker::replica=debug,sluice_broker::server::connection=trace"
+        );
+        l.change("sluice_broker::replica", None).unwrap();
+        assert_eq!(l.filter(), "error,sluice_broker::server::connection=trace");
+        let refused = [
+            ("root", None, "InvalidRequest"),
+            ("nobody::knows", Some("DEBUG"), "InvalidConfig"),
+            ("sluice_broker::", Some("DEBUG"), "InvalidConfig"),
+            ("sluice_broker", Some("LOUD"), "InvalidConfig"),
+        ];
+        for (name, level, kind) in refused {
+            let e = l.clone().change(name, level).unwrap_err();
+            assert!(format!("{e:?}").starts_with(kind), "{name}: {e:?}");
+        }
+        assert_eq!(Loggers::parse("").filter(), "info");
+    }
 
     #[test]
     fn rate_limit_counts_what_it_suppresses() {

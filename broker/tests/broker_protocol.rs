@@ -809,3 +809,112 @@ fn a_signal_during_start_up_stops_the_broker_cleanly() {
     let opened = broker.log_lines().into_iter().find(|l| l.contains("opened data directory"));
     assert!(opened.as_deref().is_some_and(|l| l.contains("clean=true")), "{opened:?}");
 }
+
+/// Log levels change at run time through the BROKER_LOGGER resource, as Kafka's do
+/// (`kafka-configs --entity-type broker-loggers`): described with source
+/// DYNAMIC_BROKER_LOGGER_CONFIG, SET and DELETE applied at once, bad names, levels and
+/// operations refused with Kafka's errors. A connection's log lines carry its peer and client.
+#[test]
+fn log_levels_change_at_run_time_through_broker_logger_configs() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::*;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = if common::against_kafka() {
+        BrokerProcess::start(dir.path(), &[])
+    } else {
+        BrokerProcess::start_logging(dir.path(), &["--log-format", "json"], "info")
+    };
+    let mut c = common::RawConn::connect(&broker);
+    let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    let node = md.brokers[0].node_id.0.to_string();
+    let alter = |c: &mut common::RawConn, name: &str, ops: &[(&str, i8, Option<&str>)]| {
+        let configs = ops
+            .iter()
+            .map(|(k, op, v)| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.to_string()))
+                    .with_config_operation(*op)
+                    .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
+            })
+            .collect();
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(8)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configs(configs),
+        ]);
+        let resp: IncrementalAlterConfigsResponse =
+            c.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+        let r = &resp.responses[0];
+        (r.error_code, r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+    };
+    let describe = |c: &mut common::RawConn, name: &str| {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(8)
+                .with_resource_name(StrBytes::from_string(name.to_string())),
+        ]);
+        let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req);
+        resp.results.into_iter().next().unwrap()
+    };
+    // Kafka's refusals (the same on both).
+    assert_eq!(alter(&mut c, &node, &[("root", 0, Some("LOUD"))]).0, 40, "INVALID_CONFIG");
+    assert_eq!(alter(&mut c, &node, &[("root", 1, None)]).0, 42, "root cannot be removed");
+    assert_eq!(alter(&mut c, &node, &[("root", 2, Some("INFO"))]).0, 42, "APPEND");
+    assert_eq!(alter(&mut c, "999", &[("root", 0, Some("INFO"))]).0, 42, "another broker");
+    assert_eq!(describe(&mut c, "").error_code, 42, "no broker id");
+    let root = describe(&mut c, &node);
+    let root = root.configs.iter().find(|e| e.name.as_str() == "root").expect("root listed");
+    assert_eq!(root.config_source, 6, "DYNAMIC_BROKER_LOGGER_CONFIG");
+    assert_eq!(root.value.as_deref(), Some("INFO"));
+    if common::against_kafka() {
+        return; // what follows names Sluice's loggers and reads its log
+    }
+    let logger = "sluice_broker::server";
+    let (code, message) = alter(&mut c, &node, &[(logger, 0, Some("DEBUG"))]);
+    assert_eq!(code, 0, "{message}");
+    let listed = describe(&mut c, &node);
+    assert!(
+        listed
+            .configs
+            .iter()
+            .any(|e| e.name.as_str() == logger && e.value.as_deref() == Some("DEBUG")),
+        "{listed:?}"
+    );
+    // A debug line of the connection module, with the connection's context in its span.
+    drop(
+        common::RawConn::connect(&broker).call::<_, ApiVersionsResponse>(
+            ApiKey::ApiVersions,
+            3,
+            &ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("t"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+        ),
+    );
+    let lines = wait_for_log_line(&broker, "client closed");
+    let line = lines.iter().find(|l| l.contains("client closed")).unwrap();
+    let object: serde_json::Value = serde_json::from_str(line).unwrap();
+    let span = &object["spans"][0];
+    assert_eq!(span["name"], "conn", "{line}");
+    assert_eq!(span["client"], "raw-test", "{line}");
+    assert!(span["peer"].as_str().is_some_and(|p| p.starts_with("127.0.0.1:")), "{line}");
+    // Removed again: back to the root's INFO, no more debug lines.
+    assert_eq!(alter(&mut c, &node, &[(logger, 1, None)]).0, 0);
+    let before = broker.log_lines().len();
+    drop(common::RawConn::connect(&broker).call::<_, ApiVersionsResponse>(
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let after = broker.log_lines();
+    assert!(
+        !after[before..].iter().any(|l| l.contains("client closed")),
+        "{:#?}",
+        &after[before..]
+    );
+    assert_eq!(alter(&mut c, &node, &[("nobody::knows", 0, Some("DEBUG"))]).0, 40);
+}

@@ -173,6 +173,7 @@ pub async fn serve(
             Ok(Ok(None)) => {
                 // The client closed its side: what it sent before is still answered.
                 drain(broker, peer, &mut wr, &mut inflight, &mut shutdown).await;
+                tracing::debug!("client closed its side");
                 break;
             }
             Ok(Err(e)) => {
@@ -494,6 +495,12 @@ async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<BytesMut>,
     drop(bytes);
     let mut header = header;
     header.client_id = header.client_id.map(|id| StrBytes::from_string(id.to_string()));
+    // Clients open with ApiVersions: its client id names the connection in the log.
+    if api_key == ApiKey::ApiVersions {
+        if let Some(id) = &header.client_id {
+            tracing::Span::current().record("client", id.as_str());
+        }
+    }
     let started = Instant::now();
     let response = api::handle(broker, &header, request).await;
     broker.metrics.observe_request(api::name(api_key), started.elapsed().as_secs_f64());

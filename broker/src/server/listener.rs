@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::{connection, Broker};
 use crate::metrics::TaskLabels;
@@ -47,11 +48,22 @@ pub async fn run(
                 let shutdown = shutdown.clone();
                 let request_memory = request_memory.clone();
                 let name = name.clone();
-                connections.spawn(async move {
-                    // Counted down on drop, so a panicking connection is not left counted.
-                    let _open = OpenConnection::new(&broker, permit);
-                    connection::serve(stream, peer, name, &broker, request_memory, shutdown).await;
-                });
+                // Every line a connection logs carries its peer, listener and client id.
+                let span = tracing::info_span!(
+                    "conn",
+                    %peer,
+                    listener = %name,
+                    client = tracing::field::Empty
+                );
+                connections.spawn(
+                    async move {
+                        // Counted down on drop, so a panicking connection is not left counted.
+                        let _open = OpenConnection::new(&broker, permit);
+                        connection::serve(stream, peer, name, &broker, request_memory, shutdown)
+                            .await;
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed; backing off");

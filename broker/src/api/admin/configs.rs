@@ -9,6 +9,10 @@
 //! Kafka lets change at run time (`config::catalog`); they are stored as metadata records and
 //! applied without a restart (the log settings among them reach every partition's log). Others
 //! answer INVALID_REQUEST ("Cannot update these configs dynamically"), as Kafka does.
+//!
+//! BROKER_LOGGER resources (this broker's id) are the process's log levels
+//! (`logging::Loggers`): described with source DYNAMIC_BROKER_LOGGER_CONFIG, changed with
+//! IncrementalAlterConfigs SET and DELETE at once, never stored, as in Kafka.
 
 use std::collections::BTreeMap;
 
@@ -32,12 +36,14 @@ use crate::server::Broker;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_BROKER_LOGGER: i8 = 8;
 
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_DYNAMIC_BROKER: i8 = 2;
 const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+const SOURCE_DYNAMIC_BROKER_LOGGER: i8 = 6;
 
 /// Kafka's ConfigType of each topic config (DescribeConfigs v3+).
 /// DescribeConfigs' `config_type` of a key (Kafka's `ConfigDef.Type` ids), from the catalog of
@@ -171,6 +177,23 @@ pub fn describe_configs(
                         result.configs = describe_broker_entries(broker, &image, name, keys);
                     }
                 }
+                RESOURCE_BROKER_LOGGER => match logger_resource(broker, r.resource_name.as_str()) {
+                    Err((code, message)) => (result.error_code, result.error_message) = (code, message),
+                    Ok(()) => {
+                        let wanted = |k: &str| keys.is_none_or(|keys| keys.iter().any(|x| x.as_str() == k));
+                        result.configs = crate::logging::loggers()
+                            .levels()
+                            .filter(|(name, _)| wanted(name))
+                            .map(|(name, level)| {
+                                DescribeConfigsResourceResult::default()
+                                    .with_name(strb(name))
+                                    .with_value(Some(strb(level)))
+                                    .with_read_only(false)
+                                    .with_config_source(SOURCE_DYNAMIC_BROKER_LOGGER)
+                            })
+                            .collect();
+                    }
+                },
                 other => {
                     result.error_code = ResponseError::InvalidRequest.code();
                     result.error_message = Some(strb(&format!("Unsupported resource type {other}")));
@@ -224,6 +247,54 @@ fn describe_broker_entries(
     props.iter().filter(|(k, _)| wanted(k)).map(|(k, v)| entry(k, v, sources[k])).collect()
 }
 
+/// A BROKER_LOGGER resource must name this broker (Kafka's checks and messages).
+fn logger_resource(broker: &Broker, name: &str) -> Result<(), (i16, Option<StrBytes>)> {
+    let refuse = |m: String| Err((ResponseError::InvalidRequest.code(), Some(strb(&m))));
+    if name.is_empty() {
+        return refuse("Broker id must not be empty".into());
+    }
+    if name != broker.node_id().to_string() {
+        return refuse(format!(
+            "Unexpected broker id, expected {} but received {name}",
+            broker.node_id()
+        ));
+    }
+    Ok(())
+}
+
+/// IncrementalAlterConfigs of this broker's loggers: every change checked, then all applied.
+fn alter_loggers(
+    broker: &Broker,
+    r: &kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), (i16, Option<StrBytes>)> {
+    use crate::logging::LoggerError;
+    logger_resource(broker, r.resource_name.as_str())?;
+    let changed = crate::logging::change_loggers(
+        |loggers| {
+            for c in &r.configs {
+                let name = c.name.as_str();
+                match c.config_operation {
+                    0 => loggers.change(name, Some(c.value.as_deref().unwrap_or(""))),
+                    1 => loggers.change(name, None),
+                    op => Err(LoggerError::InvalidRequest(format!(
+                        "Operation {op} is not allowed for the BROKER_LOGGER resource"
+                    ))),
+                }?;
+            }
+            Ok(())
+        },
+        validate_only,
+    );
+    changed.map_err(|e| {
+        let code = match e {
+            LoggerError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
+            LoggerError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
+        };
+        (code, Some(strb(&e.to_string())))
+    })
+}
+
 /// Why a resource type cannot be altered.
 fn unsupported_resource(resource_type: i8) -> (i16, Option<StrBytes>) {
     let reason = format!("Unsupported resource type {resource_type}");
@@ -272,6 +343,13 @@ pub async fn incremental_alter_configs(
         let mut resp = IncrementalResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
+        if r.resource_type == RESOURCE_BROKER_LOGGER {
+            if let Err((code, message)) = alter_loggers(broker, &r, req.validate_only) {
+                (resp.error_code, resp.error_message) = (code, message);
+            }
+            responses.push(resp);
+            continue;
+        }
         if r.resource_type != RESOURCE_TOPIC && r.resource_type != RESOURCE_BROKER {
             (resp.error_code, resp.error_message) = unsupported_resource(r.resource_type);
             responses.push(resp);
