@@ -898,7 +898,7 @@ fn partition_labels(tp: &TopicPartition) -> PartitionLabels {
 /// `process_resident_memory_bytes`, ...), as other exporters name them, so that dashboards
 /// for any process work. Read from `/proc` at scrape time (Linux).
 #[derive(Debug)]
-struct ProcessMetrics {
+pub struct ProcessMetrics {
     cpu: Counter<f64, AtomicU64>,
     rss: Gauge,
     open_fds: Gauge,
@@ -924,7 +924,8 @@ impl Default for ProcessMetrics {
 }
 
 impl ProcessMetrics {
-    fn register(&self, r: &mut Registry) {
+    /// Registers the `process_*` metrics in `r` (which must have no prefix).
+    pub fn register(&self, r: &mut Registry) {
         let p = r.sub_registry_with_prefix("process");
         p.register("cpu_seconds", "User and system CPU time of the process", self.cpu.clone());
         p.register("resident_memory_bytes", "Resident memory of the process", self.rss.clone());
@@ -932,12 +933,13 @@ impl ProcessMetrics {
         p.register("max_fds", "Limit of open file descriptors", self.max_fds.clone());
         p.register(
             "start_time_seconds",
-            "When the broker's metrics started, in seconds since the Unix epoch",
+            "When the process's metrics started, in seconds since the Unix epoch",
             self.start_time.clone(),
         );
     }
 
-    fn refresh(&self) {
+    /// Reads the process's figures now.
+    pub fn refresh(&self) {
         let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
         let cpu = t.tv_sec as f64 + t.tv_nsec as f64 / 1e9;
         let delta = cpu - self.cpu.get();

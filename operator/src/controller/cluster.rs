@@ -72,7 +72,10 @@ async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let result = match fresh(&kc, &ctx).await {
         Ok(Some(kc)) => reconcile_inner(&kc, &ctx).await,
-        Ok(None) => Ok(Action::await_change()),
+        Ok(None) => {
+            ctx.metrics.forget_cluster(&kc.namespace().unwrap_or_default(), &kc.name_any());
+            Ok(Action::await_change())
+        }
         Err(e) => Err(e),
     };
     ctx.metrics.reconciled("KafkaCluster", started.elapsed(), result.is_err());
@@ -236,6 +239,8 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     if let Some(why) = unaddressed {
         ops.insert(0, ("Scaling", why));
     }
+    let reasons: Vec<&str> = ops.iter().map(|(reason, _)| *reason).collect();
+    ctx.metrics.cluster(&ns, &c.name, kc.spec.replicas, st.ready_brokers, &reasons);
     let before = st.operation.clone();
     st.operation = (!ops.is_empty())
         .then(|| ops.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>().join("; "));
