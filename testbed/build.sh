@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the test bed from Go modules: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and kubectl (Kubernetes v1.37.2), the test bed's process kubelet
-# (testbed/kubelet) and Helm v4.3.2 (testbed/helm), into target/testbed/bin. Go's build cache
-# makes a rebuild take seconds; a cold build takes about ten minutes on 2 cores and 4 GiB of
-# cache.
+# (testbed/kubelet), Helm v4.3.2 (testbed/helm) and Prometheus 3.16.0 with promtool
+# (testbed/prometheus, scripts/prometheus.sh), into target/testbed/bin. Go's build cache makes
+# a rebuild take seconds; a cold build takes about fifteen minutes on 2 cores (Prometheus about
+# five of them) and 5 GiB of cache.
 #
 #   bash testbed/build.sh
 #
@@ -39,4 +40,6 @@ go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
 (cd "$ROOT/testbed/helm" && go build -trimpath \
   -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
   -o "$BIN/helm" helm.sh/helm/v4/cmd/helm)
+# Prometheus and promtool (the monitoring step of testbed/e2e.sh scrapes the cluster with it).
+bash "$ROOT/scripts/prometheus.sh" >/dev/null
 log "built in $((SECONDS - started)) s: $(cd "$BIN" && echo *)"

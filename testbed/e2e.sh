@@ -247,6 +247,47 @@ operator_cluster_serves_clients() {
     fail "the example's default.replication.factor=3 did not reach the brokers"
 }
 
+# The monitoring manifests against the live cluster: a real Prometheus (scripts/prometheus.sh)
+# in the host namespace scrapes the brokers by pod DNS and the operator, with rules.yaml
+# loaded, while the cluster has traffic, a consumer group with lag and a replication throttle
+# (whose metrics exist only while one is set); every dashboard query and alert expression is
+# then evaluated through its HTTP API (scripts/lib/check_monitoring.py).
+monitoring_queries_answer_from_the_live_cluster() {
+  after operator-cluster-serves-clients
+  local prom="$WORK/prometheus" pid
+  mkdir -p "$prom/data"
+  cp "$ROOT/manifests/monitoring/rules.yaml" "$prom/"
+  cat >"$prom/prometheus.yml" <<YAML
+global: {scrape_interval: 2s, evaluation_interval: 2s}
+rule_files: [rules.yaml]
+scrape_configs:
+  - job_name: demo
+    static_configs:
+      - targets: [$(printf 'demo-%s.demo-brokers.%s.svc.cluster.local:9644,' 0 "$OPNS" 1 "$OPNS" 2 "$OPNS" | sed 's/,$//')]
+  - job_name: sluice-operator
+    static_configs: [{targets: ["127.0.0.1:8080"]}]
+YAML
+  ip netns exec "$HOSTNS" "$BIN/prometheus" --config.file="$prom/prometheus.yml" \
+    --storage.tsdb.path="$prom/data" --web.listen-address=127.0.0.1:9090 >"$prom/prometheus.log" 2>&1 </dev/null &
+  pid=$!
+  # shellcheck disable=SC2064 # the pid now
+  trap "kill $pid 2>/dev/null || true; kubectl -n $OPNS patch kafkacluster demo --type merge -p '$UNTHROTTLE' >/dev/null || true" EXIT
+  kubectl -n "$OPNS" patch kafkacluster demo --type merge \
+    -p '{"spec":{"config":{"leader.replication.throttled.rate":"104857600"}}}' >/dev/null
+  # A consumer group that read everything and committed, then 50 records more: lag 50.
+  client timeout "$T" kcat -b "$OP_BOOTSTRAP" -G monitoring orders -o beginning -e -q \
+    -X auto.commit.interval.ms=200 >/dev/null || fail "the group's consumer did not reach the end"
+  seq 1 50 | client kcat -b "$OP_BOOTSTRAP" -t orders -P -X acks=all || fail "kcat could not produce"
+  # An error answered: a fetch past the end (OFFSET_OUT_OF_RANGE in sluice_error_responses).
+  client timeout 20 kcat -b "$OP_BOOTSTRAP" -t orders -p 0 -o 1000000 -C -e -q >/dev/null 2>&1 || true
+  until_true "Prometheus ready" client curl -fsS http://127.0.0.1:9090/-/ready
+  local metrics=()
+  for i in 0 1 2; do metrics+=(--metrics-url "http://demo-$i.demo-brokers.$OPNS.svc.cluster.local:9644/metrics"); done
+  client python3 "$ROOT/scripts/lib/check_monitoring.py" --prometheus http://127.0.0.1:9090 \
+    --metrics-url http://127.0.0.1:8080/metrics "${metrics[@]}" --wait "$T" | tee "$WORK/monitoring-check.txt"
+  [[ "${PIPESTATUS[0]}" == 0 ]] || fail "$(grep -c '^FAIL' "$WORK/monitoring-check.txt") monitoring checks failed (monitoring-check.txt)"
+}
+
 operator_refuses_an_unknown_config_key() {
   after operator-makes-a-ready-cluster
   local before
@@ -818,6 +859,7 @@ step sigkill-broker-restarts sigkill_broker_restarts
 step deleted-pod-comes-back-with-its-data deleted_pod_comes_back_with_its_data
 step operator-makes-a-ready-cluster operator_makes_a_ready_cluster
 step operator-cluster-serves-clients operator_cluster_serves_clients
+step monitoring-queries-answer-from-the-live-cluster monitoring_queries_answer_from_the_live_cluster
 step operator-refuses-an-unknown-config-key operator_refuses_an_unknown_config_key
 step operator-config-change-rolls-one-broker-at-a-time operator_config_change_rolls_one_broker_at_a_time
 step operator-run-time-config-restarts-nothing operator_run_time_config_restarts_nothing

@@ -293,6 +293,15 @@ impl Metrics {
             group_lag: Family::default(),
             replication: ReplicationMetrics::default(),
         };
+        // Series that count events exist at zero from the start, so that their names are on
+        // /metrics (dashboards and alerts find them) before the first event.
+        let _ = m.panics.get_or_create(&TaskLabels { task: "connection" });
+        for reason in crate::server::connection::FrameError::REASONS {
+            let _ = m.connections_closed.get_or_create(&ReasonLabels { reason });
+        }
+        for (api, _, _) in crate::api::SUPPORTED {
+            let _ = m.request_errors.get_or_create(&ApiLabels { api: crate::api::name(*api) });
+        }
         {
             let mut root = m.registry.lock().unwrap_or_else(|e| e.into_inner());
             m.process.register(&mut root);
@@ -500,7 +509,7 @@ impl Metrics {
             );
             r.register(
                 "partition_offline",
-                "1 for a partition without a leader, on the active controller",
+                "1 for a partition without a leader, 0 for one with; on the active controller",
                 rm.offline.clone(),
             );
             r.register(
@@ -851,17 +860,16 @@ impl Metrics {
         // OfflinePartitionsCount), so a sum over brokers counts each partition once.
         let (mut offline, mut moving) = (0, 0);
         if image.controller_id == node {
+            let per_partition =
+                image.topics.values().map(|t| t.partitions.len()).sum::<usize>() <= self.series_max;
             for (name, topic) in &image.topics {
                 for (index, p) in &topic.partitions {
                     moving += i64::from(p.reassigning());
-                    if p.leader >= 0 {
-                        continue;
-                    }
-                    offline += 1;
+                    offline += i64::from(p.leader < 0);
                     if per_partition {
                         let labels =
                             PartitionLabels { topic: name.clone(), partition: index.to_string() };
-                        rm.offline.get_or_create(&labels).set(1);
+                        rm.offline.get_or_create(&labels).set(i64::from(p.leader < 0));
                     }
                 }
             }

@@ -70,6 +70,12 @@ impl Default for Metrics {
             ready_brokers: Family::default(),
             replicas: Family::default(),
         };
+        // At zero from the start: on /metrics before the first reconcile (or failure).
+        for kind in ["KafkaCluster", "Topic"] {
+            let _ = m.reconciles.get_or_create(&Kind { kind });
+            let _ = m.failures.get_or_create(&Kind { kind });
+            let _ = m.duration.get_or_create(&Kind { kind });
+        }
         m.process.register(&mut m.registry);
         let r = m.registry.sub_registry_with_prefix("sluice_operator");
         let build = Family::<VersionLabels, Gauge>::default();

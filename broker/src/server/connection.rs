@@ -73,6 +73,19 @@ impl FrameError {
         }
     }
 
+    /// Every reason a connection is closed for, in `sluice_connections_closed_total`.
+    pub const REASONS: &'static [&'static str] = &[
+        "idle",
+        "frame_size",
+        "short_frame",
+        "unknown_api",
+        "unsupported_version",
+        "malformed_request",
+        "encode_error",
+        "io_error",
+        "acks0_produce_error",
+    ];
+
     fn reason(&self) -> &'static str {
         match self {
             FrameError::Size(..) => "frame_size",
