@@ -1,6 +1,7 @@
 //! The cost of a `/metrics` scrape (`Broker::render_metrics`) on a broker hosting many
 //! partitions: 1,000 and 10,000 partitions in 100 topics, all hosted and led here, so every
-//! per-partition family is filled. Besides the time (criterion), it prints each render's size and how far
+//! per-partition family is filled; and 10,000 past a `metrics.partition.series.max` of 1,000,
+//! where only the per-topic series are. Besides the time (criterion), it prints each render's size and how far
 //! the process's resident set grows during one render (its peak, VmHWM, reset before), the
 //! figures docs/metrics.md quotes.
 //!
@@ -35,13 +36,20 @@ fn peak_growth_kib(f: impl FnOnce()) -> u64 {
 }
 
 /// A broker on loopback hosting `partitions` partitions in 100 topics.
-fn broker(rt: &tokio::runtime::Runtime, dir: &std::path::Path, partitions: i32) -> RunningBroker {
+/// `series_max` is `metrics.partition.series.max`.
+fn broker(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    partitions: i32,
+    series_max: usize,
+) -> RunningBroker {
     let mut config = BrokerConfig::default();
     for (k, v) in [
         ("log.dirs", dir.to_str().unwrap()),
-        ("listeners", "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0"),
+        ("listeners", "PLAINTEXT://127.0.0.1:0"),
         ("admin.listener", "127.0.0.1:0"),
         ("log.segment.bytes", "1048576"),
+        ("metrics.partition.series.max", &series_max.to_string()),
     ] {
         config.set(k, v).unwrap();
     }
@@ -73,22 +81,22 @@ fn render(c: &mut Criterion) {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut group = c.benchmark_group("metrics_render");
     group.sample_size(20).measurement_time(Duration::from_secs(10));
-    for partitions in [1_000, 10_000] {
+    // The last: past the limit, per-topic series only.
+    for (partitions, series_max) in [(1_000, 10_000), (10_000, 10_000), (10_000, 1_000)] {
         let dir = tempfile::tempdir().unwrap();
-        let running = broker(&rt, dir.path(), partitions);
+        let running = broker(&rt, dir.path(), partitions, series_max);
         let b = running.broker.clone();
         let body = b.render_metrics();
         let grew = peak_growth_kib(|| drop(black_box(b.render_metrics())));
         println!(
-            "{partitions} partitions: {} lines, {:.1} MiB of text, resident set {:.1} MiB above \
+            "{partitions} partitions, limit {series_max}: {} lines, {:.1} MiB of text, resident set {:.1} MiB above \
              its size before during one render",
             body.lines().count(),
             body.len() as f64 / 1048576.0,
             grew as f64 / 1024.0
         );
-        group.bench_with_input(BenchmarkId::from_parameter(partitions), &b, |bench, b| {
-            bench.iter(|| black_box(b.render_metrics()))
-        });
+        let id = BenchmarkId::new(format!("limit_{series_max}"), partitions);
+        group.bench_with_input(id, &b, |bench, b| bench.iter(|| black_box(b.render_metrics())));
         rt.block_on(running.shutdown()).expect("clean shutdown");
     }
     group.finish();

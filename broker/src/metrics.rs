@@ -14,14 +14,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{text::encode, DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::log::TopicPartition;
@@ -116,7 +118,6 @@ pub struct Metrics {
     log_dir_size: Family<DirLabels, Gauge>,
     log_dir_free: Family<DirLabels, Gauge>,
     log_dir_capacity: Family<DirLabels, Gauge>,
-    log_size: Family<PartitionLabels, Gauge>,
     topic_partitions: Family<TopicLabels, Gauge>,
     topic_size: Family<TopicLabels, Gauge>,
     topic_under_replicated: Family<TopicLabels, Gauge>,
@@ -131,11 +132,10 @@ pub struct Metrics {
     process: ProcessMetrics,
     /// `metrics.partition.series.max`.
     series_max: usize,
-    log_start: Family<PartitionLabels, Gauge>,
-    log_end: Family<PartitionLabels, Gauge>,
-    high_watermark: Family<PartitionLabels, Gauge>,
-    leader_epoch: Family<PartitionLabels, Gauge>,
-    producers: Family<PartitionLabels, Gauge>,
+    /// The size of the last rendering, to allocate the next at once.
+    last_size: AtomicUsize,
+    /// The per-partition gauges, encoded from a snapshot of each scrape.
+    partition_gauges: Arc<PartitionGauges>,
     partitions: Gauge,
     uncleanable_partitions: Gauge,
     cleaner_failures: Gauge<u64, AtomicU64>,
@@ -162,12 +162,6 @@ pub struct Metrics {
 /// partition once. Follower lag (messages behind the leader's LEO) is the leader's view.
 #[derive(Debug, Default)]
 struct ReplicationMetrics {
-    replicas: Family<PartitionLabels, Gauge>,
-    isr_size: Family<PartitionLabels, Gauge>,
-    under_replicated: Family<PartitionLabels, Gauge>,
-    under_min_isr: Family<PartitionLabels, Gauge>,
-    at_min_isr: Family<PartitionLabels, Gauge>,
-    offline: Family<PartitionLabels, Gauge>,
     follower_lag: Family<ReplicaLabels, Gauge>,
     leader_partitions: Gauge,
     under_replicated_partitions: Gauge,
@@ -258,7 +252,6 @@ impl Metrics {
             log_dir_size: Family::default(),
             log_dir_free: Family::default(),
             log_dir_capacity: Family::default(),
-            log_size: Family::default(),
             topic_partitions: Family::default(),
             topic_size: Family::default(),
             topic_under_replicated: Family::default(),
@@ -272,11 +265,8 @@ impl Metrics {
             group_topic_lag: Family::default(),
             process: ProcessMetrics::default(),
             series_max,
-            log_start: Family::default(),
-            log_end: Family::default(),
-            high_watermark: Family::default(),
-            leader_epoch: Family::default(),
-            producers: Family::default(),
+            last_size: AtomicUsize::new(0),
+            partition_gauges: Arc::default(),
             partitions: Gauge::default(),
             uncleanable_partitions: Gauge::default(),
             cleaner_failures: Gauge::default(),
@@ -376,7 +366,7 @@ impl Metrics {
                 "Size of the log directory's volume",
                 m.log_dir_capacity.clone(),
             );
-            r.register("log_size_bytes", "Bytes on disk of the partition log", m.log_size.clone());
+            r.register_collector(Box::new(m.partition_gauges.clone()));
             r.register(
                 "topic_partitions",
                 "Partitions of the topic hosted by this broker",
@@ -448,27 +438,6 @@ impl Metrics {
                 "Compaction passes that failed since start-up",
                 m.cleaner_failures.clone(),
             );
-            r.register(
-                "log_start_offset",
-                "First offset of the partition log",
-                m.log_start.clone(),
-            );
-            r.register(
-                "log_end_offset",
-                "Log end offset (LEO) of the partition",
-                m.log_end.clone(),
-            );
-            r.register(
-                "high_watermark",
-                "High watermark of the partition",
-                m.high_watermark.clone(),
-            );
-            r.register("leader_epoch", "Leader epoch of the partition", m.leader_epoch.clone());
-            r.register(
-                "producer_ids",
-                "Idempotent producer ids with state in the partition",
-                m.producers.clone(),
-            );
             r.register("partitions", "Partitions hosted by this broker", m.partitions.clone());
             r.register("raft_term", "Current term of the metadata quorum", m.raft_term.clone());
             r.register(
@@ -482,36 +451,6 @@ impl Metrics {
                 m.raft_applied.clone(),
             );
             let rm = &m.replication;
-            r.register(
-                "partition_replicas",
-                "Assigned replicas of the partition",
-                rm.replicas.clone(),
-            );
-            r.register(
-                "partition_isr_size",
-                "In-sync replicas of the partition",
-                rm.isr_size.clone(),
-            );
-            r.register(
-                "partition_under_replicated",
-                "1 on the leader while the ISR is smaller than the replica set",
-                rm.under_replicated.clone(),
-            );
-            r.register(
-                "partition_under_min_isr",
-                "1 on the leader while the ISR is smaller than min.insync.replicas",
-                rm.under_min_isr.clone(),
-            );
-            r.register(
-                "partition_at_min_isr",
-                "1 on the leader while the ISR is exactly min.insync.replicas",
-                rm.at_min_isr.clone(),
-            );
-            r.register(
-                "partition_offline",
-                "1 for a partition without a leader, 0 for one with; on the active controller",
-                rm.offline.clone(),
-            );
             r.register(
                 "partition_follower_lag",
                 "Messages a follower is behind the leader's log end offset (leader's view)",
@@ -631,8 +570,7 @@ impl Metrics {
         let parts = b.replicas.all();
         let per_partition = parts.len() <= self.series_max;
         self.series_limited.set(i64::from(!per_partition));
-        self.set_partitions(&parts, per_partition, &b.config.data_dir);
-        self.set_replication(&parts, &b.replicas, &image, per_partition);
+        self.set_partitions(&parts, &b.replicas, &image, per_partition, &b.config.data_dir);
         self.set_groups(&b.groups.snapshots(), &b.replicas, &b.remote_hw.snapshot());
         let logs = b.replicas.logs();
         self.uncleanable_partitions.set(logs.uncleanable_partitions() as i64);
@@ -658,63 +596,14 @@ impl Metrics {
         self.registered_brokers.set(registered as i64);
         self.fenced_brokers.set(fenced as i64);
         self.process.refresh();
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.last_size.load(Ordering::Relaxed) + 4096);
         if encode(&mut out, &registry).is_err() {
             out.clear();
         }
+        self.partition_gauges.set(Vec::new());
+        self.partition_gauges.set_cluster(None);
+        self.last_size.store(out.len(), Ordering::Relaxed);
         out
-    }
-
-    /// Per-partition offsets and sizes, per-topic aggregates and the log directory's use.
-    fn set_partitions(&self, parts: &[Arc<Partition>], per_partition: bool, dir: &Path) {
-        for family in [
-            &self.log_start,
-            &self.log_end,
-            &self.high_watermark,
-            &self.leader_epoch,
-            &self.producers,
-            &self.log_size,
-        ] {
-            family.clear();
-        }
-        self.topic_partitions.clear();
-        self.topic_size.clear();
-        self.partitions.set(parts.len() as i64);
-        let mut total = 0u64;
-        for p in parts {
-            let (start, end, hw, producers, size) = {
-                let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-                let producers = log.producer_count() as i64;
-                let size = log.size_bytes();
-                (
-                    log.log_start_offset(),
-                    log.log_end_offset(),
-                    log.high_watermark(),
-                    producers,
-                    size,
-                )
-            };
-            total += size;
-            let topic = TopicLabels { topic: p.tp.topic.clone() };
-            self.topic_partitions.get_or_create(&topic).inc();
-            self.topic_size.get_or_create(&topic).inc_by(size as i64);
-            if !per_partition {
-                continue;
-            }
-            let labels = partition_labels(&p.tp);
-            self.producers.get_or_create(&labels).set(producers);
-            self.log_start.get_or_create(&labels).set(start);
-            self.log_end.get_or_create(&labels).set(end);
-            self.high_watermark.get_or_create(&labels).set(hw);
-            self.log_size.get_or_create(&labels).set(size as i64);
-            self.leader_epoch.get_or_create(&labels).set(p.state().leader_epoch as i64);
-        }
-        let labels =
-            DirLabels { dir: crate::api::admin::log_dirs::absolute(dir).display().to_string() };
-        let (capacity, free) = crate::api::admin::log_dirs::volume_bytes(dir);
-        self.log_dir_size.get_or_create(&labels).set(total as i64);
-        self.log_dir_free.get_or_create(&labels).set(free);
-        self.log_dir_capacity.get_or_create(&labels).set(capacity);
     }
 
     /// Refreshes the consumer group gauges from the coordinator's groups. Lag is the high
@@ -787,45 +676,63 @@ impl Metrics {
         }
     }
 
-    /// Refreshes the replication gauges from the hosted partitions and the cluster image.
-    fn set_replication(
+    /// The hosted partitions' gauges (through [`PartitionGauges`]), the per-topic and
+    /// per-broker counts, the log directory's use, the controller's cluster-wide counts and
+    /// the replication throttles: one pass over the partitions, one lock of each log.
+    fn set_partitions(
         &self,
         parts: &[Arc<Partition>],
         replicas: &ReplicaManager,
-        image: &crate::metadata::ClusterImage,
+        image: &Arc<crate::metadata::ClusterImage>,
         per_partition: bool,
+        dir: &Path,
     ) {
         let rm = &self.replication;
-        for family in [
-            &rm.replicas,
-            &rm.isr_size,
-            &rm.under_replicated,
-            &rm.under_min_isr,
-            &rm.at_min_isr,
-            &rm.offline,
-        ] {
-            family.clear();
-        }
         rm.follower_lag.clear();
+        self.topic_partitions.clear();
+        self.topic_size.clear();
         self.topic_under_replicated.clear();
-        let (mut led, mut under, mut under_min) = (0, 0, 0);
+        self.partitions.set(parts.len() as i64);
         let node = replicas.node_id();
+        let (mut led, mut under, mut under_min, mut total) = (0, 0, 0, 0u64);
+        let mut rows = Vec::with_capacity(if per_partition { parts.len() } else { 0 });
+        // The partitions come sorted: each topic's sums are kept until the next topic starts.
+        let mut topic: Option<(&str, i64, i64, i64)> = None;
+        let flush_topic = |t: Option<(&str, i64, i64, i64)>| {
+            if let Some((name, count, size, under)) = t {
+                let labels = TopicLabels { topic: name.to_string() };
+                self.topic_partitions.get_or_create(&labels).set(count);
+                self.topic_size.get_or_create(&labels).set(size);
+                self.topic_under_replicated.get_or_create(&labels).set(under);
+            }
+        };
         for p in parts {
             let state = p.state();
             // During a reassignment the replicas being removed do not count (as Kafka).
             let assigned = state.replicas.len() - state.removing_replicas.len();
-            let (leo, min_isr) = {
+            let (start, leo, hw, producers, size, min_isr) = {
                 let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-                let min = log.config().min_insync_replicas.min(assigned as i32);
-                (log.log_end_offset(), min as usize)
+                let min = log.config().min_insync_replicas.min(assigned as i32) as usize;
+                let producers = log.producer_count() as i64;
+                let (start, leo, hw) =
+                    (log.log_start_offset(), log.log_end_offset(), log.high_watermark());
+                (start, leo, hw, producers, log.size_bytes(), min)
             };
             let leads = state.leader == node;
             let isr = state.isr.iter().filter(|r| !state.removing_replicas.contains(r)).count();
             let is_under = leads && isr < assigned;
             let is_under_min = leads && isr < min_isr;
+            total += size;
+            if topic.is_none_or(|t| t.0 != p.tp.topic) {
+                flush_topic(topic.take());
+                topic = Some((p.tp.topic.as_str(), 0, 0, 0));
+            }
+            if let Some(t) = topic.as_mut() {
+                t.1 += 1;
+                t.2 += size as i64;
+                t.3 += i64::from(is_under);
+            }
             if leads {
-                let topic = TopicLabels { topic: p.tp.topic.clone() };
-                self.topic_under_replicated.get_or_create(&topic).inc_by(i64::from(is_under));
                 led += 1;
                 under += i64::from(is_under);
                 under_min += i64::from(is_under_min);
@@ -833,12 +740,22 @@ impl Metrics {
             if !per_partition {
                 continue;
             }
-            let labels = partition_labels(&p.tp);
-            rm.replicas.get_or_create(&labels).set(assigned as i64);
-            rm.isr_size.get_or_create(&labels).set(isr as i64);
-            rm.under_replicated.get_or_create(&labels).set(i64::from(is_under));
-            rm.under_min_isr.get_or_create(&labels).set(i64::from(is_under_min));
-            rm.at_min_isr.get_or_create(&labels).set(i64::from(leads && isr == min_isr));
+            rows.push(PartitionRow {
+                partition: p.clone(),
+                values: [
+                    start,
+                    leo,
+                    hw,
+                    i64::from(state.leader_epoch),
+                    producers,
+                    size as i64,
+                    assigned as i64,
+                    isr as i64,
+                    i64::from(is_under),
+                    i64::from(is_under_min),
+                    i64::from(leads && isr == min_isr),
+                ],
+            });
             if !leads {
                 continue;
             }
@@ -846,34 +763,38 @@ impl Metrics {
             for r in state.replicas.iter().filter(|r| **r != node) {
                 let lag = leo - followers.get(r).map_or(0, |f| f.log_end_offset);
                 let labels = ReplicaLabels {
-                    topic: labels.topic.clone(),
-                    partition: labels.partition.clone(),
+                    topic: p.tp.topic.clone(),
+                    partition: p.tp.partition.to_string(),
                     replica: r.to_string(),
                 };
                 rm.follower_lag.get_or_create(&labels).set(lag.max(0));
             }
         }
+        flush_topic(topic);
+        self.partition_gauges.set(rows);
         rm.leader_partitions.set(led);
         rm.under_replicated_partitions.set(under);
         rm.under_min_isr_partitions.set(under_min);
+        let labels =
+            DirLabels { dir: crate::api::admin::log_dirs::absolute(dir).display().to_string() };
+        let (capacity, free) = crate::api::admin::log_dirs::volume_bytes(dir);
+        self.log_dir_size.get_or_create(&labels).set(total as i64);
+        self.log_dir_free.get_or_create(&labels).set(free);
+        self.log_dir_capacity.get_or_create(&labels).set(capacity);
         // Cluster-wide counts come from the active controller only (as Kafka's
         // OfflinePartitionsCount), so a sum over brokers counts each partition once.
-        let (mut offline, mut moving) = (0, 0);
-        if image.controller_id == node {
-            let per_partition =
-                image.topics.values().map(|t| t.partitions.len()).sum::<usize>() <= self.series_max;
-            for (name, topic) in &image.topics {
-                for (index, p) in &topic.partitions {
-                    moving += i64::from(p.reassigning());
-                    offline += i64::from(p.leader < 0);
-                    if per_partition {
-                        let labels =
-                            PartitionLabels { topic: name.clone(), partition: index.to_string() };
-                        rm.offline.get_or_create(&labels).set(i64::from(p.leader < 0));
-                    }
-                }
+        let (mut offline, mut moving, mut all) = (0, 0, 0);
+        let active = image.controller_id == node;
+        if active {
+            for p in image.topics.values().flat_map(|t| t.partitions.values()) {
+                moving += i64::from(p.reassigning());
+                offline += i64::from(p.leader < 0);
+                all += 1;
             }
         }
+        // Per partition of the cluster, on the controller, within the series limit.
+        let cluster = (active && all <= self.series_max).then(|| image.clone());
+        self.partition_gauges.set_cluster(cluster);
         rm.offline_partitions.set(offline);
         rm.reassigning_partitions.set(moving);
         let (shrinks, expands) = replicas.isr_changes();
@@ -898,8 +819,74 @@ impl Metrics {
     }
 }
 
-fn partition_labels(tp: &TopicPartition) -> PartitionLabels {
-    PartitionLabels { topic: tp.topic.clone(), partition: tp.partition.to_string() }
+/// The per-partition gauges, named and explained, in the order of [`PartitionRow::values`].
+const PARTITION_GAUGES: [(&str, &str); 11] = [
+    ("log_start_offset", "First offset of the partition log"),
+    ("log_end_offset", "Log end offset (LEO) of the partition"),
+    ("high_watermark", "High watermark of the partition"),
+    ("leader_epoch", "Leader epoch of the partition"),
+    ("producer_ids", "Idempotent producer ids with state in the partition"),
+    ("log_size_bytes", "Bytes on disk of the partition log"),
+    ("partition_replicas", "Assigned replicas of the partition"),
+    ("partition_isr_size", "In-sync replicas of the partition"),
+    ("partition_under_replicated", "1 on the leader while the ISR is smaller than the replica set"),
+    (
+        "partition_under_min_isr",
+        "1 on the leader while the ISR is smaller than min.insync.replicas",
+    ),
+    ("partition_at_min_isr", "1 on the leader while the ISR is exactly min.insync.replicas"),
+];
+
+/// One hosted partition's gauge values in one scrape.
+#[derive(Debug)]
+struct PartitionRow {
+    partition: Arc<Partition>,
+    values: [i64; PARTITION_GAUGES.len()],
+}
+
+/// The per-partition gauges of a scrape, written straight from the partitions' values while
+/// the scrape encodes, instead of a map of label sets per metric filled and cleared each time
+/// (docs/metrics.md, "Cost of a scrape").
+/// `sluice_partition_offline` comes from the cluster image the active controller has.
+#[derive(Debug, Default)]
+struct PartitionGauges {
+    rows: Mutex<Vec<PartitionRow>>,
+    cluster: Mutex<Option<Arc<crate::metadata::ClusterImage>>>,
+}
+
+impl PartitionGauges {
+    fn set(&self, rows: Vec<PartitionRow>) {
+        *self.rows.lock().unwrap_or_else(|e| e.into_inner()) = rows;
+    }
+
+    fn set_cluster(&self, image: Option<Arc<crate::metadata::ClusterImage>>) {
+        *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = image;
+    }
+}
+
+impl Collector for PartitionGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, (name, help)) in PARTITION_GAUGES.iter().enumerate() {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for row in rows.iter() {
+                let tp = &row.partition.tp;
+                let labels = ([("topic", tp.topic.as_str())], [("partition", tp.partition)]);
+                metric.encode_family(&labels)?.encode_gauge(&row.values[i])?;
+            }
+        }
+        let cluster = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+        let help = "1 for a partition without a leader, 0 for one with; on the active controller";
+        let mut metric =
+            encoder.encode_descriptor("partition_offline", help, None, MetricType::Gauge)?;
+        for (topic, t) in cluster.iter().flat_map(|image| &image.topics) {
+            for (partition, p) in &t.partitions {
+                let labels = ([("topic", topic.as_str())], [("partition", *partition)]);
+                metric.encode_family(&labels)?.encode_gauge(&i64::from(p.leader < 0))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The process's own resources under their standard names (`process_cpu_seconds_total`,
