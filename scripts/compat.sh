@@ -368,6 +368,35 @@ cli_broker_configs() {
     fail "kafka-configs --delete-config: $(why $?)"
 }
 
+# kafka-configs on broker loggers: a logger's level set at run time, described back, taking
+# effect (on Sluice: debug lines of the connection module, with the connection's span, in the
+# broker's log), an unknown level refused, and the logger removed again.
+cli_broker_loggers() {
+  local node logger out cc deadline
+  node="$(kcat -b "$BOOTSTRAP" -L -m 5 | sed -n 's/^  broker \([0-9]*\) at .*/\1/p' | head -n 1)"
+  [[ -n "$node" ]] || fail "no broker id in kcat's metadata"
+  logger="$([[ "$MODE" == reference ]] && echo kafka.server.ReplicaManager || echo sluice_broker.server)"
+  cc=(org.apache.kafka.tools.ConfigCommand --bootstrap-server "$BOOTSTRAP"
+    --command-config "$CLI_ADMIN_CONF" --entity-type broker-loggers --entity-name "$node")
+  cli "${cc[@]}" --alter --add-config "$logger=DEBUG" || fail "kafka-configs --alter: $(why $?)"
+  out="$(cli "${cc[@]}" --describe)" || fail "kafka-configs --describe: $(why $?)"
+  grep -q "$logger=DEBUG" <<<"$out" || fail "not described: $out"
+  if [[ "$MODE" == sluice ]]; then
+    kcat -b "$BOOTSTRAP" -L -m 5 >/dev/null
+    deadline=$((SECONDS + 10))
+    until grep -q 'conn{.*client="rdkafka".*client closed' "$WORK/sluice.log"; do
+      ((SECONDS < deadline)) || fail "no debug line of the connection in the broker's log"
+      sleep 0.2
+    done
+  fi
+  if cli "${cc[@]}" --alter --add-config "$logger=LOUD" 2>/dev/null; then
+    fail "an unknown log level was accepted"
+  fi
+  cli "${cc[@]}" --alter --delete-config "$logger" || fail "kafka-configs --delete-config: $(why $?)"
+  out="$(cli "${cc[@]}" --describe)" || fail "kafka-configs --describe: $(why $?)"
+  ! grep -q "$logger=DEBUG" <<<"$out" || fail "still DEBUG after --delete-config: $out"
+}
+
 # kafka-transactions describe-producers and list answer (their content is checked by the raw
 # tests in broker_promises.rs: producers here expire after 2 s, before a JVM tool starts).
 cli_transactions() {
@@ -426,6 +455,7 @@ step cli-console-produce-consume cli_console_roundtrip
 step cli-topics-alter-partitions cli_alter
 step cli-log-dirs cli_log_dirs
 step cli-broker-configs cli_broker_configs
+step cli-broker-loggers cli_broker_loggers
 step cli-transactions cli_transactions
 step cli-topics-delete cli_delete
 

@@ -9,7 +9,9 @@
 //!
 //! The levels change at run time as in Kafka, through the BROKER_LOGGER config resource
 //! (IncrementalAlterConfigs, `kafka-configs --entity-type broker-loggers`): each logger is a
-//! module path (`sluice_broker::replica`) or `root`, with Kafka's level names ([`Loggers`]).
+//! module path written with dots as Java's loggers are (`sluice_broker.replica` for
+//! `sluice_broker::replica`; Kafka's tools refuse `:` in a config name) or `root`, with
+//! Kafka's level names ([`Loggers`]).
 //!
 //! Values that come from clients (group, member and client ids, topic names, decode errors
 //! quoting request bytes) reach log lines through fields; [`escaped_fields`] writes every field
@@ -84,8 +86,9 @@ const LEVELS: &[(&str, &str)] = &[
     ("OFF", "off"),
 ];
 
-/// The crates and modules whose loggers exist (with everything under them).
+/// The crates whose loggers exist (with every module under them).
 const KNOWN_LOGGERS: &[&str] = &[
+    "sluice",
     "sluice_broker",
     "sluice_client",
     "sluice_operator",
@@ -93,6 +96,80 @@ const KNOWN_LOGGERS: &[&str] = &[
     "kube",
     "tokio",
     "kafka_protocol",
+];
+
+/// The broker's modules (`broker/src`, kept equal to it by a test), listed as loggers.
+const BROKER_MODULES: &[&str] = &[
+    "api",
+    "api.admin",
+    "api.admin.cluster",
+    "api.admin.configs",
+    "api.admin.log_dirs",
+    "api.admin.quorum",
+    "api.admin.reassignments",
+    "api.admin.topics",
+    "api.admin.transactions",
+    "api.api_versions",
+    "api.errors",
+    "api.fetch",
+    "api.group",
+    "api.init_producer_id",
+    "api.metadata",
+    "api.offsets",
+    "api.produce",
+    "config",
+    "config.catalog",
+    "config.kafka",
+    "config.listeners",
+    "config.providers",
+    "dev_cluster",
+    "fsutil",
+    "group",
+    "group.codec",
+    "group.coordinator",
+    "group.offsets",
+    "http",
+    "log",
+    "log.batch",
+    "log.checkpoint",
+    "log.cleaner",
+    "log.clock",
+    "log.compression",
+    "log.config",
+    "log.epoch_cache",
+    "log.manager",
+    "log.offset_index",
+    "log.partition_log",
+    "log.producer_state",
+    "log.record",
+    "log.segment",
+    "log.time_index",
+    "log.validator",
+    "logging",
+    "metadata",
+    "metadata.calls",
+    "metadata.controller",
+    "metadata.elections",
+    "metadata.follower",
+    "metadata.image",
+    "metadata.log_store",
+    "metadata.meta_properties",
+    "metadata.network",
+    "metadata.network.client",
+    "metadata.network.server",
+    "metadata.reassignment",
+    "metadata.state_machine",
+    "metadata.types",
+    "metrics",
+    "replica",
+    "replica.fetcher",
+    "replica.quota",
+    "server",
+    "server.connection",
+    "server.isr",
+    "server.lag",
+    "server.listener",
+    "server.publisher",
 ];
 
 /// Why a logger change is refused: Kafka's INVALID_CONFIG or INVALID_REQUEST.
@@ -104,7 +181,7 @@ pub enum LoggerError {
     InvalidRequest(String),
 }
 
-/// Loggers and their levels: `root` and module paths, each with a Kafka level name.
+/// Loggers and their levels: `root` and module paths (dotted), each with a Kafka level name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Loggers(BTreeMap<String, String>);
 
@@ -116,7 +193,7 @@ impl Loggers {
             let (name, level) = d.split_once('=').unwrap_or(("root", d));
             let kafka = LEVELS.iter().find(|(_, t)| t.eq_ignore_ascii_case(level.trim()));
             if let Some((kafka, _)) = kafka {
-                loggers.insert(name.trim().to_string(), kafka.to_string());
+                loggers.insert(dotted(name.trim()), kafka.to_string());
             }
         }
         Loggers(loggers)
@@ -128,25 +205,50 @@ impl Loggers {
             |kafka: &str| LEVELS.iter().find(|(k, _)| *k == kafka).map_or("info", |l| l.1);
         let mut out = tracing(self.0.get("root").map_or("INFO", String::as_str)).to_string();
         for (name, level) in self.0.iter().filter(|(n, _)| *n != "root") {
-            let _ = write!(out, ",{name}={}", tracing(level));
+            let _ = write!(out, ",{}={}", name.replace('.', "::"), tracing(level));
         }
         out
     }
 
-    /// Every logger with its level (DescribeConfigs of BROKER_LOGGER).
-    pub fn levels(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    /// Every logger that exists, with its effective level (DescribeConfigs of BROKER_LOGGER,
+    /// which lists them all as Kafka lists log4j's): `root`, the crates, the broker's modules
+    /// and any set below them. Kafka's tools check a name against this list before a change.
+    pub fn levels(&self) -> Vec<(String, String)> {
+        let crates = KNOWN_LOGGERS.iter().map(|c| c.to_string());
+        let modules = BROKER_MODULES.iter().map(|m| format!("sluice_broker.{m}"));
+        let names: std::collections::BTreeSet<String> = std::iter::once("root".to_string())
+            .chain(crates)
+            .chain(modules)
+            .chain(self.0.keys().cloned())
+            .collect();
+        names.into_iter().map(|n| (n.clone(), self.effective(&n).to_string())).collect()
+    }
+
+    /// The level of `name`: its own, else its closest parent's, else the root's.
+    fn effective(&self, name: &str) -> &str {
+        let mut at = name;
+        loop {
+            if let Some(level) = self.0.get(at) {
+                return level;
+            }
+            match at.rfind('.') {
+                Some(i) => at = &at[..i],
+                None => return self.0.get("root").map_or("INFO", String::as_str),
+            }
+        }
     }
 
     /// Sets (`Some(level)`) or removes (`None`, back to its parent's level) a logger's level,
     /// as Kafka validates them.
     pub fn change(&mut self, name: &str, level: Option<&str>) -> Result<(), LoggerError> {
+        let given = name;
+        let name = &dotted(name);
         let exists = name == "root"
             || KNOWN_LOGGERS.iter().any(|k| {
                 name == *k
-                    || name.strip_prefix(k).and_then(|rest| rest.strip_prefix("::")).is_some_and(
+                    || name.strip_prefix(k).and_then(|rest| rest.strip_prefix('.')).is_some_and(
                         |rest| {
-                            rest.split("::").all(|part| {
+                            rest.split('.').all(|part| {
                                 !part.is_empty()
                                     && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                             })
@@ -154,7 +256,7 @@ impl Loggers {
                     )
             });
         if !exists {
-            return Err(LoggerError::InvalidConfig(format!("Logger {name} does not exist!")));
+            return Err(LoggerError::InvalidConfig(format!("Logger {given} does not exist!")));
         }
         match level {
             Some(level) => {
@@ -178,6 +280,11 @@ impl Loggers {
         }
         Ok(())
     }
+}
+
+/// A logger's name as Kafka's tools can write it: `a::b` becomes `a.b`.
+fn dotted(name: &str) -> String {
+    name.replace("::", ".")
 }
 
 /// The process's loggers now.
@@ -288,20 +395,26 @@ mod tests {
     fn loggers_parse_change_and_render_as_kafka_validates() {
         let mut l = Loggers::parse("warn,sluice_broker::replica=debug,bogus=loud");
         assert_eq!(l.filter(), "warn,sluice_broker::replica=debug");
-        let levels: Vec<_> = l.levels().collect();
-        assert_eq!(levels, [("root", "WARN"), ("sluice_broker::replica", "DEBUG")]);
-        l.change("sluice_broker::server::connection", Some("trace")).unwrap();
+        let levels = l.levels();
+        let level = |name: &str| levels.iter().find(|(n, _)| n == name).map(|(_, l)| l.as_str());
+        assert_eq!(level("root"), Some("WARN"));
+        assert_eq!(level("sluice_broker.replica"), Some("DEBUG"));
+        assert_eq!(level("sluice_broker.replica.fetcher"), Some("DEBUG"), "inherited");
+        assert_eq!(level("sluice_broker.log.segment"), Some("WARN"), "the root's");
+        assert_eq!(level("openraft"), Some("WARN"));
+        l.change("sluice_broker.server.connection", Some("trace")).unwrap();
         l.change("root", Some("FATAL")).unwrap();
         assert_eq!(
             l.filter(),
             "error,sluice_broker::replica=debug,sluice_broker::server::connection=trace"
         );
-        l.change("sluice_broker::replica", None).unwrap();
+        l.change("sluice_broker::replica", None).unwrap(); // either spelling
         assert_eq!(l.filter(), "error,sluice_broker::server::connection=trace");
         let refused = [
             ("root", None, "InvalidRequest"),
-            ("nobody::knows", Some("DEBUG"), "InvalidConfig"),
-            ("sluice_broker::", Some("DEBUG"), "InvalidConfig"),
+            ("nobody.knows", Some("DEBUG"), "InvalidConfig"),
+            ("sluice_broker.", Some("DEBUG"), "InvalidConfig"),
+            ("sluice_broker..log", Some("DEBUG"), "InvalidConfig"),
             ("sluice_broker", Some("LOUD"), "InvalidConfig"),
         ];
         for (name, level, kind) in refused {
@@ -309,6 +422,32 @@ mod tests {
             assert!(format!("{e:?}").starts_with(kind), "{name}: {e:?}");
         }
         assert_eq!(Loggers::parse("").filter(), "info");
+    }
+
+    /// The broker's loggers are its modules: every file of `broker/src` (tests, `lib` and
+    /// the binary's `main` aside), and nothing else.
+    #[test]
+    fn broker_loggers_are_the_modules_of_broker_src() {
+        fn walk(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+                let module =
+                    if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+                if path.is_dir() {
+                    walk(&path, &module, out);
+                } else if name == "mod" {
+                    out.push(prefix.to_string());
+                } else if !["lib", "main", "tests"].contains(&name.as_str()) {
+                    out.push(module);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), "", &mut found);
+        found.sort();
+        found.dedup();
+        assert_eq!(found, BROKER_MODULES, "update BROKER_MODULES in logging.rs");
     }
 
     #[test]

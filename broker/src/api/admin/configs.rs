@@ -183,11 +183,12 @@ pub fn describe_configs(
                         let wanted = |k: &str| keys.is_none_or(|keys| keys.iter().any(|x| x.as_str() == k));
                         result.configs = crate::logging::loggers()
                             .levels()
+                            .into_iter()
                             .filter(|(name, _)| wanted(name))
                             .map(|(name, level)| {
                                 DescribeConfigsResourceResult::default()
-                                    .with_name(strb(name))
-                                    .with_value(Some(strb(level)))
+                                    .with_name(strb(&name))
+                                    .with_value(Some(strb(&level)))
                                     .with_read_only(false)
                                     .with_config_source(SOURCE_DYNAMIC_BROKER_LOGGER)
                             })
