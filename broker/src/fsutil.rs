@@ -5,6 +5,22 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
+/// `dir` absolute, as Kafka reports `log.dirs` (and the metrics' `dir` label).
+pub fn absolute(dir: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// (total, usable) bytes of the volume holding `dir`; -1 each when unknown, as Kafka reports.
+pub fn volume_bytes(dir: &Path) -> (i64, i64) {
+    match rustix::fs::statvfs(dir) {
+        Ok(s) => {
+            let block = s.f_frsize as i64;
+            (s.f_blocks as i64 * block, s.f_bavail as i64 * block)
+        }
+        Err(_) => (-1, -1),
+    }
+}
+
 /// Makes the entries of `dir` (files created, renamed or removed in it) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -28,7 +28,6 @@ use prometheus_client::registry::Registry;
 
 use crate::log::TopicPartition;
 use crate::replica::{Partition, ReplicaManager};
-use crate::server::Broker;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
@@ -52,7 +51,7 @@ pub struct ReasonLabels {
 }
 
 /// 50 µs .. ~26 s.
-pub fn latency_histogram() -> Histogram {
+fn latency_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 20))
 }
 
@@ -90,6 +89,17 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         self.0.dec();
     }
+}
+
+/// What a scrape reads: the broker's parts (the metrics sit below the server that owns them).
+#[derive(Debug)]
+pub struct Scrape<'a> {
+    pub replicas: &'a ReplicaManager,
+    pub metadata: &'a crate::metadata::MetadataNode,
+    pub groups: &'a crate::group::GroupCoordinator,
+    /// High watermarks of partitions not hosted here (`server::lag`).
+    pub remote_hw: HashMap<TopicPartition, i64>,
+    pub data_dir: &'a Path,
 }
 
 /// Every metric the broker exports.
@@ -283,15 +293,6 @@ impl Metrics {
             group_lag: Family::default(),
             replication: ReplicationMetrics::default(),
         };
-        // Series that count events exist at zero from the start, so that their names are on
-        // /metrics (dashboards and alerts find them) before the first event.
-        let _ = m.panics.get_or_create(&TaskLabels { task: "connection" });
-        for reason in crate::server::connection::FrameError::REASONS {
-            let _ = m.connections_closed.get_or_create(&ReasonLabels { reason });
-        }
-        for (api, _, _) in crate::api::SUPPORTED {
-            let _ = m.request_errors.get_or_create(&ApiLabels { api: crate::api::name(*api) });
-        }
         {
             let mut root = m.registry.lock().unwrap_or_else(|e| e.into_inner());
             m.process.register(&mut root);
@@ -563,22 +564,22 @@ impl Metrics {
     }
 
     /// Renders the Prometheus text exposition, refreshing every scrape-time gauge first.
-    pub fn render(&self, b: &Broker) -> String {
+    pub fn render(&self, b: Scrape<'_>) -> String {
         // One scrape at a time: the refresh below must not interleave with another's.
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let image = b.metadata.image();
         let parts = b.replicas.all();
         let per_partition = parts.len() <= self.series_max;
         self.series_limited.set(i64::from(!per_partition));
-        self.set_partitions(&parts, &b.replicas, &image, per_partition, &b.config.data_dir);
-        self.set_groups(&b.groups.snapshots(), &b.replicas, &b.remote_hw.snapshot());
+        self.set_partitions(&parts, b.replicas, &image, per_partition, b.data_dir);
+        self.set_groups(&b.groups.snapshots(), b.replicas, &b.remote_hw);
         let logs = b.replicas.logs();
         self.uncleanable_partitions.set(logs.uncleanable_partitions() as i64);
         self.cleaner_failures.set(logs.cleaner_failures());
         self.storage_background_errors.set(logs.background_errors());
         self.raft_alive.set(i64::from(b.metadata.raft_alive()));
         self.metadata_storage_stalled.set(i64::from(b.metadata.storage_stalled()));
-        self.log_dir_failing.set(i64::from(b.logs.dir_failing().is_some()));
+        self.log_dir_failing.set(i64::from(logs.dir_failing().is_some()));
         let (term, leader, applied) = b.metadata.raft_metrics();
         self.raft_term.set(term as i64);
         self.raft_leader.set(leader.map(|l| l as i64).unwrap_or(-1));
@@ -586,7 +587,7 @@ impl Metrics {
         self.raft_commit.set(b.metadata.raft_commit_index().unwrap_or(0));
         // Kafka's ActiveControllerCount, FencedBrokerCount and ActiveBrokerCount: non-zero on
         // the active controller only, so a sum over nodes counts each once.
-        let active = image.controller_id == b.node_id();
+        let active = image.controller_id == b.replicas.node_id();
         self.active_controller.set(i64::from(active));
         let (registered, fenced) = if active {
             (image.brokers.len(), image.brokers.values().filter(|b| b.fenced).count())
@@ -775,9 +776,8 @@ impl Metrics {
         rm.leader_partitions.set(led);
         rm.under_replicated_partitions.set(under);
         rm.under_min_isr_partitions.set(under_min);
-        let labels =
-            DirLabels { dir: crate::api::admin::log_dirs::absolute(dir).display().to_string() };
-        let (capacity, free) = crate::api::admin::log_dirs::volume_bytes(dir);
+        let labels = DirLabels { dir: crate::fsutil::absolute(dir).display().to_string() };
+        let (capacity, free) = crate::fsutil::volume_bytes(dir);
         self.log_dir_size.get_or_create(&labels).set(total as i64);
         self.log_dir_free.get_or_create(&labels).set(free);
         self.log_dir_capacity.get_or_create(&labels).set(capacity);

@@ -144,7 +144,10 @@ impl LogManager {
             background_errors: std::sync::atomic::AtomicU64::new(0),
             dir_error: Mutex::new(None),
             dir_failing: std::sync::atomic::AtomicBool::new(false),
-            flush_latency: crate::metrics::latency_histogram(),
+            // 50 µs .. ~26 s, as the request latencies.
+            flush_latency: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 20),
+            ),
         };
         let mut reports = Vec::new();
         let mut entries: Vec<_> = std::fs::read_dir(dir)

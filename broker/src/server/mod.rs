@@ -67,7 +67,13 @@ impl Broker {
     }
 
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(self)
+        self.metrics.render(crate::metrics::Scrape {
+            replicas: &self.replicas,
+            metadata: &self.metadata,
+            groups: &self.groups,
+            remote_hw: self.remote_hw.snapshot(),
+            data_dir: &self.config.data_dir,
+        })
     }
 }
 
@@ -232,6 +238,16 @@ pub async fn start_unless_stopped(
         ..ManagerIntervals::default()
     });
     let metrics = Metrics::new(config.metrics_series_max, logs.flush_latency().clone());
+    // Series that count events exist at zero from the start, so that their names are on
+    // /metrics (dashboards and alerts find them) before the first event.
+    let _ = metrics.panics.get_or_create(&crate::metrics::TaskLabels { task: "connection" });
+    for reason in connection::FrameError::REASONS {
+        let _ = metrics.connections_closed.get_or_create(&crate::metrics::ReasonLabels { reason });
+    }
+    for (api, _, _) in crate::api::SUPPORTED {
+        let labels = crate::metrics::ApiLabels { api: crate::api::name(*api) };
+        let _ = metrics.request_errors.get_or_create(&labels);
+    }
     let broker = Arc::new(Broker {
         config,
         logs,

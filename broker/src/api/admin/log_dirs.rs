@@ -6,7 +6,7 @@
 //! answers.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kafka_protocol::messages::alter_replica_log_dirs_response::{
     AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
@@ -26,23 +26,7 @@ use crate::server::Broker;
 
 /// The log directory as clients see it: absolute, as Kafka reports `log.dirs`.
 fn log_dir(broker: &Broker) -> PathBuf {
-    absolute(&broker.config.data_dir)
-}
-
-/// `dir` absolute (also the metrics' `dir` label).
-pub(crate) fn absolute(dir: &Path) -> PathBuf {
-    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
-}
-
-/// (total, usable) bytes of the volume holding `dir`; -1 each when unknown, as Kafka reports.
-pub(crate) fn volume_bytes(dir: &Path) -> (i64, i64) {
-    match rustix::fs::statvfs(dir) {
-        Ok(s) => {
-            let block = s.f_frsize as i64;
-            (s.f_blocks as i64 * block, s.f_bavail as i64 * block)
-        }
-        Err(_) => (-1, -1),
-    }
+    crate::fsutil::absolute(&broker.config.data_dir)
 }
 
 pub fn describe_log_dirs(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
@@ -66,7 +50,7 @@ pub fn describe_log_dirs(broker: &Broker, req: DescribeLogDirsRequest) -> Descri
         }
     }
     let dir = log_dir(broker);
-    let (total, usable) = volume_bytes(&dir);
+    let (total, usable) = crate::fsutil::volume_bytes(&dir);
     let result = DescribeLogDirsResult::default()
         .with_error_code(0)
         .with_log_dir(strb(&dir.display().to_string()))
