@@ -17,7 +17,9 @@
 # Scenario "operator": the CRDs from crds/ applied; sluice-operator runs as a process in the
 # host namespace (the API server at kubernetes.default.svc, the brokers by pod DNS, as from a
 # pod); manifests/examples/kafkacluster.yaml becomes a Ready cluster of three brokers whose
-# status shows the quorum; kcat produces and consumes through its bootstrap Service; an
+# status shows the quorum; kcat produces and consumes through its bootstrap Service; a real
+# Prometheus (scripts/prometheus.sh) scrapes that cluster and the operator, and every query of
+# the dashboards and alert rules in manifests/monitoring answers from it (docs/metrics.md); an
 # unknown config key is refused in the status with nothing changed; a Topic resource becomes a
 # topic (partitions, replicas, configs), grows, refuses a partition decrease, has its configs
 # changed (others' left alone), and is retained or deleted with it by its deletionPolicy, while
