@@ -919,3 +919,36 @@ fn log_levels_change_at_run_time_through_broker_logger_configs() {
     );
     assert_eq!(alter(&mut c, &node, &[("nobody.knows", 0, Some("DEBUG"))]).0, 40);
 }
+
+/// DescribeConfigs of a broker never shows a secret: a PASSWORD config (and a
+/// listener-prefixed one) is described with a null value and `is_sensitive`, as Kafka does.
+#[test]
+fn describe_configs_hides_password_values() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::*;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-value";
+    let broker = BrokerProcess::start(
+        dir.path(),
+        &["--set", &format!("ssl.truststore.password={secret}"), "--set", "log.cleaner.threads=2"],
+    );
+    let mut c = common::RawConn::connect(&broker);
+    let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    let node = md.brokers[0].node_id.0.to_string();
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_string(node))]);
+    let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req);
+    let configs = &resp.results[0].configs;
+    let entry = |name: &str| {
+        configs.iter().find(|e| e.name.as_str() == name).unwrap_or_else(|| panic!("no {name}"))
+    };
+    let password = entry("ssl.truststore.password");
+    assert!(password.is_sensitive, "{password:?}");
+    assert_eq!(password.value, None, "{password:?}");
+    let plain = entry("log.cleaner.threads");
+    assert!(!plain.is_sensitive);
+    assert_eq!(plain.value.as_deref(), Some("2"));
+    assert!(!format!("{configs:?}").contains(secret), "the secret is nowhere in the answer");
+}

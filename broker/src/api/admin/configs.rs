@@ -206,6 +206,15 @@ pub fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// Whether a broker config's value is secret, as Kafka decides (`KafkaConfig.maybeSensitive`):
+/// a PASSWORD key, or a listener-prefixed one (`listener.name.<l>.ssl.key.password`), whose
+/// type Kafka does not know. Its value is described as null.
+fn sensitive(key: &str) -> bool {
+    key.starts_with("listener.name.")
+        || crate::config::kafka::kafka_broker_key(key)
+            .is_some_and(|k| k.kind == crate::config::kafka::Kind::Password)
+}
+
 /// The described entries of a BROKER resource: for "" the cluster-wide dynamic defaults set;
 /// for this broker every setting with its effective value and source.
 fn describe_broker_entries(
@@ -218,9 +227,11 @@ fn describe_broker_entries(
     let entry = |k: &str, v: &str, source: i8| {
         let dynamic = crate::config::kafka::kafka_broker_key(k)
             .is_some_and(|key| key.dynamic != crate::config::kafka::Dynamic::No);
+        let sensitive = sensitive(k);
         DescribeConfigsResourceResult::default()
             .with_name(strb(k))
-            .with_value(Some(strb(v)))
+            .with_value((!sensitive).then(|| strb(v)))
+            .with_is_sensitive(sensitive)
             .with_read_only(!dynamic)
             .with_config_source(source)
             .with_config_type(config_type(k))
