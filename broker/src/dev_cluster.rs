@@ -6,6 +6,12 @@
 //! admin HTTP on `admin base + i - 1`; base port 0 picks free ports. Their log lines are
 //! prefixed with `[node i]`. Ctrl-C (or SIGTERM) stops every node cleanly; a node that dies is
 //! reported with the command that restarts it.
+//!
+//! What the command was given beyond the nodes' own settings ([`Passed`]) reaches every node:
+//! the `--config` file's lines head each node's properties file, copied as written (so config
+//! provider references resolve in the node, and no secret is written out), and the `--set`
+//! values are each node's `--set` arguments. Keys that make each node itself (`node.id`,
+//! listeners, `log.dirs`, ...) are the command's to choose.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -19,6 +25,29 @@ use sluice_broker::config::BrokerConfig;
 
 /// How long a stopping cluster waits for its nodes before killing them.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The settings a node takes from the command: the `--config` file's text and the `--set`
+/// values (`key=value`).
+#[derive(Debug, Default)]
+pub struct Passed {
+    pub file: Option<String>,
+    pub sets: Vec<String>,
+}
+
+/// Keys each node gets from the command itself, not from [`Passed`].
+const NODE_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "process.roles",
+    "listeners",
+    "advertised.listeners",
+    "controller.listener.names",
+    "controller.quorum.voters",
+    "log.dirs",
+    "log.dir",
+    "admin.listener",
+    "cluster.id",
+];
 
 struct Node {
     id: usize,
@@ -48,6 +77,7 @@ fn cluster_id(dir: &Path) -> Result<String> {
 /// Runs the cluster until `stop` (SIGINT or SIGTERM, installed on `runtime`) resolves.
 pub fn run(
     config: &BrokerConfig,
+    passed: &Passed,
     nodes: usize,
     runtime: &tokio::runtime::Runtime,
     stop: impl std::future::Future<Output = ()>,
@@ -73,6 +103,16 @@ pub fn run(
     let voters: Vec<String> =
         ports.iter().enumerate().map(|(i, p)| format!("{}@{host}:{}", i + 1, p.1)).collect();
     let exe = std::env::current_exe().context("locating the sluice binary")?;
+    let (own, sets): (Vec<&String>, Vec<&String>) = passed
+        .sets
+        .iter()
+        .partition(|kv| kv.split_once('=').is_some_and(|(k, _)| NODE_KEYS.contains(&k.trim())));
+    for kv in own {
+        eprintln!("--set {kv}: not passed to the nodes, each has its own (see node-N.properties)");
+    }
+    let head = passed.file.as_deref().map_or(String::new(), |text| {
+        format!("# From the --config file of `sluice dev`:\n{text}\n# The node's own:\n")
+    });
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, String)>();
     let mut running = Vec::new();
     for (i, (kafka, controller, admin)) in ports.iter().enumerate() {
@@ -80,7 +120,7 @@ pub fn run(
         let data = dir.join(format!("node-{id}"));
         let config_file = dir.join(format!("node-{id}.properties"));
         let props = format!(
-            "# Written by `sluice dev --nodes {nodes}`.\nnode.id={id}\n\
+            "# Written by `sluice dev --nodes {nodes}`.\n{head}node.id={id}\n\
              process.roles=broker,controller\n\
              listeners=PLAINTEXT://{host}:{kafka},CONTROLLER://{host}:{controller}\n\
              controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
@@ -91,7 +131,7 @@ pub fn run(
         );
         std::fs::write(&config_file, props)
             .with_context(|| format!("writing {}", config_file.display()))?;
-        let child = spawn(&exe, id, &config_file, ready_tx.clone())?;
+        let child = spawn(&exe, id, &config_file, &sets, ready_tx.clone())?;
         running.push(Node { id, config_file, child: Some(child) });
     }
     drop(ready_tx);
@@ -120,8 +160,9 @@ pub fn run(
         for node in &mut running {
             if let Some(child) = node.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
+                    let sets: String = sets.iter().map(|kv| format!(" --set '{kv}'")).collect();
                     eprintln!(
-                        "node {} exited ({status}); restart it with: {} start --config {}",
+                        "node {} exited ({status}); restart it with: {} start --config {}{sets}",
                         node.id,
                         exe.display(),
                         node.config_file.display()
@@ -151,11 +192,13 @@ fn spawn(
     exe: &Path,
     id: usize,
     config: &Path,
+    sets: &[&String],
     ready: mpsc::Sender<(usize, String)>,
 ) -> Result<Child> {
     let mut child = Command::new(exe)
         .args(["start", "--config"])
         .arg(config)
+        .args(sets.iter().flat_map(|kv| ["--set", kv.as_str()]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -140,10 +140,18 @@ fn main() -> Result<()> {
     sluice_broker::logging::init(cli.log_format, "info,openraft=off");
     match cli.command {
         Command::Dev(DevArgs { nodes, broker }) if nodes != 1 => {
+            let file = match &broker.config {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read config file {}", path.display()))?,
+                ),
+                None => None,
+            };
+            let passed = dev_cluster::Passed { file, sets: rejoin_set_values(&broker.set) };
             let config = broker.into_config()?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let stop = runtime.block_on(async { stop_signal() })?;
-            dev_cluster::run(&config, nodes, &runtime, stop)
+            dev_cluster::run(&config, &passed, nodes, &runtime, stop)
         }
         Command::Dev(DevArgs { broker: args, .. }) | Command::Start(args) => {
             let config = args.into_config()?;

@@ -729,3 +729,71 @@ fn dynamic_broker_configs_apply_at_once_and_persist() {
     assert!(!e.is_read_only);
     assert!(r.get("node.id").unwrap().is_read_only);
 }
+
+/// `sluice dev --nodes 3` passes what it was given to every node: the `--config` file's
+/// settings and the `--set` values (here `num.partitions`, seen in an auto-created topic, and
+/// `log.retention.ms`, seen in each node's described config).
+#[test]
+fn a_dev_cluster_passes_its_settings_to_every_node() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("given.properties");
+    std::fs::write(&file, "log.retention.ms=123456789\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dev", "--nodes", "3", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--set", "num.partitions=3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(bs) = line.strip_prefix("sluice cluster ready bootstrap=") {
+                let _ = tx.send(bs.to_string());
+            }
+        }
+    });
+    let stop = |child: &mut std::process::Child| {
+        // The command stops its nodes (SIGKILL after 60 s), then exits.
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let Ok(bs) = rx.recv_timeout(Duration::from_secs(60)) else {
+        stop(&mut child);
+        panic!("the dev cluster did not become ready");
+    };
+    let record = FutureRecord::<(), str>::to("auto-three").payload("x");
+    let sent = block_on(producer(&bs, &[]).send(record, Duration::from_secs(20)));
+    let md = consumer(&bs).fetch_metadata(Some("auto-three"), Duration::from_secs(10));
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &bs).create().unwrap();
+    // One broker resource per request (librdkafka sends each to its broker).
+    let described: Vec<_> = (1..=3)
+        .map(|id| {
+            block_on(admin.describe_configs(&[ResourceSpecifier::Broker(id)], &AdminOptions::new()))
+        })
+        .collect();
+    stop(&mut child);
+    sent.expect("produced");
+    assert_eq!(md.unwrap().topics()[0].partitions().len(), 3, "--set num.partitions=3");
+    for result in described {
+        let resource = result.unwrap().pop().unwrap().unwrap();
+        let retention = resource.get("log.retention.ms").and_then(|e| e.value.clone());
+        assert_eq!(retention.as_deref(), Some("123456789"), "{:?}", resource.specifier);
+    }
+}
