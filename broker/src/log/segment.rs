@@ -805,6 +805,23 @@ mod tests {
         assert_eq!(seg.max_timestamp(), 1009);
     }
 
+    /// `read_bytes` gives exactly the file's bytes of a range, and an error (not a short or
+    /// zero-padded answer) for a range past the end.
+    #[test]
+    fn read_bytes_is_exact_and_refuses_past_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, &config(), 0, "").unwrap();
+        let b = batch(0, 1000, 20, 100);
+        seg.append(&b).unwrap();
+        seg.flush(false).unwrap();
+        let on_disk = std::fs::read(seg.log_path()).unwrap();
+        assert_eq!(on_disk, b);
+        for (pos, len) in [(0, b.len()), (7, 100), (b.len() - 1, 1), (3, 0)] {
+            assert_eq!(seg.read_bytes(pos as u64, len).unwrap(), &b[pos..pos + len], "{pos}+{len}");
+        }
+        assert!(seg.read_bytes(10, b.len()).is_err(), "past the end");
+    }
+
     #[test]
     fn reopen_rebuilds_damaged_index_and_truncates_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
