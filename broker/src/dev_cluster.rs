@@ -10,8 +10,8 @@
 //! What the command was given beyond the nodes' own settings ([`Passed`]) reaches every node:
 //! the `--config` file's lines head each node's properties file, copied as written (so config
 //! provider references resolve in the node, and no secret is written out), and the `--set`
-//! values are each node's `--set` arguments. Keys that make each node itself (`node.id`,
-//! listeners, `log.dirs`, ...) are the command's to choose.
+//! values are each node's `--set` arguments. Keys that make each node itself
+//! (`config::NODE_KEYS`: `node.id`, listeners, `log.dirs`, ...) are the command's to choose.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sluice_broker::config::BrokerConfig;
+use sluice_broker::config::{self, BrokerConfig};
 
 /// How long a stopping cluster waits for its nodes before killing them.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,21 +33,6 @@ pub struct Passed {
     pub file: Option<String>,
     pub sets: Vec<String>,
 }
-
-/// Keys each node gets from the command itself, not from [`Passed`].
-const NODE_KEYS: &[&str] = &[
-    "node.id",
-    "broker.id",
-    "process.roles",
-    "listeners",
-    "advertised.listeners",
-    "controller.listener.names",
-    "controller.quorum.voters",
-    "log.dirs",
-    "log.dir",
-    "admin.listener",
-    "cluster.id",
-];
 
 struct Node {
     id: usize,
@@ -103,10 +88,9 @@ pub fn run(
     let voters: Vec<String> =
         ports.iter().enumerate().map(|(i, p)| format!("{}@{host}:{}", i + 1, p.1)).collect();
     let exe = std::env::current_exe().context("locating the sluice binary")?;
-    let (own, sets): (Vec<&String>, Vec<&String>) = passed
-        .sets
-        .iter()
-        .partition(|kv| kv.split_once('=').is_some_and(|(k, _)| NODE_KEYS.contains(&k.trim())));
+    let (own, sets): (Vec<&String>, Vec<&String>) = passed.sets.iter().partition(|kv| {
+        kv.split_once('=').is_some_and(|(k, _)| config::NODE_KEYS.contains(&k.trim()))
+    });
     for kv in own {
         eprintln!("--set {kv}: not passed to the nodes, each has its own (see node-N.properties)");
     }

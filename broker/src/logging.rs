@@ -243,18 +243,11 @@ impl Loggers {
     pub fn change(&mut self, name: &str, level: Option<&str>) -> Result<(), LoggerError> {
         let given = name;
         let name = &dotted(name);
-        let exists = name == "root"
-            || KNOWN_LOGGERS.iter().any(|k| {
-                name == *k
-                    || name.strip_prefix(k).and_then(|rest| rest.strip_prefix('.')).is_some_and(
-                        |rest| {
-                            rest.split('.').all(|part| {
-                                !part.is_empty()
-                                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                            })
-                        },
-                    )
-            });
+        let module_path = name.split('.').all(|part| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        let crate_name = name.split('.').next().unwrap_or_default();
+        let exists = name == "root" || (module_path && KNOWN_LOGGERS.contains(&crate_name));
         if !exists {
             return Err(LoggerError::InvalidConfig(format!("Logger {given} does not exist!")));
         }

@@ -232,12 +232,6 @@ pub struct GroupPartitionLabels {
     pub partition: String,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new(10_000, latency_histogram())
-    }
-}
-
 impl Metrics {
     /// The broker's metrics; per-partition series while there are at most `series_max`;
     /// `log_flush_latency` is the log manager's.
@@ -702,6 +696,8 @@ impl Metrics {
         let flush_topic = |t: Option<(&str, i64, i64, i64)>| {
             if let Some((name, count, size, under)) = t {
                 let labels = TopicLabels { topic: name.to_string() };
+                // The duplicates of a hosted topic are on /metrics at zero before the first.
+                let _ = self.duplicates.get_or_create(&labels);
                 self.topic_partitions.get_or_create(&labels).set(count);
                 self.topic_size.get_or_create(&labels).set(size);
                 self.topic_under_replicated.get_or_create(&labels).set(under);

@@ -70,9 +70,6 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
                     if info.duplicate {
                         broker.metrics.duplicates.get_or_create(&labels).inc();
                     } else {
-                        // Created with the topic's first append: the duplicates of a topic
-                        // are on /metrics at zero.
-                        let _ = broker.metrics.duplicates.get_or_create(&labels);
                         broker.metrics.bytes_in.get_or_create(&labels).inc_by(info.bytes as u64);
                         broker
                             .metrics

@@ -25,6 +25,26 @@ pub mod providers;
 use kafka::{check_kind, closest_name, kafka_broker_key};
 pub use listeners::{Listener, ListenerConfig, Roles, Voter};
 
+/// Settings that make a node itself (its id, roles, listeners, quorum, data and admin
+/// addresses): whatever starts nodes chooses them per node (`sluice dev --nodes N`, the
+/// operator), so a value given for all nodes is not taken.
+pub const NODE_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "process.roles",
+    "listeners",
+    "advertised.listeners",
+    "controller.listener.names",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "cluster.id",
+    "log.dirs",
+    "log.dir",
+    "admin.listener",
+];
+
 /// Sluice's own settings, which Kafka does not have.
 const SLUICE_KEYS: &[&str] = &["admin.listener", "metrics.partition.series.max"];
 

@@ -6,7 +6,7 @@
 //! (latest, read-uncommitted: the HW), one request per leader, as kminion and Burrow do from
 //! outside. Nothing is asked while every committed partition is hosted here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,9 +90,9 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
 
 /// The committed partitions of the groups coordinated here that are not hosted here, by
 /// their leader's address.
-fn by_leader(broker: &Broker) -> BTreeMap<String, BTreeMap<String, Vec<i32>>> {
+fn by_leader(broker: &Broker) -> BTreeMap<String, BTreeMap<String, BTreeSet<i32>>> {
     let image = broker.metadata.image();
-    let mut out: BTreeMap<String, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
+    let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<i32>>> = BTreeMap::new();
     for g in broker.groups.snapshots() {
         for (topic, partition, _) in g.offsets {
             let tp = TopicPartition::new(topic, partition);
@@ -107,16 +107,13 @@ fn by_leader(broker: &Broker) -> BTreeMap<String, BTreeMap<String, Vec<i32>>> {
                 .filter(|b| !b.fenced);
             let Some(leader) = leader else { continue };
             let addr = crate::config::listeners::join_host_port(&leader.host, leader.port);
-            let partitions = out.entry(addr).or_default().entry(tp.topic).or_default();
-            if !partitions.contains(&partition) {
-                partitions.push(partition);
-            }
+            out.entry(addr).or_default().entry(tp.topic).or_default().insert(partition);
         }
     }
     out
 }
 
-fn list_latest(partitions: &BTreeMap<String, Vec<i32>>) -> ListOffsetsRequest {
+fn list_latest(partitions: &BTreeMap<String, BTreeSet<i32>>) -> ListOffsetsRequest {
     let topics = partitions
         .iter()
         .map(|(topic, ps)| {

@@ -15,25 +15,14 @@ use crate::crd::KafkaClusterSpec;
 /// The ConfigMap key holding the properties file.
 pub const PROPERTIES_KEY: &str = "server.properties";
 
-/// Keys the operator sets itself: a spec that names one is refused.
-pub const OPERATOR_KEYS: &[&str] = &[
-    "node.id",
-    "broker.id",
-    "process.roles",
-    "listeners",
-    "advertised.listeners",
-    "controller.listener.names",
-    "listener.security.protocol.map",
-    "inter.broker.listener.name",
-    "controller.quorum.voters",
-    "controller.quorum.bootstrap.servers",
-    "cluster.id",
-    "log.dirs",
-    "log.dir",
-    "admin.listener",
-    "broker.rack",
-    "config.providers",
-];
+/// Keys the operator sets itself besides each node's own (`sluice_broker::config::NODE_KEYS`):
+/// a spec that names one is refused.
+pub const OPERATOR_KEYS: &[&str] = &["broker.rack", "config.providers"];
+
+/// Whether the operator sets `key` itself.
+fn operator_sets(key: &str) -> bool {
+    sluice_broker::config::NODE_KEYS.contains(&key) || OPERATOR_KEYS.contains(&key)
+}
 
 /// Checks `spec.config` the way a broker would at start-up (the broker's own parser), plus
 /// the keys the operator owns, and the rack label. Returns every problem, each naming its key.
@@ -41,7 +30,7 @@ pub fn validate_spec(spec: &KafkaClusterSpec) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     let mut probe = sluice_broker::config::BrokerConfig::default();
     for (key, value) in &spec.config {
-        if OPERATOR_KEYS.contains(&key.as_str()) {
+        if operator_sets(key) {
             problems.push(format!("config key '{key}' is set by the operator and cannot be given"));
         } else if let Err(e) = probe.set(key, value) {
             problems.push(e.to_string());
