@@ -4,7 +4,8 @@
 //! [`api`] (one module per Kafka API family; the only place that knows wire versions and error
 //! codes), [`replica`] (partitions hosted here), [`metadata`] (the openraft quorum and the
 //! cluster image), [`group`] (the consumer group coordinator), [`log`] (the Kafka-layout storage
-//! engine), with [`config`], [`metrics`], [`http`] (admin endpoint) and [`fsutil`] beside them;
+//! engine), with [`config`], [`metrics`], [`http`] (admin endpoint), [`fsutil`] and [`zero_copy`]
+//! (log file ranges sent to sockets) beside them;
 //! the Kafka-protocol client brokers use to reach each other (follower fetch) is the
 //! `sluice-client` crate, which the operator uses too.
 
@@ -19,3 +20,4 @@ pub mod metadata;
 pub mod metrics;
 pub mod replica;
 pub mod server;
+pub mod zero_copy;

@@ -112,6 +112,7 @@ const BROKER_MODULES: &[&str] = &[
     "api.api_versions",
     "api.errors",
     "api.fetch",
+    "api.fetch_encode",
     "api.group",
     "api.init_producer_id",
     "api.metadata",
@@ -170,6 +171,7 @@ const BROKER_MODULES: &[&str] = &[
     "server.lag",
     "server.listener",
     "server.publisher",
+    "zero_copy",
 ];
 
 /// Why a logger change is refused: Kafka's INVALID_CONFIG or INVALID_REQUEST.

@@ -23,20 +23,37 @@ use crate::log::TopicPartition;
 use crate::metrics::TopicLabels;
 use crate::replica::{FollowerFetch, FollowerRead, ReplicaError};
 use crate::server::Broker;
+use crate::zero_copy::FileSlice;
 
 /// Longest a fetch may wait, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 
-pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+/// A Fetch response, with the record sets of its partitions (in response order) left in their
+/// log files: [`super::fetch_encode`] puts them together.
+#[derive(Debug)]
+pub struct FetchReply {
+    pub response: FetchResponse,
+    pub files: Vec<Option<FileSlice>>,
+}
+
+impl From<FetchResponse> for FetchReply {
+    fn from(response: FetchResponse) -> Self {
+        FetchReply { response, files: Vec::new() }
+    }
+}
+
+pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchReply {
     if req.session_id != 0 {
         return FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code())
-            .with_session_id(0);
+            .with_session_id(0)
+            .into();
     }
     if req.session_epoch > 0 {
         return FetchResponse::default()
             .with_error_code(ResponseError::InvalidFetchSessionEpoch.code())
-            .with_session_id(0);
+            .with_session_id(0)
+            .into();
     }
     let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
     // The fetching broker's registration epoch (KIP-903); unknown before v15.
@@ -79,7 +96,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         for c in changes.iter_mut().flatten() {
             c.borrow_and_update();
         }
-        let (response, total, has_error) = read_once(
+        let (reply, total, has_error) = read_once(
             broker,
             &req,
             &names,
@@ -90,10 +107,10 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         );
         // Kafka answers at once when min_bytes is 0 or nothing was asked for.
         if total >= min_bytes || req.topics.is_empty() || has_error || Instant::now() >= deadline {
-            for (topic, bytes) in count_bytes(&response, &names) {
+            for (topic, bytes) in count_bytes(&reply, &names) {
                 broker.metrics.bytes_out.get_or_create(&TopicLabels { topic }).inc_by(bytes);
             }
-            return response;
+            return reply;
         }
         let Some(watches) = changes.as_mut() else {
             changes = Some(broker.replicas.watch(&tps));
@@ -116,11 +133,15 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     }
 }
 
-fn count_bytes(response: &FetchResponse, names: &[Option<String>]) -> HashMap<String, u64> {
+fn count_bytes(reply: &FetchReply, names: &[Option<String>]) -> HashMap<String, u64> {
     let mut out = HashMap::new();
-    for (t, name) in response.responses.iter().zip(names) {
-        let bytes: usize =
-            t.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+    let mut files = reply.files.iter();
+    for (t, name) in reply.response.responses.iter().zip(names) {
+        let bytes: usize = t
+            .partitions
+            .iter()
+            .map(|_| files.next().and_then(|f| f.as_ref()).map_or(0, |f| f.len()))
+            .sum();
         if let (Some(name), true) = (name, bytes > 0) {
             *out.entry(name.clone()).or_insert(0) += bytes as u64;
         }
@@ -138,8 +159,9 @@ fn read_once(
     read_committed: bool,
     max_bytes: usize,
     version: i16,
-) -> (FetchResponse, usize, bool) {
+) -> (FetchReply, usize, bool) {
     let mut total = 0usize;
+    let mut files = Vec::new();
     let mut has_error = false;
     let mut leaders = std::collections::BTreeSet::new();
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -158,6 +180,7 @@ fn read_once(
                 data.error_code = ResponseError::UnknownTopicId.code();
                 has_error = true;
                 partitions.push(data);
+                files.push(None);
                 continue;
             };
             let tp = TopicPartition::new(name.clone(), p.partition);
@@ -166,6 +189,7 @@ fn read_once(
                 // Still report offsets, without records.
                 fill_offsets(broker, &tp, &mut data);
                 partitions.push(data);
+                files.push(None);
                 continue;
             }
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
@@ -185,15 +209,18 @@ fn read_once(
                     .read(&tp, p.fetch_offset, limit, p.current_leader_epoch, false)
                     .map(FollowerRead::Data)
             };
+            let mut file = None;
             match read {
                 Ok(FollowerRead::Data(read)) => {
                     data.high_watermark = read.high_watermark;
                     data.last_stable_offset = read.high_watermark;
                     data.log_start_offset = read.log_start_offset;
                     // Only the response's first data may exceed the limits (KIP-74).
-                    if total == 0 || read.records.len() <= limit {
-                        total += read.records.len();
-                        data.records = Some(Bytes::from(read.records));
+                    if let Some(records) = read.records {
+                        if total == 0 || records.len() <= limit {
+                            total += records.len();
+                            file = Some(records);
+                        }
                     }
                 }
                 Ok(FollowerRead::Diverging {
@@ -228,6 +255,7 @@ fn read_once(
                 }
             }
             partitions.push(data);
+            files.push(file);
         }
         topics.push(
             FetchableTopicResponse::default()
@@ -250,7 +278,7 @@ fn read_once(
             })
             .collect();
     }
-    (response, total, has_error)
+    (FetchReply { response, files }, total, has_error)
 }
 
 fn fill_offsets(broker: &Broker, tp: &TopicPartition, data: &mut PartitionData) {

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api_versions;
 pub mod errors;
 pub mod fetch;
+pub mod fetch_encode;
 pub mod group;
 pub mod init_producer_id;
 pub mod metadata;
@@ -119,14 +120,21 @@ pub fn name(key: ApiKey) -> &'static str {
 #[derive(Debug)]
 pub struct CloseConnection(pub String);
 
+/// A response, and for Fetch the record sets it sends from log files.
+#[derive(Debug)]
+pub struct Reply {
+    pub body: ResponseKind,
+    pub files: Vec<Option<crate::zero_copy::FileSlice>>,
+}
+
 /// Runs one decoded request. `Ok(None)` means no response is sent (acks=0 produce).
 pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     request: RequestKind,
-) -> Result<Option<ResponseKind>, CloseConnection> {
+) -> Result<Option<Reply>, CloseConnection> {
     let v = header.request_api_version;
-    Ok(Some(match request {
+    let body = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v).await),
         RequestKind::Produce(r) if r.acks == 0 => {
@@ -137,7 +145,11 @@ pub async fn handle(
             };
         }
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, r, v).await),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
+        RequestKind::Fetch(r) => {
+            let reply = fetch::handle(broker, r, v).await;
+            let body = ResponseKind::Fetch(reply.response);
+            return Ok(Some(Reply { body, files: reply.files }));
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(offsets::list_offsets(broker, r, v))
         }
@@ -219,7 +231,8 @@ pub async fn handle(
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(group::offset_delete(broker, r)),
         // The connection only lets through APIs listed in SUPPORTED.
         other => unreachable!("request {other:?} passed the supported-API check"),
-    }))
+    };
+    Ok(Some(Reply { body, files: Vec::new() }))
 }
 
 /// A `StrBytes` from a string slice.

@@ -128,6 +128,17 @@ impl OffsetIndex {
         }
     }
 
+    /// The position of the last indexed batch that starts at or before `position` (0, the
+    /// segment's first batch, when there is none).
+    pub fn floor_by_position(&self, position: u64) -> u32 {
+        let idx = self.entries.partition_point(|&(_, p)| (p as u64) <= position);
+        if idx == 0 {
+            0
+        } else {
+            self.entries[idx - 1].1
+        }
+    }
+
     /// Drops entries whose offset is `>= offset` (entries keyed by last offset of a batch that
     /// is being removed), and rewrites the file on the next flush.
     pub fn truncate_to_offset(&mut self, offset: i64) {

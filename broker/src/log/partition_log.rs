@@ -19,6 +19,7 @@ use super::producer_state::{Check, ProducerStateManager};
 use super::segment::{file_name, segment_paths, LogSegment};
 use super::validator::{self, AppendOrigin};
 use super::{cleaner, LogError, Result, TopicPartition};
+use crate::zero_copy::FileSlice;
 
 /// ListOffsets' special timestamps.
 pub const EARLIEST_TIMESTAMP: i64 = -2;
@@ -61,11 +62,12 @@ pub struct AppendInfo {
     pub duplicate: bool,
 }
 
-/// Result of a read.
+/// Result of a read: the records in memory ([`PartitionLog::read`]) or as a range of a segment
+/// file ([`PartitionLog::read_slice`]).
 #[derive(Clone, Debug, Default)]
-pub struct FetchData {
-    /// Whole record batches, possibly empty (never "null").
-    pub records: Vec<u8>,
+pub struct FetchData<R = Vec<u8>> {
+    /// Whole record batches, possibly none.
+    pub records: R,
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
@@ -556,10 +558,15 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Reads whole batches from `offset`, at most `max_bytes` (the first batch whole even when
+    /// Whole batches from `offset`, at most `max_bytes` (the first batch whole even when
     /// larger), excluding batches at or beyond `max_offset` (HW for consumers, LEO for
-    /// followers).
-    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<FetchData> {
+    /// followers), as a range of one segment file; nothing is read but batch headers.
+    pub fn read_slice(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<FetchData<Option<FileSlice>>> {
         let leo = self.log_end_offset();
         if offset < self.log_start_offset || offset > leo {
             return Err(LogError::OffsetOutOfRange {
@@ -568,14 +575,14 @@ impl PartitionLog {
                 log_end: leo,
             });
         }
-        let mut records = Vec::new();
+        let mut records = None;
         let start = self.segments.range(..=offset).next_back().map(|(&b, _)| b).unwrap_or(offset);
         for (_, seg) in self.segments.range(start..) {
             if seg.base_offset() >= max_offset {
                 break;
             }
-            records = seg.read(offset, max_bytes, max_offset)?;
-            if !records.is_empty() {
+            records = seg.slice(offset, max_bytes, max_offset)?;
+            if records.is_some() {
                 break;
             }
         }
@@ -584,6 +591,21 @@ impl PartitionLog {
             high_watermark: self.high_watermark,
             log_start_offset: self.log_start_offset,
             log_end_offset: leo,
+        })
+    }
+
+    /// [`Self::read_slice`], read into memory.
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<FetchData> {
+        let data = self.read_slice(offset, max_bytes, max_offset)?;
+        let records = match &data.records {
+            Some(slice) => slice.read_to_vec().map_err(LogError::io(&self.dir))?,
+            None => Vec::new(),
+        };
+        Ok(FetchData {
+            records,
+            high_watermark: data.high_watermark,
+            log_start_offset: data.log_start_offset,
+            log_end_offset: data.log_end_offset,
         })
     }
 

@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::batch::{BatchHeader, BatchView, HEADER_SIZE, LOG_OVERHEAD, NO_TIMESTAMP};
 use super::config::LogConfig;
@@ -16,6 +17,7 @@ use super::offset_index::OffsetIndex;
 use super::record::RecordIter;
 use super::time_index::TimeIndex;
 use super::{compression, LogError, Result};
+use crate::zero_copy::{FileSlice, SegmentFile};
 
 /// Batch headers recovery holds in memory at once before indexing them.
 const RECOVERY_CHUNK: usize = 65_536;
@@ -39,7 +41,7 @@ pub fn segment_paths(dir: &Path, base_offset: i64, suffix: &str) -> [PathBuf; 3]
 pub struct LogSegment {
     base_offset: i64,
     log_path: PathBuf,
-    file: File,
+    file: Arc<SegmentFile>,
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
@@ -123,7 +125,7 @@ impl LogSegment {
         LogSegment {
             base_offset,
             log_path,
-            file,
+            file: SegmentFile::new(file),
             size,
             offset_index,
             time_index,
@@ -284,7 +286,7 @@ impl LogSegment {
     /// Appends one or more complete, already validated batches. Offsets must be above the
     /// segment's next offset.
     pub fn append(&mut self, batches: &[u8]) -> Result<()> {
-        self.file.write_all_at(batches, self.size).map_err(LogError::io(&self.log_path))?;
+        self.file.file().write_all_at(batches, self.size).map_err(LogError::io(&self.log_path))?;
         let mut pos = 0usize;
         while pos < batches.len() {
             let header = BatchHeader::parse(&batches[pos..])?;
@@ -317,7 +319,7 @@ impl LogSegment {
     /// Reads `len` bytes at `position`.
     pub fn read_bytes(&self, position: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, position).map_err(LogError::io(&self.log_path))?;
+        self.file.file().read_exact_at(&mut buf, position).map_err(LogError::io(&self.log_path))?;
         Ok(buf)
     }
 
@@ -570,7 +572,8 @@ impl LogSegment {
     }
 
     fn truncate_file(&mut self, size: u64) -> Result<()> {
-        self.file.set_len(size).map_err(LogError::io(&self.log_path))?;
+        self.file.truncated();
+        self.file.file().set_len(size).map_err(LogError::io(&self.log_path))?;
         self.size = size;
         self.offset_index.truncate_to_position(size as u32);
         self.dirty = true;
@@ -597,28 +600,61 @@ impl LogSegment {
         }
     }
 
-    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` (the first
+    /// Whole batches starting with the one holding `offset`, up to `max_bytes` (the first
     /// batch whole even when larger, KIP-74), leaving out batches whose last offset is
-    /// `>= max_offset`. Returns the bytes (empty when nothing qualifies).
-    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<Vec<u8>> {
-        let Some(first) = self.locate(offset)? else { return Ok(Vec::new()) };
+    /// `>= max_offset`, as a range of the file (`None` when nothing qualifies). Only batch
+    /// headers are read: at the start, at `max_offset`, and near the byte bound.
+    pub fn slice(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<Option<FileSlice>> {
+        let Some(first) = self.locate(offset)? else { return Ok(None) };
         if first.header.last_offset() >= max_offset {
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        let available = (self.size - first.position) as usize;
-        let want = max_bytes.max(first.header.size).min(available);
-        let mut buf = self.read_bytes(first.position, want)?;
-        // Keep whole batches below max_offset.
-        let mut end = 0usize;
-        while end + HEADER_SIZE <= buf.len() {
-            let header = BatchHeader::parse(&buf[end..])?;
-            if end + header.size > buf.len() || header.last_offset() >= max_offset {
-                break;
+        // Where the batches below max_offset end.
+        let offset_end = if max_offset >= self.next_offset {
+            self.size
+        } else {
+            self.locate(max_offset)?.map_or(self.size, |l| l.position)
+        };
+        let byte_end = first.position.saturating_add(max_bytes.max(first.header.size) as u64);
+        let end = if byte_end >= offset_end {
+            offset_end
+        } else {
+            self.batch_end_within(first.position, byte_end)?
+        };
+        Ok(Some(FileSlice::new(&self.file, first.position, (end - first.position) as usize)))
+    }
+
+    /// The end of the last whole batch between `start` (a batch start) and `limit`, which is at
+    /// least one batch past `start`: one index lookup and a short forward scan of headers.
+    fn batch_end_within(&self, start: u64, limit: u64) -> Result<u64> {
+        let from = (self.offset_index.floor_by_position(limit) as u64).max(start);
+        let mut end = from;
+        let err = self.scan_headers(from, |loc| {
+            let next = loc.position + loc.header.size as u64;
+            if next <= limit {
+                end = next;
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
             }
-            end += header.size;
+        })?;
+        match err {
+            Some(e) if end == start => Err(e),
+            _ => Ok(end),
         }
-        buf.truncate(end);
-        Ok(buf)
+    }
+
+    /// [`Self::slice`], read into memory.
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<Vec<u8>> {
+        match self.slice(offset, max_bytes, max_offset)? {
+            Some(slice) => slice.read_to_vec().map_err(LogError::io(&self.log_path)),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The first record with timestamp `>= target` at or after `start_offset`, as
@@ -670,7 +706,8 @@ impl LogSegment {
     pub fn truncate_to(&mut self, offset: i64) -> Result<u64> {
         let Some(loc) = self.locate(offset)? else { return Ok(0) };
         let removed = self.size - loc.position;
-        self.file.set_len(loc.position).map_err(LogError::io(&self.log_path))?;
+        self.file.truncated();
+        self.file.file().set_len(loc.position).map_err(LogError::io(&self.log_path))?;
         self.size = loc.position;
         self.offset_index.truncate_to_offset(loc.header.base_offset);
         self.offset_index.truncate_to_position(loc.position as u32);
@@ -700,7 +737,7 @@ impl LogSegment {
     /// need to reach disk when the segment is sealed.
     pub fn flush(&mut self, fsync: bool) -> Result<()> {
         if fsync && self.dirty {
-            self.file.sync_data().map_err(LogError::io(&self.log_path))?;
+            self.file.file().sync_data().map_err(LogError::io(&self.log_path))?;
         }
         if fsync {
             self.dirty = false;
@@ -803,6 +840,46 @@ mod tests {
         assert_eq!(seg.next_offset(), 130);
         assert!(seg.locate(130).unwrap().is_none());
         assert_eq!(seg.max_timestamp(), 1009);
+    }
+
+    /// A slice is whole batches bounded by bytes and by offset, every byte bound giving the same
+    /// batches as a scan of all headers would; a truncation after it was taken makes reading
+    /// it fail instead of returning other bytes.
+    #[test]
+    fn slices_hold_whole_batches_and_notice_a_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, &config(), 0, "").unwrap();
+        let mut ends = Vec::new();
+        let mut offset = 0;
+        for i in 0..40 {
+            seg.append(&batch(offset, 1000 + i, 1 + (i % 4) as usize, 30 + 17 * i as usize))
+                .unwrap();
+            offset += 1 + (i % 4);
+            ends.push((seg.size(), offset));
+        }
+        let all = std::fs::read(seg.log_path()).unwrap();
+        for max_bytes in (0..all.len() + 100).step_by(37) {
+            for max_offset in [5, 33, offset, i64::MAX] {
+                let got = seg.slice(0, max_bytes, max_offset).unwrap();
+                // The expected end: batches fully below max_offset, within max_bytes, the first
+                // one whole regardless.
+                let want = ends
+                    .iter()
+                    .filter(|&&(_, next)| next <= max_offset)
+                    .map(|&(end, _)| end)
+                    .filter(|&end| end as usize <= max_bytes || end == ends[0].0)
+                    .max();
+                assert_eq!(got.as_ref().map(|s| s.len() as u64), want, "{max_bytes} {max_offset}");
+                if let Some(s) = got {
+                    assert!(s.read_to_vec().unwrap() == all[..s.len()]);
+                }
+            }
+        }
+        let slice = seg.slice(0, 1 << 20, i64::MAX).unwrap().unwrap();
+        seg.truncate_to(20).unwrap();
+        assert!(crate::zero_copy::is_truncation(&slice.read_to_vec().unwrap_err()));
+        let after = seg.slice(0, 1 << 20, i64::MAX).unwrap().unwrap();
+        assert_eq!(after.read_to_vec().unwrap(), all[..after.len()]);
     }
 
     /// `read_bytes` gives exactly the file's bytes of a range, and an error (not a short or

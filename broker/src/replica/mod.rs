@@ -23,6 +23,7 @@ use crate::log::manager::{LogManager, SharedLog};
 use crate::log::validator::AppendOrigin;
 use crate::log::{AppendInfo, FetchData, LogConfig, LogError, TopicPartition};
 use crate::metadata::ClusterImage;
+use crate::zero_copy::FileSlice;
 
 /// Why a partition operation failed; the protocol layer maps these to Kafka error codes.
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +151,7 @@ pub struct FollowerFetch {
 /// What a follower's fetch gets.
 #[derive(Debug)]
 pub enum FollowerRead {
-    Data(FetchData),
+    Data(FetchData<Option<FileSlice>>),
     /// The follower's log diverges from the leader's: it must truncate to the end of this
     /// epoch `(epoch, end offset)` as the leader has it, then fetch again.
     Diverging {
@@ -541,12 +542,12 @@ impl ReplicaManager {
         max_bytes: usize,
         current_leader_epoch: i32,
         up_to_leo: bool,
-    ) -> Result<FetchData, ReplicaError> {
+    ) -> Result<FetchData<Option<FileSlice>>, ReplicaError> {
         let p = self.leader_partition(tp)?;
         p.check_epoch(current_leader_epoch)?;
         let log = lock(&p.log);
         let bound = if up_to_leo { log.log_end_offset() } else { log.high_watermark() };
-        Ok(log.read(offset, max_bytes, bound)?)
+        Ok(log.read_slice(offset, max_bytes, bound)?)
     }
 
     /// A follower's fetch: records its progress, moves the high watermark to the lowest LEO of
@@ -651,13 +652,13 @@ impl ReplicaManager {
             && !isr.contains(&fetch.replica_id)
             && self.leader_quota.limit().is_some();
         let data = if throttled && self.leader_quota.exceeded(now) {
-            log.read(fetch.fetch_offset, 0, fetch.fetch_offset)?
+            log.read_slice(fetch.fetch_offset, 0, fetch.fetch_offset)?
         } else {
-            log.read(fetch.fetch_offset, fetch.max_bytes, leo)?
+            log.read_slice(fetch.fetch_offset, fetch.max_bytes, leo)?
         };
         drop(log);
         if state.leader_throttled {
-            self.leader_quota.record(data.records.len() as u64, now);
+            self.leader_quota.record(data.records.as_ref().map_or(0, |r| r.len()) as u64, now);
         }
         if advanced {
             // Consumers waiting in long-poll fetches can read further.

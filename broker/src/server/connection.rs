@@ -17,7 +17,8 @@
 //! read chunk), never to its declared size up front; and with `queued.max.request.bytes` set,
 //! the frames being read or handled on all connections together stay under that bound (a
 //! connection waits to read its next frame until there is room, as Kafka mutes a channel).
-//! Responses are written straight from their encoded buffer, without a write buffer.
+//! Responses are written straight from their encoded buffer, without a write buffer; a Fetch
+//! response's record sets go from the log files to the socket ([`crate::zero_copy`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,7 +30,7 @@ use std::time::Instant;
 use futures::stream::{FuturesOrdered, StreamExt};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -38,6 +39,7 @@ use tokio::sync::{watch, Semaphore};
 
 use super::Broker;
 use crate::api;
+use crate::zero_copy::{self, Part};
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,10 @@ pub enum FrameError {
     /// A request without a response failed; closing is how the client learns of it.
     #[error("{0}")]
     Unanswerable(String),
+    /// A log file shrank while a response was sending it (a follower truncating): the rest of
+    /// the frame cannot be sent.
+    #[error("response cut short: {0}")]
+    FileTruncated(std::io::Error),
 }
 
 impl FrameError {
@@ -84,6 +90,7 @@ impl FrameError {
         "encode_error",
         "io_error",
         "acks0_produce_error",
+        "file_truncated",
     ];
 
     fn reason(&self) -> &'static str {
@@ -96,6 +103,7 @@ impl FrameError {
             FrameError::Encode(..) => "encode_error",
             FrameError::Io(_) => "io_error",
             FrameError::Unanswerable(_) => "acks0_produce_error",
+            FrameError::FileTruncated(_) => "file_truncated",
         }
     }
 }
@@ -265,7 +273,10 @@ async fn drain(
 pub const MAX_IN_FLIGHT: usize = 8;
 
 /// One request being handled: its encoded answer, none (acks=0), or why the connection closes.
-type Request<'a> = Pin<Box<dyn Future<Output = Result<Option<BytesMut>, FrameError>> + Send + 'a>>;
+type Request<'a> = Pin<Box<dyn Future<Output = Result<Option<Answer>, FrameError>> + Send + 'a>>;
+
+/// An encoded, size-prefixed response: in memory, with record sets as log file ranges for Fetch.
+type Answer = Vec<Part>;
 
 /// A read frame (or the idle timeout), with the reader handed back.
 type ReadResult =
@@ -276,11 +287,15 @@ async fn write_answer(
     broker: &Broker,
     peer: SocketAddr,
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
-    done: Result<Option<BytesMut>, FrameError>,
+    done: Result<Option<Answer>, FrameError>,
 ) -> bool {
     match done {
-        Ok(Some(response)) => match wr.write_all(&response).await {
+        Ok(Some(response)) => match zero_copy::send_parts(wr, &response).await {
             Ok(()) => true,
+            Err(e) if zero_copy::is_truncation(&e) => {
+                close_with(broker, peer, &FrameError::FileTruncated(e));
+                false
+            }
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "write failed");
                 false
@@ -474,7 +489,7 @@ impl FrameReader {
 
 /// Decodes a request, runs it, and encodes the size-prefixed response (`None`: no response,
 /// as for acks=0 produce).
-async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<BytesMut>, FrameError> {
+async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<Answer>, FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::Short(frame.len()));
     }
@@ -490,7 +505,7 @@ async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<BytesMut>,
             // KIP-511: answer in the v0 layout with the supported ranges so the client can
             // retry with a version both sides know.
             let body = api::api_versions::unsupported_version_response();
-            return encode_response(api_key, 0, correlation_id, &body).map(Some);
+            return encode_response(api_key, 0, correlation_id, &body).map(|b| Some(memory(b)));
         }
         return Err(FrameError::UnsupportedVersion(api_key, version));
     }
@@ -518,17 +533,32 @@ async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<BytesMut>,
     let response = api::handle(broker, &header, request).await;
     broker.metrics.observe_request(api::name(api_key), started.elapsed().as_secs_f64());
     match response.map_err(|c| FrameError::Unanswerable(c.0))? {
-        Some(body) => {
+        Some(api::Reply { body, files }) => {
             let api = api::name(api_key);
             api::errors::for_each_error(&body, |code| {
                 let labels =
                     crate::metrics::ApiErrorLabels { api, error: api::errors::error_name(code) };
                 broker.metrics.error_responses.get_or_create(&labels).inc();
             });
-            encode_response(api_key, version, correlation_id, &body).map(Some)
+            match &body {
+                ResponseKind::Fetch(fetch) if files.iter().any(Option::is_some) => {
+                    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+                    let header_version = api_key.response_header_version(version);
+                    api::fetch_encode::encode(&header, header_version, fetch, &files, version)
+                        .map(Some)
+                        .map_err(|e| FrameError::Encode(api_key, e.to_string()))
+                }
+                _ => encode_response(api_key, version, correlation_id, &body)
+                    .map(|b| Some(memory(b))),
+            }
         }
         None => Ok(None),
     }
+}
+
+/// A response encoded in memory, as one part.
+fn memory(buf: BytesMut) -> Answer {
+    vec![Part::Bytes(buf.freeze())]
 }
 
 fn encode_response(
