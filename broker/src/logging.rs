@@ -113,6 +113,7 @@ const BROKER_MODULES: &[&str] = &[
     "api.errors",
     "api.fetch",
     "api.fetch_encode",
+    "api.fetch_session",
     "api.group",
     "api.init_producer_id",
     "api.metadata",

@@ -100,6 +100,8 @@ pub struct Scrape<'a> {
     /// High watermarks of partitions not hosted here (`server::lag`).
     pub remote_hw: HashMap<TopicPartition, i64>,
     pub data_dir: &'a Path,
+    /// Fetch sessions cached, the partitions in them, and sessions evicted so far.
+    pub fetch_sessions: (usize, usize, u64),
 }
 
 /// Every metric the broker exports.
@@ -136,6 +138,9 @@ pub struct Metrics {
     active_controller: Gauge,
     fenced_brokers: Gauge,
     registered_brokers: Gauge,
+    fetch_sessions: Gauge,
+    fetch_session_partitions: Gauge,
+    fetch_session_evictions: Counter,
     group_rebalances: Family<GroupLabels, Counter>,
     group_lag_seconds: Family<GroupPartitionLabels, Gauge<f64, AtomicU64>>,
     group_topic_lag: Family<GroupTopicLabels, Gauge>,
@@ -264,6 +269,9 @@ impl Metrics {
             active_controller: Gauge::default(),
             fenced_brokers: Gauge::default(),
             registered_brokers: Gauge::default(),
+            fetch_sessions: Gauge::default(),
+            fetch_session_partitions: Gauge::default(),
+            fetch_session_evictions: Counter::default(),
             group_rebalances: Family::default(),
             group_lag_seconds: Family::default(),
             group_topic_lag: Family::default(),
@@ -401,6 +409,21 @@ impl Metrics {
                 "registered_brokers",
                 "Registered brokers, fenced or not, on the active controller (0 elsewhere)",
                 m.registered_brokers.clone(),
+            );
+            r.register(
+                "fetch_sessions",
+                "Incremental fetch sessions cached (KIP-227)",
+                m.fetch_sessions.clone(),
+            );
+            r.register(
+                "fetch_session_partitions",
+                "Partitions in the cached fetch sessions",
+                m.fetch_session_partitions.clone(),
+            );
+            r.register(
+                "fetch_session_evictions",
+                "Fetch sessions evicted to make room for new ones",
+                m.fetch_session_evictions.clone(),
             );
             r.register(
                 "raft_alive",
@@ -590,6 +613,11 @@ impl Metrics {
         };
         self.registered_brokers.set(registered as i64);
         self.fenced_brokers.set(fenced as i64);
+        let (sessions, session_partitions, evictions) = b.fetch_sessions;
+        self.fetch_sessions.set(sessions as i64);
+        self.fetch_session_partitions.set(session_partitions as i64);
+        let counted = self.fetch_session_evictions.get();
+        self.fetch_session_evictions.inc_by(evictions.saturating_sub(counted));
         self.process.refresh();
         let mut out = String::with_capacity(self.last_size.load(Ordering::Relaxed) + 4096);
         if encode(&mut out, &registry).is_err() {

@@ -952,3 +952,150 @@ fn describe_configs_hides_password_values() {
     assert_eq!(plain.value.as_deref(), Some("2"));
     assert!(!format!("{configs:?}").contains(secret), "the secret is nowhere in the answer");
 }
+
+/// One Fetch of a session: `(session id, epoch)`, the partitions whose position changed (with
+/// their offsets), the partitions to forget; answers the raw response body and its decoding.
+fn session_fetch(
+    c: &mut common::RawConn,
+    version: i16,
+    topic: (&str, uuid::Uuid),
+    (session_id, epoch): (i32, i32),
+    changed: &[(i32, i64)],
+    forget: &[i32],
+) -> (usize, kafka_protocol::messages::FetchResponse) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    let name = TopicName(StrBytes::from_string(topic.0.into()));
+    let partitions: Vec<_> = changed
+        .iter()
+        .map(|&(p, offset)| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(offset)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(1 << 20)
+        })
+        .collect();
+    let mut req = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(50 << 20)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch);
+    if !partitions.is_empty() {
+        req.topics = vec![FetchTopic::default()
+            .with_topic(name.clone())
+            .with_topic_id(topic.1)
+            .with_partitions(partitions)];
+    }
+    if !forget.is_empty() {
+        req.forgotten_topics_data = vec![ForgottenTopic::default()
+            .with_topic(name)
+            .with_topic_id(topic.1)
+            .with_partitions(forget.to_vec())];
+    }
+    let mut body = c.call_raw(ApiKey::Fetch, version, &req);
+    let len = body.len();
+    (len, FetchResponse::decode(&mut body, version).unwrap())
+}
+
+/// `(partition, has records)` of every partition a response carries, in order.
+fn answered(r: &kafka_protocol::messages::FetchResponse) -> Vec<(i32, bool)> {
+    r.responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, p.records.as_ref().is_some_and(|r| !r.is_empty())))
+        .collect()
+}
+
+/// KIP-227 as a Java consumer and a Kafka follower use it: an epoch-0 fetch opens a session,
+/// later fetches name only what moved and are answered with only what changed (1,000 quiet
+/// partitions cost a few bytes per poll), and the session errors are Kafka's: 70 for an
+/// unknown session (also session 0 with a positive epoch), 71 for a wrong or repeated epoch,
+/// 106 for a topic-id mismatch.
+#[test]
+fn fetch_sessions_answer_only_what_changed() {
+    use kafka_protocol::messages::MetadataResponse;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    const N: i32 = 1000;
+    common::create_topic(&broker.bootstrap(), "sess", N, &[]);
+    let mut c = common::RawConn::connect(&broker);
+    let md: MetadataResponse = c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(
+                Some(kafka_protocol::messages::TopicName(StrBytes::from_static_str("sess"))),
+            ),
+        ])),
+    );
+    let id = md.topics[0].topic_id;
+    // Kafka answers NOT_LEADER_OR_FOLLOWER until the new partitions' leaders are in place.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while produce_code(&mut c, "sess", 0, Some(encode_batch(&[b"a", b"b"]).freeze())) != 0 {
+        assert!(std::time::Instant::now() < deadline, "the topic's partition 0 never took records");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let topic = ("sess", id);
+
+    // Every partition led (Kafka elects 1,000 leaders over a moment): sessionless fetches.
+    let all: Vec<(i32, i64)> = (0..N).map(|p| (p, 0)).collect();
+    loop {
+        let (_, r) = session_fetch(&mut c, 12, topic, (0, -1), &all, &[]);
+        let errors = r.responses.iter().flat_map(|t| &t.partitions).filter(|p| p.error_code != 0);
+        if errors.count() == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "partitions without a leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Full fetch with epoch 0: every partition answered, and a session id.
+    let (full_len, r) = session_fetch(&mut c, 12, topic, (0, 0), &all, &[]);
+    assert_eq!(r.error_code, 0);
+    let session = r.session_id;
+    assert!(session > 0, "a session is created");
+    assert_eq!(answered(&r).len(), N as usize);
+    assert_eq!(answered(&r)[0], (0, true));
+
+    // The client moved on in partition 0 only; nothing changed anywhere: nothing answered.
+    let (quiet_len, r) = session_fetch(&mut c, 12, topic, (session, 1), &[(0, 2)], &[]);
+    assert_eq!((r.error_code, r.session_id), (0, session));
+    assert_eq!(answered(&r), vec![]);
+    assert!(quiet_len < 100 && full_len > 30_000, "{quiet_len} B against {full_len} B full");
+
+    // New records in partition 5: only it is answered, with them.
+    assert_eq!(produce_code(&mut c, "sess", 5, Some(encode_batch(&[b"c"]).freeze())), 0);
+    let (_, r) = session_fetch(&mut c, 12, topic, (session, 2), &[], &[]);
+    assert_eq!(answered(&r), vec![(5, true)]);
+    // A repeated epoch, an unknown session, and session 0 with a positive epoch.
+    assert_eq!(session_fetch(&mut c, 12, topic, (session, 2), &[], &[]).1.error_code, 71);
+    let other = if session == i32::MAX { 1 } else { session + 1 };
+    assert_eq!(session_fetch(&mut c, 12, topic, (other, 1), &[], &[]).1.error_code, 70);
+    assert_eq!(session_fetch(&mut c, 12, topic, (0, 3), &[], &[]).1.error_code, 70);
+
+    // Forgotten partitions are not read any more.
+    let (_, r) = session_fetch(&mut c, 12, topic, (session, 3), &[(5, 1)], &[5]);
+    assert_eq!(answered(&r), vec![]);
+    assert_eq!(produce_code(&mut c, "sess", 5, Some(encode_batch(&[b"d"]).freeze())), 0);
+    assert_eq!(produce_code(&mut c, "sess", 7, Some(encode_batch(&[b"e"]).freeze())), 0);
+    let (_, r) = session_fetch(&mut c, 12, topic, (session, 4), &[], &[]);
+    assert_eq!(answered(&r), vec![(7, true)]);
+
+    // A full fetch naming the session with epoch -1 closes it.
+    let (_, r) = session_fetch(&mut c, 12, topic, (session, -1), &[(1, 0)], &[]);
+    assert_eq!((r.error_code, r.session_id), (0, 0));
+    assert_eq!(session_fetch(&mut c, 12, topic, (session, 5), &[], &[]).1.error_code, 70);
+
+    // A session opened by topic id (v13) is refused to a request by name (v12).
+    let (_, r) = session_fetch(&mut c, 13, topic, (0, 0), &[(0, 0), (7, 0)], &[]);
+    assert_eq!(answered(&r), vec![(0, true), (7, true)]);
+    let by_id = r.session_id;
+    assert!(by_id > 0);
+    let (_, r) = session_fetch(&mut c, 13, topic, (by_id, 1), &[(0, 2), (7, 1)], &[]);
+    assert_eq!((r.error_code, answered(&r)), (0, vec![]));
+    assert_eq!(session_fetch(&mut c, 12, topic, (by_id, 2), &[], &[]).1.error_code, 106);
+}

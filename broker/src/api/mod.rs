@@ -10,6 +10,7 @@ pub mod api_versions;
 pub mod errors;
 pub mod fetch;
 pub mod fetch_encode;
+pub mod fetch_session;
 pub mod group;
 pub mod init_producer_id;
 pub mod metadata;

@@ -89,6 +89,8 @@ pub struct BrokerConfig {
     pub queued_max_request_bytes: i64,
     /// `max.connections` (Kafka: unlimited; here 10000).
     pub max_connections: usize,
+    /// `max.incremental.fetch.session.cache.slots` (1000): fetch sessions kept (KIP-227).
+    pub fetch_session_slots: usize,
     /// `connections.max.idle.ms` (10 minutes).
     pub connections_max_idle: Duration,
     /// `log.retention.check.interval.ms` (5 minutes).
@@ -144,6 +146,7 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 100 * 1024 * 1024,
             queued_max_request_bytes: -1,
             max_connections: 10_000,
+            fetch_session_slots: 1000,
             connections_max_idle: Duration::from_millis(600_000),
             retention_check_interval: Duration::from_millis(300_000),
             cluster_id: None,
@@ -289,6 +292,9 @@ impl BrokerConfig {
             "auto.create.topics.enable" => self.auto_create_topics = parse(key, value)?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse(key, value)?,
             "max.connections" => self.max_connections = parse(key, value)?,
+            "max.incremental.fetch.session.cache.slots" => {
+                self.fetch_session_slots = parse(key, value)?
+            }
             "queued.max.request.bytes" => self.queued_max_request_bytes = parse(key, value)?,
             "connections.max.idle.ms" => {
                 self.connections_max_idle = Duration::from_millis(parse(key, value)?)

@@ -48,6 +48,8 @@ pub struct Broker {
     pub groups: Arc<crate::group::GroupCoordinator>,
     /// High watermarks of partitions not hosted here, for consumer lag.
     pub remote_hw: lag::RemoteHighWatermarks,
+    /// Fetch sessions (KIP-227).
+    pub fetch_sessions: std::sync::Mutex<crate::api::fetch_session::SessionCache>,
     ready: AtomicBool,
 }
 
@@ -73,6 +75,11 @@ impl Broker {
             groups: &self.groups,
             remote_hw: self.remote_hw.snapshot(),
             data_dir: &self.config.data_dir,
+            fetch_sessions: {
+                let cache = self.fetch_sessions.lock().unwrap_or_else(|e| e.into_inner());
+                let (sessions, partitions) = cache.size();
+                (sessions, partitions, cache.evictions)
+            },
         })
     }
 }
@@ -248,6 +255,9 @@ pub async fn start_unless_stopped(
         let labels = crate::metrics::ApiLabels { api: crate::api::name(*api) };
         let _ = metrics.request_errors.get_or_create(&labels);
     }
+    let fetch_sessions = std::sync::Mutex::new(crate::api::fetch_session::SessionCache::new(
+        config.fetch_session_slots,
+    ));
     let broker = Arc::new(Broker {
         config,
         logs,
@@ -258,6 +268,7 @@ pub async fn start_unless_stopped(
         producer_ids: Default::default(),
         groups,
         remote_hw: Default::default(),
+        fetch_sessions,
         ready: AtomicBool::new(false),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
