@@ -438,19 +438,22 @@ impl FrameReader {
         Ok(Some(Frame { body, pooled }))
     }
 
-    /// A frame larger than a read chunk, read into a buffer of its own that at most doubles
-    /// at a time: a client that declares 100 MiB and sends 10 bytes costs 16 KiB, not 100 MiB.
+    /// A frame larger than a read chunk, read into a buffer of its own that grows with what has
+    /// arrived: at most double, or to hold the bytes already waiting in the socket (which the
+    /// kernel holds anyway). A client that declares 100 MiB and sends 10 bytes costs 16 KiB, not
+    /// 100 MiB; one that sends 1 MiB at once is read into one buffer without regrowth copies.
     async fn read_large(&mut self, size: usize) -> Result<Bytes, FrameError> {
         let have = self.buf.len().min(size);
-        let mut body: Vec<u8> = Vec::with_capacity(size.min(READ_CHUNK.max(2 * have)));
+        let first = READ_CHUNK.max(2 * have).max(have + self.arrived());
+        let mut body: Vec<u8> = Vec::with_capacity(size.min(first));
         body.extend_from_slice(&self.buf[..have]);
         self.buf.advance(have);
         while body.len() < size {
-            if body.len() == body.capacity() {
-                let target = size.min(body.capacity() * 2);
-                body.reserve_exact(target - body.len());
-            }
             self.rd.readable().await?;
+            if body.len() == body.capacity() {
+                let grown = (body.capacity() * 2).max(body.len() + self.arrived());
+                body.reserve_exact(size.min(grown) - body.len());
+            }
             // Exactly this frame's bytes: whatever follows stays in the socket.
             let missing = size - body.len();
             let mut room = (&mut body).limit(missing);
@@ -462,6 +465,12 @@ impl FrameReader {
             }
         }
         Ok(Bytes::from(body))
+    }
+
+    /// Bytes received and not yet read from the socket (`FIONREAD`); 0 if it cannot say.
+    fn arrived(&self) -> usize {
+        let stream: &TcpStream = self.rd.as_ref();
+        rustix::io::ioctl_fionread(stream).map_or(0, |n| n as usize)
     }
 
     /// Waits until the socket is readable, then reads what is there into `buf` (a read chunk is
