@@ -105,6 +105,10 @@ PP_PARTITIONS=(1 8)
 BATCHES=(16384 1048576)
 # The batch size of the topics read back, and of the end-to-end run.
 SMALL_BATCH=16384
+# The rows at scale: many producers, many partitions, small records (4x as many).
+MANY_PRODUCERS=100
+MANY_PARTITIONS=1000
+SMALL_RECORD_SIZE=100
 LINGER_MS=5
 # Hard limits, in seconds: one client run, the start-up (a broker's stop: 20 s, stop_process).
 CLIENT_TIMEOUT=180
@@ -405,6 +409,30 @@ run_system() {
       --topic "sb-acks1-p$partitions-b$SMALL_BATCH" --partitions "$partitions" \
       --records "$SB_RECORDS"
   done
+  # At scale, acks=1, batch.size 16 KiB: 100 producers of their own (one client each) on 8
+  # partitions; one producer on 1,000 partitions, read back by both consumers (the Java one
+  # with fetch sessions); records of 100 bytes.
+  measure sb-producers parse_sb sb-producers sb produce --bootstrap "$BOOT" \
+    --topic sb-producers --partitions 8 --create-topic --records "$SB_RECORDS" \
+    --record-size "$RECORD_SIZE" --acks 1 --linger-ms "$LINGER_MS" --batch-size "$SMALL_BATCH" \
+    --producers "$MANY_PRODUCERS" --report-interval-secs 0
+  measure sb-many parse_sb sb-many sb produce --bootstrap "$BOOT" --topic sb-many \
+    --partitions "$MANY_PARTITIONS" --create-topic --records "$SB_RECORDS" \
+    --record-size "$RECORD_SIZE" --acks 1 --linger-ms "$LINGER_MS" --batch-size "$SMALL_BATCH" \
+    --report-interval-secs 0
+  measure cp-many parse_cp cp-many kafka_run_class org.apache.kafka.tools.ConsumerPerformance \
+    --bootstrap-server "$BOOT" --topic sb-many --num-records "$SB_RECORDS" --timeout 30000
+  measure sbc-many parse_sb sbc-many sb consume --bootstrap "$BOOT" --topic sb-many \
+    --partitions "$MANY_PARTITIONS" --records "$SB_RECORDS"
+  create_topic pp-small 8
+  measure pp-small parse_pp pp-small kafka_run_class org.apache.kafka.tools.ProducerPerformance \
+    --topic pp-small --num-records $((4 * RECORDS)) --record-size "$SMALL_RECORD_SIZE" \
+    --throughput -1 --command-property "bootstrap.servers=$BOOT" acks=1 \
+    "linger.ms=$LINGER_MS" "batch.size=$SMALL_BATCH"
+  measure sb-small parse_sb sb-small sb produce --bootstrap "$BOOT" --topic sb-small \
+    --partitions 8 --create-topic --records $((4 * SB_RECORDS)) \
+    --record-size "$SMALL_RECORD_SIZE" --acks 1 --linger-ms "$LINGER_MS" \
+    --batch-size "$SMALL_BATCH" --report-interval-secs 0
   measure e2e parse_sb e2e timeout $((E2E_SECONDS + 120)) "$BENCH_BIN" e2e \
     --bootstrap "$BOOT" --topic e2e --partitions "$E2E_PARTITIONS" --create-topic \
     --rate-mb-per-sec "$E2E_RATE" --seconds "$E2E_SECONDS" --record-size "$RECORD_SIZE" \
@@ -517,6 +545,8 @@ jq -n \
   --argjson record_size "$RECORD_SIZE" \
   --argjson warmup_records "$WARMUP_RECORDS" --argjson linger_ms "$LINGER_MS" \
   --argjson small_batch "$SMALL_BATCH" --arg e2e_rate "$E2E_RATE" \
+  --argjson many_producers "$MANY_PRODUCERS" --argjson many_partitions "$MANY_PARTITIONS" \
+  --argjson small_record_size "$SMALL_RECORD_SIZE" \
   --argjson e2e_seconds "$E2E_SECONDS" --argjson e2e_partitions "$E2E_PARTITIONS" \
   --argjson run_seconds "$RUN_SECONDS" --arg kafka_version "$KAFKA_VERSION" \
   --arg kafka_jvm "$KAFKA_BENCH_JVM_OPTS" --arg tool_jvm "$KAFKA_TOOL_JVM_OPTS" \

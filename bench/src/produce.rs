@@ -331,9 +331,14 @@ pub struct ProduceArgs {
     /// Records to send.
     #[arg(long)]
     pub records: u64,
-    /// Records per second to aim for; 0 sends as fast as the client allows.
+    /// Records per second to aim for (all producers together); 0 sends as fast as the
+    /// clients allow.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
+    /// Independent producers (each its own librdkafka client and connections, in its own
+    /// thread), sharing the records: producer i sends records i, i + N, i + 2N, ...
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub producers: u32,
 }
 
 /// Sends `args.records` records round-robin over the partitions and reports throughput and
@@ -341,22 +346,52 @@ pub struct ProduceArgs {
 pub fn run(args: &ProduceArgs) -> anyhow::Result<Report> {
     prepare_topic(&args.client, &args.topic)?;
     let payload = Payload::new(args.producer.record_size as usize);
-    let producer = TimedProducer::new(&args.client, &args.producer)?;
-    let partitions = args.topic.partitions as u64;
-    let start = producer.epoch().elapsed();
-    let pacer = Pacer::new(args.rate);
-    for seq in 0..args.records {
-        pacer.wait(seq);
-        producer.send((seq % partitions) as i32, payload.value(seq))?;
+    let n = u64::from(args.producers);
+    let mut producers = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        producers.push(TimedProducer::new(&args.client, &args.producer)?);
     }
-    let delivered = producer.finish()?;
+    let partitions = args.topic.partitions as u64;
+    let start = Instant::now();
+    let pacer = Pacer::new(args.rate);
+    let results: Vec<anyhow::Result<(Delivered, Instant)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = producers
+            .into_iter()
+            .enumerate()
+            .map(|(i, producer)| {
+                let (payload, pacer) = (&payload, &pacer);
+                scope.spawn(move || {
+                    for seq in (i as u64..args.records).step_by(n as usize) {
+                        pacer.wait(seq);
+                        producer.send((seq % partitions) as i32, payload.value(seq))?;
+                    }
+                    let epoch = producer.epoch();
+                    let delivered = producer.finish()?;
+                    let last = epoch + delivered.last_ack;
+                    Ok((delivered, last))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("producer thread panicked")).collect()
+    });
+    let mut delivered = Delivered {
+        latency: Latency::new(),
+        acked: 0,
+        acked_bytes: 0,
+        errors: 0,
+        last_ack: Duration::ZERO,
+    };
+    for result in results {
+        let (d, last) = result?;
+        delivered.latency.merge(&d.latency);
+        delivered.acked += d.acked;
+        delivered.acked_bytes += d.acked_bytes;
+        delivered.errors += d.errors;
+        delivered.last_ack = delivered.last_ack.max(last.saturating_duration_since(start));
+    }
     let mut report =
         Report::new("produce", &args.client.bootstrap, &args.client.topic, args.topic.partitions)
-            .with_throughput(
-                delivered.acked,
-                delivered.acked_bytes,
-                delivered.last_ack.saturating_sub(start),
-            )
+            .with_throughput(delivered.acked, delivered.acked_bytes, delivered.last_ack)
             .with_latency(&delivered.latency);
     report.record_size = payload.record_size();
     report.acks = Some(args.producer.acks.clone());

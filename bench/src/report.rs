@@ -36,6 +36,11 @@ impl Latency {
         self.hist.saturating_record(micros);
     }
 
+    /// Adds every observation of `other`.
+    pub fn merge(&mut self, other: &Latency) {
+        self.hist.add(&other.hist).expect("histograms of the same bounds");
+    }
+
     /// Number of observations.
     pub fn len(&self) -> u64 {
         self.hist.len()

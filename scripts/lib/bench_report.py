@@ -174,6 +174,26 @@ def table(res, meta):
         id_ = f"sbc-p{partitions}"
         throughput(f"sluice-bench consume, {partitions} partition{plural}", id_)
         row("", "broker CPU during the run, s", id_, "broker_cpu_s", 2)
+    if "many_partitions" in meta:
+        producers, many = meta["many_producers"], meta["many_partitions"]
+        small = meta["small_record_size"]
+        for name, id_ in (
+            (f"sluice-bench produce, {producers} producers, 8 partitions, acks=1", "sb-producers"),
+            (f"sluice-bench produce, {many:,} partitions, acks=1", "sb-many"),
+        ):
+            throughput(name, id_)
+            latency("", "send→ack p50 / p99 / p99.9, ms", id_)
+            row("", "broker CPU during the run, s", id_, "broker_cpu_s", 2)
+        throughput(f"ConsumerPerformance, {many:,} partitions", "cp-many",
+                   "throughput after the group join (fetch.MB.sec), MB/s (records/s)")
+        row("", "group join (rebalance.time.ms), ms", "cp-many", "rebalance_ms", 0)
+        row("", "broker CPU during the run, s", "cp-many", "broker_cpu_s", 2)
+        throughput(f"sluice-bench consume, {many:,} partitions", "sbc-many")
+        row("", "broker CPU during the run, s", "sbc-many", "broker_cpu_s", 2)
+        for tool, id_ in (("ProducerPerformance", "pp-small"), ("sluice-bench produce", "sb-small")):
+            throughput(f"{tool}, {small}-byte records, 8 partitions, acks=1", id_)
+            latency("", "send→ack p50 / p99 / p99.9, ms", id_)
+            row("", "broker CPU during the run, s", id_, "broker_cpu_s", 2)
     name = (f"sluice-bench e2e at {meta['e2e_rate']} MB/s, acks=all, "
             f"{meta['e2e_partitions']} partition{'s' if meta['e2e_partitions'] > 1 else ''}")
     latency(name, "produce→consume p50 / p99 / p99.9, ms", "e2e")
@@ -250,6 +270,20 @@ def cluster_section(res, meta):
     return "\n".join(parts)
 
 
+def scale_workloads(meta):
+    if "many_partitions" not in meta:
+        return ""
+    return (
+        f"The rows at scale (acks=1, `batch.size` {size(meta['small_batch'])}): "
+        f"{meta['many_producers']} sluice-bench producers at once, each its own client, "
+        f"sharing {meta['sb_records']:,} records over 8 partitions; one sluice-bench producer "
+        f"writing {meta['sb_records']:,} records over {meta['many_partitions']:,} partitions, "
+        "which ConsumerPerformance (through a group, with fetch sessions on both brokers) and "
+        "sluice-bench consume then read back; and records of "
+        f"{meta['small_record_size']} bytes, {4 * meta['records']:,} from ProducerPerformance "
+        f"and {4 * meta['sb_records']:,} from sluice-bench, over 8 partitions. ")
+
+
 def section(res, meta):
     m, s = divmod(meta["run_seconds"], 60)
     how = how_run(meta)
@@ -285,7 +319,9 @@ def section(res, meta):
         "off, 32 MiB buffer, and librdkafka caps a batch at `message.max.bytes`, 1,000,000 "
         "bytes). ConsumerPerformance reads the ProducerPerformance topics of acks=1, "
         f"`batch.size` {size(meta['small_batch'])} back from the beginning through a consumer "
-        "group; sluice-bench consume reads its own topics of the same kind by assignment. The "
+        "group; sluice-bench consume reads its own topics of the same kind by assignment. "
+        + scale_workloads(meta)
+        + "The "
         f"end-to-end run produces at {meta['e2e_rate']} MB/s for {meta['e2e_seconds']} s (after "
         "1 s not timed) while consuming. MB is 2^20 bytes of record value in both tools. At full "
         "speed, send→ack latency is mostly the time a record waits in the client's buffer. "
