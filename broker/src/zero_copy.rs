@@ -150,28 +150,41 @@ impl Part {
 /// error whose inner error is [`Truncated`] means a file shrank mid-response: the connection
 /// must close.
 pub async fn send_parts(wr: &mut OwnedWriteHalf, parts: &[Part]) -> io::Result<()> {
-    let sends_files =
-        parts.iter().any(|p| matches!(p, Part::File(f) if f.len >= SENDFILE_MIN_BYTES));
+    send_parts_with(wr, parts, SENDFILE_MIN_BYTES).await
+}
+
+/// [`send_parts`] with file ranges of at least `sendfile_min` bytes sent with `sendfile` (the
+/// benchmark of the threshold compares values).
+pub async fn send_parts_with(
+    wr: &mut OwnedWriteHalf,
+    parts: &[Part],
+    sendfile_min: usize,
+) -> io::Result<()> {
+    let sends_files = parts.iter().any(|p| matches!(p, Part::File(f) if f.len >= sendfile_min));
     if !sends_files {
-        return write_parts(wr, parts).await;
+        return write_parts(wr, parts, sendfile_min).await;
     }
     // Corked, the kernel packs the small pieces around each file range into full segments
     // with the file's pages, instead of pushing each alone (the socket has TCP_NODELAY).
     let stream: &tokio::net::TcpStream = wr.as_ref();
     rustix::net::sockopt::set_tcp_cork(stream, true)?;
-    let sent = write_parts(wr, parts).await;
+    let sent = write_parts(wr, parts, sendfile_min).await;
     let stream: &tokio::net::TcpStream = wr.as_ref();
     rustix::net::sockopt::set_tcp_cork(stream, false)?;
     sent
 }
 
-async fn write_parts(wr: &mut OwnedWriteHalf, parts: &[Part]) -> io::Result<()> {
+async fn write_parts(
+    wr: &mut OwnedWriteHalf,
+    parts: &[Part],
+    sendfile_min: usize,
+) -> io::Result<()> {
     let mut run: Vec<Bytes> = Vec::new();
     for part in parts {
         match part {
             Part::Bytes(b) if !b.is_empty() => run.push(b.clone()),
             Part::Bytes(_) => {}
-            Part::File(f) if f.len < SENDFILE_MIN_BYTES => {
+            Part::File(f) if f.len < sendfile_min => {
                 if !f.is_empty() {
                     run.push(Bytes::from(f.read_to_vec()?));
                 }
