@@ -30,7 +30,7 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
 
 /// File ranges at least this long are sent with `sendfile`; shorter ones are read and written
-/// with the bytes around them (`cargo bench -p sluice-broker --bench log -- fetch_send`).
+/// with the bytes around them (`cargo bench -p sluice-broker --bench fetch_send`).
 pub const SENDFILE_MIN_BYTES: usize = 16 * 1024;
 
 /// Most bytes one `sendfile` call is asked for (Linux transfers at most 0x7ffff000 anyway).

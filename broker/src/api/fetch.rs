@@ -23,7 +23,7 @@ use super::fetch_session::{Answered, Context, Key, Params};
 use super::replica_error_code;
 use crate::log::TopicPartition;
 use crate::metrics::TopicLabels;
-use crate::replica::{FollowerFetch, FollowerRead, ReplicaError};
+use crate::replica::{now_ms, FollowerFetch, FollowerRead, ReplicaError};
 use crate::server::Broker;
 use crate::zero_copy::FileSlice;
 
@@ -102,15 +102,13 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
             } else {
                 Some(key.topic.clone())
             };
-            Target { key, params, name }
+            let tp = name.map(|name| TopicPartition::new(name, key.partition));
+            Target { key, params, tp }
         })
         .collect();
     drop(image);
     // The partitions this fetch reads: it waits on their changes only.
-    let tps: Vec<TopicPartition> = targets
-        .iter()
-        .filter_map(|t| Some(TopicPartition::new(t.name.clone()?, t.key.partition)))
-        .collect();
+    let tps: Vec<TopicPartition> = targets.iter().filter_map(|t| t.tp.clone()).collect();
     // Subscribed only once a fetch has to wait (a fetch that finds data answers without
     // touching the watches), then read again so nothing between is missed; a partition deleted
     // meanwhile closes its watch, and the fetch subscribes afresh.
@@ -163,8 +161,8 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
 struct Target {
     key: Key,
     params: Params,
-    /// The topic's name; `None` for a topic id this broker does not know.
-    name: Option<String>,
+    /// The partition by name; `None` for a topic id this broker does not know.
+    tp: Option<TopicPartition>,
 }
 
 /// What one read of every target gave.
@@ -231,8 +229,8 @@ fn answer(
         if include.as_ref().is_some_and(|inc: &Vec<bool>| !inc[i]) {
             continue;
         }
-        if let (Some(name), Some(f)) = (&target.name, &file) {
-            *bytes_out.entry(name).or_insert(0) += f.len() as u64;
+        if let (Some(tp), Some(f)) = (&target.tp, &file) {
+            *bytes_out.entry(&tp.topic).or_insert(0) += f.len() as u64;
         }
         files.push(file);
         let same = topics.last().is_some_and(|t| {
@@ -321,16 +319,15 @@ fn read_partition(
         .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
         .with_aborted_transactions(if read_committed { Some(Vec::new()) } else { None })
         .with_records(Some(Bytes::new()));
-    let Some(name) = &target.name else {
+    let Some(tp) = &target.tp else {
         data.error_code = ResponseError::UnknownTopicId.code();
         so_far.has_error = true;
         return (data, None);
     };
-    let tp = TopicPartition::new(name.clone(), target.key.partition);
     let remaining = max_bytes.saturating_sub(so_far.total);
     if remaining == 0 && so_far.total > 0 {
         // Still report offsets, without records.
-        fill_offsets(broker, &tp, &mut data);
+        fill_offsets(broker, tp, &mut data);
         return (data, None);
     }
     let limit = (p.max_bytes.max(0) as usize).min(remaining);
@@ -343,11 +340,11 @@ fn read_partition(
             current_leader_epoch: p.current_leader_epoch,
             max_bytes: limit,
         };
-        broker.replicas.read_for_follower(&tp, fetch)
+        broker.replicas.read_for_follower(tp, fetch)
     } else {
         broker
             .replicas
-            .read(&tp, p.fetch_offset, limit, p.current_leader_epoch, false)
+            .read(tp, p.fetch_offset, limit, p.current_leader_epoch, false)
             .map(FollowerRead::Data)
     };
     let mut file = None;
@@ -375,10 +372,10 @@ fn read_partition(
         }
         Err(e) => {
             if matches!(e, ReplicaError::Log(crate::log::LogError::OffsetOutOfRange { .. })) {
-                fill_offsets(broker, &tp, &mut data);
+                fill_offsets(broker, tp, &mut data);
             }
             if let (ReplicaError::NotLeader, true) = (&e, version >= 12) {
-                if let Some((leader, epoch)) = super::leader_hint(broker, &tp) {
+                if let Some((leader, epoch)) = super::leader_hint(broker, tp) {
                     data.current_leader = LeaderIdAndEpoch::default()
                         .with_leader_id(BrokerId(leader))
                         .with_leader_epoch(epoch);
@@ -394,10 +391,6 @@ fn read_partition(
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_ms() -> i64 {
-    crate::log::clock::Clock::now_ms(&crate::log::clock::SystemClock)
 }
 
 fn fill_offsets(broker: &Broker, tp: &TopicPartition, data: &mut PartitionData) {

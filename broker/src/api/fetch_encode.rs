@@ -100,17 +100,12 @@ fn put_file_backed(
     );
     // A file-backed partition has no tagged fields (diverging epochs and leader hints come
     // without records), so its encoding ends with the placeholder and an empty tag section.
-    let no_tags = PartitionData::default()
-        .with_partition_index(partition.partition_index)
-        .with_error_code(partition.error_code)
-        .with_high_watermark(partition.high_watermark)
-        .with_last_stable_offset(partition.last_stable_offset)
-        .with_log_start_offset(partition.log_start_offset)
-        .with_aborted_transactions(partition.aborted_transactions.clone())
-        .with_preferred_read_replica(partition.preferred_read_replica)
-        .with_records(partition.records.clone());
+    let no_tags = partition.diverging_epoch == Default::default()
+        && partition.current_leader == Default::default()
+        && partition.snapshot_id == Default::default()
+        && partition.unknown_tagged_fields.is_empty();
     anyhow::ensure!(
-        version < 12 || *partition == no_tags,
+        version < 12 || no_tags,
         "partition {} has tagged fields and records in a file",
         partition.partition_index
     );

@@ -318,9 +318,9 @@ impl LogSegment {
 
     /// Reads `len` bytes at `position`.
     pub fn read_bytes(&self, position: u64, len: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        self.file.file().read_exact_at(&mut buf, position).map_err(LogError::io(&self.log_path))?;
-        Ok(buf)
+        FileSlice::new(&self.file, position, len)
+            .read_to_vec()
+            .map_err(LogError::io(&self.log_path))
     }
 
     /// Walks batch headers from `from`, calling `f` for each, until `f` breaks, the file ends,
