@@ -68,9 +68,31 @@ stop_operator() {
   stop_process "$(cat "$RUN/operator.pid")"
   rm -f "$RUN/operator.pid"
 }
+# The test bed's own processes. Once one has exited, every later step fails at once naming it
+# (rather than each waiting out its timeout), and its log tail is printed at the end.
+CONTROL_PLANE=(etcd apiserver controller-manager scheduler kubelet)
+testbed_exited() {
+  local c
+  for c in "${CONTROL_PLANE[@]}"; do
+    if [[ -f "$RUN/$c.pid" ]] && ! kill -0 "$(cat "$RUN/$c.pid")" 2>/dev/null; then
+      echo "$c"
+    fi
+  done
+}
+testbed_alive() {
+  local gone
+  gone="$(testbed_exited)"
+  [[ -z "$gone" ]] || { echo "the test bed's $(echo $gone | tr ' ' ',') exited"; return 1; }
+}
+STEP_GUARD=testbed_alive
 cleanup() {
   local rc=$?
   if ((rc != 0 || FAILED > 0)); then
+    local c
+    for c in $(testbed_exited); do
+      log "$c exited during the run; last lines of $RUN/$c.log:"
+      tail -n 30 "$RUN/$c.log" >&2 || true
+    done
     log "last lines of the kubelet's log:"
     tail -n 20 "$RUN/kubelet.log" >&2 || true
     if [[ -f "$RUN/operator.log" ]]; then

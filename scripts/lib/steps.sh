@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # The step machinery of the compatibility scripts (compat.sh, compat-groups.sh,
 # compat-cluster.sh). Source it after setting WORK (with a steps/ directory), T (seconds each
-# client command may take), and optionally ONLY (a regex of step names to run) and BROKER_PID.
+# client command may take), and optionally ONLY (a regex of step names to run), BROKER_PID, and
+# STEP_GUARD (a command that prints why not and fails when no step can pass any more: the test
+# bed's check that its control plane still runs).
 #
 #   step NAME CMD...     runs CMD in a subshell with its output in $WORK/steps/NAME.log;
 #                        prints `ok NAME (Ns)` or `FAIL NAME: reason (log: ...)` and counts it
@@ -57,6 +59,14 @@ step() {
     STATUS[$name]=fail
     FAILED=$((FAILED + 1))
     echo "FAIL $name: the broker process has exited (see its log in $WORK)"
+    return 0
+  fi
+  local gone
+  if [[ -n "${STEP_GUARD:-}" ]] && ! gone="$($STEP_GUARD)"; then
+    echo "reason: skipped: $gone" >"$out"
+    STATUS[$name]=fail
+    FAILED=$((FAILED + 1))
+    echo "FAIL $name: skipped: $gone"
     return 0
   fi
   if ("$@") >"$out" 2>&1; then

@@ -475,7 +475,13 @@ func (w *worker) probe(ctx context.Context, c *container) {
 			} else {
 				successes, failures = 0, failures+1
 			}
-			need, fail := max(int(p.SuccessThreshold), 1), max(int(p.FailureThreshold), 3)
+			need, fail := int(p.SuccessThreshold), int(p.FailureThreshold)
+			if need < 1 {
+				need = 1 // Kubernetes's default; the API server sets it on stored pods
+			}
+			if fail < 1 {
+				fail = 3
+			}
 			next = ready
 			if successes >= need {
 				next = true
