@@ -166,6 +166,7 @@ const BROKER_MODULES: &[&str] = &[
     "replica",
     "replica.fetcher",
     "replica.quota",
+    "replica.session",
     "server",
     "server.connection",
     "server.isr",

@@ -117,6 +117,66 @@ fn acknowledged_writes_reach_every_replica_and_survive_the_leader() {
     assert_eq!(read_partition(&cluster.bootstrap(), "rep", 0, 600), want);
 }
 
+/// Followers fetch through fetch sessions (KIP-227): each leader holds one session per
+/// follower with every partition that follower fetches from it, and the session survives
+/// writes (only changed partitions travel) and starts over when the leader restarts.
+#[test]
+fn followers_fetch_through_one_session_per_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &[]);
+    common::create_topic_rf(&cluster.bootstrap(), "sess", 12, 3, &[]);
+    let image = cluster.wait_converged(Duration::from_secs(20));
+    let led = |node: i32| leaders(&image, "sess").values().filter(|&&l| l == node as i64).count();
+    let sessions = |cluster: &Cluster, node: i32| {
+        let sessions = broker_metric(cluster, node, "sluice_fetch_sessions");
+        (sessions, broker_metric(cluster, node, "sluice_fetch_session_partitions"))
+    };
+    // Every partition has two followers: each leader keeps one session for each, holding the
+    // partitions it leads (the metadata topic is not fetched).
+    for node in 1..=3 {
+        let want = (Some(2), Some(2 * led(node) as i64));
+        wait_until("a session per follower", Duration::from_secs(20), || {
+            sessions(&cluster, node) == want
+        });
+    }
+    // Writes to every partition reach every replica through the sessions.
+    let p = producer(&cluster.bootstrap());
+    for partition in 0..12 {
+        let values = (0..20).map(|i| format!("p{partition}-{i}"));
+        for v in values {
+            let record = FutureRecord::<(), _>::to("sess").payload(&v).partition(partition);
+            futures::executor::block_on(p.send(record, Duration::from_secs(10))).unwrap();
+        }
+    }
+    let at = |cluster: &Cluster, node: i32, partition: i32| {
+        let series = format!("sluice_log_end_offset{{topic=\"sess\",partition=\"{partition}\"}}");
+        broker_metric(cluster, node, &series)
+    };
+    wait_until("every replica of every partition at 20", Duration::from_secs(20), || {
+        (1..=3).all(|n| (0..12).all(|q| at(&cluster, n, q) == Some(20)))
+    });
+    for node in 1..=3 {
+        assert_eq!(sessions(&cluster, node).0, Some(2), "the same sessions, not new ones");
+    }
+
+    // The leader of partition 0 restarts: its followers' sessions with it are gone, and the
+    // restarted broker's own sessions on the others are replaced (the old ones linger until
+    // evicted, as in Kafka). Replication goes on through new sessions.
+    let node = leaders(&image, "sess")[&0] as i32;
+    cluster.node_mut(node).kill9();
+    cluster.node_mut(node).restart();
+    let image = cluster.wait_converged(Duration::from_secs(30));
+    send_all(&p, "sess", (0..50).map(|i| format!("after-{i}")));
+    wait_until("every replica of partition 0 at 70", Duration::from_secs(30), || {
+        (1..=3).all(|n| at(&cluster, n, 0) == Some(70))
+    });
+    for node in 1..=3 {
+        if leaders(&image, "sess").values().any(|&l| l == node as i64) {
+            assert!(sessions(&cluster, node).0 >= Some(2), "node {node} serves its followers");
+        }
+    }
+}
+
 /// Sends `sig` (`-STOP`, `-CONT`, ...) to a node; a stop returns once every thread of the
 /// process is stopped (the signal is delivered asynchronously).
 fn signal(cluster: &Cluster, node: i32, sig: &str) {

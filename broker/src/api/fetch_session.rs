@@ -24,10 +24,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+pub use crate::replica::session::{next_epoch, FINAL_EPOCH, INITIAL_EPOCH};
+
 /// Kafka's `MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS`.
 pub const EVICTION_MS: i64 = 120_000;
-pub const INITIAL_EPOCH: i32 = 0;
-pub const FINAL_EPOCH: i32 = -1;
 
 /// A partition as a session knows it: by topic id from Fetch v13, by name before.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,15 +130,6 @@ pub enum Context {
 pub const SESSION_NOT_FOUND: i16 = 70;
 pub const INVALID_EPOCH: i16 = 71;
 pub const TOPIC_ID_ERROR: i16 = 106;
-
-/// Kafka's `FetchMetadata.nextEpoch`.
-pub fn next_epoch(epoch: i32) -> i32 {
-    match epoch {
-        FINAL_EPOCH => FINAL_EPOCH,
-        i32::MAX => 1,
-        e => e + 1,
-    }
-}
 
 /// The broker's fetch sessions.
 #[derive(Debug)]

@@ -9,7 +9,12 @@
 //! logs diverge (KIP-320), where the follower truncates before fetching again: a follower never
 //! truncates blindly to its own high watermark. A partition whose leader refuses the fetch (it
 //! no longer leads, or the epochs differ because one of the two has not applied the latest
-//! metadata yet) waits a second, or for the next metadata change, and is fetched again. The metadata publisher starts, changes and stops fetchers ([`update`]).
+//! metadata yet) waits a second, or for the next metadata change, and is fetched again. The
+//! metadata publisher starts, changes and stops fetchers ([`update`]).
+//!
+//! Each fetcher keeps a fetch session with its leader ([`super::session`], KIP-227): after the
+//! first full fetch, a round names only the partitions whose position changed, and the leader
+//! answers only the partitions with something new.
 //!
 //! [`update`]: FetcherManager::update
 
@@ -18,12 +23,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::fetch_request::{FetchPartition, ReplicaState};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::session::{Session, Wanted};
 use super::ReplicaManager;
 use crate::log::TopicPartition;
 use crate::metadata::ClusterImage;
@@ -161,6 +167,7 @@ async fn run(
     // Topic ids of the followed partitions, rebuilt only when they change (not every round).
     let mut asked = Asked::new();
     let mut asked_for = Followed::new();
+    let mut session = Session::default();
     let client_id = format!("sluice-replica-{node_id}");
     loop {
         if partitions.has_changed().unwrap_or(false) {
@@ -184,8 +191,8 @@ async fn run(
             asked = by_topic_id(&replicas, &active);
             asked_for = active.clone();
         }
-        let request = fetch_request((node_id, epoch), &replicas, &active);
-        if request.topics.is_empty() {
+        let wanted = to_fetch(node_id, &replicas, &active);
+        if wanted.is_empty() {
             // Every partition is held back by the follower throttle: wait, as Kafka's
             // replica.fetch.backoff.ms, rather than send empty fetches.
             tokio::select! {
@@ -194,6 +201,7 @@ async fn run(
             }
             continue;
         }
+        let request = fetch_request((node_id, epoch), session.build(wanted));
         let result = async {
             if conn.is_none() {
                 conn = Some(
@@ -212,10 +220,12 @@ async fn run(
                 }
                 failing = false;
                 backoff = BACKOFF_MIN;
+                session.answered(response.error_code, response.session_id);
                 apply_response(&replicas, leader, (&asked, &response), &mut paused);
             }
             Err(e) => {
                 conn = None;
+                session.failed();
                 if !failing {
                     tracing::warn!(leader, error = %e, "follower fetch failed; retrying");
                     failing = true;
@@ -240,8 +250,6 @@ fn throttled(node_id: i32, replicas: &ReplicaManager, p: &super::Partition) -> b
     state.follower_throttled && !state.isr.contains(&node_id)
 }
 
-/// A replica fetch of `partitions` at their log end offsets, leaving out the throttled ones
-/// while the follower quota is used up.
 /// The partitions a fetch asks for, by topic id and index (answers name topics by id).
 type Asked = HashMap<([u8; 16], i32), TopicPartition>;
 
@@ -252,20 +260,19 @@ fn by_topic_id(replicas: &ReplicaManager, partitions: &Followed) -> Asked {
         .collect()
 }
 
-fn fetch_request(
-    (node_id, broker_epoch): (i32, i64),
-    replicas: &ReplicaManager,
-    partitions: &Followed,
-) -> FetchRequest {
-    let mut topics: BTreeMap<[u8; 16], Vec<FetchPartition>> = BTreeMap::new();
+/// What this round fetches of `partitions`: each at its log end offset, leaving out the
+/// throttled ones while the follower quota is used up.
+fn to_fetch(node_id: i32, replicas: &ReplicaManager, partitions: &Followed) -> Wanted {
     let quota_used_up = replicas.follower_quota.exceeded(super::now_ms());
+    let mut wanted = Wanted::new();
     for (tp, &epoch) in partitions {
         let Some(p) = replicas.get(tp) else { continue };
         if quota_used_up && throttled(node_id, replicas, &p) {
             continue;
         }
         let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-        topics.entry(p.topic_id).or_default().push(
+        wanted.insert(
+            (p.topic_id, tp.partition),
             FetchPartition::default()
                 .with_partition(tp.partition)
                 .with_current_leader_epoch(epoch)
@@ -275,6 +282,14 @@ fn fetch_request(
                 .with_partition_max_bytes(PARTITION_MAX_BYTES),
         );
     }
+    wanted
+}
+
+/// A replica fetch: this round of the session.
+fn fetch_request(
+    (node_id, broker_epoch): (i32, i64),
+    round: super::session::Round,
+) -> FetchRequest {
     FetchRequest::default()
         .with_replica_state(
             ReplicaState::default()
@@ -284,17 +299,10 @@ fn fetch_request(
         .with_max_wait_ms(MAX_WAIT_MS)
         .with_min_bytes(1)
         .with_max_bytes(RESPONSE_MAX_BYTES)
-        .with_session_epoch(-1)
-        .with_topics(
-            topics
-                .into_iter()
-                .map(|(id, partitions)| {
-                    FetchTopic::default()
-                        .with_topic_id(uuid::Uuid::from_bytes(id))
-                        .with_partitions(partitions)
-                })
-                .collect(),
-        )
+        .with_session_id(round.session_id)
+        .with_session_epoch(round.epoch)
+        .with_topics(round.topics)
+        .with_forgotten_topics_data(round.forgotten)
 }
 
 /// Appends what came, truncates where the leader says the logs diverge, and pauses the

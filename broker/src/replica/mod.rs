@@ -12,6 +12,7 @@
 
 pub mod fetcher;
 pub mod quota;
+pub mod session;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
