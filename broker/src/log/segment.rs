@@ -610,6 +610,10 @@ impl LogSegment {
         max_bytes: usize,
         max_offset: i64,
     ) -> Result<Option<FileSlice>> {
+        if offset >= max_offset.min(self.next_offset) {
+            // Nothing at or past `offset` here, or nothing allowed: no header to read.
+            return Ok(None);
+        }
         let Some(first) = self.locate(offset)? else { return Ok(None) };
         if first.header.last_offset() >= max_offset {
             return Ok(None);
