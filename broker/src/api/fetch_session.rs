@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-pub use crate::replica::session::{next_epoch, FINAL_EPOCH, INITIAL_EPOCH};
+use crate::replica::session::{next_epoch, FINAL_EPOCH, INITIAL_EPOCH};
 
 /// Kafka's `MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS`.
 pub const EVICTION_MS: i64 = 120_000;

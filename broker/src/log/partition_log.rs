@@ -576,14 +576,7 @@ impl PartitionLog {
             });
         }
         let mut records = None;
-        // Nothing to read (a caught-up follower at the LEO, a consumer at the HW): answered
-        // without looking into a segment, as Kafka's LocalLog.read does. Finding the position
-        // of the log's end would read the batch headers after the last index entry.
-        let start = if offset >= max_offset {
-            i64::MAX
-        } else {
-            self.segments.range(..=offset).next_back().map(|(&b, _)| b).unwrap_or(offset)
-        };
+        let start = self.segments.range(..=offset).next_back().map(|(&b, _)| b).unwrap_or(offset);
         for (_, seg) in self.segments.range(start..) {
             if seg.base_offset() >= max_offset {
                 break;

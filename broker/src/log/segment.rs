@@ -611,7 +611,10 @@ impl LogSegment {
         max_offset: i64,
     ) -> Result<Option<FileSlice>> {
         if offset >= max_offset.min(self.next_offset) {
-            // Nothing at or past `offset` here, or nothing allowed: no header to read.
+            // Nothing at or past `offset` here, or nothing allowed (a caught-up follower at the
+            // LEO, a consumer at the HW): answered without reading a header, as Kafka's
+            // LocalLog.read does. Locating the log's end would scan the headers after the last
+            // index entry, for every caught-up partition of every fetch.
             return Ok(None);
         }
         let Some(first) = self.locate(offset)? else { return Ok(None) };

@@ -51,7 +51,7 @@ pub struct Session {
 }
 
 /// The session fields and partitions of one Fetch request.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Round {
     pub session_id: i32,
     pub epoch: i32,
