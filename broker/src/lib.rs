@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod fsutil;
 pub mod group;
 pub mod http;

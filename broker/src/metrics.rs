@@ -660,19 +660,15 @@ impl Metrics {
             self.group_rebalances.get_or_create(&group).inc_by(g.generation.max(0) as u64);
             for (topic, partition, offset) in &g.offsets {
                 let tp = TopicPartition::new(topic.clone(), *partition);
-                let local = replicas.get(&tp);
-                let (hw, age) = match &local {
-                    Some(p) => {
+                let hw = crate::server::lag::high_watermark(replicas, remote, &tp);
+                // How old the first record not yet consumed is, where it is hosted here.
+                let age = match (hw, replicas.get(&tp)) {
+                    (Some(hw), Some(p)) if *offset < hw => {
                         let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-                        let hw = log.high_watermark();
-                        let age = if *offset < hw {
-                            log.timestamp_at(*offset).map(|ts| (now - ts).max(0) as f64 / 1000.0)
-                        } else {
-                            Some(0.0)
-                        };
-                        (Some(hw), age)
+                        log.timestamp_at(*offset).map(|ts| (now - ts).max(0) as f64 / 1000.0)
                     }
-                    None => (remote.get(&tp).copied(), None),
+                    (Some(_), Some(_)) => Some(0.0),
+                    _ => None,
                 };
                 let lag = hw.map(|hw| (hw - offset).max(0));
                 if let Some(lag) = lag {

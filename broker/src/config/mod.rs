@@ -46,7 +46,8 @@ pub const NODE_KEYS: &[&str] = &[
 ];
 
 /// Sluice's own settings, which Kafka does not have.
-const SLUICE_KEYS: &[&str] = &["admin.listener", "metrics.partition.series.max"];
+const SLUICE_KEYS: &[&str] =
+    &["admin.listener", "metrics.partition.series.max", "console.actions.enable"];
 
 /// A configuration the broker cannot start with.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,9 @@ pub struct BrokerConfig {
     /// `metrics.partition.series.max` (Sluice's, 10000): per-partition metric series are
     /// exported while there are at most this many (docs/metrics.md).
     pub metrics_series_max: usize,
+    /// `console.actions.enable` (Sluice's, false): the web console may change topics and
+    /// reset offsets, not only show them.
+    pub console_actions: bool,
     /// `producer.id.expiration.ms` (1 day).
     pub producer_id_expiration: Duration,
     /// `producer.id.expiration.check.interval.ms` (10 minutes).
@@ -152,6 +156,7 @@ impl Default for BrokerConfig {
             cluster_id: None,
             rack: None,
             metrics_series_max: 10_000,
+            console_actions: false,
             producer_id_expiration: Duration::from_millis(86_400_000),
             producer_id_expiration_check: Duration::from_millis(600_000),
             groups: crate::group::GroupConfig::default(),
@@ -312,6 +317,7 @@ impl BrokerConfig {
             // Empty is no rack (a rack taken from a label that a pod does not have).
             "broker.rack" => self.rack = (!value.is_empty()).then(|| value.to_string()),
             "metrics.partition.series.max" => self.metrics_series_max = parse(key, value)?,
+            "console.actions.enable" => self.console_actions = parse(key, value)?,
             k if crate::group::GROUP_CONFIG_KEYS.contains(&k) => {
                 self.groups.set(k, value).map_err(ConfigError::Invalid)?
             }

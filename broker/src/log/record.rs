@@ -24,9 +24,25 @@ pub struct RecordView<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-impl RecordView<'_> {
+/// A record header: key, and value (null allowed).
+pub type Header<'a> = (&'a [u8], Option<&'a [u8]>);
+
+impl<'a> RecordView<'a> {
     pub fn is_tombstone(&self) -> bool {
         self.value.is_none()
+    }
+
+    /// The record's headers, `(key, value)`, read from `raw`.
+    pub fn headers(&self) -> Result<Vec<Header<'a>>, LogError> {
+        let mut c = Cursor { buf: self.raw, pos: 0 };
+        c.varint()?; // length
+        c.bytes(1)?; // attributes
+        c.varlong()?; // timestamp delta
+        c.varint()?; // offset delta
+        c.nullable()?; // key
+        c.nullable()?; // value
+        let count = c.varint()?;
+        (0..count.max(0)).map(|_| Ok((c.nullable()?.unwrap_or_default(), c.nullable()?))).collect()
     }
 }
 

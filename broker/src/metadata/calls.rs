@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::controller::Controller;
+use super::controller::{BrokerEndpoints, Controller};
 use super::image::{Endpoint, TopicImage};
 pub use super::types::{AlterPartition, MetadataDelta, QuorumState, ReplicaState};
 use super::{AlterOp, MetadataError, NewTopic, PartitionIncrease, Reassignment, TopicRef};
@@ -29,6 +29,8 @@ pub enum ControllerCall {
         port: u16,
         listeners: Vec<Endpoint>,
         rack: Option<String>,
+        #[serde(default)]
+        admin_port: Option<u16>,
     },
     /// A broker is alive and has applied the metadata log up to `applied`; `shutdown` asks for
     /// a controlled shutdown (its leaderships move away first).
@@ -129,9 +131,17 @@ impl Controller {
             ControllerCall::EnsureClusterId { wanted } => {
                 ControllerReply::ClusterId(self.ensure_cluster_id(wanted.as_deref()).await?)
             }
-            ControllerCall::RegisterBroker { id, incarnation, host, port, listeners, rack } => {
-                let epoch =
-                    self.register_broker(id, incarnation, &host, port, listeners, rack).await?;
+            ControllerCall::RegisterBroker {
+                id,
+                incarnation,
+                host,
+                port,
+                listeners,
+                rack,
+                admin_port,
+            } => {
+                let endpoints = BrokerEndpoints { host, port, listeners, admin_port };
+                let epoch = self.register_broker(id, incarnation, endpoints, rack).await?;
                 ControllerReply::Registered { epoch }
             }
             ControllerCall::Heartbeat { id, epoch, applied, shutdown } => {

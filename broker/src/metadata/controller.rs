@@ -105,6 +105,16 @@ impl std::fmt::Debug for Controller {
     }
 }
 
+/// Where a registering broker is reached: its inter-broker endpoint, every client listener and
+/// its admin HTTP port.
+#[derive(Debug, Clone)]
+pub(crate) struct BrokerEndpoints {
+    pub host: String,
+    pub port: u16,
+    pub listeners: Vec<Endpoint>,
+    pub admin_port: Option<u16>,
+}
+
 impl Controller {
     pub(crate) fn new(
         cfg: ControllerConfig,
@@ -258,11 +268,10 @@ impl Controller {
         &self,
         id: i32,
         incarnation: [u8; 16],
-        host: &str,
-        port: u16,
-        listeners: Vec<Endpoint>,
+        endpoints: BrokerEndpoints,
         rack: Option<String>,
     ) -> Result<i64, MetadataError> {
+        let BrokerEndpoints { host, port, listeners, admin_port } = endpoints;
         let (_guard, image) = self.begin().await?;
         let mut records = Vec::new();
         let epoch = match image.brokers.get(&id) {
@@ -289,11 +298,12 @@ impl Controller {
         records.push(MetadataRecord::RegisterBroker {
             id,
             epoch,
-            host: host.to_owned(),
+            host,
             port,
             rack,
             incarnation,
             listeners,
+            admin_port,
         });
         self.propose(records).await?;
         self.touch(id, false, 0);
@@ -1269,6 +1279,7 @@ mod tests {
                     incarnation: [0; 16],
                     listeners: Vec::new(),
                     registered_at: 0,
+                    admin_port: None,
                 },
             );
         }

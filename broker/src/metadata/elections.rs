@@ -270,6 +270,7 @@ mod tests {
                 incarnation: [0; 16],
                 listeners: Vec::new(),
                 registered_at: 0,
+                admin_port: None,
             };
             image.brokers.insert(id, b);
         }

@@ -148,6 +148,9 @@ pub struct BrokerImage {
     /// once it has applied this far.
     #[serde(default)]
     pub registered_at: u64,
+    /// Port of its admin HTTP listener on `host`, when it registered one.
+    #[serde(default)]
+    pub admin_port: Option<u16>,
 }
 
 impl BrokerImage {

@@ -96,6 +96,8 @@ pub struct MetadataConfig {
     pub port: u16,
     /// Advertised endpoints of every client listener.
     pub listeners: Vec<Endpoint>,
+    /// Port of the admin HTTP listener, registered so that peers can reach it.
+    pub admin_port: Option<u16>,
     /// `controller.quorum.voters`; empty for a single node that is its own quorum.
     pub voters: Vec<VoterAddress>,
     /// The advertised port of this node's controller listener, when it serves one.
@@ -132,6 +134,7 @@ impl MetadataConfig {
             host: "127.0.0.1".into(),
             port: 9092,
             listeners: Vec::new(),
+            admin_port: None,
             voters: Vec::new(),
             controller_port: None,
             voter: true,
@@ -499,6 +502,7 @@ impl MetadataNode {
             port: cfg.port,
             listeners: cfg.listeners.clone(),
             rack: cfg.rack.clone(),
+            admin_port: cfg.admin_port,
         };
         let mut logged = false;
         let epoch = loop {

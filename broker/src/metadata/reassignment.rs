@@ -198,6 +198,7 @@ mod tests {
                     incarnation: [0; 16],
                     listeners: Vec::new(),
                     registered_at: 0,
+                    admin_port: None,
                 },
             );
         }

@@ -201,7 +201,16 @@ pub(crate) fn apply_entry(image: &mut ClusterImage, entry: &AppliedEntry) -> Opt
 pub(crate) fn apply_record(image: &mut ClusterImage, record: &MetadataRecord) -> Option<i64> {
     match record {
         MetadataRecord::SetClusterId { cluster_id } => image.cluster_id = cluster_id.clone(),
-        MetadataRecord::RegisterBroker { id, epoch, host, port, rack, incarnation, listeners } => {
+        MetadataRecord::RegisterBroker {
+            id,
+            epoch,
+            host,
+            port,
+            rack,
+            incarnation,
+            listeners,
+            admin_port,
+        } => {
             let broker = BrokerImage {
                 id: *id,
                 epoch: *epoch,
@@ -212,6 +221,7 @@ pub(crate) fn apply_record(image: &mut ClusterImage, record: &MetadataRecord) ->
                 incarnation: *incarnation,
                 listeners: listeners.clone(),
                 registered_at: image.applied_index,
+                admin_port: *admin_port,
             };
             image.brokers.insert(*id, broker);
         }
@@ -429,6 +439,7 @@ mod tests {
                 rack: None,
                 incarnation: [0; 16],
                 listeners: Vec::new(),
+                admin_port: None,
             },
             MetadataRecord::UnfenceBroker { id: 1, epoch: 2 },
         ];

@@ -64,6 +64,10 @@ pub enum MetadataRecord {
         incarnation: [u8; 16],
         #[serde(default)]
         listeners: Vec<Endpoint>,
+        /// Port of the admin HTTP listener (console, metrics) on `host`; absent from brokers
+        /// registered before it was recorded.
+        #[serde(default)]
+        admin_port: Option<u16>,
     },
     /// The broker with this epoch may lead partitions.
     UnfenceBroker { id: i32, epoch: i64 },

@@ -38,6 +38,19 @@ impl RemoteHighWatermarks {
     }
 }
 
+/// The high watermark a group's lag on `tp` is measured against: the hosted replica's, else
+/// the one its leader last answered (`/metrics` and the console both use it).
+pub fn high_watermark(
+    replicas: &crate::replica::ReplicaManager,
+    remote: &HashMap<TopicPartition, i64>,
+    tp: &TopicPartition,
+) -> Option<i64> {
+    match replicas.get(tp) {
+        Some(p) => Some(p.log.lock().unwrap_or_else(|e| e.into_inner()).high_watermark()),
+        None => remote.get(tp).copied(),
+    }
+}
+
 /// Refreshes `broker.remote_hw` every [`INTERVAL`] until shutdown.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut connections: HashMap<String, KafkaConnection> = HashMap::new();

@@ -50,6 +50,8 @@ pub struct Broker {
     pub remote_hw: lag::RemoteHighWatermarks,
     /// Fetch sessions (KIP-227).
     pub fetch_sessions: std::sync::Mutex<crate::api::fetch_session::SessionCache>,
+    /// The web console's sampled sizes, rates and lag history.
+    pub console: crate::console::ConsoleState,
     ready: AtomicBool,
 }
 
@@ -188,6 +190,7 @@ pub async fn start_unless_stopped(
         host: inter_broker.host.clone(),
         port: inter_broker.port,
         listeners: endpoints,
+        admin_port: Some(admin_addr.port()),
         voters: config
             .net
             .voters
@@ -269,6 +272,7 @@ pub async fn start_unless_stopped(
         groups,
         remote_hw: Default::default(),
         fetch_sessions,
+        console: Default::default(),
         ready: AtomicBool::new(false),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -278,6 +282,7 @@ pub async fn start_unless_stopped(
         broker.groups.start(shutdown_rx.clone()),
         tokio::spawn(crate::http::serve(admin_listener, broker.clone(), shutdown_rx.clone())),
         tokio::spawn(lag::run(broker.clone(), shutdown_rx.clone())),
+        tokio::spawn(crate::console::run(broker.clone(), shutdown_rx.clone())),
     ]);
     // The publisher runs meanwhile: metadata changes (and heartbeats, which report how far they
     // are published) do not wait for the groups to load.

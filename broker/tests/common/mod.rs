@@ -423,14 +423,34 @@ impl BrokerProcess {
 
     /// GET a path on the admin HTTP endpoint; returns (status line, body).
     pub fn http_get(&self, path: &str) -> (String, String) {
+        self.http_request("GET", path, &[], "")
+    }
+
+    /// A request to the admin HTTP endpoint with extra header lines and a body; returns
+    /// (status line, body).
+    pub fn http_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &str,
+    ) -> (String, String) {
         use std::io::{Read, Write};
         assert!(
             self.reference.is_none(),
             "Kafka has no admin HTTP endpoint: guard with against_kafka()"
         );
         let mut s = std::net::TcpStream::connect(self.admin).expect("connect admin");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+        if !headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
+            head.push_str(&format!("Host: {}\r\n", self.admin));
+        }
+        for h in headers {
+            head.push_str(h);
+            head.push_str("\r\n");
+        }
+        write!(s, "{head}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));

@@ -1,0 +1,530 @@
+//! The web console's JSON API (`/api/v1/`) against a cluster of three broker processes, with
+//! data written and groups made by librdkafka: every broker answers every page alike, with the
+//! offsets of the partitions' leaders and the groups of their coordinators; pages are cut by
+//! cursors; a stopped broker is named, and the pages still answer.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::cluster::{send_to, Cluster};
+use common::{against_kafka, create_topic_rf, BrokerProcess};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::FutureProducer;
+use serde_json::Value;
+
+fn get(node: &BrokerProcess, path: &str) -> (u16, Value) {
+    let (status, body) = node.http_get(path);
+    let code = status.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (code, value)
+}
+
+/// The headers the console's pages send with an action.
+const CONSOLE: &[&str] = &["X-Sluice-Console: 1", "Content-Type: application/json"];
+
+fn post(
+    node: &BrokerProcess,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, Value) {
+    let (status, answer) = node.http_request(method, path, headers, body);
+    let code = status.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{path}: {e}: {answer}"));
+    (code, value)
+}
+
+/// The error name of an action's only result.
+fn outcome(answer: &(u16, Value)) -> (u16, String) {
+    let (status, v) = answer;
+    assert_eq!(v["results"].as_array().map(Vec::len), Some(1), "{v}");
+    (*status, v["results"][0]["error"].as_str().unwrap().to_string())
+}
+
+fn ok(node: &BrokerProcess, path: &str) -> Value {
+    let (status, v) = get(node, path);
+    assert_eq!(status, 200, "{path}: {v}");
+    v
+}
+
+/// The answer without what differs by the broker asked.
+fn comparable(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("served_by");
+    }
+    v
+}
+
+/// Polls `f` until it gives `Some` (at most 40 s).
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("client.id", format!("console-test-{group}"))
+        .create()
+        .expect("consumer")
+}
+
+/// Consumes `n` records through `c`, then commits where it stands.
+fn consume_and_commit(c: &BaseConsumer, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = 0;
+    while got < n {
+        assert!(Instant::now() < deadline, "consumed {got} of {n}");
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            m.expect("consume");
+            got += 1;
+        }
+    }
+    c.commit_consumer_state(CommitMode::Sync).expect("commit");
+}
+
+#[test]
+fn every_broker_serves_the_console_api_from_the_owners_of_the_data() {
+    if against_kafka() {
+        return; // Kafka has no admin HTTP server
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Three offsets partitions, so groups land on different coordinators.
+    let mut cluster = Cluster::start(dir.path(), 3, &["offsets.topic.num.partitions=3"]);
+    let bootstrap = cluster.bootstrap();
+    create_topic_rf(&bootstrap, "orders", 6, 3, &[("retention.ms", "3600000")]);
+    create_topic_rf(&bootstrap, "logs", 3, 2, &[]);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for p in 0..6 {
+        for i in 0..=p {
+            send_to(&producer, "orders", p, &format!("{{\"order\": {i}}}")).unwrap();
+        }
+    }
+    // Groups: one stays a member (Stable), the others commit and leave (Empty).
+    let groups = ["g-active", "g-done-1", "g-done-2", "g-done-3"];
+    let active = consumer(&bootstrap, groups[0]);
+    active.subscribe(&["orders"]).unwrap();
+    consume_and_commit(&active, 21);
+    for g in &groups[1..] {
+        let c = consumer(&bootstrap, g);
+        c.subscribe(&["orders"]).unwrap();
+        consume_and_commit(&c, 21);
+        // Then offset 1 of every partition: 1 + 2 + ... + 6 - 6 = 15 records behind.
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..6 {
+            tpl.add_partition_offset("orders", p, rdkafka::Offset::Offset(1)).unwrap();
+        }
+        c.commit(&tpl, CommitMode::Sync).expect("commit");
+        drop(c);
+    }
+
+    let nodes: Vec<&BrokerProcess> =
+        cluster.running().into_iter().map(|id| cluster.node(id)).collect();
+
+    // The overview: every broker with its disk (asked of each broker) and its console address.
+    let overview = ok(nodes[0], "/api/v1/cluster");
+    assert_eq!(overview["brokers"].as_array().unwrap().len(), 3, "{overview}");
+    for b in overview["brokers"].as_array().unwrap() {
+        assert!(b["disk"]["capacity_bytes"].as_i64().unwrap() > 0, "{b}");
+        let url = b["console_url"].as_str().unwrap();
+        let node = cluster.node(b["id"].as_i64().unwrap() as i32);
+        assert_eq!(url, format!("http://{}/", node.admin), "each broker registers its admin port");
+    }
+    assert_eq!(overview["unavailable"], Value::Array(vec![]));
+    assert_eq!(overview["counts"]["under_replicated"], 0);
+    assert_eq!(overview["counts"]["offline"], 0);
+    assert!(overview["counts"]["partitions"].as_i64().unwrap() >= 9 + 3);
+    assert_eq!(overview["actions_enabled"], false);
+    assert_eq!(overview["quorum"]["voters"].as_array().unwrap().len(), 3);
+
+    // Partitions: the HW and LEO are the leaders', the same whichever broker is asked.
+    let first = ok(nodes[0], "/api/v1/topics/orders/partitions");
+    for (p, item) in first["items"].as_array().unwrap().iter().enumerate() {
+        let n = p as i64 + 1;
+        assert_eq!((item["hw"].as_i64(), item["leo"].as_i64()), (Some(n), Some(n)), "{item}");
+        assert_eq!(item["log_start"], 0);
+        assert_eq!(item["isr"].as_array().unwrap().len(), 3, "{item}");
+        assert!(item["size_bytes"].as_u64().unwrap() > 0);
+        assert_eq!(item["followers"].as_array().unwrap().len(), 2, "{item}");
+    }
+    let leaders: BTreeSet<i64> =
+        first["items"].as_array().unwrap().iter().map(|i| i["leader"].as_i64().unwrap()).collect();
+    assert!(leaders.len() > 1, "the partitions are led by more than one broker: {leaders:?}");
+    for node in &nodes {
+        let page = ok(node, "/api/v1/topics/orders/partitions");
+        let strip = |v: Value| {
+            let mut v = comparable(v);
+            for i in v["items"].as_array_mut().unwrap() {
+                i.as_object_mut().unwrap().remove("followers"); // fetch times move
+            }
+            v
+        };
+        assert_eq!(strip(page), strip(first.clone()), "broker {} differs", node.admin);
+    }
+
+    // Pages of partitions and topics follow their cursors.
+    let head = ok(nodes[1], "/api/v1/topics/orders/partitions?limit=4");
+    assert_eq!((head["items"].as_array().unwrap().len(), &head["next"]), (4, &Value::from(4)));
+    let tail = ok(nodes[1], "/api/v1/topics/orders/partitions?from=4&limit=4");
+    assert_eq!((tail["items"].as_array().unwrap().len(), &tail["next"]), (2, &Value::Null));
+    let topics = ok(nodes[2], "/api/v1/topics?limit=1&internal=false");
+    assert_eq!(topics["items"][0]["name"], "logs");
+    assert_eq!(topics["total"], 2);
+    let next = topics["next"].as_str().unwrap();
+    let rest = ok(nodes[2], &format!("/api/v1/topics?limit=1&internal=false&after={next}"));
+    assert_eq!(rest["items"][0]["name"], "orders");
+    assert_eq!(rest["next"], Value::Null);
+    assert_eq!(ok(nodes[2], "/api/v1/topics?prefix=ord")["total"], 1);
+
+    // Sizes are the leaders' shares, summed: they arrive with the first refresh after the writes.
+    let size = wait_for("the topic's size", || {
+        let t = ok(nodes[1], "/api/v1/topics?prefix=orders");
+        t["items"][0]["size_bytes"].as_u64().filter(|&s| s > 0)
+    });
+    let led: u64 =
+        first["items"].as_array().unwrap().iter().map(|i| i["size_bytes"].as_u64().unwrap()).sum();
+    assert_eq!(size, led, "the topic's size is one copy of each partition");
+
+    // Topic detail: configs with their sources.
+    let detail = ok(nodes[2], "/api/v1/topics/orders");
+    assert_eq!(
+        (detail["partitions"].as_i64(), detail["replication_factor"].as_i64()),
+        (Some(6), Some(3))
+    );
+    let config = |name: &str| {
+        detail["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap()
+    };
+    assert_eq!(config("retention.ms")["value"], "3600000");
+    assert_eq!(config("retention.ms")["source"], "DYNAMIC_TOPIC_CONFIG");
+    assert_eq!(config("cleanup.policy")["source"], "DEFAULT_CONFIG");
+
+    // Groups: every one listed by every broker, each described by whichever broker is asked.
+    let coordinators: BTreeSet<i64> = wait_for("every group listed", || {
+        let list = ok(nodes[0], "/api/v1/groups");
+        let items = list["items"].as_array().unwrap();
+        (items.len() == groups.len())
+            .then(|| items.iter().map(|g| g["coordinator"].as_i64().unwrap()).collect())
+    });
+    assert!(coordinators.len() > 1, "groups on more than one coordinator: {coordinators:?}");
+    for node in &nodes {
+        let list = ok(node, "/api/v1/groups?limit=2");
+        assert_eq!(list["total"], 4);
+        assert_eq!(list["items"].as_array().unwrap().len(), 2);
+        let rest = ok(node, &format!("/api/v1/groups?after={}", list["next"].as_str().unwrap()));
+        assert_eq!(rest["items"].as_array().unwrap().len(), 2);
+        assert_eq!(rest["next"], Value::Null);
+
+        let g = ok(node, "/api/v1/groups/g-active");
+        assert_eq!(g["state"], "Stable", "{g}");
+        let members = g["members"].as_array().unwrap();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0]["client_id"], "console-test-g-active");
+        let assigned: usize = members[0]["assignment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["partitions"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(assigned, 6, "{g}");
+        assert_eq!(g["total_lag"], 0, "{g}");
+
+        let done = ok(node, "/api/v1/groups/g-done-1");
+        assert_eq!(done["state"], "Empty", "{done}");
+        let lag: i64 = done["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let (hw, committed) = (o["hw"].as_i64().unwrap(), o["committed"].as_i64().unwrap());
+                assert_eq!(o["lag"].as_i64().unwrap(), hw - committed, "{o}");
+                hw - committed
+            })
+            .sum();
+        assert_eq!(lag, 21 - 6, "{done}");
+        assert_eq!(done["total_lag"], 15);
+    }
+
+    // The lag history fills on the coordinator every 10 s.
+    wait_for("a lag sample", || {
+        let g = ok(nodes[2], "/api/v1/groups/g-done-2");
+        let samples = g["lag_history"]["samples"].as_array().cloned().unwrap_or_default();
+        samples.last().filter(|s| s[1] == 15).map(|_| ())
+    });
+
+    // Messages: read by the partition's leader, whichever broker is asked.
+    let record = rdkafka::producer::FutureRecord::to("logs")
+        .partition(0)
+        .key("k1")
+        .payload(&[0xffu8, 0x00][..])
+        .headers(
+            rdkafka::message::OwnedHeaders::new()
+                .insert(rdkafka::message::Header { key: "trace", value: Some("abc") }),
+        );
+    futures::executor::block_on(producer.send(record, Duration::from_secs(30))).unwrap();
+    for node in &nodes {
+        let page = ok(node, "/api/v1/topics/orders/messages?partition=5&offset=1&limit=3");
+        let offsets: Vec<i64> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["offset"].as_i64().unwrap())
+            .collect();
+        assert_eq!(offsets, [1, 2, 3], "{page}");
+        assert_eq!((page["next_offset"].as_i64(), page["hw"].as_i64()), (Some(4), Some(6)));
+        assert_eq!(page["items"][0]["value"]["encoding"], "json");
+        assert_eq!(page["items"][0]["value"]["data"], "{\n  \"order\": 1\n}");
+        assert_eq!(page["items"][0]["key"], Value::Null);
+        assert!(page["items"][0]["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+        let text = ok(node, "/api/v1/topics/orders/messages?partition=5&offset=5&format=text");
+        assert_eq!(text["items"][0]["value"]["data"], "{\"order\": 5}");
+        assert_eq!(text["items"].as_array().unwrap().len(), 1, "up to the HW");
+        let last = ok(node, "/api/v1/topics/orders/messages?partition=3&limit=2");
+        assert_eq!(last["items"][0]["offset"], 2, "without an offset: the last records");
+        let by_time = ok(node, "/api/v1/topics/orders/messages?partition=4&timestamp=0&limit=1");
+        assert_eq!(by_time["items"][0]["offset"], 0);
+        let odd = ok(node, "/api/v1/topics/logs/messages?partition=0&offset=0");
+        let m = &odd["items"][0];
+        assert_eq!(
+            (m["key"]["encoding"].as_str(), m["key"]["data"].as_str()),
+            (Some("text"), Some("k1"))
+        );
+        assert_eq!(
+            (m["value"]["encoding"].as_str(), m["value"]["data"].as_str()),
+            (Some("hex"), Some("ff00"))
+        );
+        assert_eq!(
+            m["headers"],
+            serde_json::json!([{"key": "trace", "value": {"encoding": "text", "data": "abc", "size": 3, "truncated": false}}])
+        );
+        let hex = ok(node, "/api/v1/topics/logs/messages?partition=0&offset=0&format=hex");
+        assert_eq!(hex["items"][0]["key"]["data"], "6b31");
+    }
+    assert_eq!(get(nodes[0], "/api/v1/topics/orders/messages?partition=9").0, 404);
+    assert_eq!(get(nodes[1], "/api/v1/topics/orders/messages?partition=0&limit=101").0, 400);
+    assert_eq!(get(nodes[2], "/api/v1/topics/orders/messages?partition=0&format=xml").0, 400);
+
+    // Errors are JSON with the Kafka error's name.
+    let (status, missing) = get(nodes[0], "/api/v1/topics/nope");
+    assert_eq!((status, missing["error"].as_str()), (404, Some("UNKNOWN_TOPIC_OR_PARTITION")));
+    let (status, missing) = get(nodes[0], "/api/v1/groups/nobody");
+    assert_eq!((status, missing["error"].as_str()), (404, Some("GROUP_ID_NOT_FOUND")), "{missing}");
+    let (status, bad) = get(nodes[0], "/api/v1/topics?limit=0");
+    assert_eq!((status, bad["error"].as_str()), (400, Some("INVALID_REQUEST")));
+    assert_eq!(get(nodes[0], "/api/v1/nothing").0, 404);
+    let (status, off) = post(nodes[0], "POST", "/api/v1/topics", CONSOLE, r#"{"name":"x"}"#);
+    assert_eq!((status, off["error"].as_str()), (403, Some("ACTIONS_DISABLED")), "{off}");
+    assert!(!ok(nodes[0], "/api/v1/topics").to_string().contains("\"x\""));
+
+    // A stopped broker is named; the pages answer without its part.
+    drop(active);
+    cluster.node_mut(3).stop();
+    let node1 = cluster.node(1);
+    let overview = wait_for("broker 3 unavailable", || {
+        let o = ok(node1, "/api/v1/cluster");
+        (o["unavailable"] == serde_json::json!([3])).then_some(o)
+    });
+    let b3 = overview["brokers"].as_array().unwrap().iter().find(|b| b["id"] == 3).unwrap().clone();
+    assert_eq!(b3["disk"], Value::Null);
+    let list = ok(node1, "/api/v1/groups");
+    assert!(list["items"].as_array().unwrap().len() <= groups.len());
+    ok(node1, "/api/v1/topics/orders/partitions");
+    ok(node1, "/api/v1/topics");
+    for n in cluster.running() {
+        cluster.node(n).assert_no_panic();
+    }
+}
+
+#[test]
+fn console_actions_take_the_kafka_paths_with_their_errors() {
+    if against_kafka() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &["console.actions.enable=true"]);
+    let bootstrap = cluster.bootstrap();
+    let (a, b) = (cluster.node(1), cluster.node(2));
+
+    // Without the console's header, or from a foreign host name, nothing is done.
+    let body = r#"{"name":"made","partitions":4,"replication_factor":3}"#;
+    let (status, v) = post(a, "POST", "/api/v1/topics", &["Content-Type: application/json"], body);
+    assert_eq!((status, v["error"].as_str()), (403, Some("FORBIDDEN")), "{v}");
+    let rebound = ["X-Sluice-Console: 1", "Content-Type: application/json", "Host: evil.example"];
+    let (status, v) = post(a, "POST", "/api/v1/topics", &rebound, body);
+    assert_eq!((status, v["error"].as_str()), (403, Some("FORBIDDEN")), "{v}");
+    let (status, v) = post(
+        a,
+        "POST",
+        "/api/v1/topics",
+        &["X-Sluice-Console: 1", "Content-Type: text/plain"],
+        body,
+    );
+    assert_eq!((status, v["error"].as_str()), (415, Some("UNSUPPORTED_MEDIA_TYPE")), "{v}");
+    assert_eq!(get(a, "/api/v1/topics/made").0, 404);
+
+    // Topics: created on one broker, seen on another; Kafka's error codes for what is refused.
+    let (status, v) = post(
+        a,
+        "POST",
+        "/api/v1/topics",
+        CONSOLE,
+        r#"{"name":"dry","partitions":1,"replication_factor":1,"validate_only":true}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(get(a, "/api/v1/topics/dry").0, 404, "validate_only creates nothing");
+    assert_eq!(outcome(&post(a, "POST", "/api/v1/topics", CONSOLE, body)), (200, "NONE".into()));
+    let made = wait_for("the topic on broker 2", || {
+        let (status, v) = get(b, "/api/v1/topics/made");
+        (status == 200).then_some(v)
+    });
+    assert_eq!(
+        (made["partitions"].as_i64(), made["replication_factor"].as_i64()),
+        (Some(4), Some(3))
+    );
+    assert_eq!(
+        outcome(&post(b, "POST", "/api/v1/topics", CONSOLE, body)),
+        (400, "TOPIC_ALREADY_EXISTS".into())
+    );
+    let too_many = r#"{"name":"wide","partitions":1,"replication_factor":5}"#;
+    assert_eq!(
+        outcome(&post(a, "POST", "/api/v1/topics", CONSOLE, too_many)),
+        (400, "INVALID_REPLICATION_FACTOR".into())
+    );
+    let bad_name = r#"{"name":"no/slash","partitions":1}"#;
+    assert_eq!(
+        outcome(&post(a, "POST", "/api/v1/topics", CONSOLE, bad_name)),
+        (400, "INVALID_TOPIC_EXCEPTION".into())
+    );
+
+    // Partitions: more is allowed, fewer is Kafka's INVALID_PARTITIONS.
+    assert_eq!(
+        outcome(&post(b, "POST", "/api/v1/topics/made/partitions", CONSOLE, r#"{"count":6}"#)),
+        (200, "NONE".into())
+    );
+    assert_eq!(ok(b, "/api/v1/topics/made")["partitions"], 6);
+    assert_eq!(
+        outcome(&post(b, "POST", "/api/v1/topics/made/partitions", CONSOLE, r#"{"count":2}"#)),
+        (400, "INVALID_PARTITIONS".into())
+    );
+
+    // Configs: set, refused when invalid, deleted back to the default.
+    let config = |node: &BrokerProcess, name: &str| {
+        let v = ok(node, "/api/v1/topics/made");
+        v["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap()
+    };
+    assert_eq!(
+        outcome(&post(
+            a,
+            "POST",
+            "/api/v1/topics/made/configs",
+            CONSOLE,
+            r#"{"set":{"retention.ms":"60000"}}"#
+        )),
+        (200, "NONE".into())
+    );
+    assert_eq!(config(b, "retention.ms")["value"], "60000");
+    assert_eq!(
+        outcome(&post(
+            a,
+            "POST",
+            "/api/v1/topics/made/configs",
+            CONSOLE,
+            r#"{"set":{"retention.ms":"soon"}}"#
+        )),
+        (400, "INVALID_CONFIG".into())
+    );
+    assert_eq!(
+        outcome(&post(
+            a,
+            "POST",
+            "/api/v1/topics/made/configs",
+            CONSOLE,
+            r#"{"delete":["retention.ms"]}"#
+        )),
+        (200, "NONE".into())
+    );
+    assert_eq!(config(a, "retention.ms")["source"], "DEFAULT_CONFIG");
+
+    // Offsets: an active group is refused; an inactive one is reset to where it is asked.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for i in 0..12 {
+        send_to(&producer, "made", i % 6, "v").unwrap();
+    }
+    let c = consumer(&bootstrap, "resettable");
+    c.subscribe(&["made"]).unwrap();
+    consume_and_commit(&c, 12);
+    let to_earliest = r#"{"to":"earliest"}"#;
+    let refused = post(a, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, to_earliest);
+    assert_eq!(outcome(&refused), (400, "NON_EMPTY_GROUP".into()));
+    drop(c);
+    wait_for("the group to be empty", || {
+        (ok(a, "/api/v1/groups/resettable")["state"] == "Empty").then_some(())
+    });
+    let dry = post(
+        a,
+        "POST",
+        "/api/v1/groups/resettable/reset-offsets",
+        CONSOLE,
+        r#"{"to":"earliest","dry_run":true}"#,
+    );
+    assert_eq!(dry.0, 200, "{}", dry.1);
+    assert_eq!(dry.1["offsets"].as_array().unwrap().len(), 6);
+    assert!(dry.1["offsets"].as_array().unwrap().iter().all(|o| o["offset"] == 0));
+    assert_eq!(ok(b, "/api/v1/groups/resettable")["total_lag"], 0, "a dry run changes nothing");
+    let (status, v) =
+        post(b, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, to_earliest);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["results"].as_array().unwrap().len(), 6);
+    assert_eq!(ok(a, "/api/v1/groups/resettable")["total_lag"], 12);
+    let future = r#"{"to":"timestamp","timestamp_ms":99999999999999}"#;
+    assert_eq!(post(a, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, future).0, 200);
+    assert_eq!(
+        ok(b, "/api/v1/groups/resettable")["total_lag"],
+        0,
+        "after the last record: the end"
+    );
+    let (status, v) = post(
+        a,
+        "POST",
+        "/api/v1/groups/resettable/reset-offsets",
+        CONSOLE,
+        r#"{"to":"yesterday"}"#,
+    );
+    assert_eq!((status, v["error"].as_str()), (400, Some("INVALID_REQUEST")));
+
+    // Deleting: gone from every broker.
+    assert_eq!(
+        outcome(&post(b, "DELETE", "/api/v1/topics/made", CONSOLE, "")),
+        (200, "NONE".into())
+    );
+    wait_for("the topic gone from broker 1", || {
+        (get(a, "/api/v1/topics/made").0 == 404).then_some(())
+    });
+    assert_eq!(
+        outcome(&post(b, "DELETE", "/api/v1/topics/made", CONSOLE, "")),
+        (400, "UNKNOWN_TOPIC_OR_PARTITION".into())
+    );
+    for n in cluster.running() {
+        cluster.node(n).assert_no_panic();
+    }
+}
