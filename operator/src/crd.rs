@@ -71,6 +71,30 @@ pub struct KafkaClusterSpec {
     /// in the cluster reach through the bootstrap Service and the brokers' pod DNS names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listeners: Option<ListenersSpec>,
+    /// The brokers' web console (every broker serves it on its admin port 9644), reached
+    /// through the Service `<cluster>-console`. Its actions (creating topics, resetting
+    /// offsets) stay off unless `config` sets `console.actions.enable: "true"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleSpec {
+    /// The console Service's type: `ClusterIP` (the default; `kubectl port-forward`),
+    /// `NodePort` or `LoadBalancer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<ConsoleServiceType>,
+    /// Annotations on the console Service.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConsoleServiceType {
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -198,6 +222,10 @@ pub struct KafkaClusterStatus {
     /// `host:port` of the bootstrap Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<String>,
+    /// The web console of the brokers inside the cluster (`kubectl port-forward
+    /// svc/<name>-console 9644` reaches it from outside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_url: Option<String>,
     /// Where clients outside Kubernetes bootstrap from (`spec.listeners.external`): the load
     /// balancer's `host:port`, or each broker Node's address with the node port.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -102,6 +102,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     st.cluster_id = Some(c.cluster_id.clone());
     st.voters = c.voters.clone();
     st.bootstrap = Some(c.bootstrap_addr());
+    st.console_url = Some(c.console_url());
 
     if let Err(problems) = configmap::validate_spec(&kc.spec) {
         let message = format!("the spec is refused, nothing was changed: {}", problems.join("; "));
@@ -115,6 +116,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     apply(client, &ns, &configmap::config_map(&c)).await?;
     apply(client, &ns, &service::headless(&c)).await?;
     apply(client, &ns, &service::bootstrap(&c)).await?;
+    apply(client, &ns, &service::console(&c, kc.spec.console.as_ref())).await?;
 
     // The StatefulSet's size is the scale decision's: a scale-down keeps the brokers to remove
     // until they are drained.
@@ -750,6 +752,7 @@ mod tests {
                 Expect::echo("PATCH", format!("{NS}/configmaps/demo-config")),
                 Expect::echo("PATCH", format!("{NS}/services/demo-brokers")),
                 Expect::echo("PATCH", format!("{NS}/services/demo-bootstrap")),
+                Expect::echo("PATCH", format!("{NS}/services/demo-console")),
                 sts,
                 list(format!("{NS}/services"), json!([])),
                 Expect::echo("PATCH", STS),
@@ -787,7 +790,7 @@ mod tests {
             let action = reconcile_inner(&kc, &crate::fixtures::context(client)).await.unwrap();
             assert_eq!(action, Action::requeue(SETTLING));
             let seen = server.await.unwrap();
-            let sts = &seen[5];
+            let sts = &seen[6];
             assert!(
                 sts.query.contains("fieldManager=sluice-operator")
                     && sts.query.contains("force=true")
@@ -798,6 +801,7 @@ mod tests {
             let status = &seen.last().unwrap().body;
             assert_eq!(condition(status, "Ready")["reason"], "BrokersStarting");
             assert_eq!(status["status"]["voters"], json!([0, 1, 2]));
+            assert_eq!(status["status"]["consoleUrl"], "http://demo-console.kafka.svc:9644/");
         }
 
         #[tokio::test]
@@ -826,15 +830,15 @@ mod tests {
             reconcile_inner(&kc, &crate::fixtures::context(client)).await.unwrap();
             let seen = server.await.unwrap();
             // The template keeps the size the claims were made with.
-            let template = &seen[5].body["spec"]["volumeClaimTemplates"][0]["spec"]["resources"];
+            let template = &seen[6].body["spec"]["volumeClaimTemplates"][0]["spec"]["resources"];
             assert_eq!(template["requests"]["storage"], "10Gi");
-            assert!(seen[8].query.contains("labelSelector="), "claims listed by label");
-            let event = &seen[9].body;
+            assert!(seen[9].query.contains("labelSelector="), "claims listed by label");
+            let event = &seen[10].body;
             assert_eq!(
                 (event["type"].as_str(), event["reason"].as_str()),
                 (Some("Warning"), Some("StorageShrinkRefused"))
             );
-            let progressing = condition(&seen[10].body, "Progressing");
+            let progressing = condition(&seen[11].body, "Progressing");
             assert_eq!(progressing["status"], "False");
             assert!(progressing["message"].as_str().unwrap().contains("claims cannot shrink"));
         }

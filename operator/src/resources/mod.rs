@@ -85,6 +85,11 @@ impl<'a> Cluster<'a> {
         format!("{}-bootstrap", self.name)
     }
 
+    /// The Service of the brokers' web console (any broker serves all of it).
+    pub fn console_name(&self) -> String {
+        format!("{}-console", self.name)
+    }
+
     pub fn config_name(&self) -> String {
         format!("{}-config", self.name)
     }
@@ -117,6 +122,11 @@ impl<'a> Cluster<'a> {
     /// The address clients bootstrap from.
     pub fn bootstrap_addr(&self) -> String {
         format!("{}.{}.svc:{KAFKA_PORT}", self.bootstrap_name(), self.namespace)
+    }
+
+    /// The web console's address inside the cluster.
+    pub fn console_url(&self) -> String {
+        format!("http://{}.{}.svc:{ADMIN_PORT}/", self.console_name(), self.namespace)
     }
 
     /// The labels that select this cluster's broker pods (the StatefulSet's selector: never
@@ -221,6 +231,7 @@ pub(crate) mod tests {
                 pod_disruption_budget: None,
                 metrics: None,
                 listeners: None,
+                console: None,
                 reassignment_throttle: None,
             },
         );
@@ -236,6 +247,7 @@ pub(crate) mod tests {
         let c = Cluster::new(&kc, "cluster.local").unwrap();
         assert_eq!(c.pod_host(2), "demo-2.demo-brokers.kafka.svc.cluster.local");
         assert_eq!(c.bootstrap_addr(), "demo-bootstrap.kafka.svc:9092");
+        assert_eq!(c.console_url(), "http://demo-console.kafka.svc:9644/");
         assert_eq!(c.meta("x".into()).owner_references.unwrap()[0].uid, kc.uid().unwrap());
     }
 

@@ -1,6 +1,7 @@
-//! The two Services of a cluster: the headless one that gives each broker pod its DNS name
+//! The Services of a cluster: the headless one that gives each broker pod its DNS name
 //! (published before the pod is ready, since brokers must find the quorum's voters to become
-//! ready at all), and the bootstrap one clients start from.
+//! ready at all), the bootstrap one clients start from, and the console one people open (the
+//! admin port of the ready brokers: each serves the whole console).
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 
@@ -49,5 +50,47 @@ pub fn bootstrap(c: &Cluster) -> Service {
             ..ServiceSpec::default()
         }),
         ..Service::default()
+    }
+}
+
+pub fn console(c: &Cluster, spec: Option<&crate::crd::ConsoleSpec>) -> Service {
+    let mut metadata = c.meta(c.console_name());
+    if let Some(s) = spec.filter(|s| !s.annotations.is_empty()) {
+        metadata.annotations = Some(s.annotations.clone());
+    }
+    let type_ = spec.and_then(|s| s.service_type).map(|t| format!("{t:?}"));
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_,
+            selector: Some(c.selector()),
+            ports: Some(vec![port("console", ADMIN_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ConsoleServiceType, ConsoleSpec};
+
+    #[test]
+    fn the_console_service_reaches_the_admin_port_with_the_type_asked() {
+        let kc = crate::resources::tests::cluster("demo", 3);
+        let c = Cluster::new(&kc, "cluster.local").unwrap();
+        let plain = console(&c, None);
+        assert_eq!(plain.metadata.name.as_deref(), Some("demo-console"));
+        let spec = plain.spec.unwrap();
+        assert_eq!(spec.type_, None, "ClusterIP by default");
+        assert_eq!(spec.ports.unwrap()[0].port, ADMIN_PORT);
+        let asked = ConsoleSpec {
+            service_type: Some(ConsoleServiceType::LoadBalancer),
+            annotations: [("a".to_string(), "b".to_string())].into(),
+        };
+        let lb = console(&c, Some(&asked));
+        assert_eq!(lb.spec.unwrap().type_.as_deref(), Some("LoadBalancer"));
+        assert_eq!(lb.metadata.annotations.unwrap()["a"], "b");
     }
 }
