@@ -17,7 +17,8 @@
 # Scenario "operator": the CRDs from crds/ applied; sluice-operator runs as a process in the
 # host namespace (the API server at kubernetes.default.svc, the brokers by pod DNS, as from a
 # pod); manifests/examples/kafkacluster.yaml becomes a Ready cluster of three brokers whose
-# status shows the quorum; kcat produces and consumes through its bootstrap Service; a real
+# status shows the quorum; kcat produces and consumes through its bootstrap Service; its web
+# console answers on every broker; a real
 # Prometheus (scripts/prometheus.sh) scrapes that cluster and the operator, and every query of
 # the dashboards and alert rules in manifests/monitoring answers from it (docs/metrics.md); an
 # unknown config key is refused in the status with nothing changed; a Topic resource becomes a
@@ -269,6 +270,34 @@ operator_cluster_serves_clients() {
   [[ "$got" == 200 ]] || fail "consumed $got records, want 200"
   client kcat -b "$OP_BOOTSTRAP" -L -t orders | has 'isrs: [0-2],[0-2],[0-2]' ||
     fail "the example's default.replication.factor=3 did not reach the brokers"
+}
+
+# The web console of the operator's cluster: the status names its Service, which exists on the
+# admin port, and every broker, asked by its pod DNS name, shows the three brokers (each
+# registered its admin port) and the partitions' offsets, which it asks of their leaders.
+operator_cluster_console_answers() {
+  after operator-cluster-serves-clients
+  local url="http://demo-console.$OPNS.svc:9644/" i answer
+  [[ "$(kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.consoleUrl}')" == "$url" ]] ||
+    fail "status.consoleUrl is not $url"
+  [[ "$(kubectl -n "$OPNS" get service demo-console -o jsonpath='{.spec.ports[0].port}')" == 9644 ]] ||
+    fail "no Service demo-console on port 9644"
+  for i in 0 1 2; do
+    answer="$(client curl -sf --max-time 10 "http://demo-$i.demo-brokers.$OPNS.svc.cluster.local:9644/api/v1/cluster")" ||
+      fail "broker $i's console did not answer"
+    python3 -c 'import json, sys
+v = json.loads(sys.argv[1])
+assert len(v["brokers"]) == 3 and v["unavailable"] == [], v
+assert all(b["console_url"] and b["disk"] for b in v["brokers"]), v["brokers"]' "$answer" ||
+      fail "broker $i's console does not show three reachable brokers: $answer"
+    answer="$(client curl -sf --max-time 10 "http://demo-$i.demo-brokers.$OPNS.svc.cluster.local:9644/api/v1/topics/orders/partitions")" ||
+      fail "broker $i's console did not list the partitions of orders"
+    python3 -c 'import json, sys
+v = json.loads(sys.argv[1])
+assert v["items"] and all(p["hw"] is not None for p in v["items"]), v
+assert sum(p["hw"] for p in v["items"]) >= 200, v' "$answer" ||
+      fail "broker $i's console lacks the leaders' offsets: $answer"
+  done
 }
 
 # The monitoring manifests against the live cluster: a real Prometheus (scripts/prometheus.sh)
@@ -883,6 +912,7 @@ step sigkill-broker-restarts sigkill_broker_restarts
 step deleted-pod-comes-back-with-its-data deleted_pod_comes_back_with_its_data
 step operator-makes-a-ready-cluster operator_makes_a_ready_cluster
 step operator-cluster-serves-clients operator_cluster_serves_clients
+step operator-cluster-console-answers operator_cluster_console_answers
 step monitoring-queries-answer-from-the-live-cluster monitoring_queries_answer_from_the_live_cluster
 step operator-refuses-an-unknown-config-key operator_refuses_an_unknown_config_key
 step operator-config-change-rolls-one-broker-at-a-time operator_config_change_rolls_one_broker_at_a_time

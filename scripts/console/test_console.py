@@ -46,7 +46,7 @@ from playwright.sync_api import sync_playwright
 CHROMIUM = "/usr/bin/chromium"
 # The directives the console's Content-Security-Policy must hold (it may add more).
 CSP = {"default-src": "'self'", "img-src": "'self' data:", "frame-ancestors": "'none'"}
-DOC_SHOTS = ["overview", "topics", "topic", "messages", "groups", "group", "group-active", "dialog-reset-offsets"]
+DOC_SHOTS = ["overview", "topics", "topic", "messages", "groups", "group", "group-lag", "group-active", "dialog-reset-offsets"]
 BLOCKING = ("serious", "critical")
 
 
@@ -565,6 +565,28 @@ class Suite:
         finally:
             con.close()
 
+    def lag_chart(self):
+        """The group's lag over time: once its coordinator holds two samples (one every 10 s),
+        the group page draws them as a named inline SVG, with the samples in a table."""
+        self.api.until(
+            "two lag samples",
+            lambda: True if len(self.api.get("groups", self.group)["lag_history"]["samples"]) >= 2 else None,
+            secs=40,
+        )
+        con = self.console()
+        try:
+            con.open(route("groups", self.group))
+            chart = con.page.locator("#page svg[role='img']")
+            need(chart.count() == 1, f"{chart.count()} charts on the group page, want 1")
+            label = chart.get_attribute("aria-label") or ""
+            need("lag over the last" in label.lower(), f"the chart is named {label!r}")
+            need(con.page.locator("#page svg[role='img'] polyline").count() == 1, "the chart has no line")
+            con.axe("group lag chart")
+            con.clean("lag-chart")
+            con.shot("group-lag")
+        finally:
+            con.close()
+
     # ------------------------------------------------------------------------------------------
     # Actions, each through its dialog, checked through the API.
 
@@ -771,6 +793,7 @@ class Suite:
                 for fmt in ("text", "json", "hex"):
                     self.check(f"messages-{fmt}", self.messages, fmt)
                 self.check("auto-refresh", self.refresh)
+                self.check("lag-chart", self.lag_chart)
                 if self.actions:
                     if self.check("action-create-topic", self.create_topic):
                         self.check("action-add-partitions", self.add_partitions)

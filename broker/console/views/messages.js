@@ -124,21 +124,15 @@ export async function render(ctx) {
     out.push(h('p', { class: 'notice warn' }, `The topic has partitions 0 to ${t.partitions - 1}.`));
     return out;
   }
-  if (mode === 'newest') {
-    // The newest page ends at the high watermark, which the leader reports.
-    const parts = await get(['topics', name, 'partitions'], { from: partition, limit: 1 });
-    const p = (parts.items || [])[0];
-    if (!p || p.hw === null || p.hw === undefined) {
-      out.push(h('p', { class: 'notice warn' }, `The leader of partition ${partition} did not answer; choose an offset.`));
-      return out;
-    }
-    offset = Math.max(p.log_start ?? 0, p.hw - limit);
-    state.offset = offset;
-  }
+  // Without an offset or a time the leader answers the newest records (ending at its HW).
   const query = { partition, limit, format };
   if (offset !== null) query.offset = offset;
-  else query.timestamp = timestamp;
+  else if (timestamp !== null) query.timestamp = timestamp;
   const m = await get(['topics', name, 'messages'], query);
+  if (mode === 'newest') {
+    offset = m.from;
+    state.offset = offset;
+  }
   const items = m.items || [];
 
   const known = (v) => (v === null || v === undefined ? 'unknown' : v.toLocaleString('en'));

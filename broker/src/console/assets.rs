@@ -47,7 +47,7 @@ pub fn serve(req: &Request, path: &[&str]) -> Option<Response> {
         ["assets", rest @ ..] if !rest.is_empty() => rest.join("/"),
         _ => return None,
     };
-    if req.method != "GET" && req.method != "HEAD" {
+    if req.method != "GET" {
         return Some(Response::text(405, "method not allowed\n"));
     }
     let Some(i) = FILES.iter().position(|(p, _)| *p == name) else {

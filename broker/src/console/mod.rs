@@ -361,6 +361,42 @@ mod tests {
     }
 
     #[test]
+    fn partition_counts_are_computed_once_per_image() {
+        use crate::metadata::image::{PartitionImage, TopicImage};
+        let partition = |isr: Vec<i32>, leader| PartitionImage {
+            replicas: vec![1, 2, 3],
+            isr,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        };
+        let mut image = crate::metadata::ClusterImage { applied_index: 7, ..Default::default() };
+        let topic = TopicImage {
+            name: "t".into(),
+            id: [1; 16],
+            partitions: [
+                (0, partition(vec![1, 2, 3], 1)),
+                (1, partition(vec![2], 2)),
+                (2, partition(vec![], -1)),
+            ]
+            .into(),
+            configs: Default::default(),
+        };
+        image.topics.insert("t".into(), topic);
+        let state = ConsoleState::default();
+        let c = state.counts(&image);
+        assert_eq!((c.partitions, c.under_replicated, c.offline), (3, 2, 1));
+        // The same image (by its index) is not counted again ...
+        image.topics.clear();
+        assert_eq!(state.counts(&image).partitions, 3);
+        // ... a newer one is.
+        image.applied_index = 8;
+        assert_eq!(state.counts(&image).partitions, 0);
+    }
+
+    #[test]
     fn encodes_for_urls() {
         assert_eq!(encode("a b/c%é"), "a%20b%2Fc%25%C3%A9");
         assert_eq!(encode_list(&["t-1", "t.2"]), "t-1,t.2");
