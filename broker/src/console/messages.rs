@@ -119,27 +119,9 @@ pub async fn messages(broker: &Broker, topic: &str, req: &Request) -> Result<Val
         .map(|(k, v)| format!("{}={}", super::encode(k), super::encode(v)))
         .collect();
     let path = format!("/api/v1/local/messages/{}?{}", super::encode(topic), query.join("&"));
-    match super::peers::get_any(&image, leader, &path).await {
-        Ok((200, mut v)) => {
-            v["served_by"] = json!(broker.node_id());
-            Ok(v)
-        }
-        Ok((status, v)) if v["error"].is_string() => Err(error(
-            status,
-            v["error"].as_str().unwrap_or_default(),
-            v["message"].as_str().unwrap_or_default(),
-        )),
-        Ok((status, v)) => Err(error(
-            502,
-            "LEADER_NOT_AVAILABLE",
-            format!("the leader, broker {leader}, answered {status}: {v}"),
-        )),
-        Err(e) => Err(error(
-            502,
-            "LEADER_NOT_AVAILABLE",
-            format!("the leader, broker {leader}, did not answer: {e}"),
-        )),
-    }
+    let who = "the leader";
+    super::peers::forward(&image, leader, &path, broker.node_id(), who, "LEADER_NOT_AVAILABLE")
+        .await
 }
 
 /// Records of a partition this broker leads.

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::{error, ConsoleError};
 use crate::metadata::ClusterImage;
 
 /// How long a peer gets to answer.
@@ -84,4 +85,32 @@ pub async fn get_all(
     }
     unavailable.sort_unstable();
     (answers, unavailable)
+}
+
+/// `GET path` on broker `id`, which owns the answer (`who`: "the leader", "the coordinator"):
+/// its answer marked as served by `served_by`, its own error passed on, or `unreachable` (a
+/// Kafka error name) when it gave none.
+pub async fn forward(
+    image: &ClusterImage,
+    id: i32,
+    path: &str,
+    served_by: i32,
+    who: &str,
+    unreachable: &str,
+) -> Result<Value, ConsoleError> {
+    match get_any(image, id, path).await {
+        Ok((200, mut v)) => {
+            v["served_by"] = serde_json::json!(served_by);
+            Ok(v)
+        }
+        Ok((status, v)) if v["error"].is_string() => Err(error(
+            status,
+            v["error"].as_str().unwrap_or_default(),
+            v["message"].as_str().unwrap_or_default(),
+        )),
+        Ok((status, v)) => {
+            Err(error(502, unreachable, format!("{who}, broker {id}, answered {status}: {v}")))
+        }
+        Err(e) => Err(error(502, unreachable, format!("{who}, broker {id}, did not answer: {e}"))),
+    }
 }

@@ -498,28 +498,16 @@ pub async fn group(broker: &Broker, id: &str) -> Result<Value, ConsoleError> {
     }
     let image = broker.metadata.image();
     let path = format!("/api/v1/local/groups/{}", super::encode(id));
-    match super::peers::get_any(&image, coordinator, &path).await {
-        Ok((200, mut v)) => {
-            v["served_by"] = json!(broker.node_id());
-            Ok(v)
-        }
-        // The coordinator's own error (no such group, still loading), passed on.
-        Ok((status, v)) if v["error"].is_string() => Err(error(
-            status,
-            v["error"].as_str().unwrap_or_default(),
-            v["message"].as_str().unwrap_or_default(),
-        )),
-        Ok((status, v)) => Err(error(
-            502,
-            "COORDINATOR_NOT_AVAILABLE",
-            format!("the coordinator, broker {coordinator}, answered {status}: {v}"),
-        )),
-        Err(e) => Err(error(
-            502,
-            "COORDINATOR_NOT_AVAILABLE",
-            format!("the coordinator, broker {coordinator}, did not answer: {e}"),
-        )),
-    }
+    let unreachable = "COORDINATOR_NOT_AVAILABLE";
+    super::peers::forward(
+        &image,
+        coordinator,
+        &path,
+        broker.node_id(),
+        "the coordinator",
+        unreachable,
+    )
+    .await
 }
 
 /// A group this broker coordinates: members with their assignments, offsets and lag, and the
