@@ -3,11 +3,13 @@
 //! (`crate::console`).
 //!
 //! A deliberately small HTTP/1.1 server: one request per connection, `Connection: close`, a
-//! head of at most [`MAX_HEAD`] bytes and a `Content-Length` body of at most [`MAX_BODY`], at
-//! most [`MAX_CONNECTIONS`] connections at once, each given [`CONNECTION_TIMEOUT`]. The
-//! operator serves its `/metrics` and `/health` through [`serve_routes`]. Readiness means the
-//! Kafka listener is accepting, the metadata quorum has a leader and the controller has
-//! unfenced this broker.
+//! head of at most [`MAX_HEAD`] bytes and a `Content-Length` body of at most [`MAX_BODY`]. A
+//! request must arrive within [`READ_TIMEOUT`] and is answered within [`ANSWER_TIMEOUT`]; at
+//! most [`MAX_CONNECTIONS`] are open at once (more are closed at once), and at most
+//! [`MAX_CONSOLE`] console requests run at once (more are answered 503), so that slow or many
+//! clients never keep `/health` and `/metrics` from answering. The operator serves its
+//! `/metrics` and `/health` through [`serve_routes`]. Readiness means the Kafka listener is
+//! accepting, the metadata quorum has a leader and the controller has unfenced this broker.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -25,13 +27,15 @@ use crate::server::Broker;
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Most bytes of a request body.
 pub const MAX_BODY: usize = 64 * 1024;
-/// Connections served at once; later ones wait to be accepted.
-pub const MAX_CONNECTIONS: usize = 64;
-/// Time a connection gets for its request and answer.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An answer of the operator's routes: status line, content type, body.
-pub type Reply = (&'static str, &'static str, String);
+/// Connections open at once; more are closed as soon as they are accepted.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Console requests (`/`, `/assets`, `/api`) served at once; more are answered 503.
+pub const MAX_CONSOLE: usize = 32;
+/// Time a client gets to send its whole request.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a request gets to be answered (an action waits for the controller, leaders and a
+/// coordinator).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A parsed request. Path and query are percent-decoded; header names are lower case.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,9 +97,8 @@ impl Response {
         self
     }
 
-    fn from_reply((status, content_type, body): Reply) -> Self {
-        let code = status.split(' ').next().and_then(|c| c.parse().ok()).unwrap_or(500);
-        Response::new(code, content_type, body.into_bytes())
+    pub fn not_found() -> Self {
+        Response::text(404, "not found\n")
     }
 }
 
@@ -123,42 +126,36 @@ type Handler = Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response> + Se
 
 /// Serves the broker's endpoints until `shutdown` changes.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
+    let console = Arc::new(Semaphore::new(MAX_CONSOLE));
     let handler: Handler = Arc::new(move |req| {
-        let broker = broker.clone();
-        Box::pin(async move { route(&broker, req).await })
+        let (broker, console) = (broker.clone(), console.clone());
+        Box::pin(async move { route(&broker, &console, req).await })
     });
     serve_with(listener, handler, shutdown).await
 }
 
-/// Serves GET requests with `route(method, path)` until `shutdown` changes (the operator's
-/// `/metrics` and `/health`).
+/// Serves requests with `route` until `shutdown` changes (the operator's `/metrics` and
+/// `/health`).
 pub async fn serve_routes<F>(listener: TcpListener, route: F, shutdown: watch::Receiver<bool>)
 where
-    F: Fn(&str, &str) -> Reply + Send + Sync + 'static,
+    F: Fn(&Request) -> Response + Send + Sync + 'static,
 {
-    let handler: Handler = Arc::new(move |req| {
-        let path = format!("/{}", req.segments.join("/"));
-        let reply = Response::from_reply(route(&req.method, &path));
-        Box::pin(std::future::ready(reply))
-    });
+    let handler: Handler = Arc::new(move |req| Box::pin(std::future::ready(route(&req))));
     serve_with(listener, handler, shutdown).await
 }
 
 async fn serve_with(listener: TcpListener, handler: Handler, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.changed() => return,
-            permit = slots.clone().acquire_owned() => permit.expect("never closed"),
-        };
         tokio::select! {
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Over the cap the connection closes unanswered, at once.
+                    let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
                     let handler = handler.clone();
                     tokio::spawn(async move {
-                        let served = handle(stream, &handler);
-                        let _ = tokio::time::timeout(CONNECTION_TIMEOUT, served).await;
+                        let _ = handle(stream, &handler).await;
                         drop(permit);
                     });
                 }
@@ -171,7 +168,7 @@ async fn serve_with(listener: TcpListener, handler: Handler, mut shutdown: watch
     }
 }
 
-async fn route(broker: &Arc<Broker>, req: Request) -> Response {
+async fn route(broker: &Arc<Broker>, console: &Arc<Semaphore>, req: Request) -> Response {
     let path = req.path();
     match (req.method.as_str(), path.as_slice()) {
         ("GET", ["metrics"]) => Response::new(
@@ -194,13 +191,12 @@ async fn route(broker: &Arc<Broker>, req: Request) -> Response {
             let body = serde_json::to_vec_pretty(&*image).unwrap_or_default();
             Response::new(200, "application/json", body)
         }
-        _ => crate::console::route(broker, &req).await,
+        _ => match console.clone().try_acquire_owned() {
+            Ok(_slot) => crate::console::route(broker, &req).await,
+            Err(_) => Response::text(503, "the console is busy: try again\n")
+                .with_header("Retry-After", "1"),
+        },
     }
-}
-
-/// The answer to a path nobody serves.
-pub fn not_found() -> Reply {
-    ("404 Not Found", "text/plain", "not found\n".to_string())
 }
 
 /// Why a request could not be read.
@@ -208,6 +204,8 @@ pub fn not_found() -> Reply {
 pub enum ParseError {
     /// The connection closed before a whole request arrived.
     Closed,
+    /// The request did not arrive within [`READ_TIMEOUT`].
+    TimedOut,
     Malformed(&'static str),
     HeadTooLarge,
     BodyTooLarge,
@@ -217,6 +215,7 @@ impl ParseError {
     fn response(&self) -> Option<Response> {
         match self {
             ParseError::Closed => None,
+            ParseError::TimedOut => Some(Response::text(408, "request not received in time\n")),
             ParseError::Malformed(why) => Some(Response::text(400, format!("{why}\n"))),
             ParseError::HeadTooLarge => Some(Response::text(431, "request head too large\n")),
             ParseError::BodyTooLarge => {
@@ -227,14 +226,35 @@ impl ParseError {
 }
 
 async fn handle(mut stream: TcpStream, handler: &Handler) -> std::io::Result<()> {
-    let response = match read_request(&mut stream).await {
-        Ok(req) => handler(req).await,
+    let request = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
+        Ok(r) => r,
+        Err(_) => Err(ParseError::TimedOut),
+    };
+    let response = match request {
+        Ok(req) => match tokio::time::timeout(ANSWER_TIMEOUT, handler(req)).await {
+            Ok(r) => r,
+            Err(_) => Response::text(504, "no answer in time\n"),
+        },
         Err(e) => match e.response() {
-            Some(r) => r,
+            Some(r) => {
+                let written = tokio::time::timeout(READ_TIMEOUT, write_response(&mut stream, &r));
+                let _ = written.await;
+                let _ = stream.shutdown().await;
+                // What the client still sends is read and dropped (for a moment, a bounded
+                // amount): closing with unread bytes would reset the connection and lose the
+                // answer.
+                let mut rest = (&mut stream).take(1 << 20);
+                let mut sink = tokio::io::sink();
+                let drain = tokio::io::copy(&mut rest, &mut sink);
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+                return Ok(());
+            }
             None => return Ok(()),
         },
     };
-    write_response(&mut stream, &response).await?;
+    tokio::time::timeout(ANSWER_TIMEOUT, write_response(&mut stream, &response))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     stream.shutdown().await
 }
 
@@ -350,8 +370,11 @@ fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
                 i += 3;
             }
             b'+' if plus_is_space => {
@@ -396,6 +419,7 @@ mod tests {
             b"GET /x HTTP/2 extra",
             b"GET /%zz HTTP/1.1",
             b"GET /x?a=%f HTTP/1.1",
+            b"GET /%+5 HTTP/1.1",
             b"GET /%ff HTTP/1.1",
             b"GET /x HTTP/1.1\r\nno colon",
             b"GET /x SPDY/3",
@@ -443,9 +467,7 @@ mod tests {
         assert!(got.starts_with("HTTP/1.1 413 "), "{got}");
         let got = exchange(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").await;
         assert!(got.starts_with("HTTP/1.1 400 "), "{got}");
-        // A head that never ends, 5 whole reads long (so the server leaves nothing unread).
-        let huge = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(5 * 4096 - 19));
-        assert_eq!(huge.len(), 5 * 4096);
+        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD + 1000));
         let got = exchange(huge.as_bytes()).await;
         assert!(got.starts_with("HTTP/1.1 431 "), "{got}");
     }

@@ -2,6 +2,7 @@
 //! way (in a pod: its service account; outside: `KUBECONFIG` or `~/.kube/config`), and serves
 //! `/metrics`, `/health/live` and `/health/ready` on `--http`.
 
+use sluice_broker::http::{Request, Response};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -52,12 +53,14 @@ async fn main() -> anyhow::Result<()> {
     let http_metrics = metrics.clone();
     tokio::spawn(sluice_broker::http::serve_routes(
         listener,
-        move |method, path| match (method, path) {
-            ("GET", "/metrics") => {
-                ("200 OK", "text/plain; version=0.0.4; charset=utf-8", http_metrics.render())
-            }
-            ("GET", "/health/live" | "/health/ready") => ("200 OK", "text/plain", "ok\n".into()),
-            _ => sluice_broker::http::not_found(),
+        move |req: &Request| match (req.method.as_str(), req.path().as_slice()) {
+            ("GET", ["metrics"]) => Response::new(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                http_metrics.render().into_bytes(),
+            ),
+            ("GET", ["health", "live" | "ready"]) => Response::text(200, "ok\n"),
+            _ => Response::not_found(),
         },
         stop,
     ));

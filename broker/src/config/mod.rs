@@ -46,8 +46,12 @@ pub const NODE_KEYS: &[&str] = &[
 ];
 
 /// Sluice's own settings, which Kafka does not have.
-const SLUICE_KEYS: &[&str] =
-    &["admin.listener", "metrics.partition.series.max", "console.actions.enable"];
+const SLUICE_KEYS: &[&str] = &[
+    "admin.listener",
+    "metrics.partition.series.max",
+    "console.actions.enable",
+    "console.allowed.hosts",
+];
 
 /// A configuration the broker cannot start with.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +110,10 @@ pub struct BrokerConfig {
     /// `console.actions.enable` (Sluice's, false): the web console may change topics and
     /// reset offsets, not only show them.
     pub console_actions: bool,
+    /// `console.allowed.hosts` (Sluice's, empty): host names, besides addresses, `localhost`,
+    /// the brokers' and Kubernetes Service names, that the console answers to (a load
+    /// balancer's name); a request naming any other host is refused, against DNS rebinding.
+    pub console_allowed_hosts: Vec<String>,
     /// `producer.id.expiration.ms` (1 day).
     pub producer_id_expiration: Duration,
     /// `producer.id.expiration.check.interval.ms` (10 minutes).
@@ -157,6 +165,7 @@ impl Default for BrokerConfig {
             rack: None,
             metrics_series_max: 10_000,
             console_actions: false,
+            console_allowed_hosts: Vec::new(),
             producer_id_expiration: Duration::from_millis(86_400_000),
             producer_id_expiration_check: Duration::from_millis(600_000),
             groups: crate::group::GroupConfig::default(),
@@ -318,6 +327,13 @@ impl BrokerConfig {
             "broker.rack" => self.rack = (!value.is_empty()).then(|| value.to_string()),
             "metrics.partition.series.max" => self.metrics_series_max = parse(key, value)?,
             "console.actions.enable" => self.console_actions = parse(key, value)?,
+            "console.allowed.hosts" => {
+                self.console_allowed_hosts = value
+                    .split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            }
             k if crate::group::GROUP_CONFIG_KEYS.contains(&k) => {
                 self.groups.set(k, value).map_err(ConfigError::Invalid)?
             }

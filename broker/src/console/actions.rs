@@ -10,8 +10,7 @@
 //!
 //! A request must carry `X-Sluice-Console: 1` (a form on another site cannot send a custom
 //! header without a preflight, which is never approved) and, when it has a body, a JSON
-//! content type; its `Host` must be an address, `localhost`, a registered broker host or a
-//! cluster Service name, so that a page on a rebound DNS name cannot reach it.
+//! content type (and, as every API request, a `Host` of the cluster: [`super::host_allowed`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,6 +30,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, ListOffsetsRequest, ListOffsetsResponse, OffsetCommitRequest,
     OffsetCommitResponse,
 };
+use kafka_protocol::ResponseError;
 use serde_json::{json, Value};
 use sluice_client::KafkaConnection;
 
@@ -44,7 +44,6 @@ use crate::server::Broker;
 /// How long an action waits for the controller, a leader or the coordinator.
 const TIMEOUT: Duration = Duration::from_secs(10);
 const RESOURCE_TOPIC: i8 = 2;
-const NON_EMPTY_GROUP: i16 = 68;
 
 /// The checks every action passes first.
 pub fn check(broker: &Broker, req: &Request) -> Result<(), ConsoleError> {
@@ -59,32 +58,12 @@ pub fn check(broker: &Broker, req: &Request) -> Result<(), ConsoleError> {
     if req.header("x-sluice-console") != Some("1") {
         return Err(error(403, "FORBIDDEN", "actions need the header X-Sluice-Console: 1"));
     }
-    let host = req.header("host").unwrap_or("");
-    if !host_allowed(&broker.metadata.image(), host) {
-        return Err(error(403, "FORBIDDEN", format!("actions are not taken for host {host}")));
-    }
     if !req.body.is_empty()
         && !req.header("content-type").is_some_and(|c| c.starts_with("application/json"))
     {
         return Err(error(415, "UNSUPPORTED_MEDIA_TYPE", "the body must be application/json"));
     }
     Ok(())
-}
-
-/// Whether `host` (a `Host` header) names this cluster: an IP address, `localhost`, a
-/// registered broker's host, or a Kubernetes Service or pod name.
-fn host_allowed(image: &ClusterImage, host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => {
-            return v6.split(']').next().is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
-        }
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    name.parse::<std::net::Ipv4Addr>().is_ok()
-        || name == "localhost"
-        || name.ends_with(".svc")
-        || name.ends_with(".svc.cluster.local")
-        || image.brokers.values().any(|b| b.host.eq_ignore_ascii_case(name))
 }
 
 fn body(req: &Request) -> Result<Value, ConsoleError> {
@@ -117,12 +96,9 @@ fn config_value(v: &Value) -> Result<String, ConsoleError> {
     }
 }
 
-fn result(resource: &str, code: i16, message: Option<String>) -> Value {
+fn result(resource: &str, code: i16, message: Option<&str>) -> Value {
     let name = if code == 0 { "NONE".to_string() } else { error_name(code) };
-    json!({
-        "resource": resource, "error_code": code, "error": name,
-        "message": message,
-    })
+    json!({ "resource": resource, "error_code": code, "error": name, "message": message })
 }
 
 /// The answer of an action: 200 when every result is free of errors, 400 otherwise.
@@ -163,9 +139,7 @@ pub async fn create_topic(broker: &Broker, req: &Request) -> Result<(u16, Value)
     let results = response
         .topics
         .iter()
-        .map(|t| {
-            result(t.name.as_str(), t.error_code, t.error_message.as_ref().map(|m| m.to_string()))
-        })
+        .map(|t| result(t.name.as_str(), t.error_code, t.error_message.as_deref()))
         .collect();
     Ok(answer(results, None))
 }
@@ -187,9 +161,7 @@ pub async fn add_partitions(
     let results = response
         .results
         .iter()
-        .map(|r| {
-            result(r.name.as_str(), r.error_code, r.error_message.as_ref().map(|m| m.to_string()))
-        })
+        .map(|r| result(r.name.as_str(), r.error_code, r.error_message.as_deref()))
         .collect();
     Ok(answer(results, None))
 }
@@ -227,13 +199,7 @@ pub async fn alter_configs(
     let results = response
         .responses
         .iter()
-        .map(|r| {
-            result(
-                r.resource_name.as_str(),
-                r.error_code,
-                r.error_message.as_ref().map(|m| m.to_string()),
-            )
-        })
+        .map(|r| result(r.resource_name.as_str(), r.error_code, r.error_message.as_deref()))
         .collect();
     Ok(answer(results, None))
 }
@@ -248,7 +214,7 @@ pub async fn delete_topic(broker: &Broker, topic: &str) -> Result<(u16, Value), 
         .iter()
         .map(|r| {
             let name = r.name.as_ref().map_or(topic.to_string(), |n| n.to_string());
-            result(&name, r.error_code, r.error_message.as_ref().map(|m| m.to_string()))
+            result(&name, r.error_code, r.error_message.as_deref())
         })
         .collect();
     Ok(answer(results, None))
@@ -275,7 +241,9 @@ where
 }
 
 /// Resets the committed offsets of an inactive group on every partition it has committed (or
-/// of the topics given) to the earliest or latest offset, or the first at or after a time.
+/// of the topics given) to the earliest or latest offset, or the first at or after a time (the
+/// end where no record is that late), as `kafka-consumer-groups --reset-offsets` does: only
+/// while the group is Empty, or Dead (unknown) with the topics named.
 pub async fn reset_offsets(
     broker: &Broker,
     group: &str,
@@ -295,18 +263,27 @@ pub async fn reset_offsets(
         _ => return Err(error(400, "INVALID_REQUEST", "to is earliest, latest or timestamp")),
     };
     let dry_run = b["dry_run"] == true;
-    let current = super::read::group(broker, group).await?;
-    if current["state"] != "Empty" {
+    let named = b.get("topics").and_then(Value::as_array);
+    let current = match super::read::group(broker, group).await {
+        Ok(g) => g,
+        // A group nobody has used is Dead: it may be given offsets for the topics named.
+        Err(e) if e.name == "GROUP_ID_NOT_FOUND" && named.is_some() => {
+            json!({ "state": "Dead", "offsets": [] })
+        }
+        Err(e) => return Err(e),
+    };
+    if current["state"] != "Empty" && current["state"] != "Dead" {
         let message = format!(
             "Offsets can only be reset while the group {group} is inactive (Empty), but its \
              state is {}: stop its consumers first",
             current["state"].as_str().unwrap_or("unknown")
         );
-        return Ok(answer(vec![result(group, NON_EMPTY_GROUP, Some(message))], None));
+        let code = ResponseError::NonEmptyGroup.code();
+        return Ok(answer(vec![result(group, code, Some(&message))], None));
     }
     let image = broker.metadata.image();
     let mut partitions: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    match b.get("topics").and_then(Value::as_array) {
+    match named {
         Some(topics) => {
             for t in topics {
                 let t = t.as_str().unwrap_or_default();
@@ -317,21 +294,16 @@ pub async fn reset_offsets(
         None => {
             for o in current["offsets"].as_array().into_iter().flatten() {
                 let topic = o["topic"].as_str().unwrap_or_default().to_string();
-                partitions
-                    .entry(topic)
-                    .or_default()
-                    .push(o["partition"].as_i64().unwrap_or(0) as i32);
+                let p = o["partition"].as_i64().unwrap_or(0) as i32;
+                partitions.entry(topic).or_default().push(p);
             }
         }
     }
     if partitions.is_empty() {
-        return Err(error(
-            400,
-            "INVALID_REQUEST",
-            format!("group {group} has no committed offsets; name the topics to reset"),
-        ));
+        let message = format!("group {group} has no committed offsets; name the topics to reset");
+        return Err(error(400, "INVALID_REQUEST", message));
     }
-    // Where to: ListOffsets to each partition's leader.
+    // Where to: ListOffsets to every partition's leader, all at once.
     let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
     let mut results = Vec::new();
     for (topic, ps) in &partitions {
@@ -340,68 +312,41 @@ pub async fn reset_offsets(
                 Some(leader) if leader >= 0 => {
                     by_leader.entry(leader).or_default().entry(topic.clone()).or_default().push(p)
                 }
-                _ => results.push(result(
-                    &format!("{topic}-{p}"),
-                    5,
-                    Some("the partition has no leader".into()),
-                )),
+                _ => {
+                    let code = ResponseError::LeaderNotAvailable.code();
+                    results.push(result(&format!("{topic}-{p}"), code, None));
+                }
             }
         }
     }
+    let asks = by_leader.iter().map(|(&leader, topics)| {
+        let image = &image;
+        async move {
+            let wanted = list_offsets(image, leader, topics, timestamp).await?;
+            // A time after the last record has no offset: those go to the end.
+            let latest = if timestamp >= 0 && wanted.values().any(|r| matches!(r, Ok(o) if *o < 0))
+            {
+                Some(list_offsets(image, leader, topics, -1).await?)
+            } else {
+                None
+            };
+            Ok::<_, ConsoleError>((wanted, latest))
+        }
+    });
     let mut targets: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for (leader, topics) in &by_leader {
-        let ask = |ts: i64| {
-            let topics = topics
-                .iter()
-                .map(|(t, ps)| {
-                    ListOffsetsTopic::default().with_name(topic_name(t)).with_partitions(
-                        ps.iter()
-                            .map(|&p| {
-                                ListOffsetsPartition::default()
-                                    .with_partition_index(p)
-                                    .with_timestamp(ts)
-                            })
-                            .collect(),
-                    )
-                })
-                .collect();
-            ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics)
-        };
-        let answer: ListOffsetsResponse =
-            kafka_call(&image, *leader, ApiKey::ListOffsets, 7, &ask(timestamp))
-                .await
-                .map_err(|e| error(502, "LEADER_NOT_AVAILABLE", format!("broker {leader}: {e}")))?;
-        // A time after the last record has no offset: those go to the end, as Kafka's tool does.
-        let mut latest = None;
-        for t in answer.topics {
-            for p in t.partitions {
-                let key = (t.name.to_string(), p.partition_index);
-                if p.error_code != 0 {
-                    results.push(result(&format!("{}-{}", key.0, key.1), p.error_code, None));
-                } else if p.offset < 0 {
-                    if latest.is_none() {
-                        let l: ListOffsetsResponse =
-                            kafka_call(&image, *leader, ApiKey::ListOffsets, 7, &ask(-1))
-                                .await
-                                .map_err(|e| {
-                                    error(
-                                        502,
-                                        "LEADER_NOT_AVAILABLE",
-                                        format!("broker {leader}: {e}"),
-                                    )
-                                })?;
-                        latest = Some(l);
-                    }
-                    let end = latest
-                        .iter()
-                        .flat_map(|l| &l.topics)
-                        .filter(|lt| lt.name == t.name)
-                        .flat_map(|lt| &lt.partitions)
-                        .find(|lp| lp.partition_index == p.partition_index)
-                        .map(|lp| lp.offset);
-                    targets.insert(key, end.unwrap_or(0));
-                } else {
-                    targets.insert(key, p.offset);
+    for answer in futures::future::join_all(asks).await {
+        let (wanted, latest) = answer?;
+        for (key, offset) in wanted {
+            let offset = match (offset, &latest) {
+                (Ok(o), Some(latest)) if o < 0 => latest.get(&key).cloned().unwrap_or(Err(-1)),
+                (o, _) => o,
+            };
+            match offset {
+                Ok(o) if o >= 0 => _ = targets.insert(key, o),
+                Ok(_) | Err(_) => {
+                    let code = offset.err().filter(|&c| c > 0);
+                    let code = code.unwrap_or(ResponseError::LeaderNotAvailable.code());
+                    results.push(result(&format!("{}-{}", key.0, key.1), code, None));
                 }
             }
         }
@@ -424,18 +369,17 @@ pub async fn reset_offsets(
                 .with_committed_leader_epoch(-1),
         );
     }
+    let topics = topics
+        .into_iter()
+        .map(|(t, ps)| {
+            OffsetCommitRequestTopic::default().with_name(topic_name(t)).with_partitions(ps)
+        })
+        .collect();
     let request = OffsetCommitRequest::default()
-        .with_group_id(crate::api::strb(group).into())
+        .with_group_id(strb(group).into())
         .with_generation_id_or_member_epoch(-1)
         .with_member_id(strb(""))
-        .with_topics(
-            topics
-                .into_iter()
-                .map(|(t, ps)| {
-                    OffsetCommitRequestTopic::default().with_name(topic_name(t)).with_partitions(ps)
-                })
-                .collect(),
-        );
+        .with_topics(topics);
     let coordinator = broker
         .groups
         .coordinator_for(group)
@@ -446,53 +390,45 @@ pub async fn reset_offsets(
         })?;
     for t in committed.topics {
         for p in t.partitions {
-            results.push(result(
-                &format!("{}-{}", t.name.as_str(), p.partition_index),
-                p.error_code,
-                None,
-            ));
+            let name = format!("{}-{}", t.name.as_str(), p.partition_index);
+            results.push(result(&name, p.error_code, None));
         }
     }
     Ok(answer(results, Some(("offsets", Value::Array(planned)))))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_of_the_cluster_only() {
-        let mut image = ClusterImage::default();
-        image.brokers.insert(
-            1,
-            crate::metadata::image::BrokerImage {
-                id: 1,
-                epoch: 0,
-                host: "broker-0.brokers.ns".into(),
-                port: 9092,
-                rack: None,
-                fenced: false,
-                incarnation: [0; 16],
-                listeners: Vec::new(),
-                registered_at: 0,
-                admin_port: Some(9644),
-            },
-        );
-        for ok in [
-            "127.0.0.1:9644",
-            "10.0.0.7",
-            "[::1]:9644",
-            "localhost:80",
-            "broker-0.brokers.ns:9644",
-            "c-console.ns.svc:9644",
-            "c-console.ns.svc.cluster.local",
-        ] {
-            assert!(host_allowed(&image, ok), "{ok}");
-        }
-        for bad in
-            ["", "evil.example:9644", "localhost.evil.example", "[evil]:1", "svc.evil.example"]
-        {
-            assert!(!host_allowed(&image, bad), "{bad}");
+/// ListOffsets of `topics` at `timestamp` on their leader: each partition's offset (-1: none
+/// at that time) or its error code.
+async fn list_offsets(
+    image: &ClusterImage,
+    leader: i32,
+    topics: &BTreeMap<String, Vec<i32>>,
+    timestamp: i64,
+) -> Result<BTreeMap<(String, i32), Result<i64, i16>>, ConsoleError> {
+    let topics = topics
+        .iter()
+        .map(|(t, ps)| {
+            let partitions = ps
+                .iter()
+                .map(|&p| {
+                    ListOffsetsPartition::default()
+                        .with_partition_index(p)
+                        .with_timestamp(timestamp)
+                })
+                .collect();
+            ListOffsetsTopic::default().with_name(topic_name(t)).with_partitions(partitions)
+        })
+        .collect();
+    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics);
+    let answer: ListOffsetsResponse = kafka_call(image, leader, ApiKey::ListOffsets, 7, &request)
+        .await
+        .map_err(|e| error(502, "LEADER_NOT_AVAILABLE", format!("broker {leader}: {e}")))?;
+    let mut out = BTreeMap::new();
+    for t in answer.topics {
+        for p in t.partitions {
+            let offset = if p.error_code == 0 { Ok(p.offset) } else { Err(p.error_code) };
+            out.insert((t.name.to_string(), p.partition_index), offset);
         }
     }
+    Ok(out)
 }

@@ -2,9 +2,10 @@
 //! and headers shown as text, JSON or hex.
 //!
 //! The partition's leader reads them (up to its high watermark, what a consumer may see), from
-//! at most [`MAX_READ`] bytes of its log, decompressing each batch under the log's limit; a
-//! broker that does not lead the partition asks the leader's `/api/v1/local/messages`. Each key,
-//! value and header value is cut at [`MAX_SHOWN`] bytes.
+//! at most [`MAX_READ`] bytes of its log, decompressing at most [`MAX_DECOMPRESSED`] bytes, at
+//! most [`MAX_READERS`] answers at once; a broker that does not lead the partition asks the
+//! leader's `/api/v1/local/messages`. Each key, value, header key and header value is cut at
+//! [`MAX_SHOWN`] bytes, and at most [`MAX_HEADERS`] headers of a record are shown.
 
 use serde_json::{json, Value};
 
@@ -20,8 +21,15 @@ use crate::server::Broker;
 const MAX_RECORDS: usize = 100;
 /// Most bytes of log read for one answer.
 const MAX_READ: usize = 1024 * 1024;
-/// Most bytes of one key, value or header value shown.
+/// Most bytes decompressed for one answer.
+const MAX_DECOMPRESSED: usize = 8 * 1024 * 1024;
+/// Most bytes of one key, value or header shown.
 const MAX_SHOWN: usize = 4096;
+/// Most headers of one record shown.
+const MAX_HEADERS: usize = 64;
+/// Answers read at once on this broker.
+const MAX_READERS: usize = 2;
+static READERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_READERS);
 
 /// How bytes are shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +166,9 @@ pub fn local_messages(broker: &Broker, topic: &str, req: &Request) -> Result<Val
         .get(&tp)
         .filter(|p| p.state().leader == broker.node_id())
         .ok_or_else(|| not_here(ReplicaError::NotLeader))?;
+    let Ok(_reading) = READERS.try_acquire() else {
+        return Err(error(503, "BUSY", "other records are being read: try again"));
+    };
     let (log_start, hw, by_time, decompress_limit) = {
         let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
         let by_time = match number("timestamp")? {
@@ -182,6 +193,7 @@ pub fn local_messages(broker: &Broker, topic: &str, req: &Request) -> Result<Val
     .max(log_start);
     let mut items = Vec::new();
     let mut next = from;
+    let mut budget = MAX_DECOMPRESSED;
     if from < hw {
         let data = broker.replicas.read(&tp, from, MAX_READ, -1, false).map_err(not_here)?;
         let bytes = match data.records {
@@ -200,12 +212,23 @@ pub fn local_messages(broker: &Broker, topic: &str, req: &Request) -> Result<Val
             }
             let codec =
                 batch.compression().map_err(|e| error(500, "CORRUPT_MESSAGE", e.to_string()))?;
-            let records = crate::log::compression::decompress(
-                codec,
-                batch.records_payload(),
-                decompress_limit,
-            )
-            .map_err(|e| error(500, "CORRUPT_MESSAGE", e.to_string()))?;
+            let limit_here = budget.min(decompress_limit);
+            let payload = batch.records_payload();
+            let records = match crate::log::compression::decompress(codec, payload, limit_here) {
+                Ok(r) => r,
+                // Past the budget: what was read so far is the answer.
+                Err(_) if !items.is_empty() && limit_here < decompress_limit => break,
+                Err(e) if limit_here < decompress_limit => {
+                    let message = format!(
+                        "the batch at offset {} holds more than {MAX_DECOMPRESSED} bytes \
+                         decompressed, more than the console shows ({e})",
+                        batch.base_offset()
+                    );
+                    return Err(error(422, "RECORD_TOO_LARGE", message));
+                }
+                Err(e) => return Err(error(500, "CORRUPT_MESSAGE", e.to_string())),
+            };
+            budget -= records.len().min(budget);
             for r in RecordIter::new(&records, batch.records_count()) {
                 let r = r.map_err(|e| error(500, "CORRUPT_MESSAGE", e.to_string()))?;
                 let offset = batch.base_offset() + r.offset_delta as i64;
@@ -215,11 +238,15 @@ pub fn local_messages(broker: &Broker, topic: &str, req: &Request) -> Result<Val
                 if items.len() == limit {
                     break 'batches;
                 }
-                let headers: Vec<Value> = r
-                    .headers()
-                    .map_err(|e| error(500, "CORRUPT_MESSAGE", e.to_string()))?
+                let (headers, header_count) = r
+                    .headers(MAX_HEADERS)
+                    .map_err(|e| error(500, "CORRUPT_MESSAGE", e.to_string()))?;
+                let headers: Vec<Value> = headers
                     .into_iter()
-                    .map(|(k, v)| json!({ "key": String::from_utf8_lossy(k), "value": render(v, format) }))
+                    .map(|(k, v)| {
+                        let key = String::from_utf8_lossy(&k[..k.len().min(MAX_SHOWN)]);
+                        json!({ "key": key, "value": render(v, format) })
+                    })
                     .collect();
                 let timestamp = if batch.header().is_log_append_time() {
                     batch.max_timestamp()
@@ -228,7 +255,8 @@ pub fn local_messages(broker: &Broker, topic: &str, req: &Request) -> Result<Val
                 };
                 items.push(json!({
                     "offset": offset, "timestamp": timestamp,
-                    "key": render(r.key, format), "value": render(r.value, format), "headers": headers,
+                    "key": render(r.key, format), "value": render(r.value, format),
+                    "headers": headers, "header_count": header_count,
                 }));
                 next = offset + 1;
             }

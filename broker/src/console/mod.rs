@@ -240,9 +240,14 @@ fn refresh(broker: &Broker) {
     let remote = broker.remote_hw.snapshot();
     let snapshots = broker.groups.snapshots();
     let mut lag = broker.console.lag.lock().unwrap_or_else(|e| e.into_inner());
-    lag.retain(|id, _| snapshots.iter().any(|s| &s.group_id == id));
+    let coordinated: std::collections::HashSet<&str> =
+        snapshots.iter().map(|s| s.group_id.as_str()).collect();
+    lag.retain(|id, _| coordinated.contains(id.as_str()));
     for s in snapshots {
-        let Some(total) = read::total_lag(&read::group_lag(broker, &remote, &s.offsets)) else {
+        // Only complete totals: a partition whose HW is not known yet would make a dip.
+        let lags = read::group_lag(broker, &remote, &s.offsets);
+        let Some(total) = read::total_lag(&lags).filter(|_| lags.iter().all(|l| l.hw.is_some()))
+        else {
             continue;
         };
         let samples = lag.entry(s.group_id).or_default();
@@ -253,11 +258,39 @@ fn refresh(broker: &Broker) {
     }
 }
 
+/// Whether `host` (a `Host` header) names this cluster: an IP address, `localhost`, a
+/// registered broker's host, a Kubernetes Service or pod name (`*.svc`, `*.svc.cluster.local`)
+/// or one of `allowed` (`console.allowed.hosts`). A page served from any other name reached
+/// this port through DNS rebinding, and gets no data.
+fn host_allowed(image: &crate::metadata::ClusterImage, allowed: &[String], host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6.split(']').next().is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h).to_ascii_lowercase(),
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".svc")
+        || name.ends_with(".svc.cluster.local")
+        || allowed.contains(&name)
+        || image.brokers.values().any(|b| b.host.eq_ignore_ascii_case(&name))
+}
+
 /// Answers `/` and everything under `/assets/` and `/api/v1/`.
 pub async fn route(broker: &Arc<Broker>, req: &Request) -> Response {
     let path = req.path();
     if let Some(r) = assets::serve(req, &path) {
         return r;
+    }
+    let host = req.header("host").unwrap_or("");
+    let image = broker.metadata.image();
+    if path.first() == Some(&"api")
+        && !host_allowed(&image, &broker.config.console_allowed_hosts, host)
+    {
+        let message =
+            format!("the console does not answer for host {host}: add it to console.allowed.hosts");
+        return error(403, "FORBIDDEN", message).response();
     }
     let answer = match (req.method.as_str(), path.as_slice()) {
         ("GET", ["api", "v1", rest @ ..]) => get(broker, req, rest).await.map(|v| (200, v)),
@@ -394,6 +427,44 @@ mod tests {
         // ... a newer one is.
         image.applied_index = 8;
         assert_eq!(state.counts(&image).partitions, 0);
+    }
+
+    #[test]
+    fn hosts_of_the_cluster_only() {
+        let mut image = crate::metadata::ClusterImage::default();
+        image.brokers.insert(
+            1,
+            crate::metadata::image::BrokerImage {
+                id: 1,
+                epoch: 0,
+                host: "broker-0.brokers.ns".into(),
+                port: 9092,
+                rack: None,
+                fenced: false,
+                incarnation: [0; 16],
+                listeners: Vec::new(),
+                registered_at: 0,
+                admin_port: Some(9644),
+            },
+        );
+        let allowed = vec!["console.example.com".to_string()];
+        for ok in [
+            "127.0.0.1:9644",
+            "10.0.0.7",
+            "[::1]:9644",
+            "localhost:80",
+            "Broker-0.brokers.ns:9644",
+            "c-console.ns.svc:9644",
+            "c-console.ns.svc.cluster.local",
+            "console.example.com:443",
+        ] {
+            assert!(host_allowed(&image, &allowed, ok), "{ok}");
+        }
+        for bad in
+            ["", "evil.example:9644", "localhost.evil.example", "[evil]:1", "svc.evil.example"]
+        {
+            assert!(!host_allowed(&image, &allowed, bad), "{bad}");
+        }
     }
 
     #[test]

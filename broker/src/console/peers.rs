@@ -99,7 +99,7 @@ pub async fn forward(
     unreachable: &str,
 ) -> Result<Value, ConsoleError> {
     match get_any(image, id, path).await {
-        Ok((200, mut v)) => {
+        Ok((200, mut v)) if v.is_object() => {
             v["served_by"] = serde_json::json!(served_by);
             Ok(v)
         }

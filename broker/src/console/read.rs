@@ -22,9 +22,10 @@ fn is_internal(topic: &str) -> bool {
     topic.starts_with("__")
 }
 
-/// Replicas per partition, those a reassignment is removing not counted.
+/// Replicas per partition, those a reassignment is adding not counted (as Kafka's
+/// `kafka-topics --describe` counts them).
 fn replication_factor(t: &crate::metadata::image::TopicImage) -> usize {
-    t.partitions.get(&0).map_or(0, |p| p.replicas.len().saturating_sub(p.removing_replicas.len()))
+    t.partitions.get(&0).map_or(0, |p| p.replicas.len().saturating_sub(p.adding_replicas.len()))
 }
 
 /// Partitions of the whole cluster by state.
@@ -169,12 +170,21 @@ pub async fn topics(broker: &Broker, req: &crate::http::Request) -> Result<Value
             .count()
     };
     let names: Vec<&str> = page.iter().map(|t| t.name.as_str()).collect();
-    let path = format!("/api/v1/local/topics?names={}", super::encode_list(&names));
-    let (answers, unavailable) = if names.is_empty() {
-        (Vec::new(), Vec::new())
-    } else {
-        super::peers::get_all(&image, others(broker, &image, &path)).await
-    };
+    // Each question names at most about 8 KiB of topics (a request head holds 16).
+    let mut asks = Vec::new();
+    let mut chunk = String::new();
+    for (i, name) in names.iter().enumerate() {
+        if !chunk.is_empty() {
+            chunk.push(',');
+        }
+        chunk.push_str(&super::encode(name));
+        if chunk.len() > 8 * 1024 || i == names.len() - 1 {
+            let path = format!("/api/v1/local/topics?names={}", std::mem::take(&mut chunk));
+            asks.extend(others(broker, &image, &path));
+        }
+    }
+    let (answers, mut unavailable) = super::peers::get_all(&image, asks).await;
+    unavailable.dedup();
     let mut shares: Vec<Value> = answers.into_iter().map(|(_, v)| v).collect();
     shares.push(local_topics(broker, &names));
     let items: Vec<Value> = page

@@ -32,8 +32,8 @@ impl<'a> RecordView<'a> {
         self.value.is_none()
     }
 
-    /// The record's headers, `(key, value)`, read from `raw`.
-    pub fn headers(&self) -> Result<Vec<Header<'a>>, LogError> {
+    /// The record's first `max` headers, `(key, value)`, read from `raw`, and how many it has.
+    pub fn headers(&self, max: usize) -> Result<(Vec<Header<'a>>, usize), LogError> {
         let mut c = Cursor { buf: self.raw, pos: 0 };
         c.varint()?; // length
         c.bytes(1)?; // attributes
@@ -42,7 +42,15 @@ impl<'a> RecordView<'a> {
         c.nullable()?; // key
         c.nullable()?; // value
         let count = c.varint()?;
-        (0..count.max(0)).map(|_| Ok((c.nullable()?.unwrap_or_default(), c.nullable()?))).collect()
+        let count = count.max(0) as usize;
+        let mut out = Vec::with_capacity(count.min(max));
+        for _ in 0..count {
+            let header = (c.nullable()?.unwrap_or_default(), c.nullable()?);
+            if out.len() < max {
+                out.push(header);
+            }
+        }
+        Ok((out, count))
     }
 }
 

@@ -1,10 +1,11 @@
 //! High watermarks for consumer lag of partitions this broker does not host.
 //!
 //! A group's coordinator knows its committed offsets; the high watermark it subtracts them from
-//! is the local replica's where it hosts one. For the other partitions (a topic with fewer
-//! replicas than brokers), [`run`] asks their leaders every [`INTERVAL`] with ListOffsets
-//! (latest, read-uncommitted: the HW), one request per leader, as kminion and Burrow do from
-//! outside. Nothing is asked while every committed partition is hosted here.
+//! is the leader's, as `kafka-consumer-groups` measures it: the local replica's where this
+//! broker leads the partition (a follower's HW trails the leader's). For the other partitions,
+//! [`run`] asks their leaders every [`INTERVAL`] with ListOffsets (latest, read-uncommitted:
+//! the HW), one request per leader, as kminion and Burrow do from outside. Nothing is asked
+//! while this broker leads every committed partition.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -38,17 +39,26 @@ impl RemoteHighWatermarks {
     }
 }
 
-/// The high watermark a group's lag on `tp` is measured against: the hosted replica's, else
-/// the one its leader last answered (`/metrics` and the console both use it).
+/// The high watermark a group's lag on `tp` is measured against: the local replica's when this
+/// broker leads it, else the one its leader last answered (`/metrics` and the console both use
+/// it).
 pub fn high_watermark(
     replicas: &crate::replica::ReplicaManager,
     remote: &HashMap<TopicPartition, i64>,
     tp: &TopicPartition,
 ) -> Option<i64> {
-    match replicas.get(tp) {
+    match led_here(replicas, tp) {
         Some(p) => Some(p.log.lock().unwrap_or_else(|e| e.into_inner()).high_watermark()),
         None => remote.get(tp).copied(),
     }
+}
+
+/// The replica of `tp` when this broker leads it.
+fn led_here(
+    replicas: &crate::replica::ReplicaManager,
+    tp: &TopicPartition,
+) -> Option<Arc<crate::replica::Partition>> {
+    replicas.get(tp).filter(|p| p.state().leader == replicas.node_id())
 }
 
 /// Refreshes `broker.remote_hw` every [`INTERVAL`] until shutdown.
@@ -101,7 +111,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// The committed partitions of the groups coordinated here that are not hosted here, by
+/// The committed partitions of the groups coordinated here that this broker does not lead, by
 /// their leader's address.
 fn by_leader(broker: &Broker) -> BTreeMap<String, BTreeMap<String, BTreeSet<i32>>> {
     let image = broker.metadata.image();
@@ -109,7 +119,7 @@ fn by_leader(broker: &Broker) -> BTreeMap<String, BTreeMap<String, BTreeSet<i32>
     for g in broker.groups.snapshots() {
         for (topic, partition, _) in g.offsets {
             let tp = TopicPartition::new(topic, partition);
-            if broker.replicas.get(&tp).is_some() {
+            if led_here(&broker.replicas, &tp).is_some() {
                 continue;
             }
             let leader = image

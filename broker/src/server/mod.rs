@@ -86,6 +86,20 @@ impl Broker {
     }
 }
 
+/// Whether peers reach an admin listener bound to `ip` at this broker's inter-broker `host`:
+/// it listens everywhere, or on that very address, or both are loopback. Only then is its port
+/// registered (the console asks peers on it); otherwise peers would knock on a closed door.
+fn admin_reachable(ip: std::net::IpAddr, host: &str) -> bool {
+    let host_ip = if host.eq_ignore_ascii_case("localhost") {
+        Some(std::net::IpAddr::from([127, 0, 0, 1]))
+    } else {
+        host.trim_matches(|c| c == '[' || c == ']').parse().ok()
+    };
+    ip.is_unspecified()
+        || host_ip == Some(ip)
+        || (ip.is_loopback() && host_ip.is_some_and(|h| h.is_loopback()))
+}
+
 /// A started broker: its addresses and the means to stop it.
 #[derive(Debug)]
 pub struct RunningBroker {
@@ -190,7 +204,8 @@ pub async fn start_unless_stopped(
         host: inter_broker.host.clone(),
         port: inter_broker.port,
         listeners: endpoints,
-        admin_port: Some(admin_addr.port()),
+        admin_port: admin_reachable(admin_addr.ip(), &inter_broker.host)
+            .then_some(admin_addr.port()),
         voters: config
             .net
             .voters
@@ -369,4 +384,22 @@ pub async fn run(
     println!("{line}");
     stop.await;
     running.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admin_reachable;
+
+    #[test]
+    fn the_admin_port_is_registered_only_where_peers_reach_it() {
+        let ip = |s: &str| s.parse().unwrap();
+        assert!(admin_reachable(ip("0.0.0.0"), "broker-0.brokers.ns.svc"));
+        assert!(admin_reachable(ip("::"), "10.0.0.7"));
+        assert!(admin_reachable(ip("127.0.0.1"), "127.0.0.1"));
+        assert!(admin_reachable(ip("127.0.0.1"), "localhost"));
+        assert!(admin_reachable(ip("10.0.0.7"), "10.0.0.7"));
+        assert!(!admin_reachable(ip("127.0.0.1"), "broker-0.example"));
+        assert!(!admin_reachable(ip("127.0.0.1"), "10.0.0.7"));
+        assert!(!admin_reachable(ip("10.0.0.8"), "10.0.0.7"));
+    }
 }
