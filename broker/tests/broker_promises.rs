@@ -968,7 +968,16 @@ fn old_api_versions_succeed_with_the_expected_content() {
     assert_eq!(deleted.responses.len(), 1);
     let d = &deleted.responses[0];
     assert_eq!((name_of(&d.name), d.error_code), (Some(TOPIC), NONE));
-    let after: kp::MetadataResponse =
-        c.call(ApiKey::Metadata, 1, &kp::MetadataRequest::default().with_topics(None));
-    assert!(after.topics.iter().all(|t| name_of(&t.name) != Some(TOPIC)), "{after:?}");
+    // Kafka answers DeleteTopics once the controller has the deletion; its brokers' metadata
+    // may show the topic a moment longer, so wait (boundedly) for it to go.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let after: kp::MetadataResponse =
+            c.call(ApiKey::Metadata, 1, &kp::MetadataRequest::default().with_topics(None));
+        if after.topics.iter().all(|t| name_of(&t.name) != Some(TOPIC)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{after:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
