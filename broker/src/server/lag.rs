@@ -1,11 +1,12 @@
 //! High watermarks for consumer lag of partitions this broker does not host.
 //!
 //! A group's coordinator knows its committed offsets; the high watermark it subtracts them from
-//! is the leader's, as `kafka-consumer-groups` measures it: the local replica's where this
-//! broker leads the partition (a follower's HW trails the leader's). For the other partitions,
-//! [`run`] asks their leaders every [`INTERVAL`] with ListOffsets (latest, read-uncommitted:
-//! the HW), one request per leader, as kminion and Burrow do from outside. Nothing is asked
-//! while this broker leads every committed partition.
+//! is the leader's, as `kafka-consumer-groups` measures it, or that of a replica here that is in
+//! sync (its HW follows the leader's by one fetch round). A replica out of the ISR may be far
+//! behind, so for it, and for partitions not hosted here, [`run`] asks their leaders every
+//! [`INTERVAL`] with ListOffsets (latest, read-uncommitted: the HW), one request per leader, as
+//! kminion and Burrow do from outside. Nothing is asked while every committed partition has an
+//! in-sync replica here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -39,26 +40,30 @@ impl RemoteHighWatermarks {
     }
 }
 
-/// The high watermark a group's lag on `tp` is measured against: the local replica's when this
-/// broker leads it, else the one its leader last answered (`/metrics` and the console both use
-/// it).
+/// The high watermark a group's lag on `tp` is measured against: the local replica's when it
+/// leads or is in sync, else the one its leader last answered (`/metrics` and the console both
+/// use it).
 pub fn high_watermark(
     replicas: &crate::replica::ReplicaManager,
     remote: &HashMap<TopicPartition, i64>,
     tp: &TopicPartition,
 ) -> Option<i64> {
-    match led_here(replicas, tp) {
+    match in_sync_here(replicas, tp) {
         Some(p) => Some(p.log.lock().unwrap_or_else(|e| e.into_inner()).high_watermark()),
         None => remote.get(tp).copied(),
     }
 }
 
-/// The replica of `tp` when this broker leads it.
-fn led_here(
+/// The replica of `tp` here when it leads or is in the ISR.
+fn in_sync_here(
     replicas: &crate::replica::ReplicaManager,
     tp: &TopicPartition,
 ) -> Option<Arc<crate::replica::Partition>> {
-    replicas.get(tp).filter(|p| p.state().leader == replicas.node_id())
+    let node = replicas.node_id();
+    replicas.get(tp).filter(|p| {
+        let state = p.state();
+        state.leader == node || state.isr.contains(&node)
+    })
 }
 
 /// Refreshes `broker.remote_hw` every [`INTERVAL`] until shutdown.
@@ -111,7 +116,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// The committed partitions of the groups coordinated here that this broker does not lead, by
+/// The committed partitions of the groups coordinated here without an in-sync replica here, by
 /// their leader's address.
 fn by_leader(broker: &Broker) -> BTreeMap<String, BTreeMap<String, BTreeSet<i32>>> {
     let image = broker.metadata.image();
@@ -119,7 +124,7 @@ fn by_leader(broker: &Broker) -> BTreeMap<String, BTreeMap<String, BTreeSet<i32>
     for g in broker.groups.snapshots() {
         for (topic, partition, _) in g.offsets {
             let tp = TopicPartition::new(topic, partition);
-            if led_here(&broker.replicas, &tp).is_some() {
+            if in_sync_here(&broker.replicas, &tp).is_some() {
                 continue;
             }
             let leader = image
