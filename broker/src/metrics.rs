@@ -658,22 +658,20 @@ impl Metrics {
             let group = GroupLabels { group: g.group_id.clone() };
             self.group_members.get_or_create(&group).set(g.members as i64);
             self.group_rebalances.get_or_create(&group).inc_by(g.generation.max(0) as u64);
-            for (topic, partition, offset) in &g.offsets {
-                let tp = TopicPartition::new(topic.clone(), *partition);
-                let hw = crate::server::lag::high_watermark(replicas, remote, &tp);
+            for l in crate::server::lag::group_lag(replicas, remote, &g.offsets) {
                 // How old the first record not yet consumed is, where it is hosted here.
-                let age = match (hw, replicas.get(&tp)) {
-                    (Some(hw), Some(p)) if *offset < hw => {
+                let age = match (l.hw, replicas.get(&l.tp)) {
+                    (Some(hw), Some(p)) if l.committed < hw => {
                         let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-                        log.timestamp_at(*offset).map(|ts| (now - ts).max(0) as f64 / 1000.0)
+                        log.timestamp_at(l.committed).map(|ts| (now - ts).max(0) as f64 / 1000.0)
                     }
                     (Some(_), Some(_)) => Some(0.0),
                     _ => None,
                 };
-                let lag = hw.map(|hw| (hw - offset).max(0));
+                let lag = l.lag();
                 if let Some(lag) = lag {
                     let labels =
-                        GroupTopicLabels { group: g.group_id.clone(), topic: topic.clone() };
+                        GroupTopicLabels { group: g.group_id.clone(), topic: l.tp.topic.clone() };
                     self.group_topic_lag.get_or_create(&labels).inc_by(lag);
                 }
                 if !per_partition {
@@ -681,10 +679,10 @@ impl Metrics {
                 }
                 let labels = GroupPartitionLabels {
                     group: g.group_id.clone(),
-                    topic: topic.clone(),
-                    partition: partition.to_string(),
+                    topic: l.tp.topic.clone(),
+                    partition: l.tp.partition.to_string(),
                 };
-                self.group_committed.get_or_create(&labels).set(*offset);
+                self.group_committed.get_or_create(&labels).set(l.committed);
                 if let Some(lag) = lag {
                     self.group_lag.get_or_create(&labels).set(lag);
                 }
@@ -803,15 +801,10 @@ impl Metrics {
         self.log_dir_capacity.get_or_create(&labels).set(capacity);
         // Cluster-wide counts come from the active controller only (as Kafka's
         // OfflinePartitionsCount), so a sum over brokers counts each partition once.
-        let (mut offline, mut moving, mut all) = (0, 0, 0);
         let active = image.controller_id == node;
-        if active {
-            for p in image.topics.values().flat_map(|t| t.partitions.values()) {
-                moving += i64::from(p.reassigning());
-                offline += i64::from(p.leader < 0);
-                all += 1;
-            }
-        }
+        let counts = if active { image.partition_counts() } else { Default::default() };
+        let (offline, moving, all) =
+            (counts.offline as i64, counts.reassigning as i64, counts.partitions);
         // Per partition of the cluster, on the controller, within the series limit.
         let cluster = (active && all <= self.series_max).then(|| image.clone());
         self.partition_gauges.set_cluster(cluster);

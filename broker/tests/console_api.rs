@@ -16,16 +16,13 @@ use rdkafka::producer::FutureProducer;
 use serde_json::Value;
 
 fn get(node: &BrokerProcess, path: &str) -> (u16, Value) {
-    let (status, body) = node.http_get(path);
-    let code = status.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
-    (code, value)
+    call(node, "GET", path, &[], "")
 }
 
 /// The headers the console's pages send with an action.
 const CONSOLE: &[&str] = &["X-Sluice-Console: 1", "Content-Type: application/json"];
 
-fn post(
+fn call(
     node: &BrokerProcess,
     method: &str,
     path: &str,
@@ -349,13 +346,13 @@ fn every_broker_serves_the_console_api_from_the_owners_of_the_data() {
         ("DELETE", "/api/v1/topics/orders", ""),
         ("POST", "/api/v1/groups/g-done-3/reset-offsets", r#"{"to":"earliest"}"#),
     ] {
-        let (status, off) = post(nodes[0], method, path, CONSOLE, body);
+        let (status, off) = call(nodes[0], method, path, CONSOLE, body);
         assert_eq!((status, off["error"].as_str()), (403, Some("ACTIONS_DISABLED")), "{off}");
     }
     assert_eq!(ok(nodes[1], "/api/v1/topics/orders")["partitions"], 6);
     assert_eq!(committed(nodes[1], "g-done-3"), 6, "offset 1 of each partition, as committed");
     // Nothing answers a page that came through another host name (DNS rebinding).
-    let (status, _) = post(nodes[0], "GET", "/api/v1/cluster", &["Host: evil.example"], "");
+    let (status, _) = call(nodes[0], "GET", "/api/v1/cluster", &["Host: evil.example"], "");
     assert_eq!(status, 403);
     assert!(!ok(nodes[0], "/api/v1/topics").to_string().contains("\"x\""));
 
@@ -390,12 +387,12 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
 
     // Without the console's header, or from a foreign host name, nothing is done.
     let body = r#"{"name":"made","partitions":4,"replication_factor":3}"#;
-    let (status, v) = post(a, "POST", "/api/v1/topics", &["Content-Type: application/json"], body);
+    let (status, v) = call(a, "POST", "/api/v1/topics", &["Content-Type: application/json"], body);
     assert_eq!((status, v["error"].as_str()), (403, Some("FORBIDDEN")), "{v}");
     let rebound = ["X-Sluice-Console: 1", "Content-Type: application/json", "Host: evil.example"];
-    let (status, v) = post(a, "POST", "/api/v1/topics", &rebound, body);
+    let (status, v) = call(a, "POST", "/api/v1/topics", &rebound, body);
     assert_eq!((status, v["error"].as_str()), (403, Some("FORBIDDEN")), "{v}");
-    let (status, v) = post(
+    let (status, v) = call(
         a,
         "POST",
         "/api/v1/topics",
@@ -406,7 +403,7 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
     assert_eq!(get(a, "/api/v1/topics/made").0, 404);
 
     // Topics: created on one broker, seen on another; Kafka's error codes for what is refused.
-    let (status, v) = post(
+    let (status, v) = call(
         a,
         "POST",
         "/api/v1/topics",
@@ -415,7 +412,7 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
     );
     assert_eq!(status, 200, "{v}");
     assert_eq!(get(a, "/api/v1/topics/dry").0, 404, "validate_only creates nothing");
-    assert_eq!(outcome(&post(a, "POST", "/api/v1/topics", CONSOLE, body)), (200, "NONE".into()));
+    assert_eq!(outcome(&call(a, "POST", "/api/v1/topics", CONSOLE, body)), (200, "NONE".into()));
     let made = wait_for("the topic on broker 2", || {
         let (status, v) = get(b, "/api/v1/topics/made");
         (status == 200).then_some(v)
@@ -425,28 +422,28 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
         (Some(4), Some(3))
     );
     assert_eq!(
-        outcome(&post(b, "POST", "/api/v1/topics", CONSOLE, body)),
+        outcome(&call(b, "POST", "/api/v1/topics", CONSOLE, body)),
         (400, "TOPIC_ALREADY_EXISTS".into())
     );
     let too_many = r#"{"name":"wide","partitions":1,"replication_factor":5}"#;
     assert_eq!(
-        outcome(&post(a, "POST", "/api/v1/topics", CONSOLE, too_many)),
+        outcome(&call(a, "POST", "/api/v1/topics", CONSOLE, too_many)),
         (400, "INVALID_REPLICATION_FACTOR".into())
     );
     let bad_name = r#"{"name":"no/slash","partitions":1}"#;
     assert_eq!(
-        outcome(&post(a, "POST", "/api/v1/topics", CONSOLE, bad_name)),
+        outcome(&call(a, "POST", "/api/v1/topics", CONSOLE, bad_name)),
         (400, "INVALID_TOPIC_EXCEPTION".into())
     );
 
     // Partitions: more is allowed, fewer is Kafka's INVALID_PARTITIONS.
     assert_eq!(
-        outcome(&post(b, "POST", "/api/v1/topics/made/partitions", CONSOLE, r#"{"count":6}"#)),
+        outcome(&call(b, "POST", "/api/v1/topics/made/partitions", CONSOLE, r#"{"count":6}"#)),
         (200, "NONE".into())
     );
     assert_eq!(ok(b, "/api/v1/topics/made")["partitions"], 6);
     assert_eq!(
-        outcome(&post(b, "POST", "/api/v1/topics/made/partitions", CONSOLE, r#"{"count":2}"#)),
+        outcome(&call(b, "POST", "/api/v1/topics/made/partitions", CONSOLE, r#"{"count":2}"#)),
         (400, "INVALID_PARTITIONS".into())
     );
 
@@ -456,7 +453,7 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
         v["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap()
     };
     assert_eq!(
-        outcome(&post(
+        outcome(&call(
             a,
             "POST",
             "/api/v1/topics/made/configs",
@@ -469,7 +466,7 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
         (config(b, "retention.ms")["value"] == "60000").then_some(())
     });
     assert_eq!(
-        outcome(&post(
+        outcome(&call(
             a,
             "POST",
             "/api/v1/topics/made/configs",
@@ -479,7 +476,7 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
         (400, "INVALID_CONFIG".into())
     );
     assert_eq!(
-        outcome(&post(
+        outcome(&call(
             a,
             "POST",
             "/api/v1/topics/made/configs",
@@ -503,13 +500,13 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
     c.subscribe(&["made"]).unwrap();
     consume_and_commit(&c, 12);
     let to_earliest = r#"{"to":"earliest"}"#;
-    let refused = post(a, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, to_earliest);
+    let refused = call(a, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, to_earliest);
     assert_eq!(outcome(&refused), (400, "NON_EMPTY_GROUP".into()));
     drop(c);
     wait_for("the group to be empty", || {
         (ok(a, "/api/v1/groups/resettable")["state"] == "Empty").then_some(())
     });
-    let dry = post(
+    let dry = call(
         a,
         "POST",
         "/api/v1/groups/resettable/reset-offsets",
@@ -521,22 +518,22 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
     assert!(dry.1["offsets"].as_array().unwrap().iter().all(|o| o["offset"] == 0));
     assert_eq!(committed(b, "resettable"), 12, "a dry run changes nothing");
     let (status, v) =
-        post(b, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, to_earliest);
+        call(b, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, to_earliest);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["results"].as_array().unwrap().len(), 6);
     assert_eq!(committed(a, "resettable"), 0);
     let future = r#"{"to":"timestamp","timestamp_ms":99999999999999}"#;
-    assert_eq!(post(a, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, future).0, 200);
+    assert_eq!(call(a, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, future).0, 200);
     assert_eq!(committed(b, "resettable"), 12, "after the last record: the end");
     // A group nobody used yet (Dead) is given offsets for the topics named.
     let fresh = r#"{"to":"latest","topics":["made"]}"#;
-    let (status, v) = post(a, "POST", "/api/v1/groups/fresh/reset-offsets", CONSOLE, fresh);
+    let (status, v) = call(a, "POST", "/api/v1/groups/fresh/reset-offsets", CONSOLE, fresh);
     assert_eq!(status, 200, "{v}");
     assert_eq!(committed(b, "fresh"), 12);
     assert_eq!(ok(b, "/api/v1/groups/fresh")["state"], "Empty");
-    let unnamed = post(a, "POST", "/api/v1/groups/nobody/reset-offsets", CONSOLE, to_earliest);
+    let unnamed = call(a, "POST", "/api/v1/groups/nobody/reset-offsets", CONSOLE, to_earliest);
     assert_eq!((unnamed.0, unnamed.1["error"].as_str()), (404, Some("GROUP_ID_NOT_FOUND")));
-    let (status, v) = post(
+    let (status, v) = call(
         a,
         "POST",
         "/api/v1/groups/resettable/reset-offsets",
@@ -547,14 +544,14 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
 
     // Deleting: gone from every broker.
     assert_eq!(
-        outcome(&post(b, "DELETE", "/api/v1/topics/made", CONSOLE, "")),
+        outcome(&call(b, "DELETE", "/api/v1/topics/made", CONSOLE, "")),
         (200, "NONE".into())
     );
     wait_for("the topic gone from broker 1", || {
         (get(a, "/api/v1/topics/made").0 == 404).then_some(())
     });
     assert_eq!(
-        outcome(&post(b, "DELETE", "/api/v1/topics/made", CONSOLE, "")),
+        outcome(&call(b, "DELETE", "/api/v1/topics/made", CONSOLE, "")),
         (400, "UNKNOWN_TOPIC_OR_PARTITION".into())
     );
     for n in cluster.running() {

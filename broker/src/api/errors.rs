@@ -91,8 +91,12 @@ pub fn for_each_error(response: &ResponseKind, mut f: impl FnMut(i16)) {
     }
 }
 
-/// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`), or the number for unknown ones.
+/// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`, `NONE` for 0), or the number for
+/// unknown ones.
 pub fn error_name(code: i16) -> String {
+    if code == 0 {
+        return "NONE".to_string();
+    }
     match kafka_protocol::ResponseError::try_from_code(code).map(|e| format!("{e:?}")) {
         // Codes the crate does not know come back as `Unknown(code)`.
         Some(name) if !name.contains('(') => screaming_snake(&name),
@@ -117,6 +121,7 @@ mod tests {
 
     #[test]
     fn names_are_kafkas() {
+        assert_eq!(error_name(0), "NONE");
         assert_eq!(error_name(6), "NOT_LEADER_OR_FOLLOWER");
         assert_eq!(error_name(87), "INVALID_RECORD");
         assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");

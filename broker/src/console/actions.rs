@@ -43,7 +43,6 @@ use crate::server::Broker;
 
 /// How long an action waits for the controller, a leader or the coordinator.
 const TIMEOUT: Duration = Duration::from_secs(10);
-const RESOURCE_TOPIC: i8 = 2;
 
 /// The checks every action passes first.
 pub fn check(broker: &Broker, req: &Request) -> Result<(), ConsoleError> {
@@ -97,8 +96,7 @@ fn config_value(v: &Value) -> Result<String, ConsoleError> {
 }
 
 fn result(resource: &str, code: i16, message: Option<&str>) -> Value {
-    let name = if code == 0 { "NONE".to_string() } else { error_name(code) };
-    json!({ "resource": resource, "error_code": code, "error": name, "message": message })
+    json!({ "resource": resource, "error_code": code, "error": error_name(code), "message": message })
 }
 
 /// The answer of an action: 200 when every result is free of errors, 400 otherwise.
@@ -191,7 +189,7 @@ pub async fn alter_configs(
     }
     let request = IncrementalAlterConfigsRequest::default()
         .with_resources(vec![AlterConfigsResource::default()
-            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_type(crate::api::admin::configs::RESOURCE_TOPIC)
             .with_resource_name(strb(topic))
             .with_configs(configs)])
         .with_validate_only(b["validate_only"] == true);
@@ -233,7 +231,7 @@ where
     Resp: kafka_protocol::protocol::Decodable,
 {
     let b = image.brokers.get(&id).ok_or_else(|| format!("broker {id} is not registered"))?;
-    let addr = crate::config::listeners::join_host_port(&b.host, b.port);
+    let addr = b.addr();
     let mut conn = KafkaConnection::connect(&addr, "sluice-console", TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;

@@ -51,7 +51,7 @@ pub fn serve(req: &Request, path: &[&str]) -> Option<Response> {
         return Some(Response::text(405, "method not allowed\n"));
     }
     let Some(i) = FILES.iter().position(|(p, _)| *p == name) else {
-        return Some(Response::text(404, "not found\n"));
+        return Some(Response::not_found());
     };
     let etag = &etags()[i];
     let response = if req.header("if-none-match") == Some(etag.as_str()) {

@@ -161,29 +161,26 @@ pub fn local_messages(broker: &Broker, topic: &str, req: &Request) -> Result<Val
         ),
         e => error(503, "KAFKA_STORAGE_ERROR", e.to_string()),
     };
-    let p = broker
-        .replicas
-        .get(&tp)
-        .filter(|p| p.state().leader == broker.node_id())
-        .ok_or_else(|| not_here(ReplicaError::NotLeader))?;
+    let timestamp = number("timestamp")?;
+    if timestamp.is_some_and(|ts| ts < 0) {
+        return Err(error(400, "INVALID_REQUEST", "timestamp must be at least 0"));
+    }
     let Ok(_reading) = READERS.try_acquire() else {
         return Err(error(503, "BUSY", "other records are being read: try again"));
     };
-    let (log_start, hw, by_time, decompress_limit) = {
-        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-        let by_time = match number("timestamp")? {
-            Some(ts) if ts < 0 => {
-                return Err(error(400, "INVALID_REQUEST", "timestamp must be at least 0"))
-            }
-            Some(ts) => Some(
-                log.fetch_offset_by_timestamp(ts)
-                    .map_err(|e| error(503, "KAFKA_STORAGE_ERROR", e.to_string()))?
-                    .map_or(log.high_watermark(), |(o, _)| o),
-            ),
-            None => None,
-        };
-        (log.log_start_offset(), log.high_watermark(), by_time, log.config().decompress_limit())
-    };
+    let (log_start, hw, by_time, decompress_limit) = broker
+        .replicas
+        .with_leader_log(&tp, -1, |log, _| {
+            let by_time = match timestamp {
+                Some(ts) => Some(
+                    log.fetch_offset_by_timestamp(ts)?.map_or(log.high_watermark(), |(o, _)| o),
+                ),
+                None => None,
+            };
+            let decompress_limit = log.config().decompress_limit();
+            Ok((log.log_start_offset(), log.high_watermark(), by_time, decompress_limit))
+        })
+        .map_err(not_here)?;
     // From an offset, a time, or else the last `limit` records.
     let from = match (number("offset")?, by_time) {
         (Some(o), _) => o,

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::http::{Request, Response};
+use crate::metadata::image::PartitionCounts;
 use crate::metrics::TopicLabels;
 use crate::server::Broker;
 
@@ -149,7 +150,7 @@ pub struct ConsoleState {
     /// `(time ms, total lag)` of each group coordinated here, oldest first.
     lag: Mutex<HashMap<String, VecDeque<(i64, i64)>>>,
     /// The partition counts of the image with this applied index.
-    counts: Mutex<Option<(u64, read::Counts)>>,
+    counts: Mutex<Option<(u64, PartitionCounts)>>,
 }
 
 impl ConsoleState {
@@ -158,12 +159,12 @@ impl ConsoleState {
     }
 
     /// The partition counts of `image`, computed once per image.
-    pub fn counts(&self, image: &crate::metadata::ClusterImage) -> read::Counts {
+    pub fn counts(&self, image: &crate::metadata::ClusterImage) -> PartitionCounts {
         let mut cached = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         match *cached {
             Some((index, counts)) if index == image.applied_index => counts,
             _ => {
-                let counts = read::count(image);
+                let counts = image.partition_counts();
                 *cached = Some((image.applied_index, counts));
                 counts
             }
@@ -245,8 +246,9 @@ fn refresh(broker: &Broker) {
     lag.retain(|id, _| coordinated.contains(id.as_str()));
     for s in snapshots {
         // Only complete totals: a partition whose HW is not known yet would make a dip.
-        let lags = read::group_lag(broker, &remote, &s.offsets);
-        let Some(total) = read::total_lag(&lags).filter(|_| lags.iter().all(|l| l.hw.is_some()))
+        let lags = crate::server::lag::group_lag(&broker.replicas, &remote, &s.offsets);
+        let Some(total) =
+            crate::server::lag::total_lag(&lags).filter(|_| lags.iter().all(|l| l.hw.is_some()))
         else {
             continue;
         };
@@ -295,7 +297,7 @@ pub async fn route(broker: &Arc<Broker>, req: &Request) -> Response {
     let answer = match (req.method.as_str(), path.as_slice()) {
         ("GET", ["api", "v1", rest @ ..]) => get(broker, req, rest).await.map(|v| (200, v)),
         (method, ["api", "v1", rest @ ..]) => act(broker, req, method, rest).await,
-        ("GET", _) => return Response::text(404, "not found\n"),
+        ("GET", _) => return Response::not_found(),
         _ => return Response::text(405, "method not allowed\n"),
     };
     match answer {

@@ -21,8 +21,7 @@ const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// The admin address of broker `id`, when it registered one.
 pub fn admin_addr(image: &ClusterImage, id: i32) -> Option<String> {
-    let b = image.brokers.get(&id)?;
-    Some(crate::config::listeners::join_host_port(&b.host, b.admin_port?))
+    image.brokers.get(&id)?.admin_addr()
 }
 
 /// `GET path` on broker `id`'s admin server: its JSON answer, 200 or not.

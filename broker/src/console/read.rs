@@ -13,48 +13,10 @@ use serde_json::{json, Map, Value};
 use super::{error, page_limit, ConsoleError};
 use crate::group::GroupState;
 use crate::log::TopicPartition;
-use crate::metadata::image::{uuid_to_string, PartitionImage};
+use crate::metadata::image::{is_internal_topic, PartitionImage};
 use crate::metadata::ClusterImage;
+use crate::server::lag::{group_lag, total_lag};
 use crate::server::Broker;
-
-/// Internal topics, as Kafka lists them with `isInternal`.
-fn is_internal(topic: &str) -> bool {
-    topic.starts_with("__")
-}
-
-/// Replicas per partition, those a reassignment is adding not counted (as Kafka's
-/// `kafka-topics --describe` counts them).
-fn replication_factor(t: &crate::metadata::image::TopicImage) -> usize {
-    t.partitions.get(&0).map_or(0, |p| p.replicas.len().saturating_sub(p.adding_replicas.len()))
-}
-
-/// Partitions of the whole cluster by state.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Counts {
-    pub partitions: usize,
-    pub under_replicated: usize,
-    pub offline: usize,
-    pub reassigning: usize,
-}
-
-/// Counts every partition of `image` (once per image: [`super::ConsoleState::counts`]).
-pub fn count(image: &ClusterImage) -> Counts {
-    let mut c = Counts::default();
-    for p in image.topics.values().flat_map(|t| t.partitions.values()) {
-        let (under, offline) = partition_summary(p);
-        c.partitions += 1;
-        c.under_replicated += under as usize;
-        c.offline += offline as usize;
-        c.reassigning += p.reassigning() as usize;
-    }
-    c
-}
-
-/// (under-replicated, offline) of a partition.
-fn partition_summary(p: &PartitionImage) -> (bool, bool) {
-    let offline = p.leader < 0;
-    (p.isr.len() < p.replicas.len().saturating_sub(p.adding_replicas.len()), offline)
-}
 
 /// The brokers to ask, other than this one, each with the path to ask.
 fn others(broker: &Broker, image: &ClusterImage, path: &str) -> Vec<(i32, String)> {
@@ -80,7 +42,7 @@ pub async fn cluster(broker: &Broker) -> Value {
             json!({
                 "id": b.id, "host": b.host, "port": b.port, "rack": b.rack, "fenced": b.fenced,
                 "epoch": b.epoch,
-                "console_url": super::peers::admin_addr(&image, b.id).map(|a| format!("http://{a}/")),
+                "console_url": b.admin_addr().map(|a| format!("http://{a}/")),
                 "disk": disks.get(&b.id).cloned().unwrap_or(Value::Null),
             })
         })
@@ -150,7 +112,7 @@ pub async fn topics(broker: &Broker, req: &crate::http::Request) -> Result<Value
             }
             continue;
         }
-        if !internal && is_internal(name) {
+        if !internal && is_internal_topic(name) {
             continue;
         }
         if page.len() == limit {
@@ -166,7 +128,7 @@ pub async fn topics(broker: &Broker, req: &crate::http::Request) -> Result<Value
             .topics
             .range(prefix.to_string()..)
             .take_while(|(n, _)| n.starts_with(prefix))
-            .filter(|(n, _)| internal || !is_internal(n))
+            .filter(|(n, _)| internal || !is_internal_topic(n))
             .count()
     };
     let names: Vec<&str> = page.iter().map(|t| t.name.as_str()).collect();
@@ -190,12 +152,8 @@ pub async fn topics(broker: &Broker, req: &crate::http::Request) -> Result<Value
     let items: Vec<Value> = page
         .iter()
         .map(|t| {
-            let (mut under, mut offline) = (0, 0);
-            for p in t.partitions.values() {
-                let (u, o) = partition_summary(p);
-                under += u as usize;
-                offline += o as usize;
-            }
+            let under = t.partitions.values().filter(|p| p.under_replicated()).count();
+            let offline = t.partitions.values().filter(|p| p.offline()).count();
             let sum = |key: &str| -> Value {
                 let values: Vec<f64> =
                     shares.iter().filter_map(|s| s["topics"][&t.name][key].as_f64()).collect();
@@ -208,9 +166,9 @@ pub async fn topics(broker: &Broker, req: &crate::http::Request) -> Result<Value
                 }
             };
             json!({
-                "name": t.name, "id": uuid_to_string(&t.id), "partitions": t.partitions.len(),
-                "replication_factor": replication_factor(t),
-                "internal": is_internal(&t.name), "under_replicated": under, "offline": offline,
+                "name": t.name, "id": t.id_string(), "partitions": t.partitions.len(),
+                "replication_factor": t.replication_factor(),
+                "internal": t.is_internal(), "under_replicated": under, "offline": offline,
                 "size_bytes": sum("size_bytes"), "bytes_in_per_s": sum("bytes_in_per_s"),
                 "bytes_out_per_s": sum("bytes_out_per_s"), "messages_in_per_s": sum("messages_in_per_s"),
             })
@@ -254,28 +212,16 @@ pub fn topic(broker: &Broker, name: &str) -> Result<Value, ConsoleError> {
             json!({
                 "name": c.name.as_str(),
                 "value": if c.is_sensitive { None } else { c.value.as_ref().map(|v| v.as_str()) },
-                "source": config_source(c.config_source),
+                "source": crate::api::admin::configs::source_name(c.config_source),
                 "read_only": c.read_only, "sensitive": c.is_sensitive,
             })
         })
         .collect();
     Ok(json!({
-        "name": t.name, "id": uuid_to_string(&t.id), "partitions": t.partitions.len(),
-        "replication_factor": replication_factor(t),
-        "internal": is_internal(&t.name), "configs": configs, "served_by": broker.node_id(),
+        "name": t.name, "id": t.id_string(), "partitions": t.partitions.len(),
+        "replication_factor": t.replication_factor(),
+        "internal": t.is_internal(), "configs": configs, "served_by": broker.node_id(),
     }))
-}
-
-fn config_source(source: i8) -> &'static str {
-    match source {
-        1 => "DYNAMIC_TOPIC_CONFIG",
-        2 => "DYNAMIC_BROKER_CONFIG",
-        3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
-        4 => "STATIC_BROKER_CONFIG",
-        5 => "DEFAULT_CONFIG",
-        6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
-        _ => "UNKNOWN",
-    }
 }
 
 pub fn unknown_topic(name: &str) -> ConsoleError {
@@ -300,7 +246,7 @@ pub async fn partitions(
     let mut page: Vec<(i32, &PartitionImage)> = Vec::new();
     let mut next = None;
     for (&id, p) in t.partitions.range(from..) {
-        if only_under && !partition_summary(p).0 {
+        if only_under && !p.under_replicated() {
             continue;
         }
         if page.len() == limit {
@@ -342,13 +288,13 @@ pub async fn partitions(
     let items: Vec<Value> = page
         .iter()
         .map(|(id, p)| {
-            let (under, offline) = partition_summary(p);
             let o = offsets.get(id).filter(|o| o["leader"] == json!(true));
             let field = |k: &str| o.map_or(Value::Null, |o| o[k].clone());
             json!({
                 "partition": id, "leader": p.leader, "leader_epoch": p.leader_epoch,
                 "replicas": p.replicas, "isr": p.isr, "adding": p.adding_replicas,
-                "removing": p.removing_replicas, "under_replicated": under, "offline": offline,
+                "removing": p.removing_replicas, "under_replicated": p.under_replicated(),
+                "offline": p.offline(),
                 "log_start": field("log_start"), "hw": field("hw"), "leo": field("leo"),
                 "size_bytes": field("size_bytes"), "followers": field("followers"),
             })
@@ -410,7 +356,7 @@ pub fn local_groups(broker: &Broker) -> Result<Vec<Value>, ConsoleError> {
         .filter(|l| l.state != GroupState::Dead)
         .map(|l| {
             let snap = snapshots.get(&l.group_id);
-            let total = snap.map(|s| total_lag(&group_lag(broker, &remote, &s.offsets)));
+            let total = snap.map(|s| total_lag(&group_lag(&broker.replicas, &remote, &s.offsets)));
             json!({
                 "group_id": l.group_id, "state": l.state.name(), "protocol_type": l.protocol_type,
                 "members": snap.map_or(0, |s| s.members), "coordinator": broker.node_id(),
@@ -418,44 +364,6 @@ pub fn local_groups(broker: &Broker) -> Result<Vec<Value>, ConsoleError> {
             })
         })
         .collect())
-}
-
-/// One committed offset of a group and how far it is behind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionLag {
-    pub topic: String,
-    pub partition: i32,
-    pub committed: i64,
-    /// `None` when neither a hosted replica nor the leader told it.
-    pub hw: Option<i64>,
-}
-
-impl PartitionLag {
-    pub fn lag(&self) -> Option<i64> {
-        self.hw.map(|hw| (hw - self.committed).max(0))
-    }
-}
-
-/// Lag of each committed offset, the HW from the replica hosted here, else the one the leader
-/// last answered ([`crate::server::lag`]).
-pub fn group_lag(
-    broker: &Broker,
-    remote: &HashMap<TopicPartition, i64>,
-    offsets: &[(String, i32, i64)],
-) -> Vec<PartitionLag> {
-    offsets
-        .iter()
-        .map(|(topic, partition, committed)| {
-            let tp = TopicPartition::new(topic.clone(), *partition);
-            let hw = crate::server::lag::high_watermark(&broker.replicas, remote, &tp);
-            PartitionLag { topic: topic.clone(), partition: *partition, committed: *committed, hw }
-        })
-        .collect()
-}
-
-/// The sum of the known lags; `None` when none is known.
-pub fn total_lag(lags: &[PartitionLag]) -> Option<i64> {
-    lags.iter().filter_map(PartitionLag::lag).reduce(|a, b| a + b)
 }
 
 pub async fn groups(broker: &Broker, req: &crate::http::Request) -> Result<Value, ConsoleError> {
@@ -539,7 +447,7 @@ pub fn local_group(broker: &Broker, id: &str) -> Result<Value, ConsoleError> {
             ps.into_iter().filter_map(move |(p, c)| c.map(|c| (t.clone(), p, c.offset)))
         })
         .collect();
-    let lags = group_lag(broker, &broker.remote_hw.snapshot(), &offsets);
+    let lags = group_lag(&broker.replicas, &broker.remote_hw.snapshot(), &offsets);
     let members: Vec<Value> = description
         .members
         .iter()
@@ -556,7 +464,7 @@ pub fn local_group(broker: &Broker, id: &str) -> Result<Value, ConsoleError> {
         "protocol_type": description.protocol_type, "protocol": description.protocol,
         "coordinator": broker.node_id(), "members": members,
         "offsets": lags.iter().map(|l| json!({
-            "topic": l.topic, "partition": l.partition, "committed": l.committed, "hw": l.hw,
+            "topic": l.tp.topic, "partition": l.tp.partition, "committed": l.committed, "hw": l.hw,
             "lag": l.lag(),
         })).collect::<Vec<_>>(),
         "total_lag": total_lag(&lags),

@@ -54,6 +54,18 @@ impl Default for ClusterImage {
 }
 
 impl ClusterImage {
+    /// Every partition of the cluster counted by state: one pass over the image.
+    pub fn partition_counts(&self) -> PartitionCounts {
+        let mut c = PartitionCounts::default();
+        for p in self.topics.values().flat_map(|t| t.partitions.values()) {
+            c.partitions += 1;
+            c.under_replicated += usize::from(p.under_replicated());
+            c.offline += usize::from(p.offline());
+            c.reassigning += usize::from(p.reassigning());
+        }
+        c
+    }
+
     /// The log defaults of broker `node`: the static ones (`static_defaults`, from its config
     /// file) under the cluster-wide dynamic defaults, under its own dynamic configs, as Kafka
     /// orders them. Only the log settings among them (`log.*`, `message.max.bytes`, ...) apply.
@@ -154,6 +166,16 @@ pub struct BrokerImage {
 }
 
 impl BrokerImage {
+    /// `host:port` of its inter-broker listener.
+    pub fn addr(&self) -> String {
+        crate::config::listeners::join_host_port(&self.host, self.port)
+    }
+
+    /// `host:port` of its admin HTTP listener, when it registered one.
+    pub fn admin_addr(&self) -> Option<String> {
+        Some(crate::config::listeners::join_host_port(&self.host, self.admin_port?))
+    }
+
     /// The advertised endpoint of listener `name`. A registration without listeners (written
     /// before they were recorded) serves every listener at its one address.
     pub fn endpoint(&self, name: &str) -> Option<(&str, u16)> {
@@ -162,6 +184,11 @@ impl BrokerImage {
         }
         self.listeners.iter().find(|e| e.name == name).map(|e| (e.host.as_str(), e.port))
     }
+}
+
+/// Whether a topic of this name is internal: it starts with two underscores.
+pub fn is_internal_topic(name: &str) -> bool {
+    name.starts_with("__")
 }
 
 /// One topic.
@@ -200,7 +227,12 @@ impl TopicImage {
 
     /// Internal topics (`__consumer_offsets`, ...) start with two underscores.
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        is_internal_topic(&self.name)
+    }
+
+    /// Replicas per partition (partition 0's, as `kafka-topics --describe` shows it).
+    pub fn replication_factor(&self) -> usize {
+        self.partitions.get(&0).map_or(0, PartitionImage::replication_factor)
     }
 
     /// The topic id in Kafka's text form (22 characters of base64url).
@@ -237,6 +269,31 @@ impl PartitionImage {
     pub fn reassigning(&self) -> bool {
         !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
     }
+
+    /// Replicas, those a reassignment is adding not counted (Kafka's replication factor of a
+    /// partition under reassignment: the size of its original replica set).
+    pub fn replication_factor(&self) -> usize {
+        self.replicas.len().saturating_sub(self.adding_replicas.len())
+    }
+
+    /// The ISR is smaller than the replication factor.
+    pub fn under_replicated(&self) -> bool {
+        self.isr.len() < self.replication_factor()
+    }
+
+    /// No leader.
+    pub fn offline(&self) -> bool {
+        self.leader < 0
+    }
+}
+
+/// The partitions of a cluster by state ([`ClusterImage::partition_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionCounts {
+    pub partitions: usize,
+    pub under_replicated: usize,
+    pub offline: usize,
+    pub reassigning: usize,
 }
 
 /// Formats a UUID the way Kafka does (`Uuid.toString()`): unpadded base64url, 22 characters.

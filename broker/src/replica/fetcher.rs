@@ -104,7 +104,7 @@ impl FetcherManager {
             let Some(leader) = image.brokers.get(&state.leader).filter(|b| !b.fenced) else {
                 continue;
             };
-            let addr = crate::config::listeners::join_host_port(&leader.host, leader.port);
+            let addr = leader.addr();
             let entry = wanted.entry(state.leader).or_insert_with(|| (addr, BTreeMap::new()));
             entry.1.insert(p.tp.clone(), state.leader_epoch);
         }

@@ -54,6 +54,43 @@ pub fn high_watermark(
     }
 }
 
+/// One committed offset of a group and how far it is behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub tp: TopicPartition,
+    pub committed: i64,
+    /// `None` when neither a replica here nor the leader told it.
+    pub hw: Option<i64>,
+}
+
+impl PartitionLag {
+    pub fn lag(&self) -> Option<i64> {
+        self.hw.map(|hw| (hw - self.committed).max(0))
+    }
+}
+
+/// The lag of each committed offset `(topic, partition, offset)` of a group
+/// ([`high_watermark`]).
+pub fn group_lag(
+    replicas: &crate::replica::ReplicaManager,
+    remote: &HashMap<TopicPartition, i64>,
+    offsets: &[(String, i32, i64)],
+) -> Vec<PartitionLag> {
+    offsets
+        .iter()
+        .map(|(topic, partition, committed)| {
+            let tp = TopicPartition::new(topic.clone(), *partition);
+            let hw = high_watermark(replicas, remote, &tp);
+            PartitionLag { tp, committed: *committed, hw }
+        })
+        .collect()
+}
+
+/// The sum of the known lags; `None` when none is known.
+pub fn total_lag(lags: &[PartitionLag]) -> Option<i64> {
+    lags.iter().filter_map(PartitionLag::lag).reduce(|a, b| a + b)
+}
+
 /// The replica of `tp` here when it leads or is in the ISR.
 fn in_sync_here(
     replicas: &crate::replica::ReplicaManager,
@@ -134,7 +171,7 @@ fn by_leader(broker: &Broker) -> BTreeMap<String, BTreeMap<String, BTreeSet<i32>
                 .and_then(|p| image.brokers.get(&p.leader))
                 .filter(|b| !b.fenced);
             let Some(leader) = leader else { continue };
-            let addr = crate::config::listeners::join_host_port(&leader.host, leader.port);
+            let addr = leader.addr();
             out.entry(addr).or_default().entry(tp.topic).or_default().insert(partition);
         }
     }

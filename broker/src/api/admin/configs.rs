@@ -45,6 +45,19 @@ const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 const SOURCE_DYNAMIC_BROKER_LOGGER: i8 = 6;
 
+/// Kafka's name of a config source (`ConfigSource` in DescribeConfigs answers).
+pub fn source_name(source: i8) -> &'static str {
+    match source {
+        SOURCE_DYNAMIC_TOPIC => "DYNAMIC_TOPIC_CONFIG",
+        SOURCE_DYNAMIC_BROKER => "DYNAMIC_BROKER_CONFIG",
+        SOURCE_DYNAMIC_DEFAULT_BROKER => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+        SOURCE_STATIC_BROKER => "STATIC_BROKER_CONFIG",
+        SOURCE_DEFAULT => "DEFAULT_CONFIG",
+        SOURCE_DYNAMIC_BROKER_LOGGER => "DYNAMIC_BROKER_LOGGER_CONFIG",
+        _ => "UNKNOWN",
+    }
+}
+
 /// Kafka's ConfigType of each topic config (DescribeConfigs v3+).
 /// DescribeConfigs' `config_type` of a key (Kafka's `ConfigDef.Type` ids), from the catalog of
 /// Kafka's configs: topic keys first, then broker keys.
