@@ -3,9 +3,11 @@
 //! killed and restarted by hand), with its properties file and data under one directory:
 //! `<data>/node-<id>.properties` and `<data>/node-<id>/`. Node `i` listens for clients on
 //! `base + i - 1` (9092, 9093, ... by default), for the quorum on `base + 100 + i - 1`, and for
-//! admin HTTP on `admin base + i - 1`; base port 0 picks free ports. Their log lines are
-//! prefixed with `[node i]`. Ctrl-C (or SIGTERM) stops every node cleanly; a node that dies is
-//! reported with the command that restarts it.
+//! admin HTTP on `admin base + i - 1`; base port 0 picks free ports (`ports`), and should a
+//! node find a picked port taken before the cluster is ready, the cluster starts again on new
+//! ones (the voters find each other through their configuration, whatever ports the metadata
+//! log remembers). Their log lines are prefixed with `[node i]`. Ctrl-C (or SIGTERM) stops
+//! every node cleanly; a node that dies is reported with the command that restarts it.
 //!
 //! What the command was given beyond the nodes' own settings ([`Passed`]) reaches every node:
 //! the `--config` file's lines head each node's properties file, copied as written (so config
@@ -14,7 +16,7 @@
 //! (`config::NODE_KEYS`: `node.id`, listeners, `log.dirs`, ...) are the command's to choose.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -42,7 +44,7 @@ struct Node {
 
 fn port_or_free(base: u16, offset: u16) -> Result<u16> {
     if base == 0 {
-        Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+        Ok(sluice_broker::ports::free_loopback_port()?)
     } else {
         base.checked_add(offset).context("port out of range")
     }
@@ -58,6 +60,10 @@ fn cluster_id(dir: &Path) -> Result<String> {
     std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
 }
+
+/// How many times a cluster on picked ports (base port 0) starts again on new ones when a
+/// node finds a port taken before the cluster is ready.
+const ATTEMPTS: usize = 3;
 
 /// Runs the cluster until `stop` (SIGINT or SIGTERM, installed on `runtime`) resolves.
 pub fn run(
@@ -75,18 +81,7 @@ pub fn run(
     let listener = config.net.client_listeners().next().context("no client listener")?;
     let host = if listener.host.is_empty() { "127.0.0.1" } else { listener.host.as_str() };
     let (base, admin_base) = (listener.port, config.admin_listen.port());
-    let admin_host = config.admin_listen.ip();
     let cluster_id = cluster_id(dir)?;
-    let mut ports = Vec::new();
-    for i in 0..nodes as u16 {
-        ports.push((
-            port_or_free(base, i)?,
-            port_or_free(if base == 0 { 0 } else { base + 100 }, i)?,
-            port_or_free(admin_base, i)?,
-        ));
-    }
-    let voters: Vec<String> =
-        ports.iter().enumerate().map(|(i, p)| format!("{}@{host}:{}", i + 1, p.1)).collect();
     let exe = std::env::current_exe().context("locating the sluice binary")?;
     let (own, sets): (Vec<&String>, Vec<&String>) = passed.sets.iter().partition(|kv| {
         kv.split_once('=').is_some_and(|(k, _)| config::NODE_KEYS.contains(&k.trim()))
@@ -94,82 +89,200 @@ pub fn run(
     for kv in own {
         eprintln!("--set {kv}: not passed to the nodes, each has its own (see node-N.properties)");
     }
-    let head = passed.file.as_deref().map_or(String::new(), |text| {
-        format!("# From the --config file of `sluice dev`:\n{text}\n# The node's own:\n")
-    });
-    let (ready_tx, ready_rx) = mpsc::channel::<(usize, String)>();
-    let mut running = Vec::new();
-    for (i, (kafka, controller, admin)) in ports.iter().enumerate() {
-        let id = i + 1;
-        let data = dir.join(format!("node-{id}"));
-        let config_file = dir.join(format!("node-{id}.properties"));
-        let props = format!(
-            "# Written by `sluice dev --nodes {nodes}`.\n{head}node.id={id}\n\
-             process.roles=broker,controller\n\
-             listeners=PLAINTEXT://{host}:{kafka},CONTROLLER://{host}:{controller}\n\
-             controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
-             cluster.id={cluster_id}\nlog.dirs={}\nadmin.listener={}\n",
-            voters.join(","),
-            data.display(),
-            SocketAddr::new(admin_host, *admin)
-        );
-        std::fs::write(&config_file, props)
-            .with_context(|| format!("writing {}", config_file.display()))?;
-        let child = spawn(&exe, id, &config_file, &sets, ready_tx.clone())?;
-        running.push(Node { id, config_file, child: Some(child) });
-    }
-    drop(ready_tx);
-    let bootstrap: Vec<String> = ports.iter().map(|p| format!("{host}:{}", p.0)).collect();
-    for (i, (kafka, controller, admin)) in ports.iter().enumerate() {
-        let pid = running[i].child.as_ref().map_or(0, Child::id);
-        println!(
-            "node {}: kafka {host}:{kafka}  controller {host}:{controller}  admin {}  pid {pid}",
-            i + 1,
-            SocketAddr::new(admin_host, *admin)
-        );
-    }
-    println!("data under {}, cluster.id {cluster_id}", dir.display());
-
+    let layout = Layout { nodes, host, admin_host: config.admin_listen.ip(), cluster_id, exe };
     let mut stop = std::pin::pin!(stop);
-    let mut ready = 0;
-    let mut announced = false;
+    for number in 1..=ATTEMPTS {
+        let mut ports = Vec::new();
+        for i in 0..nodes as u16 {
+            ports.push((
+                port_or_free(base, i)?,
+                port_or_free(if base == 0 { 0 } else { base + 100 }, i)?,
+                port_or_free(admin_base, i)?,
+            ));
+        }
+        let picked = base == 0 || admin_base == 0;
+        let may_retry = picked && number < ATTEMPTS;
+        let mut attempt = layout.launch(dir, passed, &sets, &ports)?;
+        let outcome = supervise(&layout, &mut attempt, &sets, may_retry, runtime, &mut stop);
+        stop_all(&mut attempt.running);
+        match outcome {
+            Outcome::Stopped => return Ok(()),
+            Outcome::AllExited => bail!("every node has exited"),
+            Outcome::PortTaken(id) => eprintln!(
+                "node {id} found its port taken before the cluster was ready; starting \
+                 again on newly picked ports (attempt {} of {ATTEMPTS})",
+                number + 1
+            ),
+        }
+    }
+    unreachable!("the last attempt does not start again")
+}
+
+/// What every attempt's nodes share.
+struct Layout<'a> {
+    nodes: usize,
+    host: &'a str,
+    admin_host: std::net::IpAddr,
+    cluster_id: String,
+    exe: PathBuf,
+}
+
+/// What a node's output tells the command.
+enum Event {
+    /// It printed `sluice ready ...`.
+    Ready,
+    /// It could not bind a port (another process took it).
+    PortTaken,
+    /// Its error output ended (it exited).
+    Closed,
+}
+
+/// The events of one attempt so far.
+#[derive(Default)]
+struct Seen {
+    ready: usize,
+    taken: Vec<usize>,
+    closed: Vec<usize>,
+}
+
+impl Seen {
+    fn note(&mut self, (id, event): (usize, Event)) {
+        match event {
+            Event::Ready => self.ready += 1,
+            Event::PortTaken => self.taken.push(id),
+            Event::Closed => self.closed.push(id),
+        }
+    }
+}
+
+/// One start of the nodes on one set of ports.
+struct Attempt {
+    running: Vec<Node>,
+    events: mpsc::Receiver<(usize, Event)>,
+    /// The nodes' client addresses, comma-separated.
+    bootstrap: String,
+    /// Whether the cluster was reported ready.
+    announced: bool,
+}
+
+/// How an attempt ended.
+enum Outcome {
+    /// Ctrl-C or SIGTERM.
+    Stopped,
+    AllExited,
+    /// Node `id` exited before the cluster was ready because a port was taken.
+    PortTaken(usize),
+}
+
+impl Layout<'_> {
+    /// Writes each node's properties file and starts the nodes on `ports` (client, controller,
+    /// admin per node).
+    fn launch(
+        &self,
+        dir: &Path,
+        passed: &Passed,
+        sets: &[&String],
+        ports: &[(u16, u16, u16)],
+    ) -> Result<Attempt> {
+        let (nodes, host, admin_host) = (self.nodes, self.host, self.admin_host);
+        let voters: Vec<String> =
+            ports.iter().enumerate().map(|(i, p)| format!("{}@{host}:{}", i + 1, p.1)).collect();
+        let head = passed.file.as_deref().map_or(String::new(), |text| {
+            format!("# From the --config file of `sluice dev`:\n{text}\n# The node's own:\n")
+        });
+        let (events_tx, events) = mpsc::channel();
+        let mut running = Vec::new();
+        for (i, (kafka, controller, admin)) in ports.iter().enumerate() {
+            let id = i + 1;
+            let data = dir.join(format!("node-{id}"));
+            let config_file = dir.join(format!("node-{id}.properties"));
+            let props = format!(
+                "# Written by `sluice dev --nodes {nodes}`.\n{head}node.id={id}\n\
+                 process.roles=broker,controller\n\
+                 listeners=PLAINTEXT://{host}:{kafka},CONTROLLER://{host}:{controller}\n\
+                 controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
+                 cluster.id={}\nlog.dirs={}\nadmin.listener={}\n",
+                voters.join(","),
+                self.cluster_id,
+                data.display(),
+                SocketAddr::new(admin_host, *admin)
+            );
+            std::fs::write(&config_file, props)
+                .with_context(|| format!("writing {}", config_file.display()))?;
+            let child = spawn(&self.exe, id, &config_file, sets, events_tx.clone())?;
+            running.push(Node { id, config_file, child: Some(child) });
+        }
+        for (i, (kafka, controller, admin)) in ports.iter().enumerate() {
+            let pid = running[i].child.as_ref().map_or(0, Child::id);
+            println!(
+                "node {}: kafka {host}:{kafka}  controller {host}:{controller}  admin {}  pid {pid}",
+                i + 1,
+                SocketAddr::new(admin_host, *admin)
+            );
+        }
+        println!("data under {}, cluster.id {}", dir.display(), self.cluster_id);
+        let bootstrap = ports.iter().map(|p| format!("{host}:{}", p.0)).collect::<Vec<_>>();
+        Ok(Attempt { running, events, bootstrap: bootstrap.join(","), announced: false })
+    }
+}
+
+/// Reports the cluster ready once every node is, and each node that exits with the command
+/// that restarts it, until `stop` resolves or every node has exited. With `may_retry`, a node
+/// that exits for a taken port before the cluster is ready ends the attempt instead.
+fn supervise(
+    layout: &Layout,
+    attempt: &mut Attempt,
+    sets: &[&String],
+    may_retry: bool,
+    runtime: &tokio::runtime::Runtime,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Outcome {
+    let mut seen = Seen::default();
     loop {
-        while let Ok((_, _line)) = ready_rx.try_recv() {
-            ready += 1;
+        while let Ok(event) = attempt.events.try_recv() {
+            seen.note(event);
         }
-        if ready == nodes && !announced {
-            announced = true;
-            println!("sluice cluster ready bootstrap={}", bootstrap.join(","));
+        if seen.ready == layout.nodes && !attempt.announced {
+            attempt.announced = true;
+            println!("sluice cluster ready bootstrap={}", attempt.bootstrap);
         }
-        for node in &mut running {
-            if let Some(child) = node.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let sets: String = sets.iter().map(|kv| format!(" --set '{kv}'")).collect();
-                    eprintln!(
-                        "node {} exited ({status}); restart it with: {} start --config {}{sets}",
-                        node.id,
-                        exe.display(),
-                        node.config_file.display()
-                    );
-                    node.child = None;
+        for node in &mut attempt.running {
+            let Some(child) = node.child.as_mut() else { continue };
+            let Ok(Some(status)) = child.try_wait() else { continue };
+            node.child = None;
+            if may_retry && !attempt.announced {
+                // Its last lines may still be on their way.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while !seen.closed.contains(&node.id) {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let Ok(event) = attempt.events.recv_timeout(left) else { break };
+                    seen.note(event);
+                }
+                if seen.taken.contains(&node.id) {
+                    return Outcome::PortTaken(node.id);
                 }
             }
+            let sets: String = sets.iter().map(|kv| format!(" --set '{kv}'")).collect();
+            eprintln!(
+                "node {} exited ({status}); restart it with: {} start --config {}{sets}",
+                node.id,
+                layout.exe.display(),
+                node.config_file.display()
+            );
         }
-        if running.iter().all(|n| n.child.is_none()) {
-            bail!("every node has exited");
+        if attempt.running.iter().all(|n| n.child.is_none()) {
+            return Outcome::AllExited;
         }
         let stopped = runtime.block_on(async {
             tokio::select! {
-                _ = &mut stop => true,
+                _ = stop.as_mut() => true,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => false,
             }
         });
         if stopped {
-            break;
+            return Outcome::Stopped;
         }
     }
-    stop_all(&mut running);
-    Ok(())
 }
 
 fn spawn(
@@ -177,7 +290,7 @@ fn spawn(
     id: usize,
     config: &Path,
     sets: &[&String],
-    ready: mpsc::Sender<(usize, String)>,
+    events: mpsc::Sender<(usize, Event)>,
 ) -> Result<Child> {
     let mut child = Command::new(exe)
         .args(["start", "--config"])
@@ -189,19 +302,27 @@ fn spawn(
         .with_context(|| format!("starting node {id}"))?;
     let stdout = child.stdout.take().context("piped stdout")?;
     let stderr = child.stderr.take().context("piped stderr")?;
+    let ready = events.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if line.starts_with("sluice ready ") {
-                let _ = ready.send((id, line));
+                let _ = ready.send((id, Event::Ready));
             } else {
                 println!("[node {id}] {line}");
             }
         }
     });
+    // How the node reports a port another process holds (its error chain ends in the OS text).
+    let in_use = std::io::Error::from_raw_os_error(rustix::io::Errno::ADDRINUSE.raw_os_error());
+    let in_use = in_use.to_string();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(&in_use) {
+                let _ = events.send((id, Event::PortTaken));
+            }
             eprintln!("[node {id}] {line}");
         }
+        let _ = events.send((id, Event::Closed));
     });
     Ok(child)
 }

@@ -19,6 +19,7 @@ pub mod log;
 pub mod logging;
 pub mod metadata;
 pub mod metrics;
+pub mod ports;
 pub mod replica;
 pub mod server;
 pub mod zero_copy;

@@ -169,6 +169,7 @@ const BROKER_MODULES: &[&str] = &[
     "metadata.state_machine",
     "metadata.types",
     "metrics",
+    "ports",
     "replica",
     "replica.fetcher",
     "replica.quota",

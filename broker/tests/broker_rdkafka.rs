@@ -559,10 +559,6 @@ fn transactional_producers_fail_at_once_with_a_fatal_error() {
     assert_eq!(sent, vec![(0, 0)]);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Kafka's own sample server.properties (every key and value; only ports and the data path
 /// filled in) starts Sluice: settings Sluice does not act on are accepted and listed once, and
 /// clients reach it through the advertised PLAINTEXT listener.
@@ -570,6 +566,7 @@ fn free_port() -> u16 {
 fn kafkas_sample_server_properties_starts_sluice() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let free_port = common::cluster::free_port;
     let (kafka_port, controller_port) = (free_port(), free_port());
     let text = include_str!("fixtures/kafka-server.properties")
         .replace("@KAFKA_PORT@", &kafka_port.to_string())
@@ -748,7 +745,7 @@ fn a_dev_cluster_passes_its_settings_to_every_node() {
         .arg(dir.path().join("data"))
         .args(["--set", "num.partitions=3"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
         .spawn()
         .unwrap();
     let pid = child.id().to_string();
@@ -775,7 +772,8 @@ fn a_dev_cluster_passes_its_settings_to_every_node() {
     };
     let Ok(bs) = rx.recv_timeout(Duration::from_secs(60)) else {
         stop(&mut child);
-        panic!("the dev cluster did not become ready");
+        let said = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+        panic!("the dev cluster did not become ready; its error output:\n{said}");
     };
     let record = FutureRecord::<(), str>::to("auto-three").payload("x");
     let sent = block_on(producer(&bs, &[]).send(record, Duration::from_secs(20)));

@@ -507,3 +507,61 @@ fn a_second_process_with_a_taken_node_id_is_refused() {
     let image = cluster.wait_converged(Duration::from_secs(20));
     assert_eq!(leaders(&image, "after-impostor").len(), 3);
 }
+
+/// Voters that come back on new controller ports (a `sluice dev` cluster on picked ports, a
+/// voter on a new host) find each other through `controller.quorum.voters`, as in Kafka: the
+/// addresses kept in the metadata log's membership are those of the day the quorum formed.
+#[test]
+fn voters_back_on_new_ports_find_each_other_through_their_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &[]);
+    common::create_topic_rf(&cluster.bootstrap(), "before-the-move", 1, 3, &[]);
+    let p = producer(&cluster.bootstrap());
+    assert_eq!(send(&p, "before-the-move", 0, "kept"), Ok(0));
+    drop(p);
+    for id in 1..=3 {
+        cluster.node_mut(id).stop();
+    }
+    // Every controller port changes, in each node's listeners and in every voter list.
+    let moved: BTreeMap<String, String> = (1..=3)
+        .map(|id| {
+            let props = std::fs::read_to_string(cluster.dir.join(format!("node-{id}.properties")));
+            let props = props.unwrap();
+            let old = props.split("CONTROLLER://").nth(1).unwrap().lines().next().unwrap();
+            (old.to_string(), format!("127.0.0.1:{}", common::cluster::free_port()))
+        })
+        .collect();
+    let mut launches = Vec::new();
+    for id in 1..=3 {
+        let file = cluster.dir.join(format!("node-{id}.properties"));
+        let mut props = std::fs::read_to_string(&file).unwrap();
+        for (old, new) in &moved {
+            props = props.replace(old.as_str(), new);
+        }
+        std::fs::write(&file, props).unwrap();
+        let command: Vec<String> =
+            [env!("CARGO_BIN_EXE_sluice"), "start", "--config", &file.display().to_string()]
+                .map(String::from)
+                .to_vec();
+        let data = cluster.dir.join(format!("node-{id}"));
+        let launch = common::BrokerProcess::launch(
+            &command[0],
+            &data,
+            command[1..].to_vec(),
+            Vec::new(),
+            "warn".into(),
+        );
+        launches.push((id, launch, command));
+    }
+    for (id, launch, command) in launches {
+        let node = launch.try_ready().unwrap_or_else(|log| panic!("node {id} not ready: {log}"));
+        *cluster.node_mut(id) = node.relaunch_with(command);
+    }
+    let image = cluster.wait_converged(Duration::from_secs(30));
+    assert!(image["topics"]["before-the-move"].is_object(), "{image:#}");
+    assert_eq!(read(&cluster.bootstrap(), "before-the-move", 0, 1), vec!["kept"]);
+    common::create_topic_rf(&cluster.bootstrap(), "after-the-move", 1, 3, &[]);
+    cluster.wait_for_images("the new topic everywhere", Duration::from_secs(20), |images| {
+        images.values().all(|i| i["topics"]["after-the-move"].is_object())
+    });
+}

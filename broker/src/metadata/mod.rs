@@ -1099,7 +1099,7 @@ async fn open_quorum(
         MetadataError::Internal(format!("cannot open metadata log in {}: {e}", dir.display()))
     })?;
     let recent = state_machine.recent();
-    let network = Network::new(hello);
+    let network = Network::new(hello, voters.clone());
     let single = cfg.voters.is_empty();
     let raft = Raft::new(
         cfg.node_id as u64,

@@ -3,7 +3,6 @@
 //! metadata quorum. Node ids are 1..=N.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use super::BrokerProcess;
 /// port once in a while, so a collision with another test is unlikely; a node that fails to
 /// bind fails its test loudly).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    sluice_broker::ports::free_loopback_port().expect("a free loopback port")
 }
 
 /// Where one node listens, its `process.roles`, and what its command runs under

@@ -1,6 +1,6 @@
 //! Outgoing connections to controllers: raft RPCs to other voters, and controller calls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,14 +76,19 @@ async fn exchange(
 #[derive(Debug, Clone)]
 pub(crate) struct Network {
     hello: Arc<Hello>,
+    /// Each voter's address from `controller.quorum.voters`. As in Kafka, the configuration
+    /// names where a voter is now: the addresses in the log's membership are those of the day
+    /// the quorum formed, and a voter may have moved since (new ports for `sluice dev` on
+    /// picked ports, a new host).
+    voters: Arc<BTreeMap<u64, String>>,
     /// Whether each voter answered the last connection attempt: a voter going down or coming
     /// back is logged once, not at every retry (openraft's own lines are silenced for that).
     reachable: Arc<Mutex<HashMap<u64, bool>>>,
 }
 
 impl Network {
-    pub(crate) fn new(hello: Arc<Hello>) -> Network {
-        Network { hello, reachable: Arc::default() }
+    pub(crate) fn new(hello: Arc<Hello>, voters: BTreeMap<u64, String>) -> Network {
+        Network { hello, voters: Arc::new(voters), reachable: Arc::default() }
     }
 }
 
@@ -103,7 +108,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            addr: node.addr.clone(),
+            addr: self.voters.get(&target).unwrap_or(&node.addr).clone(),
             hello: self.hello.clone(),
             conn: None,
             reachable: self.reachable.clone(),
