@@ -315,8 +315,13 @@ start_sluice_cluster() {
   BROKER_PID="$DEV_PID"
   ((ok)) || die "the Sluice cluster did not start; see $RUN_DIR"
   BOOT="$DEV_BOOTSTRAP"
-  mapfile -t NODE_PIDS < <(sed -n 's/^node [0-9]*: .* pid \([0-9]*\)$/\1/p' "$RUN_DIR/broker.out")
-  ((${#NODE_PIDS[@]} == 3)) || die "expected 3 Sluice node pids in $RUN_DIR/broker.out"
+  local i pid
+  NODE_PIDS=()
+  for i in 1 2 3; do
+    pid="$(dev_node "$RUN_DIR/broker.out" "$i" pid)"
+    [[ -n "$pid" ]] || die "no pid for Sluice node $i in $RUN_DIR/broker.out"
+    NODE_PIDS+=("$pid")
+  done
 }
 
 # ProducerPerformance's last line: "N records sent, R records/sec (M MB/sec), A ms avg latency,

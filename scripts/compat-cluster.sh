@@ -54,8 +54,7 @@ CLUSTER_PID="$DEV_PID"
 ((started)) || exit 1
 BOOTSTRAP="$DEV_BOOTSTRAP"
 IFS=, read -r -a NODE_ADDR <<<"$BOOTSTRAP"
-# `node N: kafka ADDR  controller ADDR  admin ADDR  pid PID`
-node_pid() { sed -n "s/^node $1: .* pid \([0-9]*\)$/\1/p" "$CLUSTER_LOG"; }
+node_pid() { dev_node "$CLUSTER_LOG" "$1" pid; }
 log "cluster up: $BOOTSTRAP (log $CLUSTER_LOG)"
 
 cli() {

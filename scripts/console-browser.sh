@@ -126,8 +126,7 @@ else
     --set console.actions.enable=true --set group.initial.rebalance.delay.ms=100; then
     CLUSTER_PID="$DEV_PID"
     BOOTSTRAP="$DEV_BOOTSTRAP"
-    # `node N: kafka ADDR  controller ADDR  admin ADDR  pid PID`
-    admin="$(sed -n 's/^node 1: .*  admin \([^ ]*\)  pid [0-9]*$/\1/p' "$CLUSTER_LOG")"
+    admin="$(dev_node "$CLUSTER_LOG" 1 admin)"
     BASE_URL="http://$admin/"
     log "cluster up: kafka $BOOTSTRAP, console $BASE_URL (log $CLUSTER_LOG)"
   else

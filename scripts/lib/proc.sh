@@ -20,6 +20,9 @@
 #                                start `BIN dev ARGS...` (a local Sluice cluster) in the
 #                                background, output in LOG, and wait up to 60 s for its ready
 #                                line; sets DEV_PID and DEV_BOOTSTRAP, or fails with LOG's tail
+#   dev_node LOG N FIELD         FIELD (kafka, controller, admin or pid) of node N of the
+#                                cluster in LOG that started (`sluice dev` lists its nodes
+#                                again when it starts over on new ports)
 #   cpu_seconds PID              CPU seconds (user + system, all threads) PID has used so far
 #   status_mib PID FIELD         a field of /proc/PID/status (VmRSS, VmHWM) in MiB
 #   machine_busy_seconds         CPU seconds the whole machine has spent in user, nice and
@@ -98,6 +101,10 @@ start_dev_cluster() {
     return 1
   fi
   DEV_BOOTSTRAP="$(sed -n 's/^sluice cluster ready bootstrap=//p' "$log")"
+}
+
+dev_node() {
+  sed -n "s/^node $2:.* $3 \([^ ]*\).*\$/\1/p" "$1" | tail -n 1
 }
 
 cpu_seconds() {
