@@ -89,7 +89,11 @@ pub fn run(
     for kv in own {
         eprintln!("--set {kv}: not passed to the nodes, each has its own (see node-N.properties)");
     }
-    let layout = Layout { nodes, host, admin_host: config.admin_listen.ip(), cluster_id, exe };
+    let head = passed.file.as_deref().map_or(String::new(), |text| {
+        format!("# From the --config file of `sluice dev`:\n{text}\n# The node's own:\n")
+    });
+    let admin_host = config.admin_listen.ip();
+    let layout = Layout { nodes, dir, host, admin_host, cluster_id, exe, head, sets };
     let mut stop = std::pin::pin!(stop);
     for number in 1..=ATTEMPTS {
         let mut ports = Vec::new();
@@ -102,8 +106,8 @@ pub fn run(
         }
         let picked = base == 0 || admin_base == 0;
         let may_retry = picked && number < ATTEMPTS;
-        let mut attempt = layout.launch(dir, passed, &sets, &ports)?;
-        let outcome = supervise(&layout, &mut attempt, &sets, may_retry, runtime, &mut stop);
+        let mut attempt = layout.launch(&ports)?;
+        let outcome = supervise(&layout, &mut attempt, may_retry, runtime, &mut stop);
         stop_all(&mut attempt.running);
         match outcome {
             Outcome::Stopped => return Ok(()),
@@ -121,10 +125,15 @@ pub fn run(
 /// What every attempt's nodes share.
 struct Layout<'a> {
     nodes: usize,
+    dir: &'a Path,
     host: &'a str,
     admin_host: std::net::IpAddr,
     cluster_id: String,
     exe: PathBuf,
+    /// The `--config` file's lines, heading each node's properties.
+    head: String,
+    /// The `--set` values passed to each node.
+    sets: Vec<&'a String>,
 }
 
 /// What a node's output tells the command.
@@ -161,8 +170,6 @@ struct Attempt {
     events: mpsc::Receiver<(usize, Event)>,
     /// The nodes' client addresses, comma-separated.
     bootstrap: String,
-    /// Whether the cluster was reported ready.
-    announced: bool,
 }
 
 /// How an attempt ended.
@@ -177,19 +184,11 @@ enum Outcome {
 impl Layout<'_> {
     /// Writes each node's properties file and starts the nodes on `ports` (client, controller,
     /// admin per node).
-    fn launch(
-        &self,
-        dir: &Path,
-        passed: &Passed,
-        sets: &[&String],
-        ports: &[(u16, u16, u16)],
-    ) -> Result<Attempt> {
-        let (nodes, host, admin_host) = (self.nodes, self.host, self.admin_host);
+    fn launch(&self, ports: &[(u16, u16, u16)]) -> Result<Attempt> {
+        let (nodes, dir, host, admin_host, head) =
+            (self.nodes, self.dir, self.host, self.admin_host, &self.head);
         let voters: Vec<String> =
             ports.iter().enumerate().map(|(i, p)| format!("{}@{host}:{}", i + 1, p.1)).collect();
-        let head = passed.file.as_deref().map_or(String::new(), |text| {
-            format!("# From the --config file of `sluice dev`:\n{text}\n# The node's own:\n")
-        });
         let (events_tx, events) = mpsc::channel();
         let mut running = Vec::new();
         for (i, (kafka, controller, admin)) in ports.iter().enumerate() {
@@ -209,7 +208,7 @@ impl Layout<'_> {
             );
             std::fs::write(&config_file, props)
                 .with_context(|| format!("writing {}", config_file.display()))?;
-            let child = spawn(&self.exe, id, &config_file, sets, events_tx.clone())?;
+            let child = spawn(&self.exe, id, &config_file, &self.sets, events_tx.clone())?;
             running.push(Node { id, config_file, child: Some(child) });
         }
         for (i, (kafka, controller, admin)) in ports.iter().enumerate() {
@@ -222,7 +221,7 @@ impl Layout<'_> {
         }
         println!("data under {}, cluster.id {}", dir.display(), self.cluster_id);
         let bootstrap = ports.iter().map(|p| format!("{host}:{}", p.0)).collect::<Vec<_>>();
-        Ok(Attempt { running, events, bootstrap: bootstrap.join(","), announced: false })
+        Ok(Attempt { running, events, bootstrap: bootstrap.join(",") })
     }
 }
 
@@ -232,25 +231,25 @@ impl Layout<'_> {
 fn supervise(
     layout: &Layout,
     attempt: &mut Attempt,
-    sets: &[&String],
     may_retry: bool,
     runtime: &tokio::runtime::Runtime,
     stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Outcome {
     let mut seen = Seen::default();
+    let mut announced = false;
     loop {
         while let Ok(event) = attempt.events.try_recv() {
             seen.note(event);
         }
-        if seen.ready == layout.nodes && !attempt.announced {
-            attempt.announced = true;
+        if seen.ready == layout.nodes && !announced {
+            announced = true;
             println!("sluice cluster ready bootstrap={}", attempt.bootstrap);
         }
         for node in &mut attempt.running {
             let Some(child) = node.child.as_mut() else { continue };
             let Ok(Some(status)) = child.try_wait() else { continue };
             node.child = None;
-            if may_retry && !attempt.announced {
+            if may_retry && !announced {
                 // Its last lines may still be on their way.
                 let deadline = Instant::now() + Duration::from_secs(2);
                 while !seen.closed.contains(&node.id) {
@@ -262,7 +261,7 @@ fn supervise(
                     return Outcome::PortTaken(node.id);
                 }
             }
-            let sets: String = sets.iter().map(|kv| format!(" --set '{kv}'")).collect();
+            let sets: String = layout.sets.iter().map(|kv| format!(" --set '{kv}'")).collect();
             eprintln!(
                 "node {} exited ({status}); restart it with: {} start --config {}{sets}",
                 node.id,

@@ -9,7 +9,7 @@
 //! hands out no port by itself, checked free by binding them, and handed out once per process.
 //! Where the range leaves too little room, the kernel's pick is used.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Mutex;
@@ -17,32 +17,21 @@ use std::sync::Mutex;
 /// The lowest port picked (below it live well-known services).
 const LOWEST: u16 = 10_000;
 /// Fewer ports than this outside the ephemeral range: use the kernel's pick instead.
-const ENOUGH: u32 = 1_000;
+const ENOUGH: usize = 1_000;
 
 /// Ports this process has handed out (binding one again would succeed until its user binds it).
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// A loopback TCP port that nothing listens on now, outside the ephemeral range when it can be.
 pub fn free_loopback_port() -> io::Result<u16> {
     let outside = outside_ephemeral();
     let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    let handed = handed.get_or_insert_with(HashSet::new);
-    let room: u32 = outside.iter().map(|r| u32::from(r.end - r.start)).sum();
+    let room: usize = outside.iter().map(ExactSizeIterator::len).sum();
     if room >= ENOUGH {
         for _ in 0..256 {
-            let mut n = (uuid::Uuid::new_v4().as_u128() % u128::from(room)) as u16;
-            let mut port = 0;
-            for r in &outside {
-                if n < r.end - r.start {
-                    port = r.start + n;
-                    break;
-                }
-                n -= r.end - r.start;
-            }
-            if port != 0
-                && !handed.contains(&port)
-                && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
-            {
+            let n = (uuid::Uuid::new_v4().as_u128() % room as u128) as usize;
+            let port = outside.iter().cloned().flatten().nth(n).expect("n is within the room");
+            if !handed.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
                 handed.insert(port);
                 return Ok(port);
             }
@@ -80,9 +69,9 @@ mod tests {
     fn ports_are_outside_the_ephemeral_range_distinct_and_free() {
         let (low, high) = ephemeral_range().expect("Linux reports its ephemeral range");
         let outside = outside_ephemeral();
-        let room: u32 = outside.iter().map(|r| u32::from(r.end - r.start)).sum();
+        let room: usize = outside.iter().map(ExactSizeIterator::len).sum();
         let ports: Vec<u16> = (0..200).map(|_| free_loopback_port().unwrap()).collect();
-        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len(), "each port handed out once");
         for port in ports {
             if room >= ENOUGH {

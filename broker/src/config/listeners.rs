@@ -118,7 +118,8 @@ fn invalid(msg: String) -> ConfigError {
     ConfigError::Invalid(msg)
 }
 
-fn split_list(value: &str) -> impl Iterator<Item = &str> {
+/// The items of a comma-separated list, trimmed, empty ones left out.
+pub(crate) fn split_list(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 

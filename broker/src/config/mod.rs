@@ -254,11 +254,8 @@ impl BrokerConfig {
             "listeners" => self.net.listeners = listeners::parse_listeners(key, value)?,
             "advertised.listeners" => self.net.advertised = listeners::parse_listeners(key, value)?,
             "controller.listener.names" => {
-                self.net.controller_names = value
-                    .split(',')
-                    .map(|s| s.trim().to_ascii_uppercase())
-                    .filter(|s| !s.is_empty())
-                    .collect()
+                self.net.controller_names =
+                    listeners::split_list(value).map(str::to_ascii_uppercase).collect()
             }
             "inter.broker.listener.name" => {
                 self.net.inter_broker_name = Some(value.to_ascii_uppercase())
@@ -328,11 +325,8 @@ impl BrokerConfig {
             "metrics.partition.series.max" => self.metrics_series_max = parse(key, value)?,
             "console.actions.enable" => self.console_actions = parse(key, value)?,
             "console.allowed.hosts" => {
-                self.console_allowed_hosts = value
-                    .split(',')
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .filter(|h| !h.is_empty())
-                    .collect()
+                self.console_allowed_hosts =
+                    listeners::split_list(value).map(str::to_ascii_lowercase).collect()
             }
             k if crate::group::GROUP_CONFIG_KEYS.contains(&k) => {
                 self.groups.set(k, value).map_err(ConfigError::Invalid)?

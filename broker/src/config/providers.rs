@@ -98,8 +98,7 @@ impl ConfigProviders {
         let value = value.trim();
         let rest = key.strip_prefix(PREFIX).unwrap_or(key);
         if rest.is_empty() {
-            self.names =
-                value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Into::into).collect();
+            self.names = super::listeners::split_list(value).map(Into::into).collect();
         } else if let Some((name, param)) = rest[1..].split_once(".param.") {
             self.params.insert((name.into(), param.into()), value.into());
         } else if let Some(name) = rest[1..].strip_suffix(".class") {
@@ -266,7 +265,7 @@ impl Provider {
 /// Parses `allowed.paths`: as Kafka, each must be absolute and exist.
 fn allowed_paths(key: &str, value: &str) -> Result<Vec<PathBuf>, ConfigError> {
     let mut out = Vec::new();
-    for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for p in super::listeners::split_list(value) {
         let path = normalise(Path::new(p));
         if !path.is_absolute() {
             return Err(ConfigError::Invalid(format!("{key}: {p} is not an absolute path")));

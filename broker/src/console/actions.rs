@@ -21,14 +21,12 @@ use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    IncrementalAlterConfigsRequest, ListOffsetsRequest, ListOffsetsResponse, OffsetCommitRequest,
-    OffsetCommitResponse,
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    IncrementalAlterConfigsRequest, ListOffsetsResponse, OffsetCommitRequest, OffsetCommitResponse,
 };
 use kafka_protocol::ResponseError;
 use serde_json::{json, Value};
@@ -403,24 +401,12 @@ async fn list_offsets(
     topics: &BTreeMap<String, Vec<i32>>,
     timestamp: i64,
 ) -> Result<BTreeMap<(String, i32), Result<i64, i16>>, ConsoleError> {
-    let topics = topics
-        .iter()
-        .map(|(t, ps)| {
-            let partitions = ps
-                .iter()
-                .map(|&p| {
-                    ListOffsetsPartition::default()
-                        .with_partition_index(p)
-                        .with_timestamp(timestamp)
-                })
-                .collect();
-            ListOffsetsTopic::default().with_name(topic_name(t)).with_partitions(partitions)
-        })
-        .collect();
-    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics);
-    let answer: ListOffsetsResponse = kafka_call(image, leader, ApiKey::ListOffsets, 7, &request)
-        .await
-        .map_err(|e| error(502, "LEADER_NOT_AVAILABLE", format!("broker {leader}: {e}")))?;
+    let request = crate::server::lag::list_offsets_request(topics, timestamp);
+    let version = crate::server::lag::LIST_OFFSETS_VERSION;
+    let answer: ListOffsetsResponse =
+        kafka_call(image, leader, ApiKey::ListOffsets, version, &request)
+            .await
+            .map_err(|e| error(502, "LEADER_NOT_AVAILABLE", format!("broker {leader}: {e}")))?;
     let mut out = BTreeMap::new();
     for t in answer.topics {
         for p in t.partitions {

@@ -235,7 +235,7 @@ pub fn local_messages(broker: &Broker, topic: &str, req: &Request) -> Result<Val
                 if items.len() == limit {
                     break 'batches;
                 }
-                let (headers, header_count) = r
+                let headers = r
                     .headers(MAX_HEADERS)
                     .map_err(|e| error(500, "CORRUPT_MESSAGE", e.to_string()))?;
                 let headers: Vec<Value> = headers
@@ -245,15 +245,11 @@ pub fn local_messages(broker: &Broker, topic: &str, req: &Request) -> Result<Val
                         json!({ "key": key, "value": render(v, format) })
                     })
                     .collect();
-                let timestamp = if batch.header().is_log_append_time() {
-                    batch.max_timestamp()
-                } else {
-                    batch.base_timestamp() + r.timestamp_delta
-                };
+                let timestamp = batch.record_timestamp(r.timestamp_delta);
                 items.push(json!({
                     "offset": offset, "timestamp": timestamp,
                     "key": render(r.key, format), "value": render(r.value, format),
-                    "headers": headers, "header_count": header_count,
+                    "headers": headers, "header_count": r.header_count,
                 }));
                 next = offset + 1;
             }

@@ -85,39 +85,11 @@ pub fn assignment(protocol_type: &str, bytes: &[u8]) -> Value {
     if protocol_type != "consumer" || bytes.is_empty() {
         return Value::Null;
     }
-    decode_assignment(bytes).map_or(Value::Null, |topics| {
+    crate::group::coordinator::assigned_partitions(bytes).map_or(Value::Null, |topics| {
         Value::Array(
             topics.into_iter().map(|(t, ps)| json!({ "topic": t, "partitions": ps })).collect(),
         )
     })
-}
-
-fn decode_assignment(mut b: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = (b.get(..n)?, b.get(n..)?);
-        *b = rest;
-        Some(head)
-    }
-    fn i16_(b: &mut &[u8]) -> Option<i16> {
-        Some(i16::from_be_bytes(take(b, 2)?.try_into().ok()?))
-    }
-    fn i32_(b: &mut &[u8]) -> Option<i32> {
-        Some(i32::from_be_bytes(take(b, 4)?.try_into().ok()?))
-    }
-    let version = i16_(&mut b)?;
-    if !(0..=3).contains(&version) {
-        return None;
-    }
-    let topics = i32_(&mut b)?;
-    let mut out = Vec::new();
-    for _ in 0..topics.max(0) {
-        let len = i16_(&mut b)?;
-        let name = String::from_utf8(take(&mut b, len.max(0) as usize)?.to_vec()).ok()?;
-        let count = i32_(&mut b)?;
-        let partitions = (0..count.max(0)).map(|_| i32_(&mut b)).collect::<Option<Vec<i32>>>()?;
-        out.push((name, partitions));
-    }
-    Some(out)
 }
 
 /// Per-topic figures of this broker, refreshed every [`INTERVAL`].

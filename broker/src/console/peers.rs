@@ -19,14 +19,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// Most bytes of a peer's answer.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
-/// The admin address of broker `id`, when it registered one.
-pub fn admin_addr(image: &ClusterImage, id: i32) -> Option<String> {
-    image.brokers.get(&id)?.admin_addr()
-}
-
 /// `GET path` on broker `id`'s admin server: its JSON answer, 200 or not.
 pub async fn get_any(image: &ClusterImage, id: i32, path: &str) -> Result<(u16, Value), String> {
-    let addr = admin_addr(image, id).ok_or("registered no admin port")?;
+    let addr = image.brokers.get(&id).and_then(|b| b.admin_addr());
+    let addr = addr.ok_or("registered no admin port")?;
     match tokio::time::timeout(TIMEOUT, get_at(&addr, path)).await {
         Ok(answer) => answer,
         Err(_) => Err(format!("no answer from {addr} within {TIMEOUT:?}")),

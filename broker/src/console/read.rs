@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::{error, page_limit, ConsoleError};
 use crate::group::GroupState;
 use crate::log::TopicPartition;
-use crate::metadata::image::{is_internal_topic, PartitionImage};
+use crate::metadata::image::PartitionImage;
 use crate::metadata::ClusterImage;
 use crate::server::lag::{group_lag, total_lag};
 use crate::server::Broker;
@@ -112,7 +112,7 @@ pub async fn topics(broker: &Broker, req: &crate::http::Request) -> Result<Value
             }
             continue;
         }
-        if !internal && is_internal_topic(name) {
+        if !internal && t.is_internal() {
             continue;
         }
         if page.len() == limit {
@@ -128,7 +128,7 @@ pub async fn topics(broker: &Broker, req: &crate::http::Request) -> Result<Value
             .topics
             .range(prefix.to_string()..)
             .take_while(|(n, _)| n.starts_with(prefix))
-            .filter(|(n, _)| internal || !is_internal_topic(n))
+            .filter(|(_, t)| internal || !t.is_internal())
             .count()
     };
     let names: Vec<&str> = page.iter().map(|t| t.name.as_str()).collect();

@@ -194,22 +194,36 @@ fn millis(ms: i32) -> Duration {
     Duration::from_millis(ms.max(0) as u64)
 }
 
-/// The topics in a consumer's subscription (`ConsumerProtocolSubscription`: an `int16` version,
-/// then the topics array); `None` when the metadata does not parse.
+/// A consumer protocol message (`int16` version, then the message): its version and the rest.
+fn consumer_protocol(bytes: &[u8]) -> Option<(i16, Bytes)> {
+    let version = i16::from_be_bytes(bytes.get(..2)?.try_into().ok()?);
+    Some((version, Bytes::copy_from_slice(&bytes[2..])))
+}
+
+/// The topics in a consumer's subscription (`ConsumerProtocolSubscription`); `None` when the
+/// metadata does not parse.
 pub fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
     use kafka_protocol::messages::ConsumerProtocolSubscription;
     use kafka_protocol::protocol::Decodable;
-    let mut buf = Bytes::copy_from_slice(metadata);
-    if buf.len() < 2 {
-        return None;
-    }
-    let version = i16::from_be_bytes([buf[0], buf[1]]);
-    bytes::Buf::advance(&mut buf, 2);
+    let (version, mut buf) = consumer_protocol(metadata)?;
     // Newer clients may write a version this crate does not know; every version starts the
     // same way, so the highest known one reads the topics.
     let version = version.clamp(0, 3);
     let sub = ConsumerProtocolSubscription::decode(&mut buf, version).ok()?;
     Some(sub.topics.iter().map(|t| t.to_string()).collect())
+}
+
+/// The partitions a consumer's assignment (`ConsumerProtocolAssignment`, versions 0 to 3) gives
+/// it, by topic; `None` when it does not parse.
+pub fn assigned_partitions(assignment: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
+    use kafka_protocol::protocol::Decodable;
+    let (version, mut buf) = consumer_protocol(assignment)?;
+    if !(0..=3).contains(&version) {
+        return None;
+    }
+    let a = ConsumerProtocolAssignment::decode(&mut buf, version).ok()?;
+    Some(a.assigned_partitions.into_iter().map(|t| (t.topic.to_string(), t.partitions)).collect())
 }
 
 impl Group {

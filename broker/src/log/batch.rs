@@ -288,6 +288,14 @@ impl<'a> BatchView<'a> {
     pub fn max_timestamp(&self) -> i64 {
         be_i64(self.buf, MAX_TIMESTAMP)
     }
+    /// The timestamp of a record of this batch with `timestamp_delta`: the append time under
+    /// LogAppendTime, else the base timestamp plus the delta.
+    pub fn record_timestamp(&self, timestamp_delta: i64) -> i64 {
+        match self.timestamp_type() {
+            TimestampType::LogAppendTime => self.max_timestamp(),
+            TimestampType::CreateTime => self.base_timestamp() + timestamp_delta,
+        }
+    }
     pub fn producer_id(&self) -> i64 {
         be_i64(self.buf, PRODUCER_ID)
     }

@@ -22,6 +22,9 @@ pub struct RecordView<'a> {
     pub offset_delta: i32,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    /// How many headers it has, and their bytes (checked when the record was parsed).
+    pub header_count: usize,
+    header_bytes: &'a [u8],
 }
 
 /// A record header: key, and value (null allowed).
@@ -32,25 +35,12 @@ impl<'a> RecordView<'a> {
         self.value.is_none()
     }
 
-    /// The record's first `max` headers, `(key, value)`, read from `raw`, and how many it has.
-    pub fn headers(&self, max: usize) -> Result<(Vec<Header<'a>>, usize), LogError> {
-        let mut c = Cursor { buf: self.raw, pos: 0 };
-        c.varint()?; // length
-        c.bytes(1)?; // attributes
-        c.varlong()?; // timestamp delta
-        c.varint()?; // offset delta
-        c.nullable()?; // key
-        c.nullable()?; // value
-        let count = c.varint()?;
-        let count = count.max(0) as usize;
-        let mut out = Vec::with_capacity(count.min(max));
-        for _ in 0..count {
-            let header = (c.nullable()?.unwrap_or_default(), c.nullable()?);
-            if out.len() < max {
-                out.push(header);
-            }
-        }
-        Ok((out, count))
+    /// The record's first `max` headers, `(key, value)`.
+    pub fn headers(&self, max: usize) -> Result<Vec<Header<'a>>, LogError> {
+        let mut c = Cursor { buf: self.header_bytes, pos: 0 };
+        (0..self.header_count.min(max))
+            .map(|_| Ok((c.nullable()?.unwrap_or_default(), c.nullable()?)))
+            .collect()
     }
 }
 
@@ -135,7 +125,6 @@ impl<'a> RecordIter<'a> {
         if len < 0 {
             return Err(LogError::CorruptBatch(format!("negative record length {len}")));
         }
-        let body_start = c.pos;
         let body = c.bytes(len as usize)?;
         let end = c.pos;
         let mut b = Cursor { buf: body, pos: 0 };
@@ -148,6 +137,7 @@ impl<'a> RecordIter<'a> {
         if headers < 0 {
             return Err(LogError::CorruptBatch("negative header count".into()));
         }
+        let headers_at = b.pos;
         for _ in 0..headers {
             let klen = b.varint()?;
             if klen < 0 {
@@ -159,9 +149,16 @@ impl<'a> RecordIter<'a> {
         if b.pos != body.len() {
             return Err(LogError::CorruptBatch("record length does not match its fields".into()));
         }
-        let _ = body_start;
         self.pos = end;
-        Ok(RecordView { raw: &self.buf[start..end], timestamp_delta, offset_delta, key, value })
+        Ok(RecordView {
+            raw: &self.buf[start..end],
+            timestamp_delta,
+            offset_delta,
+            key,
+            value,
+            header_count: headers as usize,
+            header_bytes: &body[headers_at..],
+        })
     }
 }
 

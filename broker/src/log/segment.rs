@@ -701,7 +701,7 @@ impl LogSegment {
         for record in RecordIter::new(&payload, view.records_count()) {
             let record = record?;
             let offset = view.base_offset() + record.offset_delta as i64;
-            let ts = view.base_timestamp() + record.timestamp_delta;
+            let ts = view.record_timestamp(record.timestamp_delta);
             if ts >= target && offset >= start_offset {
                 return Ok(Some((offset, ts)));
             }

@@ -186,11 +186,6 @@ impl BrokerImage {
     }
 }
 
-/// Whether a topic of this name is internal: it starts with two underscores.
-pub fn is_internal_topic(name: &str) -> bool {
-    name.starts_with("__")
-}
-
 /// One topic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
@@ -227,7 +222,7 @@ impl TopicImage {
 
     /// Internal topics (`__consumer_offsets`, ...) start with two underscores.
     pub fn is_internal(&self) -> bool {
-        is_internal_topic(&self.name)
+        self.name.starts_with("__")
     }
 
     /// Replicas per partition (partition 0's, as `kafka-topics --describe` shows it).

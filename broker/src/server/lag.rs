@@ -23,7 +23,7 @@ use crate::log::TopicPartition;
 
 /// How often the leaders are asked.
 pub const INTERVAL: Duration = Duration::from_secs(10);
-const LIST_OFFSETS_VERSION: i16 = 7;
+pub(crate) const LIST_OFFSETS_VERSION: i16 = 7;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The last high watermarks the leaders answered.
@@ -114,7 +114,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         let wanted = by_leader(&broker);
         let mut hws = HashMap::new();
         for (addr, partitions) in wanted {
-            let request = list_latest(&partitions);
+            let request = list_offsets_request(&partitions, -1);
             if !connections.contains_key(&addr) {
                 let id = format!("sluice-lag-{}", broker.node_id());
                 match KafkaConnection::connect(&addr, &id, TIMEOUT).await {
@@ -178,21 +178,24 @@ fn by_leader(broker: &Broker) -> BTreeMap<String, BTreeMap<String, BTreeSet<i32>
     out
 }
 
-fn list_latest(partitions: &BTreeMap<String, BTreeSet<i32>>) -> ListOffsetsRequest {
+/// ListOffsets, as a consumer asks it, of `partitions` (by topic) at `timestamp` (-1: the
+/// latest, the HW; -2: the earliest; else the first offset at or after that time).
+pub(crate) fn list_offsets_request<'a, P>(
+    partitions: impl IntoIterator<Item = (&'a String, P)>,
+    timestamp: i64,
+) -> ListOffsetsRequest
+where
+    P: IntoIterator<Item = &'a i32>,
+{
     let topics = partitions
-        .iter()
+        .into_iter()
         .map(|(topic, ps)| {
+            let ps = ps.into_iter().map(|&p| {
+                ListOffsetsPartition::default().with_partition_index(p).with_timestamp(timestamp)
+            });
             ListOffsetsTopic::default()
                 .with_name(StrBytes::from_string(topic.clone()).into())
-                .with_partitions(
-                    ps.iter()
-                        .map(|p| {
-                            ListOffsetsPartition::default()
-                                .with_partition_index(*p)
-                                .with_timestamp(-1)
-                        })
-                        .collect(),
-                )
+                .with_partitions(ps.collect())
         })
         .collect();
     ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics)

@@ -116,7 +116,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Context) -> Result<Action> {
     apply(client, &ns, &configmap::config_map(&c)).await?;
     apply(client, &ns, &service::headless(&c)).await?;
     apply(client, &ns, &service::bootstrap(&c)).await?;
-    apply(client, &ns, &service::console(&c, kc.spec.console.as_ref())).await?;
+    apply(client, &ns, &service::console(&c)).await?;
 
     // The StatefulSet's size is the scale decision's: a scale-down keeps the brokers to remove
     // until they are drained.

@@ -53,12 +53,18 @@ pub fn bootstrap(c: &Cluster) -> Service {
     }
 }
 
-pub fn console(c: &Cluster, spec: Option<&crate::crd::ConsoleSpec>) -> Service {
+pub fn console(c: &Cluster) -> Service {
+    use crate::crd::ConsoleServiceType;
+    let spec = c.kc.spec.console.as_ref();
     let mut metadata = c.meta(c.console_name());
     if let Some(s) = spec.filter(|s| !s.annotations.is_empty()) {
         metadata.annotations = Some(s.annotations.clone());
     }
-    let type_ = spec.and_then(|s| s.service_type).map(|t| format!("{t:?}"));
+    let type_ = spec.and_then(|s| s.service_type).map(|t| match t {
+        ConsoleServiceType::ClusterIP => "ClusterIP".into(),
+        ConsoleServiceType::NodePort => "NodePort".into(),
+        ConsoleServiceType::LoadBalancer => "LoadBalancer".into(),
+    });
     Service {
         metadata,
         spec: Some(ServiceSpec {
@@ -78,9 +84,8 @@ mod tests {
 
     #[test]
     fn the_console_service_reaches_the_admin_port_with_the_type_asked() {
-        let kc = crate::resources::tests::cluster("demo", 3);
-        let c = Cluster::new(&kc, "cluster.local").unwrap();
-        let plain = console(&c, None);
+        let mut kc = crate::resources::tests::cluster("demo", 3);
+        let plain = console(&Cluster::new(&kc, "cluster.local").unwrap());
         assert_eq!(plain.metadata.name.as_deref(), Some("demo-console"));
         let spec = plain.spec.unwrap();
         assert_eq!(spec.type_, None, "ClusterIP by default");
@@ -89,7 +94,8 @@ mod tests {
             service_type: Some(ConsoleServiceType::LoadBalancer),
             annotations: [("a".to_string(), "b".to_string())].into(),
         };
-        let lb = console(&c, Some(&asked));
+        kc.spec.console = Some(asked);
+        let lb = console(&Cluster::new(&kc, "cluster.local").unwrap());
         assert_eq!(lb.spec.unwrap().type_.as_deref(), Some("LoadBalancer"));
         assert_eq!(lb.metadata.annotations.unwrap()["a"], "b");
     }
