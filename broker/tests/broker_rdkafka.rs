@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::cluster::free_port;
 use common::{create_topic, AckLog, BrokerProcess};
 use futures::executor::block_on;
 use rdkafka::admin::{
@@ -566,7 +567,6 @@ fn transactional_producers_fail_at_once_with_a_fatal_error() {
 fn kafkas_sample_server_properties_starts_sluice() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let free_port = common::cluster::free_port;
     let (kafka_port, controller_port) = (free_port(), free_port());
     let text = include_str!("fixtures/kafka-server.properties")
         .replace("@KAFKA_PORT@", &kafka_port.to_string())

@@ -523,12 +523,10 @@ fn voters_back_on_new_ports_find_each_other_through_their_configuration() {
         cluster.node_mut(id).stop();
     }
     // Every controller port changes, in each node's listeners and in every voter list.
-    let moved: BTreeMap<String, String> = (1..=3)
+    let moved: Vec<(String, String)> = (1..=3)
         .map(|id| {
-            let props = std::fs::read_to_string(cluster.dir.join(format!("node-{id}.properties")));
-            let props = props.unwrap();
-            let old = props.split("CONTROLLER://").nth(1).unwrap().lines().next().unwrap();
-            (old.to_string(), format!("127.0.0.1:{}", common::cluster::free_port()))
+            let old = cluster.node(id).controller.expect("a voter").to_string();
+            (old, format!("127.0.0.1:{}", common::cluster::free_port()))
         })
         .collect();
     let mut launches = Vec::new();
@@ -539,23 +537,10 @@ fn voters_back_on_new_ports_find_each_other_through_their_configuration() {
             props = props.replace(old.as_str(), new);
         }
         std::fs::write(&file, props).unwrap();
-        let command: Vec<String> =
-            [env!("CARGO_BIN_EXE_sluice"), "start", "--config", &file.display().to_string()]
-                .map(String::from)
-                .to_vec();
-        let data = cluster.dir.join(format!("node-{id}"));
-        let launch = common::BrokerProcess::launch(
-            &command[0],
-            &data,
-            command[1..].to_vec(),
-            Vec::new(),
-            "warn".into(),
-        );
-        launches.push((id, launch, command));
+        launches.push(cluster.node(id).relaunch());
     }
-    for (id, launch, command) in launches {
-        let node = launch.try_ready().unwrap_or_else(|log| panic!("node {id} not ready: {log}"));
-        *cluster.node_mut(id) = node.relaunch_with(command);
+    for (id, launch) in (1..=3).zip(launches) {
+        cluster.node_mut(id).await_ready(launch);
     }
     let image = cluster.wait_converged(Duration::from_secs(30));
     assert!(image["topics"]["before-the-move"].is_object(), "{image:#}");

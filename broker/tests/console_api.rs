@@ -54,24 +54,32 @@ fn ok(node: &BrokerProcess, path: &str) -> Value {
     v
 }
 
-/// The answer without what differs by the broker asked.
-fn comparable(mut v: Value) -> Value {
-    if let Some(o) = v.as_object_mut() {
-        o.remove("served_by");
-    }
-    v
+/// An action as the console's pages send it.
+fn act(node: &BrokerProcess, method: &str, path: &str, body: &str) -> (u16, Value) {
+    call(node, method, path, CONSOLE, body)
 }
 
 /// Polls `f` until it gives `Some` (at most 40 s).
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(t) = f() {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(what, Duration::from_secs(40), f)
+}
+
+/// A group once the HW of every partition it committed is known (a partition the coordinator
+/// does not lead has its HW from the leader, asked every 10 s).
+fn with_every_hw(node: &BrokerProcess, group: &str) -> Value {
+    wait_for("every HW of the group", || {
+        let g = ok(node, &format!("/api/v1/groups/{group}"));
+        g["offsets"].as_array().unwrap().iter().all(|o| o["hw"].is_i64()).then_some(g)
+    })
+}
+
+/// Config `name` of a topic's page.
+fn config(topic: &Value, name: &str) -> Value {
+    topic["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap()
+}
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new().set("bootstrap.servers", bootstrap).set("acks", "all").create().unwrap()
 }
 
 fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
@@ -110,11 +118,7 @@ fn every_broker_serves_the_console_api_from_the_owners_of_the_data() {
     let bootstrap = cluster.bootstrap();
     create_topic_rf(&bootstrap, "orders", 6, 3, &[("retention.ms", "3600000")]);
     create_topic_rf(&bootstrap, "logs", 3, 2, &[]);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("acks", "all")
-        .create()
-        .unwrap();
+    let producer = producer(&bootstrap);
     for p in 0..6 {
         for i in 0..=p {
             send_to(&producer, "orders", p, &format!("{{\"order\": {i}}}")).unwrap();
@@ -170,16 +174,18 @@ fn every_broker_serves_the_console_api_from_the_owners_of_the_data() {
     let leaders: BTreeSet<i64> =
         first["items"].as_array().unwrap().iter().map(|i| i["leader"].as_i64().unwrap()).collect();
     assert!(leaders.len() > 1, "the partitions are led by more than one broker: {leaders:?}");
+    // What differs by the broker asked, and fetch times, which move.
+    let strip = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("served_by");
+        for i in v["items"].as_array_mut().unwrap() {
+            i.as_object_mut().unwrap().remove("followers");
+        }
+        v
+    };
+    let expected = strip(first.clone());
     for node in &nodes {
         let page = ok(node, "/api/v1/topics/orders/partitions");
-        let strip = |v: Value| {
-            let mut v = comparable(v);
-            for i in v["items"].as_array_mut().unwrap() {
-                i.as_object_mut().unwrap().remove("followers"); // fetch times move
-            }
-            v
-        };
-        assert_eq!(strip(page), strip(first.clone()), "broker {} differs", node.admin);
+        assert_eq!(strip(page), expected, "broker {} differs", node.admin);
     }
 
     // Pages of partitions and topics follow their cursors.
@@ -211,12 +217,9 @@ fn every_broker_serves_the_console_api_from_the_owners_of_the_data() {
         (detail["partitions"].as_i64(), detail["replication_factor"].as_i64()),
         (Some(6), Some(3))
     );
-    let config = |name: &str| {
-        detail["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap()
-    };
-    assert_eq!(config("retention.ms")["value"], "3600000");
-    assert_eq!(config("retention.ms")["source"], "DYNAMIC_TOPIC_CONFIG");
-    assert_eq!(config("cleanup.policy")["source"], "DEFAULT_CONFIG");
+    assert_eq!(config(&detail, "retention.ms")["value"], "3600000");
+    assert_eq!(config(&detail, "retention.ms")["source"], "DYNAMIC_TOPIC_CONFIG");
+    assert_eq!(config(&detail, "cleanup.policy")["source"], "DEFAULT_CONFIG");
 
     // Groups: every one listed by every broker, each described by whichever broker is asked.
     let coordinators: BTreeSet<i64> = wait_for("every group listed", || {
@@ -234,10 +237,7 @@ fn every_broker_serves_the_console_api_from_the_owners_of_the_data() {
         assert_eq!(rest["items"].as_array().unwrap().len(), 2);
         assert_eq!(rest["next"], Value::Null);
 
-        let g = wait_for("every HW of the group", || {
-            let g = ok(node, "/api/v1/groups/g-active");
-            g["offsets"].as_array().unwrap().iter().all(|o| o["hw"].is_i64()).then_some(g)
-        });
+        let g = with_every_hw(node, "g-active");
         assert_eq!(g["state"], "Stable", "{g}");
         let members = g["members"].as_array().unwrap();
         assert_eq!(members.len(), 1);
@@ -251,12 +251,7 @@ fn every_broker_serves_the_console_api_from_the_owners_of_the_data() {
         assert_eq!(assigned, 6, "{g}");
         assert_eq!(g["total_lag"], 0, "{g}");
 
-        // The HW of a partition the coordinator does not lead comes from its leader (asked
-        // every 10 s): wait until every one is known.
-        let done = wait_for("every HW of the group", || {
-            let g = ok(node, "/api/v1/groups/g-done-1");
-            g["offsets"].as_array().unwrap().iter().all(|o| o["hw"].is_i64()).then_some(g)
-        });
+        let done = with_every_hw(node, "g-done-1");
         assert_eq!(done["state"], "Empty", "{done}");
         let lag: i64 = done["offsets"]
             .as_array()
@@ -346,7 +341,7 @@ fn every_broker_serves_the_console_api_from_the_owners_of_the_data() {
         ("DELETE", "/api/v1/topics/orders", ""),
         ("POST", "/api/v1/groups/g-done-3/reset-offsets", r#"{"to":"earliest"}"#),
     ] {
-        let (status, off) = call(nodes[0], method, path, CONSOLE, body);
+        let (status, off) = act(nodes[0], method, path, body);
         assert_eq!((status, off["error"].as_str()), (403, Some("ACTIONS_DISABLED")), "{off}");
     }
     assert_eq!(ok(nodes[1], "/api/v1/topics/orders")["partitions"], 6);
@@ -403,16 +398,11 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
     assert_eq!(get(a, "/api/v1/topics/made").0, 404);
 
     // Topics: created on one broker, seen on another; Kafka's error codes for what is refused.
-    let (status, v) = call(
-        a,
-        "POST",
-        "/api/v1/topics",
-        CONSOLE,
-        r#"{"name":"dry","partitions":1,"replication_factor":1,"validate_only":true}"#,
-    );
+    let dry = r#"{"name":"dry","partitions":1,"replication_factor":1,"validate_only":true}"#;
+    let (status, v) = act(a, "POST", "/api/v1/topics", dry);
     assert_eq!(status, 200, "{v}");
     assert_eq!(get(a, "/api/v1/topics/dry").0, 404, "validate_only creates nothing");
-    assert_eq!(outcome(&call(a, "POST", "/api/v1/topics", CONSOLE, body)), (200, "NONE".into()));
+    assert_eq!(outcome(&act(a, "POST", "/api/v1/topics", body)), (200, "NONE".into()));
     let made = wait_for("the topic on broker 2", || {
         let (status, v) = get(b, "/api/v1/topics/made");
         (status == 200).then_some(v)
@@ -422,77 +412,47 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
         (Some(4), Some(3))
     );
     assert_eq!(
-        outcome(&call(b, "POST", "/api/v1/topics", CONSOLE, body)),
+        outcome(&act(b, "POST", "/api/v1/topics", body)),
         (400, "TOPIC_ALREADY_EXISTS".into())
     );
     let too_many = r#"{"name":"wide","partitions":1,"replication_factor":5}"#;
     assert_eq!(
-        outcome(&call(a, "POST", "/api/v1/topics", CONSOLE, too_many)),
+        outcome(&act(a, "POST", "/api/v1/topics", too_many)),
         (400, "INVALID_REPLICATION_FACTOR".into())
     );
     let bad_name = r#"{"name":"no/slash","partitions":1}"#;
     assert_eq!(
-        outcome(&call(a, "POST", "/api/v1/topics", CONSOLE, bad_name)),
+        outcome(&act(a, "POST", "/api/v1/topics", bad_name)),
         (400, "INVALID_TOPIC_EXCEPTION".into())
     );
 
     // Partitions: more is allowed, fewer is Kafka's INVALID_PARTITIONS.
     assert_eq!(
-        outcome(&call(b, "POST", "/api/v1/topics/made/partitions", CONSOLE, r#"{"count":6}"#)),
+        outcome(&act(b, "POST", "/api/v1/topics/made/partitions", r#"{"count":6}"#)),
         (200, "NONE".into())
     );
     assert_eq!(ok(b, "/api/v1/topics/made")["partitions"], 6);
     assert_eq!(
-        outcome(&call(b, "POST", "/api/v1/topics/made/partitions", CONSOLE, r#"{"count":2}"#)),
+        outcome(&act(b, "POST", "/api/v1/topics/made/partitions", r#"{"count":2}"#)),
         (400, "INVALID_PARTITIONS".into())
     );
 
     // Configs: set, refused when invalid, deleted back to the default.
-    let config = |node: &BrokerProcess, name: &str| {
-        let v = ok(node, "/api/v1/topics/made");
-        v["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap()
-    };
-    assert_eq!(
-        outcome(&call(
-            a,
-            "POST",
-            "/api/v1/topics/made/configs",
-            CONSOLE,
-            r#"{"set":{"retention.ms":"60000"}}"#
-        )),
-        (200, "NONE".into())
-    );
+    let configs = "/api/v1/topics/made/configs";
+    let set = act(a, "POST", configs, r#"{"set":{"retention.ms":"60000"}}"#);
+    assert_eq!(outcome(&set), (200, "NONE".into()));
     wait_for("the config on broker 2", || {
-        (config(b, "retention.ms")["value"] == "60000").then_some(())
+        let made = ok(b, "/api/v1/topics/made");
+        (config(&made, "retention.ms")["value"] == "60000").then_some(())
     });
-    assert_eq!(
-        outcome(&call(
-            a,
-            "POST",
-            "/api/v1/topics/made/configs",
-            CONSOLE,
-            r#"{"set":{"retention.ms":"soon"}}"#
-        )),
-        (400, "INVALID_CONFIG".into())
-    );
-    assert_eq!(
-        outcome(&call(
-            a,
-            "POST",
-            "/api/v1/topics/made/configs",
-            CONSOLE,
-            r#"{"delete":["retention.ms"]}"#
-        )),
-        (200, "NONE".into())
-    );
-    assert_eq!(config(a, "retention.ms")["source"], "DEFAULT_CONFIG");
+    let soon = act(a, "POST", configs, r#"{"set":{"retention.ms":"soon"}}"#);
+    assert_eq!(outcome(&soon), (400, "INVALID_CONFIG".into()));
+    let deleted = act(a, "POST", configs, r#"{"delete":["retention.ms"]}"#);
+    assert_eq!(outcome(&deleted), (200, "NONE".into()));
+    assert_eq!(config(&ok(a, "/api/v1/topics/made"), "retention.ms")["source"], "DEFAULT_CONFIG");
 
     // Offsets: an active group is refused; an inactive one is reset to where it is asked.
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("acks", "all")
-        .create()
-        .unwrap();
+    let producer = producer(&bootstrap);
     for i in 0..12 {
         send_to(&producer, "made", i % 6, "v").unwrap();
     }
@@ -500,58 +460,43 @@ fn console_actions_take_the_kafka_paths_with_their_errors() {
     c.subscribe(&["made"]).unwrap();
     consume_and_commit(&c, 12);
     let to_earliest = r#"{"to":"earliest"}"#;
-    let refused = call(a, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, to_earliest);
+    let refused = act(a, "POST", "/api/v1/groups/resettable/reset-offsets", to_earliest);
     assert_eq!(outcome(&refused), (400, "NON_EMPTY_GROUP".into()));
     drop(c);
     wait_for("the group to be empty", || {
         (ok(a, "/api/v1/groups/resettable")["state"] == "Empty").then_some(())
     });
-    let dry = call(
-        a,
-        "POST",
-        "/api/v1/groups/resettable/reset-offsets",
-        CONSOLE,
-        r#"{"to":"earliest","dry_run":true}"#,
-    );
+    let reset = "/api/v1/groups/resettable/reset-offsets";
+    let dry = act(a, "POST", reset, r#"{"to":"earliest","dry_run":true}"#);
     assert_eq!(dry.0, 200, "{}", dry.1);
     assert_eq!(dry.1["offsets"].as_array().unwrap().len(), 6);
     assert!(dry.1["offsets"].as_array().unwrap().iter().all(|o| o["offset"] == 0));
     assert_eq!(committed(b, "resettable"), 12, "a dry run changes nothing");
-    let (status, v) =
-        call(b, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, to_earliest);
+    let (status, v) = act(b, "POST", reset, to_earliest);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["results"].as_array().unwrap().len(), 6);
     assert_eq!(committed(a, "resettable"), 0);
     let future = r#"{"to":"timestamp","timestamp_ms":99999999999999}"#;
-    assert_eq!(call(a, "POST", "/api/v1/groups/resettable/reset-offsets", CONSOLE, future).0, 200);
+    assert_eq!(act(a, "POST", reset, future).0, 200);
     assert_eq!(committed(b, "resettable"), 12, "after the last record: the end");
     // A group nobody used yet (Dead) is given offsets for the topics named.
     let fresh = r#"{"to":"latest","topics":["made"]}"#;
-    let (status, v) = call(a, "POST", "/api/v1/groups/fresh/reset-offsets", CONSOLE, fresh);
+    let (status, v) = act(a, "POST", "/api/v1/groups/fresh/reset-offsets", fresh);
     assert_eq!(status, 200, "{v}");
     assert_eq!(committed(b, "fresh"), 12);
     assert_eq!(ok(b, "/api/v1/groups/fresh")["state"], "Empty");
-    let unnamed = call(a, "POST", "/api/v1/groups/nobody/reset-offsets", CONSOLE, to_earliest);
+    let unnamed = act(a, "POST", "/api/v1/groups/nobody/reset-offsets", to_earliest);
     assert_eq!((unnamed.0, unnamed.1["error"].as_str()), (404, Some("GROUP_ID_NOT_FOUND")));
-    let (status, v) = call(
-        a,
-        "POST",
-        "/api/v1/groups/resettable/reset-offsets",
-        CONSOLE,
-        r#"{"to":"yesterday"}"#,
-    );
+    let (status, v) = act(a, "POST", reset, r#"{"to":"yesterday"}"#);
     assert_eq!((status, v["error"].as_str()), (400, Some("INVALID_REQUEST")));
 
     // Deleting: gone from every broker.
-    assert_eq!(
-        outcome(&call(b, "DELETE", "/api/v1/topics/made", CONSOLE, "")),
-        (200, "NONE".into())
-    );
+    assert_eq!(outcome(&act(b, "DELETE", "/api/v1/topics/made", "")), (200, "NONE".into()));
     wait_for("the topic gone from broker 1", || {
         (get(a, "/api/v1/topics/made").0 == 404).then_some(())
     });
     assert_eq!(
-        outcome(&call(b, "DELETE", "/api/v1/topics/made", CONSOLE, "")),
+        outcome(&act(b, "DELETE", "/api/v1/topics/made", "")),
         (400, "UNKNOWN_TOPIC_OR_PARTITION".into())
     );
     for n in cluster.running() {

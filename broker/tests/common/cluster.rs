@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use super::BrokerProcess;
 
 /// A port free right now on 127.0.0.1. Voters must know each other's controller ports before
-/// any of them starts, so the ports are chosen up front (the kernel hands out each ephemeral
-/// port once in a while, so a collision with another test is unlikely; a node that fails to
-/// bind fails its test loudly).
+/// any of them starts, so the ports are chosen up front, outside the ephemeral range that
+/// clients' connections take theirs from (`sluice_broker::ports`); should another process take
+/// one in between, [`Cluster::start`] starts again on new ports.
 pub fn free_port() -> u16 {
     sluice_broker::ports::free_loopback_port().expect("a free loopback port")
 }

@@ -59,6 +59,18 @@ pub fn idempotent_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> bytes::Byte
     buf.freeze()
 }
 
+/// Polls `f` every 100 ms until it gives `Some`; panics naming `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// True when the tests run against Apache Kafka (`SLUICE_TEST_AGAINST=kafka`).
 pub fn against_kafka() -> bool {
     std::env::var("SLUICE_TEST_AGAINST").is_ok_and(|v| v == "kafka")
@@ -167,6 +179,24 @@ impl BrokerProcess {
             controller: None,
             relaunch: None,
         }
+    }
+
+    /// Starts this stopped cluster node again with its command, without waiting for it to be
+    /// ready: nodes that all stopped must all start before any of them can be (each needs a
+    /// quorum of the others). [`BrokerProcess::await_ready`] waits.
+    pub fn relaunch(&self) -> Launch {
+        assert!(self.child.is_none(), "stop or kill the node first");
+        let command = self.relaunch.as_ref().expect("a cluster node");
+        let (program, args) = command.split_first().expect("a command");
+        let (extra, level) = (self.extra.clone(), self.log_level.clone());
+        Self::launch(program, &self.data_dir, args.to_vec(), extra, level)
+    }
+
+    /// Waits for `launch` (from [`BrokerProcess::relaunch`]) to be ready, and becomes it.
+    pub fn await_ready(&mut self, launch: Launch) {
+        let command = self.relaunch.take();
+        *self = launch.ready();
+        self.relaunch = command;
     }
 
     /// Marks a cluster node: `restart` reruns `command` (program and arguments).
