@@ -124,16 +124,15 @@ else
   if start_dev_cluster "$SLUICE_BIN" "$CLUSTER_LOG" --nodes 3 --data-dir "$WORK/data" \
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --set console.actions.enable=true --set group.initial.rebalance.delay.ms=100; then
-    CLUSTER_PID="$DEV_PID"
     BOOTSTRAP="$DEV_BOOTSTRAP"
     admin="$(dev_node "$CLUSTER_LOG" 1 admin)"
     BASE_URL="http://$admin/"
     log "cluster up: kafka $BOOTSTRAP, console $BASE_URL (log $CLUSTER_LOG)"
   else
-    CLUSTER_PID="$DEV_PID"
     CLUSTER="the cluster did not start, see $CLUSTER_LOG"
     BASE_URL=""
   fi
+  CLUSTER_PID="$DEV_PID"
 fi
 
 # The console answers, with every broker registered and unfenced.
@@ -172,7 +171,7 @@ hold_member() {
   return 1
 }
 
-# browser_checks NAME: test_console.py, each of its checks counted here as a step.
+# browser_checks [ARGS...]: test_console.py with ARGS, each of its checks counted here as a step.
 browser_checks() {
   local out="$WORK/steps/browser.out" rc=0 ok failed why=""
   [[ -n "$BASE_URL" ]] || why="$CLUSTER"

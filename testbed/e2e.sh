@@ -277,20 +277,21 @@ operator_cluster_serves_clients() {
 # registered its admin port) and the partitions' offsets, which it asks of their leaders.
 operator_cluster_console_answers() {
   after operator-cluster-serves-clients
-  local url="http://demo-console.$OPNS.svc:9644/" i answer
-  [[ "$(kubectl -n "$OPNS" get kafkacluster demo -o jsonpath='{.status.consoleUrl}')" == "$url" ]] ||
+  local url="http://demo-console.$OPNS.svc:9644/" i pod answer
+  [[ "$(kc_field consoleUrl)" == "$url" ]] ||
     fail "status.consoleUrl is not $url"
   [[ "$(kubectl -n "$OPNS" get service demo-console -o jsonpath='{.spec.ports[0].port}')" == 9644 ]] ||
     fail "no Service demo-console on port 9644"
   for i in 0 1 2; do
-    answer="$(client curl -sf --max-time 10 "http://demo-$i.demo-brokers.$OPNS.svc.cluster.local:9644/api/v1/cluster")" ||
+    pod="http://demo-$i.demo-brokers.$OPNS.svc.cluster.local:9644"
+    answer="$(client curl -sf --max-time 10 "$pod/api/v1/cluster")" ||
       fail "broker $i's console did not answer"
     python3 -c 'import json, sys
 v = json.loads(sys.argv[1])
 assert len(v["brokers"]) == 3 and v["unavailable"] == [], v
 assert all(b["console_url"] and b["disk"] for b in v["brokers"]), v["brokers"]' "$answer" ||
       fail "broker $i's console does not show three reachable brokers: $answer"
-    answer="$(client curl -sf --max-time 10 "http://demo-$i.demo-brokers.$OPNS.svc.cluster.local:9644/api/v1/topics/orders/partitions")" ||
+    answer="$(client curl -sf --max-time 10 "$pod/api/v1/topics/orders/partitions")" ||
       fail "broker $i's console did not list the partitions of orders"
     python3 -c 'import json, sys
 v = json.loads(sys.argv[1])

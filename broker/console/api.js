@@ -1,6 +1,8 @@
 // The /api/v1 client: GETs that throw ApiError, actions that return the answer as it came,
 // and the page's one aria-live region where results and errors are announced.
 
+import { withQuery } from './dom.js';
+
 export class ApiError extends Error {
   constructor(status, name, message) {
     super(message);
@@ -18,15 +20,6 @@ export function apiPath(segments) {
   // A segment of dots alone ("..", a legal group id) would be resolved away by the URL parser.
   const enc = (s) => (/^\.+$/.test(s) ? s.replace(/\./g, '%2E') : encodeURIComponent(s));
   return `/api/v1/${segments.map((s) => enc(String(s))).join('/')}`;
-}
-
-function withQuery(path, query) {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(query || {})) {
-    if (v !== null && v !== undefined && v !== '') q.set(k, String(v));
-  }
-  const qs = q.toString();
-  return qs ? `${path}?${qs}` : path;
 }
 
 async function request(method, url, body) {

@@ -114,9 +114,13 @@ function stamp() {
   if (el) el.textContent = `updated ${new Date().toLocaleTimeString('en-GB')}`;
 }
 
-function schedule(route) {
+function stopTimer() {
   clearInterval(timer);
   timer = null;
+}
+
+function schedule(route) {
+  stopTimer();
   if (!route.view.refresh || document.hidden) return;
   timer = setInterval(() => {
     // Never under an open dialog: the form being filled in belongs to the current render.
@@ -138,7 +142,6 @@ async function show({ refresh = false, focusKey = null } = {}) {
     params: route.params,
     query: route.query,
     raw: route.raw,
-    refresh,
     reload: (key) => show({ focusKey: key }),
     go: (target) => {
       if (location.hash === target) show();
@@ -146,8 +149,7 @@ async function show({ refresh = false, focusKey = null } = {}) {
     },
   };
   if (!refresh) {
-    clearInterval(timer);
-    timer = null;
+    stopTimer();
     current = route;
     clearStale(1500);
     title.textContent = route.view.heading(route.params);
@@ -198,8 +200,7 @@ document.addEventListener('visibilitychange', () => {
   const route = current;
   if (!route) return;
   if (document.hidden) {
-    clearInterval(timer);
-    timer = null;
+    stopTimer();
   } else if (route.view.refresh) {
     if (autoRefresh && !$('dialog[open]')) show({ refresh: true });
     schedule(route);
@@ -215,5 +216,6 @@ $('#skip').addEventListener('click', (ev) => {
 });
 
 if (!location.hash) history.replaceState(null, '', hash([]));
-footer();
+// The page first: the overview asks for the cluster afresh, and the footer then shares that answer.
 show();
+footer();

@@ -34,15 +34,19 @@ export function id(prefix) {
 // ---------------------------------------------------------------------------------------------
 // Hash routes. Path segments are percent-encoded, so a group id may hold '/', '?' or '#'.
 
-/** hash(['topics', name], {after}) -> '#/topics/<name>?after=...' (empty values left out). */
-export function hash(segments, query) {
-  const path = segments.map((s) => encodeURIComponent(String(s))).join('/');
+/** path?query, the query's empty values (null, undefined, '') left out. */
+export function withQuery(path, query) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(query || {})) {
     if (v !== null && v !== undefined && v !== '') q.set(k, String(v));
   }
   const qs = q.toString();
-  return `#/${path}${qs ? `?${qs}` : ''}`;
+  return qs ? `${path}?${qs}` : path;
+}
+
+/** hash(['topics', name], {after}) -> '#/topics/<name>?after=...' (empty values left out). */
+export function hash(segments, query) {
+  return withQuery(`#/${segments.map((s) => encodeURIComponent(String(s))).join('/')}`, query);
 }
 
 /** A link to a hash route; data-key lets a refresh or an action put focus back on it. */
@@ -59,6 +63,11 @@ export function unknown() {
 
 const intFmt = new Intl.NumberFormat('en');
 const decFmt = new Intl.NumberFormat('en', { maximumFractionDigits: 1 });
+
+/** An integer as text, 'unknown' when it is not known. */
+export function numText(n) {
+  return n === null || n === undefined ? 'unknown' : intFmt.format(n);
+}
 
 export function num(n) {
   return n === null || n === undefined ? unknown() : intFmt.format(n);

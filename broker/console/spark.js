@@ -1,10 +1,9 @@
 // An inline SVG sparkline (no script or style inside it, so the CSP holds), named for screen
 // readers, with the samples themselves in a <details> table.
 
-import { h, num, table, time } from './dom.js';
+import { h, num, numText, table, time } from './dom.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
-const intFmt = new Intl.NumberFormat('en');
 
 function svg(tag, attrs) {
   const el = document.createElementNS(SVG, tag);
@@ -39,7 +38,7 @@ export function lagHistory(history, what) {
     return h('span', { class: 'muted' }, samples.length ? 'one sample so far' : 'no samples yet');
   }
   const minutes = Math.max(1, Math.round((samples[samples.length - 1][0] - samples[0][0]) / 60000));
-  const label = `${what} over the last ${minutes} min: ${intFmt.format(samples[0][1])} → ${intFmt.format(samples[samples.length - 1][1])}`;
+  const label = `${what} over the last ${minutes} min: ${numText(samples[0][1])} → ${numText(samples[samples.length - 1][1])}`;
   return h(
     'div',
     { class: 'history' },

@@ -10,14 +10,12 @@ ensure_debs() {
   done
   ((${#missing[@]})) || return 0
   command -v apt-get >/dev/null || { echo "missing ${missing[*]} and there is no apt-get" >&2; return 1; }
-  local sudo=()
-  ((EUID == 0)) || sudo=(sudo)
+  # `env` under sudo, which would otherwise drop DEBIAN_FRONTEND.
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
+  ((EUID == 0)) || apt=(sudo "${apt[@]}")
   echo "installing ${missing[*]} (Debian packages)" >&2
   {
-    DEBIAN_FRONTEND=noninteractive timeout 900 "${sudo[@]}" apt-get install -y -qq "${missing[@]}" ||
-      {
-        timeout 600 "${sudo[@]}" apt-get update -qq &&
-          DEBIAN_FRONTEND=noninteractive timeout 900 "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
-      }
+    timeout 900 "${apt[@]}" install -y -qq "${missing[@]}" ||
+      { timeout 600 "${apt[@]}" update -qq && timeout 900 "${apt[@]}" install -y -qq "${missing[@]}"; }
   } >"$out" 2>&1 || { tail -n 3 "$out" >&2; return 1; }
 }

@@ -6,7 +6,7 @@ import { act, cluster, get } from '../api.js';
 import { ask, values } from '../dialog.js';
 import { badge, facts, field, h, hash, id, link, localInputValue, num, provenance, table } from '../dom.js';
 import { lagHistory } from '../spark.js';
-import { stateBadge } from './groups.js';
+import { coordinator, stateBadge } from './groups.js';
 
 export const refresh = true;
 
@@ -94,7 +94,7 @@ export async function render(ctx) {
   const summary = facts([
     ['State', stateBadge(g.state)],
     ['Protocol', `${g.protocol_type || 'none'}${g.protocol ? ` / ${g.protocol}` : ''}`],
-    ['Coordinator', g.coordinator === null || g.coordinator === undefined ? num(null) : `broker ${g.coordinator}`],
+    ['Coordinator', coordinator(g)],
     ['Members', num(members.length)],
     ['Total lag', num(g.total_lag)],
     ['Lag history', lagHistory(g.lag_history, 'Total lag')],

@@ -16,6 +16,11 @@ export function stateBadge(state) {
   return badge(state || 'unknown', kind ?? '');
 }
 
+/** "broker N" of a group's coordinator, or unknown. */
+export function coordinator(g) {
+  return g.coordinator === null || g.coordinator === undefined ? num(null) : `broker ${g.coordinator}`;
+}
+
 export async function render(ctx) {
   const after = ctx.query.get('after') || '';
   const page = await get(['groups'], { after, limit: LIMIT });
@@ -26,7 +31,7 @@ export async function render(ctx) {
     stateBadge(g.state),
     g.protocol_type || h('span', { class: 'muted' }, 'none'),
     num(g.members),
-    g.coordinator === null || g.coordinator === undefined ? num(null) : `broker ${g.coordinator}`,
+    coordinator(g),
     num(g.total_lag),
   ]);
   const tbl = table({

@@ -3,7 +3,7 @@
 // timestamp it shows the newest page. Keys, values and headers are client data: text only.
 
 import { get } from '../api.js';
-import { badge, bytesText, field, h, hash, link, localInputValue, table, time } from '../dom.js';
+import { badge, bytesText, field, h, hash, link, localInputValue, numText, pager, table, time } from '../dom.js';
 
 const FORMATS = [
   ['auto', 'Automatic (JSON, text or hex)'],
@@ -135,8 +135,7 @@ export async function render(ctx) {
   }
   const items = m.items || [];
 
-  const known = (v) => (v === null || v === undefined ? 'unknown' : v.toLocaleString('en'));
-  const where = `partition ${partition} (log start ${known(m.log_start)}, high watermark ${known(m.hw)})`;
+  const where = `partition ${partition} (log start ${numText(m.log_start)}, high watermark ${numText(m.hw)})`;
   const caption = items.length
     ? `Offsets ${items[0].offset}–${items[items.length - 1].offset} of ${where}`
     : `No records from ${mode === 'timestamp' ? 'that time' : `offset ${offset}`} in ${where}`;
@@ -163,10 +162,10 @@ export async function render(ctx) {
   const links = [];
   const first = items.length ? items[0].offset : (offset ?? m.next_offset);
   const logStart = m.log_start ?? 0;
-  if (first !== null && first > logStart) links.push(h('li', null, link(nav({ offset: Math.max(logStart, first - limit) }), '← Older')));
-  if (m.next_offset !== null && m.hw !== null && m.next_offset < m.hw) links.push(h('li', null, link(nav({ offset: m.next_offset }), 'Newer →')));
-  if (mode !== 'newest') links.push(h('li', null, link(nav({}), 'Newest')));
-  links.push(h('li', null, link(nav({ offset: logStart }), 'Oldest')));
-  out.push(tbl, h('nav', { class: 'pager', 'aria-label': 'Record pages' }, h('ul', null, links)));
+  if (first !== null && first > logStart) links.push(link(nav({ offset: Math.max(logStart, first - limit) }), '← Older'));
+  if (m.next_offset !== null && m.hw !== null && m.next_offset < m.hw) links.push(link(nav({ offset: m.next_offset }), 'Newer →'));
+  if (mode !== 'newest') links.push(link(nav({}), 'Newest'));
+  links.push(link(nav({ offset: logStart }), 'Oldest'));
+  out.push(tbl, pager('Record pages', null, null, links));
   return out;
 }

@@ -72,9 +72,8 @@ async function editConfig(ctx, t, cfg) {
   const body = answer.action === 'delete' ? { set: {}, delete: [cfg.name] } : { set: { [cfg.name]: values(answer.form).value }, delete: [] };
   const done =
     answer.action === 'delete' ? `Removed the override of ${cfg.name} on “${t.name}”.` : `Set ${cfg.name}=${body.set[cfg.name]} on “${t.name}”.`;
-  const r = await act('POST', ['topics', t.name, 'configs'], body, done);
+  await act('POST', ['topics', t.name, 'configs'], body, done);
   ctx.reload(`config:${cfg.name}`);
-  return r;
 }
 
 async function deleteTopic(ctx, t) {
