@@ -144,15 +144,9 @@ SETUP_KCAT=ok SETUP_PYTHON=ok SETUP_JAVA=ok SETUP_CLI=ok
 source "$ROOT/scripts/lib/kcat.sh"
 setup_kcat() { ensure_kcat "$WORK/setup-kcat.log"; }
 
-setup_python() {
-  if [[ -x "$VENV/bin/python" ]] &&
-    [[ "$("$VENV/bin/python" -c 'import confluent_kafka; print(confluent_kafka.__version__)' 2>/dev/null)" == "$CONFLUENT_KAFKA_VERSION" ]]; then
-    return 0
-  fi
-  log "installing confluent-kafka $CONFLUENT_KAFKA_VERSION into $VENV"
-  { [[ -x "$VENV/bin/pip" ]] || python3 -m venv "$VENV"; } >"$WORK/setup-python.log" 2>&1 &&
-    timeout 600 "$VENV/bin/pip" install -q "confluent-kafka==$CONFLUENT_KAFKA_VERSION" >>"$WORK/setup-python.log" 2>&1
-}
+# shellcheck source=scripts/lib/venv.sh
+source "$ROOT/scripts/lib/venv.sh"
+setup_python() { ensure_venv "$VENV" "$WORK/setup-python.log" "confluent-kafka==$CONFLUENT_KAFKA_VERSION"; }
 
 setup_java() {
   local class="$JAVA_BUILD/classes/Compat.class"
@@ -462,20 +456,12 @@ step cli-topics-delete cli_delete
 # sub_steps NAME SCRIPT [ENV=VALUE...]: runs another step script with ENV, shows its step
 # lines and counts them here; a script that fails without a FAIL line counts as one failure.
 sub_steps() {
-  local name="$1" script="$2" rc=0 ok failed
+  local name="$1" script="$2" rc=0
   shift 2
   log "$name steps: scripts/$script"
   env "$@" COMPAT_TIMEOUT="$T" bash "$ROOT/scripts/$script" \
     >"$WORK/steps/$name.out" 2>"$WORK/steps/$name.err" || rc=$?
-  grep -E '^(ok|FAIL) ' "$WORK/steps/$name.out" || true
-  ok="$(grep -c '^ok ' "$WORK/steps/$name.out" || true)"
-  failed="$(grep -c '^FAIL ' "$WORK/steps/$name.out" || true)"
-  PASSED=$((PASSED + ok))
-  FAILED=$((FAILED + failed))
-  if ((rc != 0 && failed == 0)); then
-    FAILED=$((FAILED + 1))
-    echo "FAIL $name: scripts/$script exited $rc; see $WORK/steps/$name.err"
-  fi
+  tally_steps "$WORK/steps/$name.out" "$rc" "$name: scripts/$script exited $rc; see $WORK/steps/$name.err"
 }
 
 # Consumer groups: scripts/compat-groups.sh against this same broker.

@@ -35,6 +35,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/lib/proc.sh"
 # shellcheck source=scripts/lib/debs.sh
 source "$ROOT/scripts/lib/debs.sh"
+# shellcheck source=scripts/lib/venv.sh
+source "$ROOT/scripts/lib/venv.sh"
 
 SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/sluice}"
 PLAYWRIGHT_VERSION=1.65.2
@@ -92,14 +94,8 @@ setup_browser() {
 }
 
 setup_venv() {
-  local want="$PLAYWRIGHT_VERSION $AXE_PLAYWRIGHT_VERSION $CONFLUENT_KAFKA_VERSION" have
-  have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(*(m.version(p) for p in ("playwright", "axe-playwright-python", "confluent-kafka")))' 2>/dev/null)" || true
-  [[ "$have" == "$want" ]] && return 0
-  log "installing playwright $PLAYWRIGHT_VERSION, axe-playwright-python $AXE_PLAYWRIGHT_VERSION and confluent-kafka $CONFLUENT_KAFKA_VERSION into $VENV"
-  { [[ -x "$VENV/bin/pip" ]] || python3 -m venv "$VENV"; } >"$WORK/setup-venv.log" 2>&1 &&
-    timeout 900 "$VENV/bin/pip" install -q "playwright==$PLAYWRIGHT_VERSION" \
-      "axe-playwright-python==$AXE_PLAYWRIGHT_VERSION" "confluent-kafka==$CONFLUENT_KAFKA_VERSION" \
-      >>"$WORK/setup-venv.log" 2>&1
+  ensure_venv "$VENV" "$WORK/setup-venv.log" "playwright==$PLAYWRIGHT_VERSION" \
+    "axe-playwright-python==$AXE_PLAYWRIGHT_VERSION" "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
 }
 
 SETUP_BROWSER=ok SETUP_VENV=ok
@@ -173,7 +169,7 @@ hold_member() {
 
 # browser_checks [ARGS...]: test_console.py with ARGS, each of its checks counted here as a step.
 browser_checks() {
-  local out="$WORK/steps/browser.out" rc=0 ok failed why=""
+  local out="$WORK/steps/browser.out" rc=0 why=""
   [[ -n "$BASE_URL" ]] || why="$CLUSTER"
   [[ "$SETUP_VENV" == ok ]] || why="$SETUP_VENV"
   [[ "$SETUP_BROWSER" == ok ]] || why="$SETUP_BROWSER"
@@ -186,15 +182,7 @@ browser_checks() {
   rm -rf "$OUT/screenshots"
   log "browser checks against $BASE_URL (screenshots in $OUT/screenshots)"
   timeout 1200 "$VENV/bin/python" "$ROOT/scripts/console/test_console.py" "$BASE_URL" "$OUT" "$@" >"$out" 2>&1 || rc=$?
-  grep -E '^(ok|FAIL|#) ' "$out" || true
-  ok="$(grep -c '^ok ' "$out" || true)"
-  failed="$(grep -c '^FAIL ' "$out" || true)"
-  PASSED=$((PASSED + ok))
-  FAILED=$((FAILED + failed))
-  if ((rc != 0 && failed == 0)); then
-    FAILED=$((FAILED + 1))
-    echo "FAIL browser: test_console.py exited $rc without a failed check; see $out"
-  fi
+  tally_steps "$out" "$rc" "browser: test_console.py exited $rc without a failed check; see $out"
 }
 
 if [[ -z "${CONSOLE_URL:-}" ]]; then

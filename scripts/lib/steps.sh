@@ -15,6 +15,10 @@
 #   CMD | has PATTERN    grep -q that reads all of CMD's output (safe under pipefail)
 #   timed_out RC         for programs that print their own `FAIL: reason`: only a timeout
 #                        needs saying
+#   tally_steps OUT RC WHAT
+#                        counts the step lines of another program's output OUT (`ok NAME`,
+#                        `FAIL NAME`; shown, with its `# ` notes) in PASSED / FAILED; a
+#                        non-zero RC without a FAIL line is one more failure, `FAIL WHAT`
 #   make_work NAME       creates WORK=target/tmp/NAME.XXXXXX with a steps/ directory (ROOT set)
 #   settle_work RC       at exit: keeps WORK (and says so) after a failure, a non-zero RC or
 #                        with COMPAT_KEEP=1; removes it otherwise
@@ -29,6 +33,19 @@ fail() {
 }
 
 need() { [[ "$1" == ok ]] || fail "$1"; }
+
+tally_steps() {
+  local out="$1" rc="$2" what="$3" ok failed
+  grep -E '^(ok|FAIL|#) ' "$out" || true
+  ok="$(grep -c '^ok ' "$out" || true)"
+  failed="$(grep -c '^FAIL ' "$out" || true)"
+  PASSED=$((PASSED + ok))
+  FAILED=$((FAILED + failed))
+  if ((rc != 0 && failed == 0)); then
+    FAILED=$((FAILED + 1))
+    echo "FAIL $what"
+  fi
+}
 
 after() { [[ "${STATUS[$1]:-}" == ok ]] || fail "skipped: needs $1, which did not pass"; }
 
